@@ -1,0 +1,121 @@
+"""Couplings made by a teacher flow (METHODS.md section 3).
+
+- ``ReflowCoupling`` (teacher forward): ``X0 ~ pi0``, ``X1 = ODE_teacher(X0)`` from t = 0 to 1.
+  The endpoint is *generated*: solver and fitting error enter the next round's data (k-RF).
+- ``DataAnchoredCoupling`` (teacher reverse): ``X1`` real data, ``X0 = ODE_teacher^-1(X1)`` from
+  t = 1 back to 0. The endpoint stays real; the error moves to the noise side.
+
+Both generate their pairs once (on first use, or with ``generate()``) and then sample from the cache.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bezkit.couplings.pairs import PairPool, Pairs
+from bezkit.data.toy2d import Sampler, check_points
+from bezkit.solvers.fixed_step import Velocity
+from bezkit.solvers.ode import solve_ode
+
+__all__ = ["ReflowCoupling", "DataAnchoredCoupling", "integrate_in_batches"]
+
+
+def integrate_in_batches(
+    teacher: Velocity,
+    x: Tensor,
+    *,
+    reverse: bool = False,
+    steps: int = 100,
+    method: str = "euler",
+    batch_size: int = 4096,
+    progress: bool = False,
+    desc: str = "teacher ODE",
+) -> Tensor:
+    """Run the teacher's ODE on ``x`` batch by batch (forward 0 -> 1, or reverse 1 -> 0)."""
+    outs = []
+    starts = range(0, x.shape[0], batch_size)
+    for i in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        xb = x[i : i + batch_size]
+        t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
+        outs.append(solve_ode(teacher, xb, method=method, steps=steps, t_start=t0, t_end=t1).x)
+    return torch.cat(outs)
+
+
+class _TeacherPairs:
+    """Shared lazy caching: ``pool`` is built by ``_make_pairs`` exactly once."""
+
+    def __init__(self, teacher: Velocity, *, steps: int, method: str, batch_size: int,
+                 progress: bool) -> None:
+        self.teacher, self.steps, self.method = teacher, steps, method
+        self.batch_size, self.progress = batch_size, progress
+        self._pool: PairPool | None = None
+        self.generation_count = 0  # how many times pairs were generated (tests: once per round)
+
+    def _make_pairs(self) -> Pairs:
+        raise NotImplementedError
+
+    def generate(self) -> PairPool:
+        if self._pool is None:
+            was_training = getattr(self.teacher, "training", False)
+            if hasattr(self.teacher, "eval"):
+                self.teacher.eval()
+            self._pool = PairPool(self._make_pairs())
+            if was_training:
+                self.teacher.train()
+            self.generation_count += 1
+        return self._pool
+
+    @property
+    def pairs(self) -> Pairs:
+        return self.generate().pairs
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Pairs:
+        return self.generate().sample(n, generator)
+
+
+class ReflowCoupling(_TeacherPairs):
+    """``(X0, ODE_teacher(X0))`` for ``n_pairs`` seeded sources (or the given ``x0``)."""
+
+    def __init__(self, teacher: Velocity, source: Sampler | None = None, *, n_pairs: int = 10_000,
+                 x0: Tensor | None = None, steps: int = 100, method: str = "euler", seed: int = 0,
+                 batch_size: int = 4096, progress: bool = False) -> None:
+        super().__init__(teacher, steps=steps, method=method, batch_size=batch_size,
+                         progress=progress)
+        if (source is None) == (x0 is None):
+            raise ValueError("ReflowCoupling needs exactly one of source (a sampler) or x0")
+        self.source, self.n_pairs, self.seed = source, n_pairs, seed
+        self.x0 = None if x0 is None else check_points(x0, name="x0")
+
+    def _make_pairs(self) -> Pairs:
+        x0 = self.x0
+        if x0 is None:
+            x0 = self.source.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
+        x1 = integrate_in_batches(self.teacher, x0, steps=self.steps, method=self.method,
+                                  batch_size=self.batch_size, progress=self.progress,
+                                  desc="reflow pairs")
+        return Pairs(x0, x1)
+
+
+class DataAnchoredCoupling(_TeacherPairs):
+    """``(ODE_teacher^-1(X1), X1)`` for real data ``X1`` (given, or drawn from ``target``)."""
+
+    def __init__(self, teacher: Velocity, target: Sampler | None = None, *, n_pairs: int = 10_000,
+                 x1: Tensor | None = None, steps: int = 100, method: str = "euler", seed: int = 0,
+                 batch_size: int = 4096, progress: bool = False) -> None:
+        super().__init__(teacher, steps=steps, method=method, batch_size=batch_size,
+                         progress=progress)
+        if (target is None) == (x1 is None):
+            raise ValueError("DataAnchoredCoupling needs exactly one of target (a sampler) or x1")
+        self.target, self.n_pairs, self.seed = target, n_pairs, seed
+        self.x1 = None if x1 is None else check_points(x1, name="x1")
+
+    def _make_pairs(self) -> Pairs:
+        x1 = self.x1
+        if x1 is None:
+            x1 = self.target.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
+        x0 = integrate_in_batches(self.teacher, x1, reverse=True, steps=self.steps,
+                                  method=self.method, batch_size=self.batch_size,
+                                  progress=self.progress, desc="data-anchored pairs")
+        return Pairs(x0, x1)

@@ -1,0 +1,21 @@
+"""Where samples come from: 2D toys, a user's own points, and (images) digits and CIFAR-10."""
+
+from bezkit.data.toy2d import (
+    TOY_DATASETS,
+    ArraySampler,
+    Sampler,
+    ToySampler,
+    check_points,
+    get_sampler,
+    load_points,
+)
+
+__all__ = [
+    "Sampler",
+    "ToySampler",
+    "ArraySampler",
+    "TOY_DATASETS",
+    "get_sampler",
+    "load_points",
+    "check_points",
+]

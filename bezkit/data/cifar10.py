@@ -1,0 +1,329 @@
+"""CIFAR-10 from the official python-pickle batches: download, md5 verification, safe reading.
+
+On-disk format (the "CIFAR-10 python version" of https://www.cs.toronto.edu/~kriz/cifar.html):
+the archive ``cifar-10-python.tar.gz`` unpacks to a folder ``cifar-10-batches-py/`` holding
+``data_batch_1`` .. ``data_batch_5`` (the 50 000 train images, 10 000 per file), ``test_batch``
+(10 000 test images) and ``batches.meta``. Each batch is a pickled dict with the bytes keys
+
+- ``b"data"``: a uint8 numpy array of shape ``(n, 3072)``; each row is one 32x32 colour image,
+  the 1024 red values first, then green, then blue, each channel in row-major order. So
+  ``data.reshape(n, 3, 32, 32)`` is the image in channels-first layout.
+- ``b"labels"``: a list of ``n`` ints in 0..9.
+- ``b"batch_label"``: bytes, e.g. ``b"training batch 1 of 5"``.
+- ``b"filenames"``: a list of ``n`` bytes.
+
+Every file is checked against its official md5 before it is read (``verify=False`` or custom
+``checksums`` exist for test fixtures). The pickles are read with a *restricted* unpickler that can
+rebuild numpy arrays and nothing else: a pickle can run arbitrary code, and a file from the
+internet must not.
+
+Images are scaled from uint8 ``u`` in 0..255 to ``x = u / 127.5 - 1`` in [-1, 1]. They are kept in
+memory as uint8 (150 MB for the train split instead of 600 MB of float32) and converted per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = [
+    "CIFAR10_URL",
+    "CIFAR10_ARCHIVE_MD5",
+    "CIFAR10_FOLDER",
+    "CIFAR10_FILE_MD5",
+    "CIFAR10_SPLIT_FILES",
+    "CIFAR10_CLASSES",
+    "CIFAR10Dataset",
+    "ChecksumError",
+    "UnsafePickleError",
+    "download_cifar10",
+    "file_md5",
+    "read_cifar10_batch",
+    "uint8_to_unit_range",
+]
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_FILE_MD5: dict[str, str] = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3fb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+CIFAR10_SPLIT_FILES: dict[str, tuple[str, ...]] = {
+    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test": ("test_batch",),
+}
+CIFAR10_CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+_IMAGE_SHAPE = (3, 32, 32)
+_BATCH_KEYS = (b"data", b"labels", b"batch_label", b"filenames")
+
+
+class ChecksumError(ValueError):
+    """A file's md5 does not match the expected one (corrupted, truncated or a different file)."""
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for a global (a class or function) outside the numpy allow-list."""
+
+
+def file_md5(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
+    """The hex md5 of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_md5(path: Path, expected: str) -> None:
+    actual = file_md5(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"md5 mismatch for {path}: expected {expected}, got {actual}. The file is corrupted, "
+            f"truncated or not the official CIFAR-10 file; delete it and download again."
+        )
+
+
+# -- safe unpickling ------------------------------------------------------------------------
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR-10 batch pickle may reference: numpy's array reconstruction."""
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, whatever its module
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,  # numpy 1.x name (official files)
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,  # numpy >= 2 name
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        # Python 3 writes bytes in pickle protocol 2 as _codecs.encode(text, "latin1"): a pure
+        # function, needed to read re-saved protocol-2 copies of the batches.
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    return allowed
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    if encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler whose ``find_class`` resolves only the allowed numpy globals."""
+
+    def __init__(self, file: io.BufferedIOBase, *, source: str) -> None:
+        super().__init__(file, encoding="bytes")
+        self._allowed = _allowed_globals()
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self._source}: refusing to load global {module}.{name}; a CIFAR-10 batch may "
+                f"only reference numpy array reconstruction (is this really a CIFAR-10 file?)"
+            ) from None
+
+
+def read_cifar10_batch(path: str | Path, *, md5: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch file safely; returns ``(images uint8 (n, 3, 32, 32), labels int64 (n,))``.
+
+    ``md5`` (if given) is checked before unpickling. Any malformed content is a ``ValueError``
+    naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CIFAR-10 batch file not found: {path}")
+    if md5 is not None:
+        _check_md5(path, md5)
+    with open(path, "rb") as fh:
+        try:
+            batch = _NumpyOnlyUnpickler(fh, source=str(path)).load()
+        except UnsafePickleError:
+            raise
+        except Exception as err:  # truncated or garbled: EOFError, ValueError, ...
+            raise ValueError(f"{path}: not a readable CIFAR-10 batch pickle ({err!r})") from err
+    return _validate_batch(batch, path)
+
+
+def _validate_batch(batch: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: a CIFAR-10 batch is a dict, got {type(batch).__name__}")
+    missing = [k for k in _BATCH_KEYS if k not in batch]
+    if missing:
+        raise ValueError(f"{path}: CIFAR-10 batch lacks the keys {missing}")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise ValueError(f"{path}: b'data' must be a uint8 array of shape (n, 3072)")
+    if data.shape[1] != int(np.prod(_IMAGE_SHAPE)):
+        raise ValueError(f"{path}: b'data' rows must have 3072 values, got {data.shape[1]}")
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    if labels_arr.shape != (data.shape[0],):
+        raise ValueError(
+            f"{path}: {data.shape[0]} images but {labels_arr.size} labels in b'labels'"
+        )
+    if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() > 9):
+        raise ValueError(f"{path}: labels must lie in 0..9")
+    return data.reshape(-1, *_IMAGE_SHAPE), labels_arr
+
+
+def uint8_to_unit_range(images: Tensor) -> Tensor:
+    """Map uint8 pixels 0..255 to float32 in [-1, 1]: ``x = u / 127.5 - 1``."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    return images.float() / 127.5 - 1.0
+
+
+# -- download -------------------------------------------------------------------------------
+
+
+def download_cifar10(
+    root: str | Path,
+    *,
+    url: str = CIFAR10_URL,
+    md5: str | None = CIFAR10_ARCHIVE_MD5,
+    force: bool = False,
+) -> Path:
+    """Download and unpack CIFAR-10 under ``root``; returns ``root / "cifar-10-batches-py"``.
+
+    Atomic: the archive is streamed to a temporary file in ``root``, its md5 is checked, then it is
+    renamed to ``cifar-10-python.tar.gz``; it is unpacked into a temporary folder that is renamed to
+    ``cifar-10-batches-py`` only when complete. An interrupted download leaves no partial dataset.
+    Does nothing if the folder already exists (unless ``force``).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / CIFAR10_FOLDER
+    if folder.is_dir() and not force:
+        return folder
+    archive = root / "cifar-10-python.tar.gz"
+    if force or not archive.is_file() or (md5 is not None and file_md5(archive) != md5):
+        fd, tmp_name = tempfile.mkstemp(dir=root, prefix=".cifar-10-download-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+                shutil.copyfileobj(response, out, length=1 << 20)
+            if md5 is not None:
+                _check_md5(Path(tmp_name), md5)
+            os.replace(tmp_name, archive)
+        finally:
+            if os.path.exists(tmp_name):
+                os.remove(tmp_name)
+
+    tmp_dir = Path(tempfile.mkdtemp(dir=root, prefix=".cifar-10-extract-"))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(tmp_dir, filter="data")  # "data" refuses absolute paths, links out...
+        extracted = tmp_dir / CIFAR10_FOLDER
+        if not extracted.is_dir():
+            raise ValueError(f"{archive} does not contain a {CIFAR10_FOLDER}/ folder")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(extracted, folder)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return folder
+
+
+# -- the dataset ----------------------------------------------------------------------------
+
+
+class CIFAR10Dataset(Dataset[tuple[Tensor, int]]):
+    """CIFAR-10 images in [-1, 1], shape ``(3, 32, 32)``, with optional random horizontal flips.
+
+    Args:
+        root: the folder that contains ``cifar-10-batches-py/`` (or that folder itself).
+        split: ``"train"`` (data_batch_1..5, 50 000 images) or ``"test"`` (test_batch, 10 000).
+        flip: flip each returned image left-right with probability 1/2.
+        verify: check each file's md5 before reading it.
+        checksums: md5 per file name, replacing the official ones (for test fixtures).
+        download: call ``download_cifar10(root)`` first if the folder is missing.
+
+    Attributes:
+        data: uint8 ``(n, 3, 32, 32)``; ``labels``: int64 ``(n,)``; ``data_shape``: ``(3, 32, 32)``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: Literal["train", "test"] = "train",
+        *,
+        flip: bool = True,
+        verify: bool = True,
+        checksums: Mapping[str, str] | None = None,
+        download: bool = False,
+    ) -> None:
+        if split not in CIFAR10_SPLIT_FILES:
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        root = Path(root)
+        folder = root if root.name == CIFAR10_FOLDER else root / CIFAR10_FOLDER
+        if not folder.is_dir() and download:
+            folder = download_cifar10(root)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"CIFAR-10 folder not found: {folder}. Download it with "
+                f"bezkit.data.cifar10.download_cifar10({str(root)!r}) or pass download=True."
+            )
+        known = dict(CIFAR10_FILE_MD5 if checksums is None else checksums)
+        images, labels = [], []
+        for name in CIFAR10_SPLIT_FILES[split]:
+            expected = None
+            if verify:
+                if name not in known:
+                    raise ValueError(f"no md5 checksum given for {name}")
+                expected = known[name]
+            x, y = read_cifar10_batch(folder / name, md5=expected)
+            images.append(torch.from_numpy(x))
+            labels.append(torch.from_numpy(y))
+        self.data: Tensor = torch.cat(images)
+        self.labels: Tensor = torch.cat(labels)
+        self.split = split
+        self.flip = flip
+        self.root = folder
+        self.data_shape: tuple[int, ...] = _IMAGE_SHAPE
+        self.name = f"cifar10-{split}"
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = uint8_to_unit_range(self.data[index])
+        if self.flip and bool(torch.rand(()) < 0.5):
+            image = image.flip(-1)
+        return image, int(self.labels[index])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` images uniformly with replacement, float32 ``(n, 3, 32, 32)`` in [-1, 1],
+        each flipped left-right with probability 1/2 if ``flip``."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"number of samples n must be a positive int, got {n!r}")
+        idx = torch.randint(0, len(self), (n,), generator=generator)
+        x = uint8_to_unit_range(self.data[idx])
+        if self.flip:
+            flips = torch.rand(n, generator=generator) < 0.5
+            x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"CIFAR10Dataset(split={self.split!r}, n={len(self)}, flip={self.flip})"

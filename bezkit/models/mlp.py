@@ -1,0 +1,52 @@
+"""A velocity field ``v(x, t)`` for d-dimensional data: an MLP on ``[x, emb(t)]``.
+
+    h_0 = [x, emb(t)],   h_{l+1} = SiLU(W_l h_l + b_l),   v = W_out h_L + b_out
+
+``out_dim`` defaults to ``dim``; B-DENSE uses ``K * dim`` (one block per branch).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bezkit.models.time_embedding import SinusoidalTimeEmbedding
+
+__all__ = ["MLPVelocity"]
+
+
+class MLPVelocity(nn.Module):
+    def __init__(
+        self,
+        dim: int = 2,
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        time_dim: int = 64,
+        out_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if dim < 1 or hidden < 1 or depth < 1:
+            raise ValueError(f"MLPVelocity needs dim, hidden, depth >= 1, got {dim}, {hidden}, {depth}")
+        self.dim, self.hidden, self.depth, self.time_dim = dim, hidden, depth, time_dim
+        self.out_dim = dim if out_dim is None else out_dim
+        self.time_embedding = SinusoidalTimeEmbedding(time_dim)
+        layers: list[nn.Module] = []
+        width = dim + time_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers.append(nn.Linear(width, self.out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def config(self) -> dict[str, int]:
+        """The constructor arguments, stored in checkpoints to rebuild the model."""
+        return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth,
+                "time_dim": self.time_dim, "out_dim": self.out_dim}
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"MLPVelocity expects x of shape (n, {self.dim}), got {tuple(x.shape)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        return self.net(torch.cat([x, self.time_embedding(t).to(x.dtype)], dim=1))

@@ -1,0 +1,36 @@
+"""Paths joining a pair (X0, X1), what a network regresses on them, and how times are drawn."""
+
+from bezkit.paths.bezier import BezierPath, LinearPath, bernstein, check_time
+from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
+from bezkit.paths.path_sample import PathSample
+from bezkit.paths.targets import TARGETS, TargetKind, regression_target
+from bezkit.paths.time_sampling import (
+    DiscreteTime,
+    LogitNormalTime,
+    TimeSampler,
+    UniformTime,
+    UShapedTime,
+    distill_times,
+    make_time_sampler,
+)
+
+__all__ = [
+    "BezierPath",
+    "LinearPath",
+    "PathSample",
+    "bernstein",
+    "check_time",
+    "GuidePlacement",
+    "place_guides",
+    "check_guide_times",
+    "TargetKind",
+    "TARGETS",
+    "regression_target",
+    "TimeSampler",
+    "UniformTime",
+    "UShapedTime",
+    "LogitNormalTime",
+    "DiscreteTime",
+    "distill_times",
+    "make_time_sampler",
+]

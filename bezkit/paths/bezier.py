@@ -1,0 +1,119 @@
+"""Bezier paths of any order between X0 and X1 (METHODS.md section 1).
+
+With control points ``P_0 = X0``, guides ``P_1 .. P_{n-1}`` and ``P_n = X1``:
+
+    B(t)  = sum_{i=0}^{n}   C(n, i)   (1-t)^(n-i)   t^i (P_i)
+    B'(t) = n sum_{i=0}^{n-1} C(n-1, i) (1-t)^(n-1-i) t^i (P_{i+1} - P_i)
+
+Order 1 is the straight line of rectified flow, ``X_t = (1-t) X0 + t X1`` with velocity ``X1 - X0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from bezkit.paths.path_sample import PathSample
+
+__all__ = ["BezierPath", "LinearPath", "bernstein", "check_time"]
+
+
+def check_time(t: Tensor, n: int, *, name: str = "t") -> Tensor:
+    """Check ``t`` is a finite ``(n,)`` tensor in [0, 1] and return it as float."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({n},), got {type(t).__name__}")
+    if t.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the batch, got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if (t < 0).any() or (t > 1).any():
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{float(t.min()):.4g}, {float(t.max()):.4g}]"
+        )
+    return t
+
+
+def bernstein(order: int, t: Tensor) -> Tensor:
+    """Bernstein weights ``C(n, i) (1-t)^(n-i) t^i`` for i = 0..n, shape ``(n+1, len(t))``."""
+    i = torch.arange(order + 1, dtype=t.dtype, device=t.device)[:, None]
+    binom = torch.tensor(
+        [math.comb(order, k) for k in range(order + 1)], dtype=t.dtype, device=t.device
+    )[:, None]
+    return binom * (1 - t)[None, :] ** (order - i) * t[None, :] ** i
+
+
+def _expand(w: Tensor, like: Tensor) -> Tensor:
+    """Reshape per-sample weights ``(n,)`` to broadcast against ``(n, *d)``."""
+    return w.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+class BezierPath:
+    """A Bezier curve of order ``n >= 1`` from ``X0`` to ``X1`` with ``n - 1`` guide points."""
+
+    def __init__(self, order: int) -> None:
+        if not isinstance(order, int) or isinstance(order, bool) or order < 1:
+            raise ValueError(f"Bezier order must be an int >= 1, got {order!r}")
+        self.order = order
+
+    @property
+    def num_guides(self) -> int:
+        return self.order - 1
+
+    def control_points(self, x0: Tensor, x1: Tensor, guides: Sequence[Tensor] = ()) -> list[Tensor]:
+        """``[X0, G_1, ..., G_{n-1}, X1]`` after checking shapes."""
+        if x0.shape != x1.shape:
+            raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and "
+                             f"{tuple(x1.shape)}")
+        guides = tuple(guides)
+        if len(guides) != self.num_guides:
+            raise ValueError(
+                f"a Bezier path of order {self.order} needs {self.num_guides} guide(s), "
+                f"got {len(guides)}"
+            )
+        for k, g in enumerate(guides):
+            if g.shape != x0.shape:
+                raise ValueError(
+                    f"guide {k + 1} has shape {tuple(g.shape)}, expected {tuple(x0.shape)} like x0"
+                )
+        return [x0, *guides, x1]
+
+    def point(self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()) -> Tensor:
+        """``B(t)`` for each pair."""
+        pts = self.control_points(x0, x1, guides)
+        t = check_time(t, x0.shape[0]).to(x0.dtype)
+        w = bernstein(self.order, t)
+        return sum(_expand(w[i], x0) * p for i, p in enumerate(pts))
+
+    def tangent(self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()) -> Tensor:
+        """``B'(t) = n sum_i C(n-1, i) (1-t)^(n-1-i) t^i (P_{i+1} - P_i)``."""
+        pts = self.control_points(x0, x1, guides)
+        t = check_time(t, x0.shape[0]).to(x0.dtype)
+        w = bernstein(self.order - 1, t)
+        diffs = [pts[i + 1] - pts[i] for i in range(self.order)]
+        return self.order * sum(_expand(w[i], x0) * d for i, d in enumerate(diffs))
+
+    def sample(self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()) -> PathSample:
+        """The point and the tangent at ``t``, as a :class:`PathSample`."""
+        return PathSample(
+            x0=x0,
+            x1=x1,
+            t=t,
+            x_t=self.point(x0, x1, t, guides),
+            dx_t=self.tangent(x0, x1, t, guides),
+        )
+
+    def __repr__(self) -> str:
+        return f"BezierPath(order={self.order})"
+
+
+class LinearPath(BezierPath):
+    """The straight line ``X_t = (1-t) X0 + t X1``, velocity ``X1 - X0`` (order-1 Bezier)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def __repr__(self) -> str:
+        return "LinearPath()"

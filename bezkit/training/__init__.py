@@ -1,0 +1,27 @@
+"""Training: the loop, its configuration, EMA, device choice and checkpoints."""
+
+from bezkit.training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from bezkit.training.config import TrainConfig
+from bezkit.training.device import choose_device
+from bezkit.training.ema import EMA
+from bezkit.training.objectives import FlowMatchingLoss
+from bezkit.training.trainer import TrainResult, generator_for, train
+
+__all__ = [
+    "TrainConfig",
+    "train",
+    "TrainResult",
+    "generator_for",
+    "FlowMatchingLoss",
+    "EMA",
+    "choose_device",
+    "Checkpoint",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+]

@@ -1,0 +1,53 @@
+"""Training configuration, one dataclass for every method and data type."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`bezkit.training.train`.
+
+    ``lr`` follows a linear warm-up over ``warmup_steps`` then ``schedule`` ("cosine" to 0 at the last
+    step, or "constant"). ``prefetch`` > 0 prepares that many batches in a background thread (useful
+    when pairing is expensive, e.g. minibatch OT). ``amp`` enables bf16 autocast on CUDA only.
+    """
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    prefetch: int = 0
+    progress: bool = True
+    desc: str = "train"
+    checkpoint_path: str | None = None
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown lr schedule {self.schedule!r}; use 'cosine' or 'constant'")
+        if self.warmup_steps < 0 or self.prefetch < 0 or self.checkpoint_every < 0:
+            raise ValueError("warmup_steps, prefetch and checkpoint_every must be >= 0")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

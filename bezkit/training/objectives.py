@@ -1,0 +1,46 @@
+"""The flow-matching regression, for any path, target and time distribution (METHODS.md section 2).
+
+    L(theta) = E_{(X0, X1, G) ~ coupling, t ~ p(t)} || v_theta(B(t), t) - target(t) ||^2
+
+``target`` is the tangent ``B'(t)`` or the endpoint velocity ``(X1 - B(t)) / (1 - t)``. With the
+linear path and ``t`` fixed at 0 this is the one-step distillation loss
+``||v(Z0, 0) - (Z1 - Z0)||^2``; with ``t`` on ``{0, 1/N, ...}`` the N-step one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bezkit.couplings.pairs import Pairs
+from bezkit.paths.bezier import BezierPath, LinearPath
+from bezkit.paths.targets import TargetKind, regression_target
+from bezkit.paths.time_sampling import TimeSampler, UniformTime
+
+__all__ = ["FlowMatchingLoss"]
+
+
+class FlowMatchingLoss:
+    def __init__(
+        self,
+        path: BezierPath | None = None,
+        *,
+        target: TargetKind = "tangent",
+        time_sampler: TimeSampler | None = None,
+        t_max: float = 0.999,
+    ) -> None:
+        if target not in ("tangent", "endpoint"):
+            raise ValueError(f"unknown target {target!r}; use 'tangent' or 'endpoint'")
+        self.path = path if path is not None else LinearPath()
+        self.target = target
+        self.time_sampler = time_sampler if time_sampler is not None else UniformTime()
+        self.t_max = t_max
+
+    def __call__(self, model: nn.Module, pairs: Pairs, generator: torch.Generator) -> Tensor:
+        t = self.time_sampler(len(pairs), generator).to(pairs.x0.device, pairs.x0.dtype)
+        sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
+        target = regression_target(sample, self.target, t_max=self.t_max)
+        return (model(sample.x_t, t) - target).pow(2).mean()
+
+    def __repr__(self) -> str:
+        return f"FlowMatchingLoss({self.path!r}, target={self.target!r}, {self.time_sampler!r})"

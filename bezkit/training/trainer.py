@@ -1,0 +1,199 @@
+"""One training loop for every method: model + loss + a source of pairs.
+
+    for step in range(steps):
+        pairs = sample_batch(batch_size, generator_for(seed, step, "data"))
+        loss  = loss_fn(model, pairs, generator_for(seed, step, "loss"))
+        AdamW step (warm-up + cosine/constant lr, gradient clipping), EMA update
+
+Each step's random numbers come from generators seeded by ``(seed, step)``, so a run is reproducible,
+batches can be prepared ahead in a background thread without changing them, and a resumed run
+continues exactly as if it had never stopped. Under torchrun each rank offsets the seed by its rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from bezkit.couplings.pairs import Pairs
+from bezkit.models.factory import model_spec
+from bezkit.training.checkpoint import load_checkpoint, save_checkpoint
+from bezkit.training.config import TrainConfig
+from bezkit.training.device import choose_device
+from bezkit.training.ema import EMA
+
+__all__ = ["train", "TrainResult", "generator_for", "LossFn", "BatchFn"]
+
+LossFn = Callable[[nn.Module, Pairs, torch.Generator], Tensor]
+BatchFn = Callable[[int, torch.Generator], Pairs]
+
+_STREAMS = {"data": 0, "loss": 1}
+
+
+def generator_for(seed: int, step: int, stream: str) -> torch.Generator:
+    """A CPU generator seeded by ``(seed, step, stream)``."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 2 + _STREAMS[stream]) % (2**63))
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    ema_model: nn.Module | None
+    losses: list[float] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    steps: int = 0
+
+    @property
+    def final_model(self) -> nn.Module:
+        """The EMA weights when EMA was used, else the trained weights."""
+        return self.ema_model if self.ema_model is not None else self.model
+
+
+def _rank() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if config.warmup_steps and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "constant":
+            return 1.0
+        span = max(1, config.steps - config.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
+
+    return factor
+
+
+def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) -> Iterator[Pairs]:
+    """Batches in step order; with ``prefetch`` > 0 a daemon thread fills a bounded queue."""
+    if config.prefetch == 0:
+        for step in range(start, config.steps):
+            yield sample_batch(config.batch_size, generator_for(seed, step, "data"))
+        return
+    q: queue.Queue = queue.Queue(maxsize=config.prefetch)
+    stop = threading.Event()
+
+    def producer() -> None:
+        try:
+            for step in range(start, config.steps):
+                item = sample_batch(config.batch_size, generator_for(seed, step, "data"))
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as err:  # hand the error to the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    try:
+        for _ in range(start, config.steps):
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _save(path: str, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, step: int,
+          config: TrainConfig, losses: list[float]) -> None:
+    tensors = {f"model.{k}": v for k, v in getattr(model, "module", model).state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    opt_state = opt.state_dict()
+    for idx, state in opt_state["state"].items():
+        for key, val in state.items():
+            tensors[f"optimizer.{idx}.{key}"] = torch.as_tensor(val)
+    meta = {"model": model_spec(model), "train_config": config.to_dict(), "step": step,
+            "optimizer_param_groups": opt_state["param_groups"], "losses": losses}
+    save_checkpoint(path, tensors, meta, overwrite=True)
+
+
+def _resume(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None,
+            device: torch.device) -> tuple[int, list[float]]:
+    ckpt = load_checkpoint(path)
+    getattr(model, "module", model).load_state_dict(ckpt.model_state)
+    if ema is not None:
+        ema_state = ckpt.section("ema")
+        if ema_state:
+            ema.load_state_dict(ema_state)
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, val in ckpt.section("optimizer").items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = val.to(device) if name != "step" else val
+    opt.load_state_dict({"state": state, "param_groups": ckpt.metadata["optimizer_param_groups"]})
+    return int(ckpt.metadata["step"]), list(ckpt.metadata.get("losses", []))
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    sample_batch: BatchFn,
+    config: TrainConfig,
+    *,
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train ``model`` in place to minimise ``loss_fn`` on batches from ``sample_batch``."""
+    device = choose_device(config.device)
+    rank, _ = _rank()
+    seed = config.seed + rank
+    torch.manual_seed(seed)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config))
+    ema = EMA(getattr(model, "module", model), config.ema_decay) if config.ema_decay else None
+    start, losses = 0, []
+    if resume_from is not None:
+        start, losses = _resume(resume_from, model, opt, ema, device)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config), last_epoch=start - 1)
+    forward = torch.compile(model) if config.compile else model
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if config.amp and device.type == "cuda" else contextlib.nullcontext())
+    t0 = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, desc=config.desc,
+               disable=not config.progress or rank != 0, leave=False)
+    for step, pairs in enumerate(_batches(sample_batch, config, seed, start), start=start):
+        pairs = pairs.to(device)
+        with autocast:
+            loss = loss_fn(forward, pairs, generator_for(seed, step, "loss"))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower the lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+        if ema is not None:
+            ema.update(getattr(model, "module", model))
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        done = step + 1
+        if (config.checkpoint_path and config.checkpoint_every and rank == 0
+                and (done % config.checkpoint_every == 0 or done == config.steps)):
+            _save(config.checkpoint_path, model, opt, ema, done, config, losses)
+    bar.close()
+    model.eval()
+    return TrainResult(model=model, ema_model=ema.model if ema else None, losses=losses,
+                       wall_seconds=time.perf_counter() - t0, steps=config.steps)
