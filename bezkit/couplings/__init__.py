@@ -8,16 +8,16 @@ from bezkit.couplings.pairs import Coupling, PairPool, Pairs
 from bezkit.couplings.reflow import DataAnchoredCoupling, ReflowCoupling, integrate_in_batches
 
 __all__ = [
-    "Pairs",
     "Coupling",
-    "PairPool",
+    "DataAnchoredCoupling",
+    "FullOTCoupling",
     "IndependentCoupling",
     "MinibatchOTCoupling",
-    "FullOTCoupling",
+    "PairPool",
+    "Pairs",
     "ReflowCoupling",
-    "DataAnchoredCoupling",
-    "integrate_in_batches",
     "exact_ot_permutation",
+    "integrate_in_batches",
     "sinkhorn_plan",
     "squared_cost",
 ]

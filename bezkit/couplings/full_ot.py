@@ -17,7 +17,12 @@ __all__ = ["FullOTCoupling"]
 
 class FullOTCoupling(PairPool):
     def __init__(
-        self, source: Sampler, target: Sampler, *, n_points: int = 2048, seed: int = 0,
+        self,
+        source: Sampler,
+        target: Sampler,
+        *,
+        n_points: int = 2048,
+        seed: int = 0,
         solver: str = "emd",
     ) -> None:
         if n_points < 2:

@@ -14,7 +14,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-__all__ = ["squared_cost", "exact_ot_permutation", "sinkhorn_plan", "OT_SOLVERS"]
+__all__ = ["OT_SOLVERS", "exact_ot_permutation", "sinkhorn_plan", "squared_cost"]
 
 OT_SOLVERS: tuple[str, ...] = ("emd", "hungarian")
 
@@ -29,8 +29,9 @@ def squared_cost(x0: Tensor, x1: Tensor) -> np.ndarray:
 def exact_ot_permutation(x0: Tensor, x1: Tensor, *, solver: str = "emd") -> Tensor:
     """Index ``sigma`` such that ``(x0[i], x1[sigma[i]])`` is an exact OT pairing."""
     if x0.shape[0] != x1.shape[0]:
-        raise ValueError(f"exact OT pairing needs equal batch sizes, got {x0.shape[0]} and "
-                         f"{x1.shape[0]}")
+        raise ValueError(
+            f"exact OT pairing needs equal batch sizes, got {x0.shape[0]} and {x1.shape[0]}"
+        )
     cost = squared_cost(x0, x1)
     n = cost.shape[0]
     if solver == "hungarian":

@@ -8,7 +8,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["Pairs", "Coupling", "PairPool"]
+__all__ = ["Coupling", "PairPool", "Pairs"]
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,17 @@ class Pairs:
             )
         for k, g in enumerate(self.guides):
             if g.shape != self.x0.shape:
-                raise ValueError(f"guide {k + 1} has shape {tuple(g.shape)}, expected "
-                                 f"{tuple(self.x0.shape)}")
+                raise ValueError(
+                    f"guide {k + 1} has shape {tuple(g.shape)}, expected {tuple(self.x0.shape)}"
+                )
 
     def __len__(self) -> int:
         return self.x0.shape[0]
 
     def to(self, device: torch.device | str) -> Pairs:
-        return Pairs(self.x0.to(device), self.x1.to(device), tuple(g.to(device) for g in self.guides))
+        return Pairs(
+            self.x0.to(device), self.x1.to(device), tuple(g.to(device) for g in self.guides)
+        )
 
     def index(self, idx: Tensor) -> Pairs:
         return Pairs(self.x0[idx], self.x1[idx], tuple(g[idx] for g in self.guides))

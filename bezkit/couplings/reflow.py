@@ -19,7 +19,7 @@ from bezkit.data.toy2d import Sampler, check_points
 from bezkit.solvers.fixed_step import Velocity
 from bezkit.solvers.ode import solve_ode
 
-__all__ = ["ReflowCoupling", "DataAnchoredCoupling", "integrate_in_batches"]
+__all__ = ["DataAnchoredCoupling", "ReflowCoupling", "integrate_in_batches"]
 
 
 def integrate_in_batches(
@@ -46,8 +46,9 @@ def integrate_in_batches(
 class _TeacherPairs:
     """Shared lazy caching: ``pool`` is built by ``_make_pairs`` exactly once."""
 
-    def __init__(self, teacher: Velocity, *, steps: int, method: str, batch_size: int,
-                 progress: bool) -> None:
+    def __init__(
+        self, teacher: Velocity, *, steps: int, method: str, batch_size: int, progress: bool
+    ) -> None:
         self.teacher, self.steps, self.method = teacher, steps, method
         self.batch_size, self.progress = batch_size, progress
         self._pool: PairPool | None = None
@@ -78,11 +79,22 @@ class _TeacherPairs:
 class ReflowCoupling(_TeacherPairs):
     """``(X0, ODE_teacher(X0))`` for ``n_pairs`` seeded sources (or the given ``x0``)."""
 
-    def __init__(self, teacher: Velocity, source: Sampler | None = None, *, n_pairs: int = 10_000,
-                 x0: Tensor | None = None, steps: int = 100, method: str = "euler", seed: int = 0,
-                 batch_size: int = 4096, progress: bool = False) -> None:
-        super().__init__(teacher, steps=steps, method=method, batch_size=batch_size,
-                         progress=progress)
+    def __init__(
+        self,
+        teacher: Velocity,
+        source: Sampler | None = None,
+        *,
+        n_pairs: int = 10_000,
+        x0: Tensor | None = None,
+        steps: int = 100,
+        method: str = "euler",
+        seed: int = 0,
+        batch_size: int = 4096,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            teacher, steps=steps, method=method, batch_size=batch_size, progress=progress
+        )
         if (source is None) == (x0 is None):
             raise ValueError("ReflowCoupling needs exactly one of source (a sampler) or x0")
         self.source, self.n_pairs, self.seed = source, n_pairs, seed
@@ -92,20 +104,37 @@ class ReflowCoupling(_TeacherPairs):
         x0 = self.x0
         if x0 is None:
             x0 = self.source.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
-        x1 = integrate_in_batches(self.teacher, x0, steps=self.steps, method=self.method,
-                                  batch_size=self.batch_size, progress=self.progress,
-                                  desc="reflow pairs")
+        x1 = integrate_in_batches(
+            self.teacher,
+            x0,
+            steps=self.steps,
+            method=self.method,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            desc="reflow pairs",
+        )
         return Pairs(x0, x1)
 
 
 class DataAnchoredCoupling(_TeacherPairs):
     """``(ODE_teacher^-1(X1), X1)`` for real data ``X1`` (given, or drawn from ``target``)."""
 
-    def __init__(self, teacher: Velocity, target: Sampler | None = None, *, n_pairs: int = 10_000,
-                 x1: Tensor | None = None, steps: int = 100, method: str = "euler", seed: int = 0,
-                 batch_size: int = 4096, progress: bool = False) -> None:
-        super().__init__(teacher, steps=steps, method=method, batch_size=batch_size,
-                         progress=progress)
+    def __init__(
+        self,
+        teacher: Velocity,
+        target: Sampler | None = None,
+        *,
+        n_pairs: int = 10_000,
+        x1: Tensor | None = None,
+        steps: int = 100,
+        method: str = "euler",
+        seed: int = 0,
+        batch_size: int = 4096,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            teacher, steps=steps, method=method, batch_size=batch_size, progress=progress
+        )
         if (target is None) == (x1 is None):
             raise ValueError("DataAnchoredCoupling needs exactly one of target (a sampler) or x1")
         self.target, self.n_pairs, self.seed = target, n_pairs, seed
@@ -115,7 +144,14 @@ class DataAnchoredCoupling(_TeacherPairs):
         x1 = self.x1
         if x1 is None:
             x1 = self.target.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
-        x0 = integrate_in_batches(self.teacher, x1, reverse=True, steps=self.steps,
-                                  method=self.method, batch_size=self.batch_size,
-                                  progress=self.progress, desc="data-anchored pairs")
+        x0 = integrate_in_batches(
+            self.teacher,
+            x1,
+            reverse=True,
+            steps=self.steps,
+            method=self.method,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            desc="data-anchored pairs",
+        )
         return Pairs(x0, x1)

@@ -11,11 +11,11 @@ from bezkit.data.toy2d import (
 )
 
 __all__ = [
+    "TOY_DATASETS",
+    "ArraySampler",
     "Sampler",
     "ToySampler",
-    "ArraySampler",
-    "TOY_DATASETS",
+    "check_points",
     "get_sampler",
     "load_points",
-    "check_points",
 ]

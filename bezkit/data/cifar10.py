@@ -41,12 +41,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 __all__ = [
-    "CIFAR10_URL",
     "CIFAR10_ARCHIVE_MD5",
-    "CIFAR10_FOLDER",
-    "CIFAR10_FILE_MD5",
-    "CIFAR10_SPLIT_FILES",
     "CIFAR10_CLASSES",
+    "CIFAR10_FILE_MD5",
+    "CIFAR10_FOLDER",
+    "CIFAR10_SPLIT_FILES",
+    "CIFAR10_URL",
     "CIFAR10Dataset",
     "ChecksumError",
     "UnsafePickleError",
@@ -147,7 +147,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             ) from None
 
 
-def read_cifar10_batch(path: str | Path, *, md5: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar10_batch(
+    path: str | Path, *, md5: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch file safely; returns ``(images uint8 (n, 3, 32, 32), labels int64 (n,))``.
 
     ``md5`` (if given) is checked before unpickling. Any malformed content is a ``ValueError``
@@ -199,6 +201,18 @@ def uint8_to_unit_range(images: Tensor) -> Tensor:
 # -- download -------------------------------------------------------------------------------
 
 
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract only regular files and folders that stay inside ``dest``."""
+    if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: the standard "data" filter
+        tar.extractall(dest, filter="data")
+        return
+    for member in tar.getmembers():
+        target = (dest / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest.resolve()):
+            raise ValueError(f"refusing to extract suspicious archive member {member.name!r}")
+    tar.extractall(dest)  # every member was checked above
+
+
 def download_cifar10(
     root: str | Path,
     *,
@@ -234,7 +248,7 @@ def download_cifar10(
     tmp_dir = Path(tempfile.mkdtemp(dir=root, prefix=".cifar-10-extract-"))
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp_dir, filter="data")  # "data" refuses absolute paths, links out...
+            _safe_extract(tar, tmp_dir)
         extracted = tmp_dir / CIFAR10_FOLDER
         if not extracted.is_dir():
             raise ValueError(f"{archive} does not contain a {CIFAR10_FOLDER}/ folder")

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["DigitsDataset", "DIGITS_SHAPE", "digits_to_unit_range"]
+__all__ = ["DIGITS_SHAPE", "DigitsDataset", "digits_to_unit_range"]
 
 DIGITS_SHAPE: tuple[int, int, int] = (1, 8, 8)
 _MAX_VALUE = 16.0
@@ -83,7 +83,7 @@ class DigitsDataset(Dataset[tuple[Tensor, int]]):
 
         if split != "all":
             perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
-            n_test = int(round(test_fraction * len(labels)))
+            n_test = round(test_fraction * len(labels))
             idx = perm[:n_test] if split == "test" else perm[n_test:]
             images, labels = images[idx], labels[idx]
 

@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "TOY_DATASETS",
+    "ArraySampler",
     "Sampler",
     "ToySampler",
-    "ArraySampler",
-    "TOY_DATASETS",
+    "check_points",
     "get_sampler",
     "load_points",
-    "check_points",
 ]
 
 
@@ -57,7 +57,9 @@ def check_points(x: Tensor, *, name: str = "points", dim: int | None = None) -> 
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     if x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n, *data_shape) with n >= 1, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape (n, *data_shape) with n >= 1, got {tuple(x.shape)}"
+        )
     if dim is not None and (x.ndim != 2 or x.shape[1] != dim):
         raise ValueError(f"{name} must have shape (n, {dim}), got {tuple(x.shape)}")
     bad = ~torch.isfinite(x)

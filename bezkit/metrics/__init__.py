@@ -17,17 +17,17 @@ from bezkit.metrics.straightness import (
 from bezkit.metrics.wasserstein import noise_floor, sliced_wasserstein2, wasserstein2
 
 __all__ = [
-    "wasserstein2",
-    "sliced_wasserstein2",
-    "noise_floor",
-    "straightness",
-    "normalised_straightness",
-    "curvature",
-    "transport_cost",
-    "path_energy",
-    "trajectory_velocities",
     "CrossingStats",
-    "segments_cross",
-    "trajectory_crossings",
     "coupling_crossings",
+    "curvature",
+    "noise_floor",
+    "normalised_straightness",
+    "path_energy",
+    "segments_cross",
+    "sliced_wasserstein2",
+    "straightness",
+    "trajectory_crossings",
+    "trajectory_velocities",
+    "transport_cost",
+    "wasserstein2",
 ]

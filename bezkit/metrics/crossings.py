@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["CrossingStats", "segments_cross", "trajectory_crossings", "coupling_crossings"]
+__all__ = ["CrossingStats", "coupling_crossings", "segments_cross", "trajectory_crossings"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,12 @@ class CrossingStats:
 
 def _stats(pairs: int, m: int) -> CrossingStats:
     total = m * (m - 1) // 2
-    return CrossingStats(pairs=pairs, m=m, fraction=pairs / total if total else 0.0,
-                         per_trajectory=2.0 * pairs / m if m else 0.0)
+    return CrossingStats(
+        pairs=pairs,
+        m=m,
+        fraction=pairs / total if total else 0.0,
+        per_trajectory=2.0 * pairs / m if m else 0.0,
+    )
 
 
 def _orient(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -54,14 +58,18 @@ def segments_cross(p1: Tensor, q1: Tensor, p2: Tensor, q2: Tensor) -> Tensor:
 
 def _check_2d(x: Tensor, name: str, ndim: int) -> None:
     if x.ndim != ndim or x.shape[-1] != 2:
-        raise ValueError(f"{name} must be 2D points with {ndim} dims (..., 2), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be 2D points with {ndim} dims (..., 2), got {tuple(x.shape)}"
+        )
 
 
 def coupling_crossings(x0: Tensor, x1: Tensor) -> CrossingStats:
     """How many pairs of straight segments ``X0_i -> X1_i`` cross."""
     _check_2d(x0, "x0", 2)
     if x0.shape != x1.shape:
-        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)}, {tuple(x1.shape)}")
+        raise ValueError(
+            f"x0 and x1 must have the same shape, got {tuple(x0.shape)}, {tuple(x1.shape)}"
+        )
     x0, x1 = x0.double(), x1.double()
     m = x0.shape[0]
     count = 0
@@ -93,13 +101,23 @@ def trajectory_crossings(trajectories: Tensor, *, chunk: int = 5) -> CrossingSta
     seg_p, seg_q = starts.reshape(-1, chunk, 2), ends.reshape(-1, chunk, 2)
     block = 1024
     for i in range(0, lo.shape[0], block):
-        overlap = (lo[i : i + block, None] <= hi[None]).all(-1) & (hi[i : i + block, None] >= lo[None]).all(-1)
+        overlap = (lo[i : i + block, None] <= hi[None]).all(-1) & (
+            hi[i : i + block, None] >= lo[None]
+        ).all(-1)
         overlap &= owner[i : i + block, None] < owner[None]
         a, b = torch.nonzero(overlap, as_tuple=True)
         a = a + i
         for j in range(0, a.numel(), 65536):
             aa, bb = a[j : j + 65536], b[j : j + 65536]
-            hit = segments_cross(seg_p[aa][:, :, None], seg_q[aa][:, :, None],
-                                 seg_p[bb][:, None], seg_q[bb][:, None]).flatten(1).any(1)
+            hit = (
+                segments_cross(
+                    seg_p[aa][:, :, None],
+                    seg_q[aa][:, :, None],
+                    seg_p[bb][:, None],
+                    seg_q[bb][:, None],
+                )
+                .flatten(1)
+                .any(1)
+            )
             crossing[owner[aa[hit]], owner[bb[hit]]] = True
     return _stats(int(crossing.sum()), m)

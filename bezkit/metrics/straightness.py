@@ -17,20 +17,24 @@ from torch import Tensor
 from bezkit.solvers.fixed_step import Velocity
 
 __all__ = [
-    "straightness",
-    "normalised_straightness",
     "curvature",
-    "transport_cost",
+    "normalised_straightness",
     "path_energy",
+    "straightness",
     "trajectory_velocities",
+    "transport_cost",
 ]
 
 
 def _check_trajectory(trajectory: Tensor, times: Tensor) -> None:
     if trajectory.ndim < 3:
-        raise ValueError(f"trajectory must have shape (steps+1, n, *d), got {tuple(trajectory.shape)}")
+        raise ValueError(
+            f"trajectory must have shape (steps+1, n, *d), got {tuple(trajectory.shape)}"
+        )
     if times.shape != (trajectory.shape[0],):
-        raise ValueError(f"times must have shape ({trajectory.shape[0]},), got {tuple(times.shape)}")
+        raise ValueError(
+            f"times must have shape ({trajectory.shape[0]},), got {tuple(times.shape)}"
+        )
     if trajectory.shape[0] < 2:
         raise ValueError("a trajectory needs at least two states")
 
@@ -46,8 +50,10 @@ def trajectory_velocities(model: Velocity, trajectory: Tensor, times: Tensor) ->
     _check_trajectory(trajectory, times)
     n = trajectory.shape[1]
     return torch.stack(
-        [model(trajectory[i], torch.full((n,), float(times[i]), dtype=trajectory.dtype))
-         for i in range(trajectory.shape[0] - 1)]
+        [
+            model(trajectory[i], torch.full((n,), float(times[i]), dtype=trajectory.dtype))
+            for i in range(trajectory.shape[0] - 1)
+        ]
     )
 
 
@@ -85,7 +91,9 @@ def curvature(trajectory: Tensor, times: Tensor) -> float:
 def transport_cost(x0: Tensor, x1: Tensor) -> float:
     """``E||X_1 - X_0||^2``."""
     if x0.shape != x1.shape:
-        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)}, {tuple(x1.shape)}")
+        raise ValueError(
+            f"x0 and x1 must have the same shape, got {tuple(x0.shape)}, {tuple(x1.shape)}"
+        )
     return float(_sq(x1 - x0).double().mean())
 
 

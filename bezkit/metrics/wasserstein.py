@@ -16,7 +16,7 @@ from torch import Tensor
 
 from bezkit.data.toy2d import Sampler, check_points
 
-__all__ = ["wasserstein2", "sliced_wasserstein2", "noise_floor"]
+__all__ = ["noise_floor", "sliced_wasserstein2", "wasserstein2"]
 
 MAX_EXACT_N = 8192
 
@@ -39,14 +39,13 @@ def wasserstein2(a: Tensor, b: Tensor) -> float:
     return float(np.sqrt(max(ot.emd2(wa, wb, cost, numItermax=10_000_000), 0.0)))
 
 
-def sliced_wasserstein2(
-    a: Tensor, b: Tensor, *, n_projections: int = 256, seed: int = 0
-) -> float:
+def sliced_wasserstein2(a: Tensor, b: Tensor, *, n_projections: int = 256, seed: int = 0) -> float:
     """Sliced W2 with ``n_projections`` seeded random directions (equal sample sizes)."""
     a, b = _flat(a, "a"), _flat(b, "b")
     if a.shape != b.shape:
-        raise ValueError(f"sliced W2 needs equal sample shapes, got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}")
+        raise ValueError(
+            f"sliced W2 needs equal sample shapes, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     g = torch.Generator().manual_seed(seed)
     theta = torch.randn(a.shape[1], n_projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)

@@ -4,4 +4,4 @@ from bezkit.models.branched import BranchedVelocity, branch_times
 from bezkit.models.mlp import MLPVelocity
 from bezkit.models.time_embedding import SinusoidalTimeEmbedding
 
-__all__ = ["MLPVelocity", "BranchedVelocity", "branch_times", "SinusoidalTimeEmbedding"]
+__all__ = ["BranchedVelocity", "MLPVelocity", "SinusoidalTimeEmbedding", "branch_times"]

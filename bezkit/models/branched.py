@@ -1,18 +1,20 @@
 """A K-branch output head for B-DENSE (METHODS.md section 4).
 
 The wrapped network outputs ``K * C`` channels: one velocity block ``u_j`` per branch. Branch ``j``
-predicts the teacher's state at ``tau_j(s) = s + (1 - s) t_j`` from the input state at time ``s``,
-parameterised as a displacement:
+predicts the teacher's trajectory state at the absolute time ``t_j`` from the input state at time
+``s < t_j``, parameterised as a displacement:
 
-    branch_j(x, s) = x + (tau_j - s) u_j(x, s) = x + (1 - s) t_j u_j(x, s),   0 < t_1 < ... < t_K = 1.
+    branch_j(x, s) = x + (t_j - s) u_j(x, s),   0 < t_1 < ... < t_K = 1.
 
 Called as a velocity field, ``model(x, s)`` returns the last branch's ``u_K``: one Euler step of the
 remaining time lands on branch K, so the ODE solvers sample B-DENSE students like any flow. With K = 1
-this is exactly the plain distillation student ``T(z) = z + v(z, 0)``.
+this is exactly the plain distillation student ``T(z) = z + v(z, 0)``. Few-step sampling
+(:meth:`BranchedVelocity.sample`) hops from branch output to branch output.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -29,8 +31,14 @@ def branch_times(k: int) -> tuple[float, ...]:
 
 
 class BranchedVelocity(nn.Module):
-    def __init__(self, net: nn.Module, num_branches: int, *, channel_dim: int = 1,
-                 times: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        num_branches: int,
+        *,
+        channel_dim: int = 1,
+        times: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.num_branches = num_branches
@@ -38,7 +46,7 @@ class BranchedVelocity(nn.Module):
         t = branch_times(num_branches) if times is None else tuple(float(v) for v in times)
         if len(t) != num_branches:
             raise ValueError(f"{num_branches} branches need {num_branches} times, got {len(t)}")
-        if any(b <= a for a, b in zip(t, t[1:], strict=False)) or t[0] <= 0 or abs(t[-1] - 1) > 1e-9:
+        if any(b <= a for a, b in itertools.pairwise(t)) or t[0] <= 0 or abs(t[-1] - 1) > 1e-9:
             raise ValueError(f"branch times must increase in (0, 1] and end at 1, got {t}")
         self.times = t
 
@@ -55,11 +63,32 @@ class BranchedVelocity(nn.Module):
         return torch.stack(chunks, dim=1)
 
     def branches(self, x: Tensor, t: Tensor) -> Tensor:
-        """``branch_j(x, s) = x + (1 - s) t_j u_j(x, s)``, shape ``(n, K, *data_shape)``."""
+        """``branch_j(x, s) = x + (t_j - s) u_j(x, s)``, shape ``(n, K, *data_shape)``."""
         u = self.velocities(x, t)
         tj = torch.tensor(self.times, dtype=x.dtype, device=x.device)
-        scale = (1.0 - t.to(x.dtype))[:, None] * tj[None, :]
+        scale = tj[None, :] - t.to(x.dtype)[:, None]
         return x[:, None] + scale.reshape(*scale.shape, *([1] * (x.ndim - 1))) * u
+
+    @torch.no_grad()
+    def sample(self, x: Tensor, steps: int = 1) -> Tensor:
+        """Few-step sampling that restarts from branch outputs.
+
+        With ``steps`` dividing K, hop through the branch times ``t_{K/steps}, t_{2K/steps}, ..., 1``:
+        from the state at ``s``, the next state is the output of the branch at the next hop time.
+        ``steps = 1`` reads branch K directly.
+        """
+        if not isinstance(steps, int) or steps < 1 or self.num_branches % steps:
+            raise ValueError(
+                f"steps must divide the number of branches {self.num_branches}, got {steps}"
+            )
+        stride = self.num_branches // steps
+        s = 0.0
+        for hop in range(steps):
+            j = (hop + 1) * stride - 1
+            t = torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)
+            x = self.branches(x, t)[:, j]
+            s = self.times[j]
+        return x
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         return self.velocities(x, t)[:, -1]

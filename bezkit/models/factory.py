@@ -13,7 +13,7 @@ from torch import nn
 
 from bezkit.models.branched import BranchedVelocity
 
-__all__ = ["model_spec", "build_model", "MODEL_CLASSES"]
+__all__ = ["MODEL_CLASSES", "build_model", "model_spec"]
 
 # class name -> "module:attribute"
 MODEL_CLASSES: dict[str, str] = {
@@ -25,9 +25,15 @@ MODEL_CLASSES: dict[str, str] = {
 def model_spec(model: nn.Module) -> dict[str, Any]:
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     if isinstance(model, BranchedVelocity):
-        return {"class": "BranchedVelocity", "config": {
-            "net": model_spec(model.net), "num_branches": model.num_branches,
-            "channel_dim": model.channel_dim, "times": list(model.times)}}
+        return {
+            "class": "BranchedVelocity",
+            "config": {
+                "net": model_spec(model.net),
+                "num_branches": model.num_branches,
+                "channel_dim": model.channel_dim,
+                "times": list(model.times),
+            },
+        }
     name = type(model).__name__
     if name not in MODEL_CLASSES or not hasattr(model, "config"):
         raise TypeError(f"cannot describe model of class {name}; known: {', '.join(MODEL_CLASSES)}")

@@ -27,7 +27,9 @@ class MLPVelocity(nn.Module):
     ) -> None:
         super().__init__()
         if dim < 1 or hidden < 1 or depth < 1:
-            raise ValueError(f"MLPVelocity needs dim, hidden, depth >= 1, got {dim}, {hidden}, {depth}")
+            raise ValueError(
+                f"MLPVelocity needs dim, hidden, depth >= 1, got {dim}, {hidden}, {depth}"
+            )
         self.dim, self.hidden, self.depth, self.time_dim = dim, hidden, depth, time_dim
         self.out_dim = dim if out_dim is None else out_dim
         self.time_embedding = SinusoidalTimeEmbedding(time_dim)
@@ -41,12 +43,19 @@ class MLPVelocity(nn.Module):
 
     def config(self) -> dict[str, int]:
         """The constructor arguments, stored in checkpoints to rebuild the model."""
-        return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth,
-                "time_dim": self.time_dim, "out_dim": self.out_dim}
+        return {
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "depth": self.depth,
+            "time_dim": self.time_dim,
+            "out_dim": self.out_dim,
+        }
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"MLPVelocity expects x of shape (n, {self.dim}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"MLPVelocity expects x of shape (n, {self.dim}), got {tuple(x.shape)}"
+            )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         return self.net(torch.cat([x, self.time_embedding(t).to(x.dtype)], dim=1))

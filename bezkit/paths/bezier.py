@@ -65,8 +65,9 @@ class BezierPath:
     def control_points(self, x0: Tensor, x1: Tensor, guides: Sequence[Tensor] = ()) -> list[Tensor]:
         """``[X0, G_1, ..., G_{n-1}, X1]`` after checking shapes."""
         if x0.shape != x1.shape:
-            raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and "
-                             f"{tuple(x1.shape)}")
+            raise ValueError(
+                f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+            )
         guides = tuple(guides)
         if len(guides) != self.num_guides:
             raise ValueError(
@@ -95,7 +96,9 @@ class BezierPath:
         diffs = [pts[i + 1] - pts[i] for i in range(self.order)]
         return self.order * sum(_expand(w[i], x0) * d for i, d in enumerate(diffs))
 
-    def sample(self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()) -> PathSample:
+    def sample(
+        self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()
+    ) -> PathSample:
         """The point and the tangent at ``t``, as a :class:`PathSample`."""
         return PathSample(
             x0=x0,

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from bezkit.paths.bezier import bernstein
 
-__all__ = ["GuidePlacement", "place_guides", "check_guide_times"]
+__all__ = ["GuidePlacement", "check_guide_times", "place_guides"]
 
 GuidePlacement = Literal["control", "interpolate"]
 
@@ -56,8 +56,9 @@ def place_guides(
         raise ValueError(f"got {len(states)} teacher states but {len(times)} guide times")
     for k, z in enumerate(states):
         if z.shape != x0.shape:
-            raise ValueError(f"teacher state {k + 1} has shape {tuple(z.shape)}, expected "
-                             f"{tuple(x0.shape)}")
+            raise ValueError(
+                f"teacher state {k + 1} has shape {tuple(z.shape)}, expected {tuple(x0.shape)}"
+            )
     if placement == "control":
         return states
     if placement != "interpolate":
@@ -72,8 +73,10 @@ def place_guides(
     flat0 = x0.reshape(x0.shape[0], -1).double()
     flat1 = x1.reshape(x1.shape[0], -1).double()
     rhs = torch.stack(
-        [z.reshape(z.shape[0], -1).double() - w[0, k] * flat0 - w[order, k] * flat1
-         for k, z in enumerate(states)]
+        [
+            z.reshape(z.shape[0], -1).double() - w[0, k] * flat0 - w[order, k] * flat1
+            for k, z in enumerate(states)
+        ]
     )  # (m, n, D)
     sol = torch.linalg.solve(a, rhs.reshape(m, -1)).reshape(rhs.shape)
     return tuple(sol[k].reshape(x0.shape).to(x0.dtype) for k in range(m))

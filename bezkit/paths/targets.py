@@ -14,13 +14,15 @@ from torch import Tensor
 
 from bezkit.paths.path_sample import PathSample
 
-__all__ = ["TargetKind", "regression_target", "TARGETS"]
+__all__ = ["TARGETS", "TargetKind", "regression_target"]
 
 TargetKind = Literal["tangent", "endpoint"]
 TARGETS: tuple[str, ...] = ("tangent", "endpoint")
 
 
-def regression_target(sample: PathSample, kind: TargetKind = "tangent", *, t_max: float = 0.999) -> Tensor:
+def regression_target(
+    sample: PathSample, kind: TargetKind = "tangent", *, t_max: float = 0.999
+) -> Tensor:
     """The velocity the model is trained to output at ``(sample.x_t, sample.t)``."""
     if kind == "tangent":
         return sample.dx_t

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "TimeSampler",
-    "UniformTime",
-    "UShapedTime",
-    "LogitNormalTime",
     "DiscreteTime",
-    "make_time_sampler",
+    "LogitNormalTime",
+    "TimeSampler",
+    "UShapedTime",
+    "UniformTime",
     "distill_times",
+    "make_time_sampler",
 ]
 
 

@@ -12,15 +12,15 @@ from bezkit.solvers.fixed_step import (
 from bezkit.solvers.ode import SOLVERS, ODESolution, solve_ode
 
 __all__ = [
-    "ODESolution",
-    "solve_ode",
-    "SOLVERS",
     "FIXED_STEP",
-    "Velocity",
-    "euler_step",
-    "midpoint_step",
-    "heun_step",
-    "rk4_step",
-    "dopri5",
+    "SOLVERS",
     "Dopri5Result",
+    "ODESolution",
+    "Velocity",
+    "dopri5",
+    "euler_step",
+    "heun_step",
+    "midpoint_step",
+    "rk4_step",
+    "solve_ode",
 ]

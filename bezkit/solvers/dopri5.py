@@ -16,7 +16,7 @@ from torch import Tensor
 
 from bezkit.solvers.fixed_step import Velocity, call_velocity
 
-__all__ = ["dopri5", "Dopri5Result"]
+__all__ = ["Dopri5Result", "dopri5"]
 
 # Butcher tableau of Dormand & Prince (1980).
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
@@ -89,4 +89,6 @@ def dopri5(
         h = h * factor
     if not record:
         times, states = [t_start, t], []
-    return Dopri5Result(x=x, times=times, states=states, nfe=nfe, accepted=accepted, rejected=rejected)
+    return Dopri5Result(
+        x=x, times=times, states=states, nfe=nfe, accepted=accepted, rejected=rejected
+    )

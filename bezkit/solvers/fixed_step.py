@@ -12,7 +12,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["Velocity", "euler_step", "midpoint_step", "heun_step", "rk4_step", "FIXED_STEP", "call_velocity"]
+__all__ = [
+    "FIXED_STEP",
+    "Velocity",
+    "call_velocity",
+    "euler_step",
+    "heun_step",
+    "midpoint_step",
+    "rk4_step",
+]
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
 

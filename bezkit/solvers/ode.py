@@ -15,7 +15,7 @@ from torch import Tensor
 from bezkit.solvers.dopri5 import dopri5
 from bezkit.solvers.fixed_step import FIXED_STEP, Velocity
 
-__all__ = ["ODESolution", "solve_ode", "SOLVERS"]
+__all__ = ["SOLVERS", "ODESolution", "solve_ode"]
 
 SOLVERS: tuple[str, ...] = (*FIXED_STEP, "dopri5")
 

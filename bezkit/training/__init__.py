@@ -13,15 +13,15 @@ from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import TrainResult, generator_for, train
 
 __all__ = [
-    "TrainConfig",
-    "train",
-    "TrainResult",
-    "generator_for",
-    "FlowMatchingLoss",
     "EMA",
-    "choose_device",
     "Checkpoint",
     "CheckpointError",
-    "save_checkpoint",
+    "FlowMatchingLoss",
+    "TrainConfig",
+    "TrainResult",
+    "choose_device",
+    "generator_for",
     "load_checkpoint",
+    "save_checkpoint",
+    "train",
 ]

@@ -26,9 +26,9 @@ from torch import Tensor
 __all__ = [
     "Checkpoint",
     "CheckpointError",
-    "save_checkpoint",
-    "load_checkpoint",
     "atomic_write_bytes",
+    "load_checkpoint",
+    "save_checkpoint",
     "sha256_file",
     "versions",
 ]
@@ -49,11 +49,11 @@ class Checkpoint:
 
     @property
     def model_state(self) -> dict[str, Tensor]:
-        return {k[len("model."):]: v for k, v in self.tensors.items() if k.startswith("model.")}
+        return {k[len("model.") :]: v for k, v in self.tensors.items() if k.startswith("model.")}
 
     def section(self, prefix: str) -> dict[str, Tensor]:
         p = prefix + "."
-        return {k[len(p):]: v for k, v in self.tensors.items() if k.startswith(p)}
+        return {k[len(p) :]: v for k, v in self.tensors.items() if k.startswith(p)}
 
 
 def versions() -> dict[str, str]:
@@ -61,8 +61,12 @@ def versions() -> dict[str, str]:
 
     import bezkit
 
-    return {"bezkit": bezkit.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+    return {
+        "bezkit": bezkit.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def sha256_file(path: Path) -> str:
@@ -92,7 +96,8 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
-    return path.with_suffix(".safetensors"), path.with_suffix(".json")
+    # append, not replace, a suffix: "run_0.5" -> "run_0.5.safetensors" (not "run_0.safetensors")
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
 
 
 def save_checkpoint(
@@ -108,7 +113,9 @@ def save_checkpoint(
     """
     st_path, js_path = _paths(path)
     if not overwrite and (st_path.exists() or js_path.exists()):
-        raise FileExistsError(f"checkpoint {st_path} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(
+            f"checkpoint {st_path} already exists; pass overwrite=True to replace it"
+        )
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     st_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=st_path.parent, prefix=f".{st_path.name}.", suffix=".tmp")
@@ -136,7 +143,9 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"checkpoint metadata {js_path} is not valid JSON: {err}") from err
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{js_path} is not a bezkit checkpoint (format {meta.get('format')!r})")
+        raise CheckpointError(
+            f"{js_path} is not a bezkit checkpoint (format {meta.get('format')!r})"
+        )
     if verify:
         digest = sha256_file(st_path)
         if digest != meta.get("sha256"):

@@ -32,7 +32,7 @@ from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.ema import EMA
 
-__all__ = ["train", "TrainResult", "generator_for", "LossFn", "BatchFn"]
+__all__ = ["BatchFn", "LossFn", "TrainResult", "generator_for", "train"]
 
 LossFn = Callable[[nn.Module, Pairs, torch.Generator], Tensor]
 BatchFn = Callable[[int, torch.Generator], Pairs]
@@ -114,8 +114,15 @@ def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) 
         thread.join(timeout=5)
 
 
-def _save(path: str, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, step: int,
-          config: TrainConfig, losses: list[float]) -> None:
+def _save(
+    path: str,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    ema: EMA | None,
+    step: int,
+    config: TrainConfig,
+    losses: list[float],
+) -> None:
     tensors = {f"model.{k}": v for k, v in getattr(model, "module", model).state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -123,13 +130,23 @@ def _save(path: str, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | No
     for idx, state in opt_state["state"].items():
         for key, val in state.items():
             tensors[f"optimizer.{idx}.{key}"] = torch.as_tensor(val)
-    meta = {"model": model_spec(model), "train_config": config.to_dict(), "step": step,
-            "optimizer_param_groups": opt_state["param_groups"], "losses": losses}
+    meta = {
+        "model": model_spec(model),
+        "train_config": config.to_dict(),
+        "step": step,
+        "optimizer_param_groups": opt_state["param_groups"],
+        "losses": losses,
+    }
     save_checkpoint(path, tensors, meta, overwrite=True)
 
 
-def _resume(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, ema: EMA | None,
-            device: torch.device) -> tuple[int, list[float]]:
+def _resume(
+    path: str | Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    ema: EMA | None,
+    device: torch.device,
+) -> tuple[int, list[float]]:
     ckpt = load_checkpoint(path)
     getattr(model, "module", model).load_state_dict(ckpt.model_state)
     if ema is not None:
@@ -166,11 +183,19 @@ def train(
         start, losses = _resume(resume_from, model, opt, ema, device)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config), last_epoch=start - 1)
     forward = torch.compile(model) if config.compile else model
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if config.amp and device.type == "cuda" else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if config.amp and device.type == "cuda"
+        else contextlib.nullcontext()
+    )
     t0 = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, desc=config.desc,
-               disable=not config.progress or rank != 0, leave=False)
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        desc=config.desc,
+        disable=not config.progress or rank != 0,
+        leave=False,
+    )
     for step, pairs in enumerate(_batches(sample_batch, config, seed, start), start=start):
         pairs = pairs.to(device)
         with autocast:
@@ -190,10 +215,19 @@ def train(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         done = step + 1
-        if (config.checkpoint_path and config.checkpoint_every and rank == 0
-                and (done % config.checkpoint_every == 0 or done == config.steps)):
+        if (
+            config.checkpoint_path
+            and config.checkpoint_every
+            and rank == 0
+            and (done % config.checkpoint_every == 0 or done == config.steps)
+        ):
             _save(config.checkpoint_path, model, opt, ema, done, config, losses)
     bar.close()
     model.eval()
-    return TrainResult(model=model, ema_model=ema.model if ema else None, losses=losses,
-                       wall_seconds=time.perf_counter() - t0, steps=config.steps)
+    return TrainResult(
+        model=model,
+        ema_model=ema.model if ema else None,
+        losses=losses,
+        wall_seconds=time.perf_counter() - t0,
+        steps=config.steps,
+    )

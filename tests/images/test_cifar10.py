@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tarfile
@@ -66,7 +67,7 @@ def test_reads_fixture_in_official_layout(tmp_path: Path) -> None:
     assert torch.equal(ds.data[0, 0, 0], torch.from_numpy(first[:32]))
     assert torch.equal(ds.data[0, 1, 0, :5], torch.from_numpy(first[1024:1029]))
     assert torch.equal(ds.data[0, 2, 31], torch.from_numpy(first[3072 - 32 :]))
-    labels = sum((written[n][b"labels"] for n in CIFAR10_SPLIT_FILES["train"]), [])
+    labels = [v for n in CIFAR10_SPLIT_FILES["train"] for v in written[n][b"labels"]]
     assert ds.labels.tolist() == labels
     # scaling u -> u / 127.5 - 1
     img, label = ds[0]
@@ -196,3 +197,16 @@ def test_reads_numpy1_era_pickles(tmp_path: Path) -> None:
     x, y = read_cifar10_batch(folder / "test_batch")
     assert np.array_equal(x.reshape(PER_FILE, -1), written["test_batch"][b"data"])
     assert y.tolist() == written["test_batch"][b"labels"]
+
+
+def test_archive_escaping_its_folder_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    root = tmp_path / "data"
+    with pytest.raises((ValueError, tarfile.TarError)):
+        download_cifar10(root, url=archive.resolve().as_uri(), md5=None)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not (root / CIFAR10_FOLDER).exists()

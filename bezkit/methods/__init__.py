@@ -1,0 +1,43 @@
+"""The methods of METHODS.md section 4, each a small recipe over the shared core.
+
+- ``train_flow``: 1-RF (independent), OT-CFM (minibatch OT), full-OT-map flow, any coupling.
+- ``reflow_round``: the k-RF from the (k-1)-RF's pairs.
+- ``distill``: k-RF + distill, one-step or N-step.
+- ``bezier_distill``: quadratic / cubic / any-order Bezier distillation, one or several teachers.
+- ``bdense_distill``: B-DENSE, K-branch dense trajectory distillation.
+"""
+
+from bezkit.methods.bdense import (
+    BDenseLoss,
+    BDenseResult,
+    bdense_distill,
+    branched_from_teacher,
+    make_trajectory_pool,
+)
+from bezkit.methods.bezier_distill import (
+    BezierDistillConfig,
+    BezierDistillResult,
+    bezier_distill,
+    make_bezier_pairs,
+)
+from bezkit.methods.distill import distill
+from bezkit.methods.flow import new_mlp, student_from, train_flow
+from bezkit.methods.reflow import ReflowRound, reflow_round
+
+__all__ = [
+    "BDenseLoss",
+    "BDenseResult",
+    "BezierDistillConfig",
+    "BezierDistillResult",
+    "ReflowRound",
+    "bdense_distill",
+    "bezier_distill",
+    "branched_from_teacher",
+    "distill",
+    "make_bezier_pairs",
+    "make_trajectory_pool",
+    "new_mlp",
+    "reflow_round",
+    "student_from",
+    "train_flow",
+]

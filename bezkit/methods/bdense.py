@@ -1,0 +1,169 @@
+"""B-DENSE: multi-branch dense trajectory distillation (bezkit's reading; METHODS.md section 4).
+
+The student has K branches (``BranchedVelocity``). Branch ``j`` predicts the teacher's trajectory
+state ``Z_{t_j}`` (``0 < t_1 < ... < t_K = 1``, default ``t_j = j / K``) from the input state at time
+``s``, as a displacement ``branch_j(x, s) = x + (t_j - s) u_j(x, s)``. The loss is
+
+    L = sum_{j : t_j > s} w_j || branch_j(Z_s, s) - Z_{t_j} ||^2,   w_j = 1 / K by default,
+
+with ``s = 0`` (one-step dense supervision) or, with ``restarts=True``, ``s`` drawn from
+``{0, t_1, ..., t_{K-1}}`` so that few-step sampling can restart from branch outputs (weights are
+renormalised over the active branches). K = 1 is plain one-step distillation (tested).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from bezkit.couplings.pairs import PairPool, Pairs
+from bezkit.data.toy2d import Sampler
+from bezkit.models.branched import BranchedVelocity, branch_times
+from bezkit.models.mlp import MLPVelocity
+from bezkit.solvers.ode import solve_ode
+from bezkit.training.config import TrainConfig
+from bezkit.training.trainer import TrainResult, train
+
+__all__ = [
+    "BDenseLoss",
+    "BDenseResult",
+    "bdense_distill",
+    "branched_from_teacher",
+    "make_trajectory_pool",
+]
+
+
+def make_trajectory_pool(
+    teacher: nn.Module,
+    source: Sampler,
+    *,
+    num_branches: int,
+    n_pairs: int = 10_000,
+    teacher_steps: int = 100,
+    teacher_solver: str = "euler",
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> PairPool:
+    """Teacher trajectories from ``X0 ~ source`` kept at ``0, t_1, ..., t_K``: ``x0 = Z_0``,
+    ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1`` (the teacher's forward endpoint; the
+    ``(x0, x1)`` pairs are the same as ``ReflowCoupling``'s with the same seed and steps when the
+    steps are a multiple of K). The solver grid is rounded up to a multiple of K so that each
+    ``t_j = j / K`` is a grid point."""
+    k = num_branches
+    branch_times(k)
+    steps = k * math.ceil(teacher_steps / k)
+    teacher.eval()
+    x0 = source.sample(n_pairs, torch.Generator().manual_seed(seed))
+    keep = [steps * j // k for j in range(k + 1)]
+    states: list[list[Tensor]] = [[] for _ in keep]
+    for i in range(0, n_pairs, batch_size):
+        sol = solve_ode(
+            teacher, x0[i : i + batch_size], method=teacher_solver, steps=steps, record=True
+        )
+        for slot, idx in enumerate(keep):
+            states[slot].append(sol.trajectory[idx])
+    z = [torch.cat(s) for s in states]
+    return PairPool(Pairs(z[0], z[-1], tuple(z[1:-1])))
+
+
+class BDenseLoss:
+    """``sum_j w_j ||branch_j(Z_s, s) - Z_{t_j}||^2`` over the active branches (mean over data)."""
+
+    def __init__(
+        self, num_branches: int, *, weights: Sequence[float] | None = None, restarts: bool = False
+    ) -> None:
+        self.times = branch_times(num_branches)
+        w = [1.0 / num_branches] * num_branches if weights is None else [float(v) for v in weights]
+        if len(w) != num_branches or any(v < 0 for v in w) or sum(w) <= 0:
+            raise ValueError(f"need {num_branches} non-negative branch weights, got {w}")
+        self.weights = torch.tensor(w)
+        self.restarts = restarts
+
+    def __call__(self, model: nn.Module, pairs: Pairs, generator: torch.Generator) -> Tensor:
+        k = len(self.times)
+        states = [pairs.x0, *pairs.guides, pairs.x1]  # Z at 0, t_1, ..., t_K
+        if len(states) != k + 1:
+            raise ValueError(
+                f"B-DENSE with K={k} needs {k - 1} intermediate states, got {len(pairs.guides)}"
+            )
+        n = len(pairs)
+        if self.restarts:
+            start = torch.randint(0, k, (n,), generator=generator).to(pairs.x0.device)
+        else:
+            start = torch.zeros(n, dtype=torch.long, device=pairs.x0.device)
+        stacked = torch.stack(states, dim=1)  # (n, K+1, *d)
+        x_in = stacked[torch.arange(n, device=stacked.device), start]
+        grid = torch.tensor((0.0, *self.times), dtype=x_in.dtype, device=x_in.device)
+        branches = model.branches(x_in, grid[start])  # (n, K, *d)
+        sq = (branches - stacked[:, 1:]).pow(2).reshape(n, k, -1).mean(-1)  # (n, K)
+        active = (torch.arange(k, device=sq.device)[None, :] >= start[:, None]).to(sq.dtype)
+        w = self.weights.to(sq)[None, :] * active
+        if self.restarts:
+            w = w / w.sum(dim=1, keepdim=True) * self.weights.sum()
+        return (w * sq).sum(dim=1).mean()
+
+
+def branched_from_teacher(teacher: MLPVelocity, num_branches: int) -> BranchedVelocity:
+    """A K-branch student whose every branch starts as the teacher (output layer replicated)."""
+    if not isinstance(teacher, MLPVelocity):
+        raise TypeError(
+            f"branched_from_teacher needs an MLPVelocity teacher, got {type(teacher).__name__}"
+        )
+    cfg = teacher.config()
+    net = MLPVelocity(
+        cfg["dim"],
+        hidden=cfg["hidden"],
+        depth=cfg["depth"],
+        time_dim=cfg["time_dim"],
+        out_dim=num_branches * cfg["out_dim"],
+    )
+    state = copy.deepcopy(teacher.state_dict())
+    last = max(int(key.split(".")[1]) for key in state if key.startswith("net."))
+    for name in ("weight", "bias"):
+        key = f"net.{last}.{name}"
+        state[key] = state[key].repeat(num_branches, *([1] * (state[key].ndim - 1)))
+    net.load_state_dict(state)
+    return BranchedVelocity(net, num_branches)
+
+
+@dataclass
+class BDenseResult:
+    result: TrainResult
+    pool: PairPool
+
+    @property
+    def model(self) -> BranchedVelocity:
+        return self.result.final_model
+
+
+def bdense_distill(
+    teacher: nn.Module,
+    source: Sampler,
+    config: TrainConfig,
+    *,
+    num_branches: int = 4,
+    weights: Sequence[float] | None = None,
+    restarts: bool = False,
+    n_pairs: int = 10_000,
+    teacher_steps: int = 100,
+    teacher_solver: str = "euler",
+    pair_seed: int = 0,
+) -> BDenseResult:
+    """Distil the teacher's whole trajectory into a K-branch student initialised from it."""
+    pool = make_trajectory_pool(
+        teacher,
+        source,
+        num_branches=num_branches,
+        n_pairs=n_pairs,
+        teacher_steps=teacher_steps,
+        teacher_solver=teacher_solver,
+        seed=pair_seed,
+    )
+    student = branched_from_teacher(teacher, num_branches)
+    loss = BDenseLoss(num_branches, weights=weights, restarts=restarts)
+    return BDenseResult(result=train(student, loss, pool.sample, config), pool=pool)

@@ -1,0 +1,151 @@
+"""Save a trained model with its metadata and load it back, in the checkpoint format of
+:mod:`bezkit.training.checkpoint` (safetensors + JSON, atomic writes, SHA-256 verified).
+
+The tensor layout is the one the trainer writes (``bezkit.training.trainer``), so a trainer
+checkpoint and a :func:`save_model` file load the same way:
+
+    model.<name>      the trained weights
+    ema.<name>        the EMA weights (optional)
+    optimizer.<...>   optimizer state (trainer checkpoints only; ignored when loading a model)
+
+and the metadata always holds ``"model": model_spec(model)``, from which
+:func:`bezkit.models.factory.build_model` rebuilds the architecture (a checkpoint never names
+code to run). Everything else in the metadata is the caller's (a config, the data it was trained
+on, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from bezkit.models.factory import build_model, model_spec
+from bezkit.training.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    _paths,
+    atomic_write_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
+from bezkit.training.ema import EMA
+
+__all__ = ["checkpoint_files", "load_model", "model_tensors", "save_model", "update_metadata"]
+
+# keys that save_checkpoint writes itself; a caller may not set or change them
+RESERVED_KEYS = frozenset({"format", "sha256", "versions"})
+
+
+def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
+    """The ``(.safetensors, .json)`` files a checkpoint path names (either suffix is dropped)."""
+    return _paths(path)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+def model_tensors(model: nn.Module, ema: nn.Module | EMA | None = None) -> dict[str, Tensor]:
+    """``{"model.<name>": ...}`` and, with ``ema``, ``{"ema.<name>": ...}`` (trainer layout)."""
+    state = _unwrap(model).state_dict()
+    tensors = {f"model.{k}": v for k, v in state.items()}
+    if ema is not None:
+        ema_state = (ema.model if isinstance(ema, EMA) else _unwrap(ema)).state_dict()
+        if ema_state.keys() != state.keys() or any(
+            ema_state[k].shape != state[k].shape for k in state
+        ):
+            raise ValueError("the EMA model does not have the same parameters as the model")
+        tensors.update({f"ema.{k}": v for k, v in ema_state.items()})
+    return tensors
+
+
+def save_model(
+    path: str | Path,
+    model: nn.Module,
+    metadata: dict[str, Any],
+    *,
+    ema: nn.Module | EMA | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save ``model`` (and ``ema`` weights) with ``metadata``; returns the ``.safetensors`` path.
+
+    ``metadata["model"]`` is set to ``model_spec(model)`` (a different value there is an error). An
+    existing checkpoint is an error unless ``overwrite=True``.
+    """
+    reserved = RESERVED_KEYS & metadata.keys()
+    if reserved:
+        raise ValueError(f"metadata keys {sorted(reserved)} are reserved for the checkpoint format")
+    spec = model_spec(model)
+    if "model" in metadata and metadata["model"] != spec:
+        raise ValueError(
+            f"metadata['model'] {metadata['model']!r} does not describe the model {spec!r}"
+        )
+    return save_checkpoint(
+        path, model_tensors(model, ema), {**metadata, "model": spec}, overwrite=overwrite
+    )
+
+
+def load_model(
+    path: str | Path, *, use_ema: bool = True, verify: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights; returns ``(model, metadata)``.
+
+    With ``use_ema`` the EMA weights are loaded when the checkpoint has them, else the trained
+    weights. The model is on the CPU in eval mode. The returned metadata is a copy of the
+    checkpoint's with ``"loaded_weights"`` set to ``"ema"`` or ``"model"``. Raises
+    ``FileNotFoundError`` for a missing checkpoint and :class:`CheckpointError` for an altered,
+    foreign or inconsistent one.
+    """
+    ckpt = load_checkpoint(path, verify=verify)
+    spec = ckpt.metadata.get("model")
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"checkpoint {ckpt.path} has no model spec in its metadata")
+    try:
+        model = build_model(spec)
+    except (ValueError, TypeError, KeyError, ImportError) as err:
+        raise CheckpointError(f"cannot rebuild the model of checkpoint {ckpt.path}: {err}") from err
+    ema_state = ckpt.section("ema") if use_ema else {}
+    state = ema_state or ckpt.model_state
+    if not state:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} holds no model weights (no 'model.*' tensors)"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"the weights in {ckpt.path} do not fit its model spec: {first}"
+        ) from err
+    meta = dict(ckpt.metadata)
+    meta["loaded_weights"] = "ema" if ema_state else "model"
+    return model.eval(), meta
+
+
+def update_metadata(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into a checkpoint's top-level metadata; rewrite its JSON atomically.
+
+    The tensors are not touched, so the recorded SHA-256 stays valid (and an altered tensor file is
+    still refused when loaded). Returns the new metadata.
+    """
+    reserved = RESERVED_KEYS & updates.keys()
+    if reserved:
+        raise ValueError(f"metadata keys {sorted(reserved)} are reserved for the checkpoint format")
+    st_path, js_path = checkpoint_files(path)
+    for p in (st_path, js_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {p}")
+    try:
+        meta = json.loads(js_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"checkpoint metadata {js_path} is not valid JSON: {err}") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{js_path} is not a bezkit checkpoint (format {meta.get('format')!r})"
+        )
+    meta.update(updates)
+    atomic_write_bytes(js_path, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+    return meta
