@@ -180,3 +180,16 @@ def test_pair_pool_refuses_nan():
     x[1, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         PairPool(Pairs(x, torch.zeros(4, 2)))
+
+
+def test_students_of_an_ema_teacher_can_train():
+    from bezkit.couplings import IndependentCoupling
+
+    res = train_flow(IndependentCoupling(SRC, TGT), new_mlp(hidden=16, depth=1, seed=0),
+                     TrainConfig(steps=5, batch_size=32, ema_decay=0.9, progress=False,
+                                 device="cpu"))
+    ema_teacher = res.final_model
+    assert not any(p.requires_grad for p in ema_teacher.parameters())
+    coupling = ReflowCoupling(ema_teacher, SRC, n_pairs=64, steps=2)
+    out = distill(ema_teacher, coupling, cfg(3))
+    assert len(out.losses) == 3

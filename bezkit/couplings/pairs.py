@@ -34,6 +34,10 @@ class Pairs:
     def __len__(self) -> int:
         return self.x0.shape[0]
 
+    def astuple(self) -> tuple[Tensor, Tensor]:
+        """``(x0, x1)``, for unpacking."""
+        return self.x0, self.x1
+
     def to(self, device: torch.device | str) -> Pairs:
         return Pairs(
             self.x0.to(device), self.x1.to(device), tuple(g.to(device) for g in self.guides)

@@ -44,18 +44,51 @@ def integrate_in_batches(
 
 
 class _TeacherPairs:
-    """Shared lazy caching: ``pool`` is built by ``_make_pairs`` exactly once."""
+    """Pairs made by running the teacher's ODE from one side, generated exactly once.
+
+    ``reverse=False``: start at ``X0`` (given points or ``n_pairs`` seeded draws of ``sampler``) and
+    integrate 0 -> 1. ``reverse=True``: start at ``X1`` and integrate 1 -> 0.
+    """
 
     def __init__(
-        self, teacher: Velocity, *, steps: int, method: str, batch_size: int, progress: bool
+        self,
+        teacher: Velocity,
+        sampler: Sampler | None,
+        points: Tensor | None,
+        *,
+        reverse: bool,
+        n_pairs: int,
+        steps: int,
+        method: str,
+        seed: int,
+        batch_size: int,
+        progress: bool,
     ) -> None:
-        self.teacher, self.steps, self.method = teacher, steps, method
+        side = "x1" if reverse else "x0"
+        if (sampler is None) == (points is None):
+            raise ValueError(f"{type(self).__name__} needs exactly one of a sampler or {side}")
+        self.teacher, self.sampler, self.reverse = teacher, sampler, reverse
+        self.points = None if points is None else check_points(points, name=side)
+        self.n_pairs, self.steps, self.method, self.seed = n_pairs, steps, method, seed
         self.batch_size, self.progress = batch_size, progress
         self._pool: PairPool | None = None
         self.generation_count = 0  # how many times pairs were generated (tests: once per round)
 
     def _make_pairs(self) -> Pairs:
-        raise NotImplementedError
+        start = self.points
+        if start is None:
+            start = self.sampler.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
+        end = integrate_in_batches(
+            self.teacher,
+            start,
+            reverse=self.reverse,
+            steps=self.steps,
+            method=self.method,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            desc="data-anchored pairs" if self.reverse else "reflow pairs",
+        )
+        return Pairs(end, start) if self.reverse else Pairs(start, end)
 
     def generate(self) -> PairPool:
         if self._pool is None:
@@ -77,7 +110,7 @@ class _TeacherPairs:
 
 
 class ReflowCoupling(_TeacherPairs):
-    """``(X0, ODE_teacher(X0))`` for ``n_pairs`` seeded sources (or the given ``x0``)."""
+    """``(X0, ODE_teacher(X0))`` for ``n_pairs`` seeded draws of ``source`` (or the given ``x0``)."""
 
     def __init__(
         self,
@@ -93,31 +126,21 @@ class ReflowCoupling(_TeacherPairs):
         progress: bool = False,
     ) -> None:
         super().__init__(
-            teacher, steps=steps, method=method, batch_size=batch_size, progress=progress
-        )
-        if (source is None) == (x0 is None):
-            raise ValueError("ReflowCoupling needs exactly one of source (a sampler) or x0")
-        self.source, self.n_pairs, self.seed = source, n_pairs, seed
-        self.x0 = None if x0 is None else check_points(x0, name="x0")
-
-    def _make_pairs(self) -> Pairs:
-        x0 = self.x0
-        if x0 is None:
-            x0 = self.source.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
-        x1 = integrate_in_batches(
-            self.teacher,
+            teacher,
+            source,
             x0,
-            steps=self.steps,
-            method=self.method,
-            batch_size=self.batch_size,
-            progress=self.progress,
-            desc="reflow pairs",
+            reverse=False,
+            n_pairs=n_pairs,
+            steps=steps,
+            method=method,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
         )
-        return Pairs(x0, x1)
 
 
 class DataAnchoredCoupling(_TeacherPairs):
-    """``(ODE_teacher^-1(X1), X1)`` for real data ``X1`` (given, or drawn from ``target``)."""
+    """``(ODE_teacher^-1(X1), X1)`` for real data ``X1`` (given, or seeded draws of ``target``)."""
 
     def __init__(
         self,
@@ -133,25 +156,14 @@ class DataAnchoredCoupling(_TeacherPairs):
         progress: bool = False,
     ) -> None:
         super().__init__(
-            teacher, steps=steps, method=method, batch_size=batch_size, progress=progress
-        )
-        if (target is None) == (x1 is None):
-            raise ValueError("DataAnchoredCoupling needs exactly one of target (a sampler) or x1")
-        self.target, self.n_pairs, self.seed = target, n_pairs, seed
-        self.x1 = None if x1 is None else check_points(x1, name="x1")
-
-    def _make_pairs(self) -> Pairs:
-        x1 = self.x1
-        if x1 is None:
-            x1 = self.target.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
-        x0 = integrate_in_batches(
-            self.teacher,
+            teacher,
+            target,
             x1,
             reverse=True,
-            steps=self.steps,
-            method=self.method,
-            batch_size=self.batch_size,
-            progress=self.progress,
-            desc="data-anchored pairs",
+            n_pairs=n_pairs,
+            steps=steps,
+            method=method,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
         )
-        return Pairs(x0, x1)

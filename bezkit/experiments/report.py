@@ -61,8 +61,10 @@ def error_accumulation_table(exp: dict[str, Any]) -> dict[int, dict[str, float]]
 def _experiment_section(exp: dict[str, Any]) -> list[str]:
     lines = [f"## {exp['source']} -> {exp['target']}", ""]
     lines.append(
-        f"W2 noise floor (two independent target samples of the evaluation size): "
-        f"**{_f(exp['noise_floor'])}**. Wall time of this pair: "
+        f"W2 noise floor (fresh real samples of the evaluation size against the same held-out "
+        f"reference, {len(exp['noise_floor_samples'])} draws): **{_f(exp['noise_floor'])} ± "
+        f"{_f(exp['noise_floor_std'])}** (mean ± std). Differences between methods smaller than "
+        f"about that spread are within sampling noise. Wall time of this pair: "
         f"{exp['wall_seconds']:.0f} s."
     )
     lines.append("")

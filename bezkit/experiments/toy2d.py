@@ -34,7 +34,7 @@ from bezkit.methods.bezier_distill import BezierDistillConfig, bezier_distill
 from bezkit.methods.distill import distill
 from bezkit.methods.flow import new_mlp, train_flow
 from bezkit.methods.reflow import reflow_round
-from bezkit.metrics.wasserstein import noise_floor
+from bezkit.metrics.wasserstein import reference_noise_floor
 from bezkit.training.config import TrainConfig
 
 __all__ = ["run_experiment_pairs", "run_pair"]
@@ -228,11 +228,15 @@ def run_pair(source_name: str, target_name: str, cfg: ExperimentConfig) -> dict[
             )
             run.record("bdense", k, out.model, secs, out.result.losses)
     bar.close()
-    floor = noise_floor(target, cfg.n_eval, seed=cfg.seed + 40_009)
+    floors = reference_noise_floor(target, run.reference, repeats=5, seed=cfg.seed + 40_009)
+    floor = sum(floors) / len(floors)
+    spread = (sum((f - floor) ** 2 for f in floors) / (len(floors) - 1)) ** 0.5
     return {
         "source": source_name,
         "target": target_name,
         "noise_floor": floor,
+        "noise_floor_std": spread,
+        "noise_floor_samples": floors,
         "runs": run.runs,
         "couplings": run.couplings,
         "wall_seconds": time.perf_counter() - t_start,

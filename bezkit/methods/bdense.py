@@ -25,6 +25,7 @@ from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.data.toy2d import Sampler
 from bezkit.models.branched import BranchedVelocity, branch_times
 from bezkit.models.mlp import MLPVelocity
+from bezkit.models.unet import UNetVelocity
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
 from bezkit.training.trainer import TrainResult, train
@@ -108,25 +109,40 @@ class BDenseLoss:
         return (w * sq).sum(dim=1).mean()
 
 
-def branched_from_teacher(teacher: MLPVelocity, num_branches: int) -> BranchedVelocity:
-    """A K-branch student whose every branch starts as the teacher (output layer replicated)."""
-    if not isinstance(teacher, MLPVelocity):
-        raise TypeError(
-            f"branched_from_teacher needs an MLPVelocity teacher, got {type(teacher).__name__}"
-        )
-    cfg = teacher.config()
-    net = MLPVelocity(
-        cfg["dim"],
-        hidden=cfg["hidden"],
-        depth=cfg["depth"],
-        time_dim=cfg["time_dim"],
-        out_dim=num_branches * cfg["out_dim"],
-    )
-    state = copy.deepcopy(teacher.state_dict())
-    last = max(int(key.split(".")[1]) for key in state if key.startswith("net."))
+def _replicate_output(state: dict[str, Tensor], prefix: str, num_branches: int) -> None:
+    """Repeat the output layer's weight and bias ``num_branches`` times along the output axis."""
     for name in ("weight", "bias"):
-        key = f"net.{last}.{name}"
+        key = f"{prefix}.{name}"
         state[key] = state[key].repeat(num_branches, *([1] * (state[key].ndim - 1)))
+
+
+def branched_from_teacher(teacher: nn.Module, num_branches: int) -> BranchedVelocity:
+    """A K-branch student whose every branch starts as the teacher (output layer replicated).
+
+    Works for an ``MLPVelocity`` (its last linear layer) and a ``UNetVelocity`` (its output
+    convolution ``conv_out``, giving ``K * out_channels`` channels, one group per branch)."""
+    state = copy.deepcopy(teacher.state_dict())
+    if isinstance(teacher, MLPVelocity):
+        cfg = teacher.config()
+        net: nn.Module = MLPVelocity(
+            cfg["dim"],
+            hidden=cfg["hidden"],
+            depth=cfg["depth"],
+            time_dim=cfg["time_dim"],
+            out_dim=num_branches * cfg["out_dim"],
+        )
+        last = max(int(key.split(".")[1]) for key in state if key.startswith("net."))
+        _replicate_output(state, f"net.{last}", num_branches)
+    elif isinstance(teacher, UNetVelocity):
+        cfg = teacher.config()
+        cfg["out_channels"] = num_branches * cfg["out_channels"]
+        net = UNetVelocity(**cfg)
+        _replicate_output(state, "conv_out", num_branches)
+    else:
+        raise TypeError(
+            "branched_from_teacher needs an MLPVelocity or UNetVelocity teacher, got "
+            f"{type(teacher).__name__}"
+        )
     net.load_state_dict(state)
     return BranchedVelocity(net, num_branches)
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from bezkit.couplings.pairs import PairPool, Pairs
-from bezkit.couplings.reflow import integrate_in_batches
+from bezkit.couplings.reflow import DataAnchoredCoupling, ReflowCoupling
 from bezkit.data.toy2d import Sampler
 from bezkit.methods.flow import Init, student_from, train_flow
 from bezkit.paths.bezier import BezierPath
@@ -133,18 +133,21 @@ def make_bezier_pairs(
     cfg.validate(len(teachers))
     for tch in teachers:
         tch.eval()
-    g = torch.Generator().manual_seed(cfg.pair_seed)
     main = teachers[cfg.endpoint_teacher]
-    run = dict(steps=cfg.teacher_steps, method=cfg.teacher_solver, progress=progress)
+    run = dict(
+        n_pairs=cfg.n_pairs,
+        steps=cfg.teacher_steps,
+        method=cfg.teacher_solver,
+        seed=cfg.pair_seed,
+        progress=progress,
+    )
     if cfg.endpoint == "data":
-        x1 = target.sample(cfg.n_pairs, g)
-        x0 = integrate_in_batches(main, x1, reverse=True, desc="reverse ODE", **run)
+        x0, x1 = DataAnchoredCoupling(main, target, **run).pairs.astuple()
     elif cfg.endpoint == "teacher":
-        x0 = source.sample(cfg.n_pairs, g)
-        x1 = integrate_in_batches(main, x0, desc="teacher ODE", **run)
+        x0, x1 = ReflowCoupling(main, source, **run).pairs.astuple()
     else:
-        x0 = source.sample(cfg.n_pairs, g)
-        x1 = target.sample(cfg.n_pairs, g)
+        g = torch.Generator().manual_seed(cfg.pair_seed)
+        x0, x1 = source.sample(cfg.n_pairs, g), target.sample(cfg.n_pairs, g)
     times = cfg.times()
     guide_teachers = teachers if len(teachers) == len(times) else [teachers[0]] * len(times)
     states = [

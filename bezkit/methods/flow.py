@@ -39,8 +39,8 @@ def new_mlp(dim: int = 2, *, hidden: int = 256, depth: int = 3, seed: int = 0) -
 
 def student_from(teacher: nn.Module, init: Init = "teacher", *, seed: int = 0) -> nn.Module:
     """A copy of the teacher (fine-tuning) or a new network of the same spec (from scratch)."""
-    if init == "teacher":
-        return copy.deepcopy(teacher).train()
+    if init == "teacher":  # an EMA teacher has frozen parameters: the copy must train
+        return copy.deepcopy(teacher).train().requires_grad_(True)
     if init == "scratch":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -14,7 +14,12 @@ from bezkit.metrics.straightness import (
     trajectory_velocities,
     transport_cost,
 )
-from bezkit.metrics.wasserstein import noise_floor, sliced_wasserstein2, wasserstein2
+from bezkit.metrics.wasserstein import (
+    noise_floor,
+    reference_noise_floor,
+    sliced_wasserstein2,
+    wasserstein2,
+)
 
 __all__ = [
     "CrossingStats",
@@ -23,6 +28,7 @@ __all__ = [
     "noise_floor",
     "normalised_straightness",
     "path_energy",
+    "reference_noise_floor",
     "segments_cross",
     "sliced_wasserstein2",
     "straightness",

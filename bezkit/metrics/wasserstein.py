@@ -59,3 +59,17 @@ def noise_floor(target: Sampler, n: int, *, seed: int = 0, sliced: bool = False)
     g = torch.Generator().manual_seed(seed)
     a, b = target.sample(n, g), target.sample(n, g)
     return sliced_wasserstein2(a, b, seed=seed) if sliced else wasserstein2(a, b)
+
+
+def reference_noise_floor(
+    target: Sampler, reference: Tensor, *, repeats: int = 5, seed: int = 0
+) -> list[float]:
+    """W2 of ``repeats`` fresh real samples (size of ``reference``) to the same ``reference``.
+
+    This is the W2 a perfect generator would score against this exact reference set; its spread
+    shows how large a difference between two methods must be before it means anything.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    g = torch.Generator().manual_seed(seed)
+    return [wasserstein2(target.sample(reference.shape[0], g), reference) for _ in range(repeats)]

@@ -7,7 +7,13 @@
 
 Each step's random numbers come from generators seeded by ``(seed, step)``, so a run is reproducible,
 batches can be prepared ahead in a background thread without changing them, and a resumed run
-continues exactly as if it had never stopped. Under torchrun each rank offsets the seed by its rank.
+continues exactly as if it had never stopped.
+
+Under torchrun (a ``torch.distributed`` process group of more than one process) every rank offsets
+the seed by its rank, so the ranks draw different batches; the model is wrapped in
+``DistributedDataParallel`` (unless it already is), which averages the gradients, so one step is a
+step on ``world_size * batch_size`` pairs; only rank 0 shows progress and writes checkpoints.
+``TrainResult.model`` is the model that was passed in (a plain model stays plain).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from bezkit.models.factory import model_spec
 from bezkit.training.checkpoint import load_checkpoint, save_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
+from bezkit.training.distributed import get_rank, unwrap_model, wrap_ddp
 from bezkit.training.ema import EMA
 
 __all__ = ["BatchFn", "LossFn", "TrainResult", "generator_for", "train"]
@@ -57,12 +64,6 @@ class TrainResult:
     def final_model(self) -> nn.Module:
         """The EMA weights when EMA was used, else the trained weights."""
         return self.ema_model if self.ema_model is not None else self.model
-
-
-def _rank() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
@@ -171,10 +172,12 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place to minimise ``loss_fn`` on batches from ``sample_batch``."""
     device = choose_device(config.device)
-    rank, _ = _rank()
+    rank = get_rank()
     seed = config.seed + rank
     torch.manual_seed(seed)
-    model.to(device).train()
+    given = model.to(device).train()
+    if model is unwrap_model(model):  # a plain model: DDP-wrapped under torchrun only
+        model = wrap_ddp(model)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config))
     ema = EMA(getattr(model, "module", model), config.ema_decay) if config.ema_decay else None
@@ -223,9 +226,9 @@ def train(
         ):
             _save(config.checkpoint_path, model, opt, ema, done, config, losses)
     bar.close()
-    model.eval()
+    given.eval()
     return TrainResult(
-        model=model,
+        model=given,
         ema_model=ema.model if ema else None,
         losses=losses,
         wall_seconds=time.perf_counter() - t0,

@@ -1,0 +1,326 @@
+"""Paths (METHODS.md sections 1 and 2): Bezier curves, guide placement, targets, time sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bezkit.paths import (
+    BezierPath,
+    DiscreteTime,
+    LinearPath,
+    LogitNormalTime,
+    UniformTime,
+    UShapedTime,
+    bernstein,
+    distill_times,
+    make_time_sampler,
+    place_guides,
+    regression_target,
+)
+
+F64 = torch.float64
+
+
+def rand(gen, *shape):
+    return torch.randn(*shape, generator=gen, dtype=F64)
+
+
+def pair(gen, n=64, d=3):
+    return rand(gen, n, d), rand(gen, n, d)
+
+
+def times(gen, n=64):
+    return torch.rand(n, generator=gen, dtype=F64)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_endpoints_are_x0_and_x1(order, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    path = BezierPath(order)
+    n = x0.shape[0]
+    assert torch.equal(path.point(x0, x1, torch.zeros(n, dtype=F64), guides), x0)
+    assert torch.equal(path.point(x0, x1, torch.ones(n, dtype=F64), guides), x1)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5])
+def test_tangent_matches_central_differences(order, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    path = BezierPath(order)
+    t = 0.05 + 0.9 * times(gen)  # keep t +- h inside [0, 1]
+    h = 1e-5
+    fd = (path.point(x0, x1, t + h, guides) - path.point(x0, x1, t - h, guides)) / (2 * h)
+    torch.testing.assert_close(path.tangent(x0, x1, t, guides), fd, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_tangent_at_endpoints_is_first_and_last_control_leg(order, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    pts = [x0, *guides, x1]
+    path = BezierPath(order)
+    n = x0.shape[0]
+    d0 = path.tangent(x0, x1, torch.zeros(n, dtype=F64), guides)
+    d1 = path.tangent(x0, x1, torch.ones(n, dtype=F64), guides)
+    torch.testing.assert_close(d0, order * (pts[1] - pts[0]))
+    torch.testing.assert_close(d1, order * (pts[-1] - pts[-2]))
+
+
+def test_bernstein_weights_sum_to_one(gen):
+    t = times(gen)
+    for order in range(1, 7):
+        w = bernstein(order, t)
+        assert w.shape == (order + 1, t.numel())
+        torch.testing.assert_close(w.sum(0), torch.ones_like(t))
+        assert (w >= 0).all()
+
+
+def test_quadratic_with_midpoint_guide_is_the_linear_path(gen):
+    x0, x1 = pair(gen)
+    t = times(gen)
+    quad = BezierPath(2).sample(x0, x1, t, ((x0 + x1) / 2,))
+    lin = LinearPath().sample(x0, x1, t)
+    torch.testing.assert_close(quad.x_t, lin.x_t, rtol=0, atol=1e-14)
+    torch.testing.assert_close(quad.dx_t, lin.dx_t, rtol=0, atol=1e-14)
+    # and the linear path is (1-t) X0 + t X1 with velocity X1 - X0
+    torch.testing.assert_close(lin.x_t, (1 - t)[:, None] * x0 + t[:, None] * x1)
+    torch.testing.assert_close(lin.dx_t, x1 - x0)
+
+
+def test_cubic_with_guides_at_thirds_is_the_linear_path(gen):
+    x0, x1 = pair(gen)
+    t = times(gen)
+    guides = ((2 * x0 + x1) / 3, (x0 + 2 * x1) / 3)  # degree elevation twice
+    cub = BezierPath(3).sample(x0, x1, t, guides)
+    lin = LinearPath().sample(x0, x1, t)
+    torch.testing.assert_close(cub.x_t, lin.x_t)
+    torch.testing.assert_close(cub.dx_t, lin.dx_t)
+
+
+def test_order_one_is_linear_path(gen):
+    x0, x1 = pair(gen)
+    t = times(gen)
+    a, b = BezierPath(1).sample(x0, x1, t), LinearPath().sample(x0, x1, t)
+    assert torch.equal(a.x_t, b.x_t) and torch.equal(a.dx_t, b.dx_t)
+    assert LinearPath().order == 1 and LinearPath().num_guides == 0
+
+
+def test_quadratic_and_cubic_explicit_formulas(gen):
+    x0, x1 = pair(gen)
+    g, g1, g2 = (rand(gen, *x0.shape) for _ in range(3))
+    t = times(gen)[:, None]
+    s = 1 - t
+    quad = BezierPath(2).sample(x0, x1, t[:, 0], (g,))
+    torch.testing.assert_close(quad.x_t, s**2 * x0 + 2 * t * s * g + t**2 * x1)
+    torch.testing.assert_close(quad.dx_t, 2 * s * (g - x0) + 2 * t * (x1 - g))
+    cub = BezierPath(3).sample(x0, x1, t[:, 0], (g1, g2))
+    torch.testing.assert_close(
+        cub.x_t, s**3 * x0 + 3 * s**2 * t * g1 + 3 * s * t**2 * g2 + t**3 * x1
+    )
+    torch.testing.assert_close(
+        cub.dx_t, 3 * s**2 * (g1 - x0) + 6 * s * t * (g2 - g1) + 3 * t**2 * (x1 - g2)
+    )
+
+
+def test_path_works_on_image_shaped_data(gen):
+    x0, x1 = rand(gen, 8, 3, 4, 4), rand(gen, 8, 3, 4, 4)
+    g = rand(gen, 8, 3, 4, 4)
+    t = times(gen, 8)
+    sample = BezierPath(2).sample(x0, x1, t, (g,))
+    tt = t[:, None, None, None]
+    torch.testing.assert_close(sample.x_t, (1 - tt) ** 2 * x0 + 2 * tt * (1 - tt) * g + tt**2 * x1)
+
+
+def test_quadratic_interpolate_passes_through_teacher_state(gen):
+    x0, x1 = pair(gen)
+    z = rand(gen, *x0.shape)
+    s = 0.3
+    (g,) = place_guides([z], [s], x0, x1, "interpolate")
+    closed_form = (z - (1 - s) ** 2 * x0 - s**2 * x1) / (2 * s * (1 - s))
+    torch.testing.assert_close(g, closed_form)
+    at_s = BezierPath(2).point(x0, x1, torch.full((x0.shape[0],), s, dtype=F64), (g,))
+    torch.testing.assert_close(at_s, z)
+
+
+@pytest.mark.parametrize("times_", [(0.25, 0.75), (0.6, 0.2)])
+def test_cubic_interpolate_passes_through_both_states(times_, gen):
+    x0, x1 = pair(gen)
+    z1, z2 = rand(gen, *x0.shape), rand(gen, *x0.shape)
+    guides = place_guides([z1, z2], times_, x0, x1, "interpolate")
+    path = BezierPath(3)
+    n = x0.shape[0]
+    for z, s in zip((z1, z2), times_):
+        torch.testing.assert_close(path.point(x0, x1, torch.full((n,), s, dtype=F64), guides), z)
+
+
+def test_interpolate_order_four_and_image_shapes(gen):
+    x0, x1 = rand(gen, 5, 2, 3, 3), rand(gen, 5, 2, 3, 3)
+    states = [rand(gen, *x0.shape) for _ in range(3)]
+    ts = (0.2, 0.5, 0.9)
+    guides = place_guides(states, ts, x0, x1, "interpolate")
+    for z, s in zip(states, ts):
+        at = BezierPath(4).point(x0, x1, torch.full((5,), s, dtype=F64), guides)
+        torch.testing.assert_close(at, z)
+
+
+def test_interpolate_on_the_chord_gives_the_degree_elevated_guides(gen):
+    x0, x1 = pair(gen)
+    s = 0.4
+    z = (1 - s) * x0 + s * x1  # the teacher state lies on the straight line
+    (g,) = place_guides([z], [s], x0, x1, "interpolate")
+    torch.testing.assert_close(g, (x0 + x1) / 2)
+
+
+def test_control_placement_returns_states_unchanged(gen):
+    x0, x1 = pair(gen)
+    z = rand(gen, *x0.shape)
+    (g,) = place_guides([z], [0.5], x0, x1, "control")
+    assert g is z
+
+
+def test_bad_guide_placement_inputs(gen):
+    x0, x1 = pair(gen)
+    z = rand(gen, *x0.shape)
+    with pytest.raises(ValueError, match="strictly inside"):
+        place_guides([z], [1.0], x0, x1, "interpolate")
+    with pytest.raises(ValueError, match="distinct"):
+        place_guides([z, z], [0.5, 0.5], x0, x1, "interpolate")
+    with pytest.raises(ValueError, match="2 teacher states but 1 guide times"):
+        place_guides([z, z], [0.5], x0, x1)
+    with pytest.raises(ValueError, match="teacher state 1 has shape"):
+        place_guides([z[:, :2]], [0.5], x0, x1)
+    with pytest.raises(ValueError, match="unknown guide placement"):
+        place_guides([z], [0.5], x0, x1, "snap")
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_endpoint_target_one_euler_step_lands_on_x1(order, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    t = 0.99 * times(gen)  # below t_max
+    sample = BezierPath(order).sample(x0, x1, t, guides)
+    target = regression_target(sample, "endpoint")
+    landed = sample.x_t + (1 - t)[:, None] * target
+    torch.testing.assert_close(landed, x1)
+    # at t = 0 the endpoint target is the chord X1 - X0 (the distillation target)
+    zero = BezierPath(order).sample(x0, x1, torch.zeros_like(t), guides)
+    torch.testing.assert_close(regression_target(zero, "endpoint"), x1 - x0)
+    # the tangent target is the tangent, and the two differ on a curved path
+    assert torch.equal(regression_target(sample, "tangent"), sample.dx_t)
+    assert not torch.allclose(target, sample.dx_t)
+
+
+def test_endpoint_target_equals_tangent_on_linear_path(gen):
+    x0, x1 = pair(gen)
+    sample = LinearPath().sample(x0, x1, times(gen))
+    torch.testing.assert_close(regression_target(sample, "endpoint"), sample.dx_t)
+
+
+def test_endpoint_target_is_clipped_near_one(gen):
+    x0, x1 = pair(gen)
+    g = rand(gen, *x0.shape)
+    t = torch.ones(x0.shape[0], dtype=F64)
+    t[: t.numel() // 2] = 0.9995
+    sample = BezierPath(2).sample(x0, x1, t, (g,))
+    target = regression_target(sample, "endpoint", t_max=0.99)
+    assert torch.isfinite(target).all()
+    torch.testing.assert_close(target, (x1 - sample.x_t) / (1 - 0.99))
+    with pytest.raises(ValueError, match="t_max"):
+        regression_target(sample, "endpoint", t_max=1.0)
+    with pytest.raises(ValueError, match="unknown target 'velocity'"):
+        regression_target(sample, "velocity")
+
+
+def ushaped_cdf(t, a):
+    """CDF of p(t) ~ e^(a t) + e^(a (1 - t)) on [0, 1]."""
+    return 0.5 * (torch.expm1(a * t) - torch.expm1(a * (1 - t)) + math.expm1(a)) / math.expm1(a)
+
+
+def ks_distance(sample, cdf):
+    x = torch.sort(sample.double()).values
+    n = x.numel()
+    f = cdf(x)
+    hi = torch.arange(1, n + 1, dtype=F64) / n
+    lo = torch.arange(0, n, dtype=F64) / n
+    return float(torch.maximum(hi - f, f - lo).max())
+
+
+@pytest.mark.parametrize("a", [4.0, 1.5])
+def test_ushaped_time_matches_its_density(a, gen):
+    n = 50_000
+    t = UShapedTime(a)(n, gen)
+    assert t.shape == (n,) and t.min() >= 0 and t.max() <= 1
+    # Kolmogorov-Smirnov: the 0.1% critical value is 1.95 / sqrt(n)
+    crit = 1.95 / math.sqrt(n)
+    assert ks_distance(t, lambda x: ushaped_cdf(x, a)) < crit
+    # the check has power: a uniform sample is far from the U-shaped CDF
+    assert ks_distance(torch.rand(n, generator=gen), lambda x: ushaped_cdf(x, a)) > 2 * crit
+    # binned: each of 20 bins holds its probability mass up to 5 binomial standard deviations
+    edges = torch.linspace(0, 1, 21, dtype=F64)
+    p = ushaped_cdf(edges[1:], a) - ushaped_cdf(edges[:-1], a)
+    counts = torch.histc(t.double(), bins=20, min=0, max=1)
+    assert ((counts / n - p).abs() <= 5 * torch.sqrt(p * (1 - p) / n)).all()
+
+
+def test_uniform_and_logitnormal_times(gen):
+    n = 50_000
+    u = UniformTime()(n, gen)
+    assert ks_distance(u, lambda x: x) < 1.95 / math.sqrt(n)
+    t = LogitNormalTime(mean=0.5, std=0.7)(n, gen).double()
+    logit = torch.log(t / (1 - t))
+    assert abs(float(logit.mean()) - 0.5) < 5 * 0.7 / math.sqrt(n)
+    assert abs(float(logit.std()) - 0.7) < 0.02
+    assert isinstance(make_time_sampler("ushaped", a=2.0), UShapedTime)
+    with pytest.raises(ValueError, match="unknown time sampling 'beta'.*uniform"):
+        make_time_sampler("beta")
+    with pytest.raises(ValueError, match="must be > 0"):
+        UShapedTime(0.0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 7])
+def test_distill_times_grid(steps, gen):
+    sampler = distill_times(steps)
+    expected = torch.tensor([k / steps for k in range(steps)])
+    torch.testing.assert_close(torch.sort(sampler.values).values, expected)
+    t = sampler(2000, gen)
+    assert t.shape == (2000,)
+    drawn = torch.unique(t)
+    torch.testing.assert_close(drawn, expected)  # every grid value drawn, nothing else
+
+
+def test_distill_times_and_discrete_time_errors():
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="steps must be an int >= 1"):
+            distill_times(bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        DiscreteTime([0.0, 1.0])
+    with pytest.raises(ValueError, match="at least one"):
+        DiscreteTime([])
+
+
+def test_bezier_bad_inputs(gen):
+    x0, x1 = pair(gen, n=8)
+    t = times(gen, 8)
+    for order in (0, -2, 1.0, True):
+        with pytest.raises(ValueError, match="Bezier order must be an int >= 1"):
+            BezierPath(order)
+    with pytest.raises(ValueError, match="x0 and x1 must have the same shape"):
+        LinearPath().sample(x0, x1[:, :2], t)
+    with pytest.raises(ValueError, match="needs 1 guide"):
+        BezierPath(2).sample(x0, x1, t)
+    with pytest.raises(ValueError, match="guide 1 has shape"):
+        BezierPath(2).sample(x0, x1, t, (x0[:4],))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        LinearPath().sample(x0, x1, t + 1.0)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        LinearPath().sample(x0, x1, t - 1.0)
+    with pytest.raises(ValueError, match=r"shape \(8,\)"):
+        LinearPath().sample(x0, x1, t[:3])
+    bad_t = t.clone()
+    bad_t[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        LinearPath().sample(x0, x1, bad_t)
