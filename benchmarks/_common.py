@@ -80,9 +80,11 @@ def machine_lines(threads: Sequence[int]) -> list[str]:
 
 def command_line() -> str:
     """The command that started this process, with PYTHONPATH when it is set."""
-    prefix = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} " if os.environ.get(
-        "PYTHONPATH"
-    ) else ""
+    prefix = (
+        f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} "
+        if os.environ.get("PYTHONPATH")
+        else ""
+    )
     script = os.path.relpath(sys.argv[0], Path(__file__).resolve().parent.parent)
     return f"{prefix}python {shlex.join([script, *sys.argv[1:]])}"
 

@@ -34,7 +34,6 @@ import time
 
 import numpy as np
 import torch
-
 from _common import (
     StepClock,
     command_line,
@@ -44,6 +43,7 @@ from _common import (
     now,
     write_section,
 )
+
 from bezkit.couplings import IndependentCoupling, MinibatchOTCoupling
 from bezkit.data.toy2d import get_sampler
 from bezkit.metrics.wasserstein import noise_floor, wasserstein2
@@ -117,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="training steps of every run")
     p.add_argument("--warmup", type=int, default=50, help="steps left out of the ms/step")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                   help="torch.set_num_threads values; every implementation runs at each")
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch.set_num_threads values; every implementation runs at each",
+    )
     p.add_argument("--prefetch", type=int, default=2, help="bezkit's TrainConfig.prefetch")
     p.add_argument("--solver", default="emd", choices=["emd", "hungarian"])
     p.add_argument("--no-serial", action="store_true", help="skip the bezkit prefetch-0 runs")
@@ -201,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 mean_sd([x[2] for x in r], ".4f"),
             ])  # fmt: skip
     for batch in args.batch_sizes:
+
         def best(impl: str, batch: int = batch) -> int:
             return min(args.threads, key=lambda th: statistics.mean(
                 x[0] for x in results[(batch, th, impl)]))  # fmt: skip

@@ -591,3 +591,360 @@ def plot_loss(
     if title:
         ax.set_title(title)
     return ax
+
+
+# -- lessons 04 to 06: Bezier distillation pairs, targets, branches, error accumulation ------------
+#
+# Appended for the lessons (see bezkit.lessons); the functions above are unchanged.
+
+__all__ += [
+    "branch_errors",
+    "plot_bezier_pairs",
+    "plot_branches",
+    "plot_error_accumulation",
+    "plot_targets",
+]
+
+
+def _pair_parts(pairs: Any) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(x0, x1, guides)`` as float64 tensors from a :class:`~bezkit.couplings.Pairs`, a
+    :class:`~bezkit.couplings.PairPool` or a tuple ``(x0, x1, guide, ...)``."""
+    pairs = getattr(pairs, "pairs", pairs)  # a PairPool holds its Pairs
+    if hasattr(pairs, "x0") and hasattr(pairs, "x1"):
+        parts = (pairs.x0, pairs.x1, *getattr(pairs, "guides", ()))
+    else:
+        parts = tuple(pairs)
+    if len(parts) < 2:
+        raise ValueError("pairs need at least x0 and x1")
+    x0 = torch.as_tensor(_points(parts[0], "x0"))
+    x1 = torch.as_tensor(_points(parts[1], "x1"))
+    guides = tuple(torch.as_tensor(_points(g, f"guide {i + 1}")) for i, g in enumerate(parts[2:]))
+    for name, arr in (("x1", x1), *((f"guide {i + 1}", g) for i, g in enumerate(guides))):
+        if arr.shape != x0.shape:
+            raise ValueError(f"{name} has shape {tuple(arr.shape)}, x0 has {tuple(x0.shape)}")
+    return x0, x1, guides
+
+
+def _path_for(order: int | None, guides: tuple[torch.Tensor, ...]) -> BezierPath:
+    order = len(guides) + 1 if order is None else int(order)
+    if order - 1 != len(guides):
+        raise ValueError(
+            f"a Bezier curve of order {order} needs {order - 1} guide(s), got {len(guides)}"
+        )
+    return BezierPath(order)
+
+
+def plot_bezier_pairs(
+    pairs: Any,
+    order: int | None = None,
+    *,
+    ax: Axes | None = None,
+    max_pairs: int | None = 30,
+    seed: int = 0,
+    show_polygon: bool = True,
+    show_guides: bool = True,
+    n_points: int = 60,
+    color: str | None = None,
+    label: str | None = None,
+    title: str | None = None,
+    lim: float | None = None,
+) -> Axes:
+    """The Bezier curves of many training pairs at once (Bezier distillation's paths).
+
+    ``pairs`` holds ``x0``, ``x1`` and ``order - 1`` guides (a ``Pairs``, a ``PairPool`` such as
+    :func:`bezkit.methods.make_bezier_pairs`'s, or a tuple ``(x0, x1, g1, ...)``); ``max_pairs`` of
+    them (seeded) are drawn: the curve, its control polygon (dashed, faint), the guides (grey
+    squares), ``X0`` in the source colour and ``X1`` in the target colour. ``order`` defaults to
+    the number of guides + 1 (order 1 draws the straight segments)."""
+    x0, x1, guides = _pair_parts(pairs)
+    path = _path_for(order, guides)
+    ax = _new_axes(ax)
+    idx = torch.as_tensor(subsample(x0.shape[0], max_pairs, seed))
+    x0, x1 = x0[idx], x1[idx]
+    guides = tuple(g[idx] for g in guides)
+    m, grid = x0.shape[0], torch.linspace(0.0, 1.0, max(2, int(n_points)), dtype=torch.float64)
+    curves = torch.stack(
+        [path.point(x0, x1, torch.full((m,), float(s), dtype=torch.float64), guides) for s in grid],
+        dim=1,
+    ).numpy()  # (m, n_points, 2)
+    if show_polygon and guides:
+        poly = torch.stack([x0, *guides, x1], dim=1).numpy()
+        ax.add_collection(
+            LineCollection(
+                list(poly),
+                colors=COLORS["control"],
+                linewidths=0.6,
+                alpha=0.35,
+                linestyles="--",
+                label="control polygons",
+            )
+        )
+    ax.add_collection(
+        LineCollection(
+            list(curves),
+            colors=color or COLORS["curve"],
+            linewidths=1.2,
+            alpha=0.8,
+            label=label or f"Bezier curves, order {path.order}",
+        )
+    )
+    if show_guides:
+        for i, g in enumerate(guides):
+            gn = g.numpy()
+            ax.scatter(
+                gn[:, 0],
+                gn[:, 1],
+                s=14,
+                marker="s",
+                color=COLORS["control"],
+                alpha=0.7,
+                linewidths=0,
+                zorder=3,
+                label="guides" if i == 0 else None,
+            )
+    a, b = x0.numpy(), x1.numpy()
+    ax.scatter(
+        a[:, 0], a[:, 1], s=10, color=COLORS["source"], label="$X_0$", zorder=4, linewidths=0
+    )
+    ax.scatter(
+        b[:, 0], b[:, 1], s=10, color=COLORS["target"], label="$X_1$", zorder=4, linewidths=0
+    )
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax.autoscale_view()
+    _finish(ax, title, lim)
+    return ax
+
+
+def plot_targets(
+    pairs: Any,
+    order: int | None = None,
+    t: float = 0.5,
+    target: str = "endpoint",
+    *,
+    ax: Axes | None = None,
+    max_pairs: int | None = 30,
+    seed: int = 0,
+    t_max: float = 0.999,
+    show_curves: bool = True,
+    title: str | None = None,
+    lim: float | None = None,
+) -> Axes:
+    """What a student regresses at time ``t`` on many Bezier curves.
+
+    For ``max_pairs`` pairs (seeded): the point ``B(t)`` and an arrow of one Euler step of the
+    remaining time, ``(1 - t) v``, for ``v`` the ``tangent`` ``B'(t)``, the ``endpoint`` target
+    ``(X1 - B(t)) / (1 - t)`` (every arrow ends on its ``X1``), or ``both``. Computed with
+    :func:`bezkit.paths.regression_target`, the code that trains the students."""
+    if target not in ("tangent", "endpoint", "both"):
+        raise ValueError(f"target must be 'tangent', 'endpoint' or 'both', got {target!r}")
+    x0, x1, guides = _pair_parts(pairs)
+    path = _path_for(order, guides)
+    ax = _new_axes(ax)
+    idx = torch.as_tensor(subsample(x0.shape[0], max_pairs, seed))
+    x0, x1 = x0[idx], x1[idx]
+    guides = tuple(g[idx] for g in guides)
+    t = float(min(1.0, max(0.0, float(t))))
+    if show_curves:
+        plot_bezier_pairs(
+            (x0, x1, *guides),
+            path.order,
+            ax=ax,
+            max_pairs=None,
+            show_polygon=False,
+            show_guides=False,
+            label="curves",
+        )
+        for coll in ax.collections[-1:]:
+            coll.set_alpha(0.3)
+    sample = path.sample(x0, x1, torch.full((x0.shape[0],), t, dtype=torch.float64), guides)
+    p = sample.x_t.numpy()
+    rem = 1.0 - t
+    kinds = ("tangent", "endpoint") if target == "both" else (target,)
+    for kind in kinds:
+        v = regression_target(sample, kind, t_max=t_max).numpy() * rem
+        ax.quiver(
+            p[:, 0],
+            p[:, 1],
+            v[:, 0],
+            v[:, 1],
+            angles="xy",
+            scale_units="xy",
+            scale=1.0,
+            color=COLORS[kind],
+            width=0.005,
+            alpha=0.9,
+            zorder=5,
+            label=f"$(1-t)\\times$ {kind} target",
+        )
+        ax.update_datalim(p + v)
+    ax.scatter(p[:, 0], p[:, 1], s=12, color="black", zorder=6, label=f"$B({t:.2f})$", linewidths=0)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax.autoscale_view()
+    _finish(ax, title, lim)
+    return ax
+
+
+def _teacher_stack(teacher_states: Any, k: int | None) -> np.ndarray:
+    """Teacher states at ``t_1..t_K`` as ``(K, n, 2)``; a leading ``Z_0`` (K + 1 states) is
+    dropped when ``k`` says there are K branches."""
+    if isinstance(teacher_states, torch.Tensor | np.ndarray):
+        arr = to_numpy(teacher_states)
+    else:
+        arr = np.stack([to_numpy(s) for s in teacher_states])
+    if arr.ndim != 3 or arr.shape[2] != 2:
+        raise ValueError(f"teacher states must have shape (K, n, 2), got {arr.shape}")
+    if k is not None and arr.shape[0] == k + 1:
+        arr = arr[1:]
+    if k is not None and arr.shape[0] != k:
+        raise ValueError(f"a model with {k} branches needs {k} teacher states, got {arr.shape[0]}")
+    return arr
+
+
+@torch.no_grad()
+def branch_errors(model: Any, x0: Any, teacher_states: Any, s: float = 0.0) -> np.ndarray:
+    """Per-branch mean squared error ``E ||branch_j(x0, s) - Z_{t_j}||^2``, shape ``(K,)``, of a
+    B-DENSE student (:class:`bezkit.models.BranchedVelocity`) against the teacher's states at the
+    branch times (``(K, n, 2)``, or ``K + 1`` states starting with ``Z_0``)."""
+    x = torch.as_tensor(to_numpy(x0), dtype=torch.float32)
+    states = _teacher_stack(teacher_states, model.num_branches)
+    model.eval()
+    out = model.branches(x, torch.full((x.shape[0],), float(s))).double().numpy()  # (n, K, 2)
+    diff = out - np.transpose(states, (1, 0, 2))
+    return (diff**2).sum(axis=-1).mean(axis=0)
+
+
+@torch.no_grad()
+def plot_branches(
+    model: Any,
+    x0: Any,
+    teacher_states: Any = None,
+    *,
+    ax: Axes | None = None,
+    max_points: int | None = 20,
+    seed: int = 0,
+    s: float = 0.0,
+    title: str | None = None,
+    lim: float | None = None,
+) -> Axes:
+    """A B-DENSE student's K branch outputs from ``x0`` against the teacher's states.
+
+    For ``max_points`` starting points (seeded): the teacher's polyline ``Z_0, Z_{t_1}, ..,
+    Z_{t_K}`` (grey), its states at the branch times (hollow circles, one colour per branch), the
+    student's ``branch_j(x0, s)`` (filled, same colour) and a red segment for each branch's error.
+    ``model`` may be None (the teacher alone) and ``teacher_states`` None (the branches alone).
+    """
+    ax = _new_axes(ax)
+    x = to_numpy(x0)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"x0 must be 2D points of shape (n, 2), got {x.shape}")
+    idx = subsample(x.shape[0], max_points, seed)
+    k = None if model is None else int(model.num_branches)
+    states = None if teacher_states is None else _teacher_stack(teacher_states, k)[:, idx]
+    if states is not None and k is None:
+        k = states.shape[0]
+    if k is None:
+        raise ValueError("give a model, teacher states, or both")
+    times = getattr(model, "times", None) or tuple(j / k for j in range(1, k + 1))
+    cmap = plt.get_cmap("viridis")
+    colors = [cmap(0.15 + 0.75 * j / max(1, k - 1)) for j in range(k)]
+    start = x[idx]
+    if states is not None:
+        lines = np.concatenate([start[None], states], axis=0).transpose(1, 0, 2)
+        ax.add_collection(
+            LineCollection(
+                list(lines), colors=COLORS["trajectory"], linewidths=0.8, alpha=0.5, label="teacher"
+            )
+        )
+    preds = None
+    if model is not None:
+        xt = torch.as_tensor(start, dtype=torch.float32)
+        preds = model.branches(xt, torch.full((xt.shape[0],), float(s))).double().numpy()
+    for j in range(k):
+        name = f"$t_{{{j + 1}}} = {times[j]:.2f}$"
+        if states is not None:
+            ax.scatter(
+                states[j, :, 0],
+                states[j, :, 1],
+                s=28,
+                facecolors="none",
+                edgecolors=[colors[j]],
+                linewidths=1.2,
+                zorder=4,
+            )
+        if preds is not None:
+            ax.scatter(
+                preds[:, j, 0],
+                preds[:, j, 1],
+                s=14,
+                color=colors[j],
+                zorder=5,
+                linewidths=0,
+                label=f"branch {j + 1}, {name}",
+            )
+            if states is not None:
+                segs = np.stack([preds[:, j], states[j]], axis=1)
+                ax.add_collection(
+                    LineCollection(list(segs), colors=COLORS["crossing"], linewidths=0.8, alpha=0.7)
+                )
+        elif states is not None:
+            ax.scatter([], [], s=28, facecolors="none", edgecolors=[colors[j]], label=name)
+    ax.scatter(
+        start[:, 0],
+        start[:, 1],
+        s=14,
+        color=COLORS["source"],
+        zorder=6,
+        linewidths=0,
+        label="$x_0$",
+    )
+    if states is not None and preds is not None:
+        ax.scatter(
+            [], [], s=28, facecolors="none", edgecolors="black", label="teacher $Z_{t_j}$ (hollow)"
+        )
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax.autoscale_view()
+    _finish(ax, title, lim)
+    return ax
+
+
+def plot_error_accumulation(
+    results: Any,
+    metric: str = "w2",
+    steps: int | str | None = 1,
+    *,
+    methods: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    baselines: bool = True,
+    noise_floor: bool = True,
+    logy: bool = False,
+    title: str | None = None,
+) -> Axes:
+    """One metric of the 2D experiment against the reflow round ``k``, one line per method, with
+    the OT baselines (trained once) as dotted horizontal lines and, for ``w2``, the noise floor
+    (dashed, with its spread as a band when known).
+
+    ``results`` is one experiment of ``results.json`` (or a results dict holding one); the series
+    come from :func:`bezkit.lessons.metric_by_k` and :func:`bezkit.lessons.baseline_values`."""
+    from bezkit.lessons import baseline_values, metric_by_k, select_experiment
+
+    exp = select_experiment(results)
+    series = metric_by_k(exp, metric, steps, methods=methods)
+    floor = exp.get("noise_floor") if noise_floor and metric == "w2" else None
+    label = metric if metric not in ("w2", "nfe") else f"{metric.upper()} at {steps} step(s)"
+    if metric in ("w2", "nfe") and steps is None:
+        label = f"{metric.upper()} at the most steps"
+    ax = plot_metric_vs_k(series, metric=label, ax=ax, logy=logy, reference=floor, title=title)
+    spread = exp.get("noise_floor_std")
+    if floor is not None and spread:
+        ax.axhspan(floor - spread, floor + spread, color=COLORS["floor"], alpha=0.12, lw=0)
+    if baselines:
+        styles = {
+            "otcfm": ("OT-CFM (minibatch OT)", "#8c564b"),
+            "full-ot": ("full OT map", "#e377c2"),
+        }
+        for name, value in baseline_values(exp, metric, steps).items():
+            text, c = styles.get(name, (name, "#333333"))
+            ax.axhline(value, ls=":", lw=1.6, color=c, label=f"{text}, trained once")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    return ax

@@ -48,3 +48,16 @@ class CountingField:
 def counting() -> type[CountingField]:
     """The :class:`CountingField` class: ``counting(fn)`` wraps ``fn`` and counts its calls."""
     return CountingField
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test on one torch thread, then restore the setting.
+
+    The core tests use tiny models, for which a second intra-op thread buys nothing; on a busy
+    2-core machine an OpenMP team competing with other processes can make them 10x slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,6 +27,8 @@ from bezkit.metrics import coupling_crossings
 from bezkit.models import MLPVelocity
 from bezkit.solvers import solve_ode
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SRC, TGT = get_sampler("gaussian"), get_sampler("moons")
 
 

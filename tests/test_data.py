@@ -17,6 +17,8 @@ from bezkit.data.toy2d import (
     load_points,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 N = 4000
 
 
@@ -167,7 +169,9 @@ def test_get_sampler_from_csv(tmp_path, np_rng, header):
     lines = (["x,y"] if header else []) + [f"{a!r},{b!r}" for a, b in pts.tolist()]
     path.write_text("\n".join(lines) + "\n")
     loaded = load_points(path)
-    assert loaded.shape == pts.shape  # the header line was skipped, not read as data or dropped twice
+    assert (
+        loaded.shape == pts.shape
+    )  # the header line was skipped, not read as data or dropped twice
     torch.testing.assert_close(loaded, torch.from_numpy(pts).float(), rtol=1e-6, atol=1e-6)
     assert get_sampler(str(path)).points.shape == pts.shape
 
@@ -200,7 +204,7 @@ def test_bad_data_files(tmp_path):
 def test_check_points_rejects_non_finite_and_bad_shapes():
     x = torch.zeros(4, 2)
     x[2, 1] = float("inf")
-    with pytest.raises(ValueError, match="NaN or inf in 1 row.*row 2"):
+    with pytest.raises(ValueError, match=r"NaN or inf in 1 row.*row 2"):
         check_points(x)
     with pytest.raises(ValueError, match="shape"):
         check_points(torch.zeros(5))

@@ -21,6 +21,8 @@ from bezkit.paths import (
     regression_target,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 F64 = torch.float64
 
 
@@ -275,7 +277,7 @@ def test_uniform_and_logitnormal_times(gen):
     assert abs(float(logit.mean()) - 0.5) < 5 * 0.7 / math.sqrt(n)
     assert abs(float(logit.std()) - 0.7) < 0.02
     assert isinstance(make_time_sampler("ushaped", a=2.0), UShapedTime)
-    with pytest.raises(ValueError, match="unknown time sampling 'beta'.*uniform"):
+    with pytest.raises(ValueError, match=r"unknown time sampling 'beta'.*uniform"):
         make_time_sampler("beta")
     with pytest.raises(ValueError, match="must be > 0"):
         UShapedTime(0.0)

@@ -3,12 +3,15 @@ orders, reversibility, NFE counts and recorded trajectories."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
 
 from bezkit.solvers import FIXED_STEP, SOLVERS, dopri5, solve_ode
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 F64 = torch.float64
 A = torch.tensor([[-0.4, 1.3, 0.2], [-1.1, 0.1, 0.5], [0.3, -0.6, -0.2]], dtype=F64)
@@ -86,9 +89,11 @@ def test_convergence_order_by_halving_steps(method, order, gen):
     x = start(gen)
     exact = exact_linear(x)
     n = {"euler": 64, "midpoint": 32, "heun": 32, "rk4": 8}[method]
-    errs = [float((solve_ode(linear, x, method=method, steps=s).x - exact).abs().max()) for s in
-            (n, 2 * n, 4 * n)]
-    for coarse, fine in zip(errs, errs[1:]):
+    errs = [
+        float((solve_ode(linear, x, method=method, steps=s).x - exact).abs().max())
+        for s in (n, 2 * n, 4 * n)
+    ]
+    for coarse, fine in itertools.pairwise(errs):
         assert math.log2(coarse / fine) == pytest.approx(order, abs=0.2)
 
 
@@ -110,8 +115,9 @@ def test_time_dependent_field_convergence(gen):
 def test_reverse_in_time_returns_to_start(method, gen):
     x = start(gen)
     fwd = solve_ode(linear, x, method=method, steps=50, atol=1e-10, rtol=1e-10)
-    back = solve_ode(linear, fwd.x, method=method, steps=50, t_start=1.0, t_end=0.0,
-                     atol=1e-10, rtol=1e-10)
+    back = solve_ode(
+        linear, fwd.x, method=method, steps=50, t_start=1.0, t_end=0.0, atol=1e-10, rtol=1e-10
+    )
     torch.testing.assert_close(back.x, x, rtol=0, atol=1e-8)
     # reverse solves the same ODE: from x(1), integrating 1 -> 0 gives x(0) = x(1) expm(-A)^T
     torch.testing.assert_close(back.x, fwd.x @ torch.linalg.matrix_exp(-A).T, rtol=0, atol=1e-8)

@@ -1,7 +1,9 @@
 """Full OT map: one exact OT problem between N sources and N targets, solved once and cached.
 
-The flow trained on these pairs is the straightest coupling a finite sample allows (its straight
-segments never cross). Pairs are then drawn from the N matched pairs.
+The flow trained on these pairs is the straightest coupling a finite sample allows: no swap of two
+partners lowers the cost, so two particles moving along their segments never meet at the same time
+(their segments may still cross at different times; see docs/METHODS.md, section 6). Pairs are then
+drawn from the N matched pairs.
 """
 
 from __future__ import annotations

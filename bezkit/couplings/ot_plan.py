@@ -12,6 +12,7 @@ import numpy as np
 import ot
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 from torch import Tensor
 
 __all__ = ["OT_SOLVERS", "exact_ot_permutation", "sinkhorn_plan", "squared_cost"]
@@ -19,11 +20,26 @@ __all__ = ["OT_SOLVERS", "exact_ot_permutation", "sinkhorn_plan", "squared_cost"
 OT_SOLVERS: tuple[str, ...] = ("emd", "hungarian")
 
 
+# Up to this many features per point the cost is computed by scipy (see ``squared_cost``).
+_SCIPY_COST_MAX_DIM = 16
+
+
 def squared_cost(x0: Tensor, x1: Tensor) -> np.ndarray:
-    """``C_ij = ||x0_i - x1_j||^2`` as a float64 numpy array (rows flattened)."""
-    a = x0.reshape(x0.shape[0], -1).double()
-    b = x1.reshape(x1.shape[0], -1).double()
-    return torch.cdist(a, b).pow(2).cpu().numpy()
+    """``C_ij = ||x0_i - x1_j||^2`` as a float64 numpy array (rows flattened).
+
+    Low-dimensional points (at most 16 features: the 2D toys, small tabular data) go through
+    ``scipy.spatial.distance.cdist``: single-threaded, about 4x faster than ``torch.cdist`` here,
+    and exact per entry (``sum_k (a_ik - b_jk)^2``, no ``|a|^2 + |b|^2 - 2ab`` cancellation). Above
+    all, it starts no torch/OpenMP worker team: minibatch OT runs in the trainer's prefetch thread
+    (``TrainConfig.prefetch``) while the model trains, and ``torch.set_num_threads`` is process-wide,
+    so a parallel ``torch.cdist`` there competes for the cores with the model's own threads.
+    Higher-dimensional points (images) keep the multi-threaded ``torch.cdist``.
+    """
+    a = x0.detach().reshape(x0.shape[0], -1)
+    b = x1.detach().reshape(x1.shape[0], -1)
+    if a.shape[1] <= _SCIPY_COST_MAX_DIM:
+        return cdist(a.cpu().double().numpy(), b.cpu().double().numpy(), "sqeuclidean")
+    return torch.cdist(a.double(), b.double()).pow(2).cpu().numpy()
 
 
 def exact_ot_permutation(x0: Tensor, x1: Tensor, *, solver: str = "emd") -> Tensor:

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)  # files only; a notebook keeps its own backend
 import matplotlib.pyplot as plt
 
+from bezkit.lessons import metric_by_k
 from bezkit.plot import plot_metric_vs_k, plot_trajectories, plot_w2_vs_steps
 
 __all__ = ["write_figures"]
@@ -18,15 +19,6 @@ __all__ = ["write_figures"]
 def _slug(exp: dict[str, Any]) -> str:
     """``source-to-target`` with data files reduced to their stem (``/a/b/mine.csv`` -> ``mine``)."""
     return f"{Path(exp['source']).stem}-to-{Path(exp['target']).stem}"
-
-
-def _series(exp: dict[str, Any], value) -> dict[str, dict[int, float]]:
-    out: dict[str, dict[int, float]] = {}
-    for r in exp["runs"]:
-        if r["method"] in ("otcfm", "full-ot"):
-            continue
-        out.setdefault(r["method"], {})[r["k"]] = value(r)
-    return out
 
 
 def write_figures(exp: dict[str, Any], out_dir: Path) -> list[str]:
@@ -65,14 +57,14 @@ def write_figures(exp: dict[str, Any], out_dir: Path) -> list[str]:
     one, many = str(steps[0]), str(steps[-1])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     plot_metric_vs_k(
-        _series(exp, lambda r: r["metrics"]["w2"][one]),
+        metric_by_k(exp, "w2", one),
         ax=axes[0],
         metric=f"W2 at {one} step",
         reference=exp["noise_floor"],
         title="one-step W2 vs reflow round",
     )
     plot_metric_vs_k(
-        _series(exp, lambda r: r["metrics"]["w2"][many]),
+        metric_by_k(exp, "w2", many),
         ax=axes[1],
         metric=f"W2 at {many} steps",
         reference=exp["noise_floor"],
@@ -103,14 +95,14 @@ def write_figures(exp: dict[str, Any], out_dir: Path) -> list[str]:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     plot_metric_vs_k(
-        _series(exp, lambda r: r["metrics"]["straightness"]),
+        metric_by_k(exp, "straightness"),
         ax=axes[0],
         metric="straightness S",
         logy=True,
         title="straightness vs k",
     )
     plot_metric_vs_k(
-        _series(exp, lambda r: r["metrics"]["crossings_per_trajectory"]),
+        metric_by_k(exp, "crossings_per_trajectory"),
         ax=axes[1],
         metric="crossings per trajectory",
         title="trajectory crossings vs k",

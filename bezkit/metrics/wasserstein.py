@@ -22,7 +22,7 @@ MAX_EXACT_N = 8192
 
 
 def _flat(x: Tensor, name: str) -> Tensor:
-    x = check_points(x, name=name)
+    check_points(x, name=name)  # validates; it returns float32, which would drop float64 precision
     return x.reshape(x.shape[0], -1).double().cpu()
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
     "load_checkpoint",
+    "read_metadata",
     "save_checkpoint",
     "sha256_file",
     "versions",
@@ -132,8 +133,9 @@ def save_checkpoint(
     return st_path
 
 
-def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
-    """Read a checkpoint, verifying its format and hash; tensors are loaded on the CPU."""
+def read_metadata(path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
+    """``(tensor file, JSON file, metadata)`` of a checkpoint, after checking both files exist and
+    the JSON is a bezkit checkpoint's (the tensors are neither read nor verified)."""
     st_path, js_path = _paths(path)
     for p in (st_path, js_path):
         if not p.is_file():
@@ -146,6 +148,12 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
         raise CheckpointError(
             f"{js_path} is not a bezkit checkpoint (format {meta.get('format')!r})"
         )
+    return st_path, js_path, meta
+
+
+def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
+    """Read a checkpoint, verifying its format and hash; tensors are loaded on the CPU."""
+    st_path, js_path, meta = read_metadata(path)
     if verify:
         digest = sha256_file(st_path)
         if digest != meta.get("sha256"):

@@ -24,11 +24,11 @@ from torch import Tensor, nn
 
 from bezkit.models.factory import build_model, model_spec
 from bezkit.training.checkpoint import (
-    FORMAT,
     CheckpointError,
     _paths,
     atomic_write_bytes,
     load_checkpoint,
+    read_metadata,
     save_checkpoint,
 )
 from bezkit.training.ema import EMA
@@ -134,18 +134,7 @@ def update_metadata(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]
     reserved = RESERVED_KEYS & updates.keys()
     if reserved:
         raise ValueError(f"metadata keys {sorted(reserved)} are reserved for the checkpoint format")
-    st_path, js_path = checkpoint_files(path)
-    for p in (st_path, js_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {p}")
-    try:
-        meta = json.loads(js_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"checkpoint metadata {js_path} is not valid JSON: {err}") from err
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{js_path} is not a bezkit checkpoint (format {meta.get('format')!r})"
-        )
+    _, js_path, meta = read_metadata(path)
     meta.update(updates)
     atomic_write_bytes(js_path, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
     return meta

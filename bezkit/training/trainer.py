@@ -204,7 +204,9 @@ def train(
         with autocast:
             loss = loss_fn(forward, pairs, generator_for(seed, step, "loss"))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower the lr")
+            raise FloatingPointError(
+                f"loss became {float(loss.detach())} at step {step}; lower the lr"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:

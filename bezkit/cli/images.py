@@ -1,0 +1,589 @@
+"""``bezkit images train | reflow | distill | evaluate``: the methods on digits (CPU) or CIFAR-10
+(GPUs, torchrun); the stages are those of ``bezkit.experiments.images``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bezkit.cli.common import (
+    CLIError,
+    Parser,
+    check_finite,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    write_json_atomic,
+)
+
+__all__ = ["add_parser", "run"]
+
+PRESET_NAMES = ("digits", "cifar10")
+
+DESCRIPTION = """\
+Rectified flows, reflow, distillation, Bezier distillation and B-DENSE on images. The methods are
+the 2D ones (docs/METHODS.md); only the data, the U-Net and the evaluation change.
+
+presets:
+  digits    scikit-learn's 8x8 digits (offline), a 190k-parameter U-Net, CPU, minutes per stage
+  cifar10   CIFAR-10 32x32 (--data-root), a 50.7M-parameter DDPM++-like U-Net, GPUs: bf16
+            autocast, EMA, warm-up, checkpoints every 5000 steps; run it under torchrun
+
+stages (each resumes after an interruption: run the same command again):
+  train     the 1-RF on independent (noise, image) pairs                 -> OUT.safetensors
+  reflow    the teacher's ODE pairs as resumable shards in --pairs, then the (k+1)-RF trained
+            on them from the teacher's weights
+  distill   a student from the teacher's pairs in --pairs (generated first if missing):
+            --method distill (one/N-step), bezier (Bezier distillation), bdense (B-DENSE)
+  evaluate  Euler samples at several step counts: W2, sliced W2 and the digits Frechet
+            distance (digits) or FID (CIFAR-10), with noise floors, as JSON
+
+A typical digits session (a few minutes on one CPU thread):
+
+  bezkit images train    --preset digits --out runs/digits/1rf
+  bezkit images reflow   --preset digits --teacher runs/digits/1rf --pairs runs/digits/pairs-1rf \\
+                         --out runs/digits/2rf
+  bezkit images distill  --preset digits --method distill --teacher runs/digits/2rf \\
+                         --pairs runs/digits/pairs-2rf --out runs/digits/2rf-distill
+  bezkit images distill  --preset digits --method bezier --teacher runs/digits/1rf \\
+                         --pairs runs/digits/reverse-1rf --out runs/digits/bezier
+  bezkit images evaluate runs/digits/1rf runs/digits/2rf-distill runs/digits/bezier
+
+On GPUs: torchrun --nproc_per_node=8 -m bezkit images train --preset cifar10 --data-root DATA ...
+(see docs/IMAGES.md for every command and the expected cost).
+"""
+
+
+# -- arguments -------------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, *, stage: str | None) -> None:
+    g = p.add_argument_group("preset and machine")
+    if stage is None:
+        g.add_argument(
+            "--preset",
+            choices=PRESET_NAMES,
+            default=None,
+            help="data and evaluation settings (default: the checkpoint's preset)",
+        )
+    else:
+        g.add_argument(
+            "--preset", choices=PRESET_NAMES, default="digits", help="data, model and settings"
+        )
+    g.add_argument(
+        "--data-root",
+        metavar="DIR",
+        default=None,
+        help="CIFAR-10: the folder holding cifar-10-batches-py/ (digits need none)",
+    )
+    g.add_argument(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="cpu, cuda, cuda:1, mps or auto (default: the preset's; under torchrun each "
+        "process uses cuda:LOCAL_RANK)",
+    )
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: the preset's, 1 for digits)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bars and no summary line")
+    if stage is None:
+        return
+    t = p.add_argument_group(f"optimisation (default: the preset's {stage} stage)")
+    t.add_argument("--steps", type=positive_int, default=None, metavar="N", help="optimizer steps")
+    t.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="pairs per step and per process",
+    )
+    t.add_argument("--lr", type=positive_float, default=None, metavar="LR", help="peak AdamW lr")
+    t.add_argument(
+        "--warmup-steps", type=nonnegative_int, default=None, metavar="N", help="linear warm-up"
+    )
+    t.add_argument(
+        "--ema-decay",
+        type=nonnegative_float,
+        default=None,
+        metavar="D",
+        help="EMA decay of the weights (0: no EMA; the final weights are the EMA ones)",
+    )
+    t.add_argument("--seed", type=nonnegative_int, default=None, metavar="SEED", help="run seed")
+    t.add_argument(
+        "--checkpoint-every",
+        type=nonnegative_int,
+        default=None,
+        metavar="N",
+        help="save the resumable training state OUT.train every N steps (0: at the end only)",
+    )
+    t.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (default: the preset's)"
+    )
+    t.add_argument(
+        "--no-amp", action="store_true", help="no bf16 autocast on CUDA (default: the preset's)"
+    )
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="writes PATH.safetensors + PATH.json (final weights) and PATH.train.* (the "
+        "resumable training state)",
+    )
+    o.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train again even if PATH exists (default: refuse; an interrupted run resumes)",
+    )
+
+
+def _pair_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("teacher pairs (default: the preset's)")
+    g.add_argument(
+        "--pairs",
+        required=True,
+        metavar="DIR",
+        help="folder of the teacher's pairs: generated, resumed or just verified here",
+    )
+    g.add_argument("--n-pairs", type=positive_int, default=None, metavar="N", help="pairs")
+    g.add_argument(
+        "--teacher-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="Euler steps of the teacher's ODE",
+    )
+    g.add_argument(
+        "--shard-size", type=positive_int, default=None, metavar="N", help="pairs per shard file"
+    )
+    g.add_argument(
+        "--segments",
+        type=positive_int,
+        default=None,
+        metavar="S",
+        help="forward pairs: also keep the teacher's states at t = j/S (B-DENSE needs its "
+        "--branches to divide S)",
+    )
+    g.add_argument(
+        "--pairs-only", action="store_true", help="stop once the pairs are complete (no training)"
+    )
+    g.add_argument(
+        "--init",
+        choices=("teacher", "scratch"),
+        default="teacher",
+        help="the student starts from the teacher's weights or from scratch",
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "images",
+        help="the methods on images: digits (CPU) or CIFAR-10 (GPUs, torchrun)",
+        description=DESCRIPTION,
+    )
+    sub = p.add_subparsers(dest="images_command", metavar="STAGE", parser_class=Parser)
+
+    tr = sub.add_parser(
+        "train", help="train the 1-RF", description="Train the 1-RF on (noise, image) pairs."
+    )
+    _common(tr, stage="flow")
+    tr.set_defaults(func=run_train)
+
+    rf = sub.add_parser(
+        "reflow",
+        help="teacher pairs as shards, then the (k+1)-RF",
+        description="Generate (or resume) the teacher's forward ODE pairs in --pairs, then train "
+        "the (k+1)-RF on them from the teacher's weights.",
+    )
+    _common(rf, stage="reflow")
+    rf.add_argument("--teacher", required=True, metavar="CKPT", help="the k-RF checkpoint")
+    _pair_options(rf)
+    rf.set_defaults(func=run_reflow)
+
+    ds = sub.add_parser(
+        "distill",
+        help="distill / Bezier-distill / B-DENSE from teacher pairs",
+        description="Train a few-step student from the teacher's pairs in --pairs (generated "
+        "first when missing): forward pairs for distill and bdense, reverse (data-anchored) "
+        "pairs for Bezier distillation with --endpoint data.",
+    )
+    _common(ds, stage="distill")
+    ds.add_argument(
+        "--method", choices=("distill", "bezier", "bdense"), default="distill", help="the student"
+    )
+    ds.add_argument(
+        "--teacher",
+        required=True,
+        action="append",
+        metavar="CKPT",
+        help="teacher checkpoint; bezier: repeat it for one teacher per guide (the first "
+        "gives the endpoint)",
+    )
+    _pair_options(ds)
+    m = ds.add_argument_group("method options")
+    m.add_argument(
+        "--distill-steps",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="distill: train an N-step student (t on {0, 1/N, ...}); bezier: the same grid "
+        "instead of uniform t when given",
+    )
+    m.add_argument("--order", type=positive_int, default=2, help="bezier: curve order")
+    m.add_argument(
+        "--endpoint",
+        choices=("data", "teacher"),
+        default="data",
+        help="bezier: real images with X0 from the reverse ODE, or the teacher's forward endpoint",
+    )
+    m.add_argument(
+        "--placement", choices=("control", "interpolate"), default="control", help="bezier guides"
+    )
+    m.add_argument(
+        "--guide-state",
+        choices=("euler", "ode"),
+        default="euler",
+        help="bezier: the teacher's state at s_i by one Euler step or by its ODE",
+    )
+    m.add_argument(
+        "--target-kind",
+        choices=("tangent", "endpoint"),
+        default="endpoint",
+        help="bezier: regress B'(t) or (X1 - B(t)) / (1 - t)",
+    )
+    m.add_argument(
+        "--branches", type=positive_int, default=None, metavar="K", help="bdense: branches"
+    )
+    m.add_argument(
+        "--restarts", action="store_true", help="bdense: also train from intermediate states"
+    )
+    ds.set_defaults(func=run_distill)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="sample and measure checkpoints (JSON)",
+        description="Euler samples from seeded noise at each --steps; digits: exact W2 against "
+        "the test split, sliced W2 and the digits Frechet distance, each with the noise floor of "
+        "real train images; CIFAR-10: W2, sliced W2 and FID (with --fid-weights). Prints JSON.",
+    )
+    ev.add_argument("checkpoints", nargs="+", metavar="CKPT", help="stage outputs to evaluate")
+    _common(ev, stage=None)
+    ev.add_argument(
+        "--steps",
+        type=positive_int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="Euler step counts (default: the preset's)",
+    )
+    ev.add_argument(
+        "--n", type=positive_int, default=None, metavar="N", help="samples (default: the preset's)"
+    )
+    ev.add_argument("--seed", type=nonnegative_int, default=0, metavar="SEED", help="noise seed")
+    ev.add_argument("--fid-weights", metavar="FILE", default=None, help="CIFAR-10 FID Inception")
+    ev.add_argument("--fid-stats", metavar="NPZ", default=None, help="FID reference statistics")
+    ev.add_argument("--no-frechet", action="store_true", help="digits: skip the Frechet distance")
+    ev.add_argument("--grid", metavar="PNG", default=None, help="also save a grid of samples")
+    ev.add_argument("--out", metavar="FILE", default=None, help="also write the JSON to FILE")
+    ev.set_defaults(func=run_evaluate)
+    p.set_defaults(func=_no_stage)
+    return p
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _no_stage(args: argparse.Namespace) -> int:
+    raise CLIError(
+        "choose a stage: train, reflow, distill or evaluate (see 'bezkit images --help')"
+    )
+
+
+class _Session:
+    """The process group under torchrun, CPU threads, and who prints."""
+
+    def __init__(self, args: argparse.Namespace, preset: Any) -> None:
+        import torch
+
+        from bezkit.training.distributed import init_distributed
+
+        self.ctx = init_distributed(device=args.device) if _world_size() > 1 else None
+        if self.ctx is not None:
+            self.device: Any = self.ctx.device
+        else:
+            self.device = args.device or preset.device
+        threads = args.threads or preset.cpu_threads
+        if threads:
+            torch.set_num_threads(threads)
+        self.main = self.ctx is None or self.ctx.is_main_process
+        self.progress = not args.quiet and self.main
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(text)
+
+    def close(self) -> None:
+        from bezkit.training.distributed import cleanup
+
+        if self.ctx is not None:
+            cleanup()
+
+
+def _world_size() -> int:
+    import os
+
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _preset(args: argparse.Namespace, stage: str | None) -> Any:
+    from bezkit.experiments.images import get_preset
+
+    changes: dict[str, Any] = {}
+    if stage is not None:
+        fields = {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "warmup_steps": args.warmup_steps,
+        }
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if args.ema_decay is not None:
+            if args.ema_decay >= 1:
+                raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {args.ema_decay}")
+            fields["ema_decay"] = args.ema_decay or None
+        changes[stage] = fields
+        if args.checkpoint_every is not None:
+            changes["checkpoint_every"] = args.checkpoint_every
+        if args.seed is not None:
+            changes["seed"] = args.seed
+        if args.compile:
+            changes["compile"] = True
+        if args.no_amp:
+            changes["amp"] = False
+    for name in ("n_pairs", "teacher_steps", "shard_size", "segments"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "branches", None) is not None:
+        changes["branches"] = args.branches
+    try:
+        preset = get_preset(args.preset, **changes)
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    if preset.dataset == "cifar10" and args.data_root is None:
+        raise CLIError("--preset cifar10 needs --data-root (the folder with cifar-10-batches-py/)")
+    return preset
+
+
+def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a stage; bad input (missing files, clashing folders, wrong settings) -> CLIError."""
+    from bezkit.training.checkpoint import CheckpointError
+
+    try:
+        return fn(*args, **kwargs)
+    except (FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    except FloatingPointError as err:
+        raise CLIError(f"training diverged: {err}", code=1) from None
+
+
+def _summary(session: _Session, result: Any, device: Any) -> None:
+    meta = result.metadata
+    resumed = "" if result.resumed_from is None else f", resumed at step {result.resumed_from}"
+    loss = meta.get("final_loss")
+    session.say(
+        f"saved {result.path}: {meta['images']['stage']}, step {meta['step']}, loss "
+        f"{loss:.4f}{resumed}, {result.train_seconds:.1f} s on {device}"
+    )
+
+
+def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher: str,
+              direction: str, segments: int | None) -> None:  # fmt: skip
+    from bezkit.experiments.images import generate_pairs
+
+    reports = _friendly(
+        generate_pairs, teacher, preset, args.pairs, direction=direction, segments=segments,
+        data_root=args.data_root, device=session.device, progress=session.progress,
+    )  # fmt: skip
+    made = sum(len(r.generated) for r in reports)
+    kept = sum(len(r.skipped) for r in reports)
+    seconds = sum(r.wall_seconds for r in reports)
+    session.say(
+        f"pairs in {args.pairs}: {reports[0].n_pairs} {direction} pairs, "
+        f"{len(reports)} segment(s) x {reports[0].n_shards} shard(s); {made} shard(s) generated, "
+        f"{kept} verified and kept, {seconds:.1f} s"
+    )
+
+
+# -- the stages ------------------------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from bezkit.experiments.images import train_rectified_flow
+
+    preset = _preset(args, "flow")
+    session = _Session(args, preset)
+    try:
+        result = _friendly(
+            train_rectified_flow, preset, args.out, data_root=args.data_root,
+            device=session.device, overwrite=args.overwrite, progress=session.progress,
+        )  # fmt: skip
+        _summary(session, result, session.device)
+    finally:
+        session.close()
+    return 0
+
+
+def run_reflow(args: argparse.Namespace) -> int:
+    from bezkit.experiments.images import train_from_pairs
+
+    preset = _preset(args, "reflow")
+    session = _Session(args, preset)
+    try:
+        _generate(session, args, preset, args.teacher, "forward", args.segments)
+        if not args.pairs_only:
+            result = _friendly(
+                train_from_pairs, "reflow", args.teacher, args.pairs, preset, args.out,
+                init=args.init, device=session.device, overwrite=args.overwrite,
+                progress=session.progress,
+            )  # fmt: skip
+            _summary(session, result, session.device)
+    finally:
+        session.close()
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from bezkit.experiments.images import train_from_pairs
+    from bezkit.methods.bezier_distill import BezierDistillConfig
+
+    preset = _preset(args, "distill")
+    if args.method != "bezier" and len(args.teacher) != 1:
+        raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
+    bezier = None
+    if args.method == "bezier":
+        bezier = BezierDistillConfig(
+            order=args.order,
+            placement=args.placement,
+            guide_state=args.guide_state,
+            endpoint=args.endpoint,
+            target=args.target_kind,
+            distill_steps=args.distill_steps if args.distill_steps > 1 else None,
+        )
+        try:
+            bezier.validate(len(args.teacher))
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+        direction = "reverse" if args.endpoint == "data" else "forward"
+    else:
+        direction = "forward"
+    segments = args.segments
+    if args.method == "bdense" and segments is None and preset.segments % preset.branches:
+        segments = preset.branches
+    session = _Session(args, preset)
+    try:
+        _generate(session, args, preset, args.teacher[0], direction,
+                  segments if direction == "forward" else 1)  # fmt: skip
+        if not args.pairs_only:
+            result = _friendly(
+                train_from_pairs, args.method, args.teacher, args.pairs, preset, args.out,
+                init=args.init, distill_steps=args.distill_steps, bezier=bezier,
+                restarts=args.restarts, device=session.device, overwrite=args.overwrite,
+                progress=session.progress,
+            )  # fmt: skip
+            _summary(session, result, session.device)
+    finally:
+        session.close()
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from bezkit.experiments.images import evaluate_images, get_preset
+    from bezkit.training.checkpoint import CheckpointError
+    from bezkit.training.model_io import load_model
+
+    reports = []
+    session = None
+    for ckpt in args.checkpoints:
+        try:
+            model, meta = load_model(ckpt)
+        except (FileNotFoundError, CheckpointError) as err:
+            raise CLIError(str(err)) from None
+        name = args.preset or (meta.get("images") or {}).get("preset")
+        if name is None:
+            raise CLIError(f"{ckpt} was not written by 'bezkit images'; pass --preset")
+        preset = get_preset(name)
+        if preset.dataset == "cifar10" and args.data_root is None:
+            raise CLIError(
+                "--preset cifar10 needs --data-root (the folder with cifar-10-batches-py/)"
+            )
+        if session is None:
+            session = _Session(args, preset)
+        report = _friendly(
+            evaluate_images, model, preset, steps=args.steps, n=args.n, seed=args.seed,
+            data_root=args.data_root, device=session.device, fid_weights=args.fid_weights,
+            fid_stats=args.fid_stats, frechet=not args.no_frechet,
+        )  # fmt: skip
+        images = meta.get("images") or {}
+        report = {
+            "checkpoint": str(ckpt),
+            "stage": images.get("stage"),
+            "k": images.get("k"),
+            "preset": preset.name,
+            "parameters": meta.get("parameters"),
+            **report,
+        }
+        try:
+            check_finite(report)
+        except ValueError as err:
+            raise CLIError(f"evaluation produced a non-finite number: {err}", code=1) from None
+        reports.append(report)
+        if args.grid is not None:
+            _save_grid(model, preset, args, Path(args.grid), len(args.checkpoints), len(reports))
+    out: Any = reports[0] if len(reports) == 1 else reports
+    if args.out is not None:
+        write_json_atomic(args.out, out)
+    print(json.dumps(out, indent=2, allow_nan=False))
+    if session is not None:
+        session.close()
+    return 0
+
+
+def _save_grid(model: Any, preset: Any, args: argparse.Namespace, path: Path, total: int,
+               index: int) -> None:  # fmt: skip
+    """One PNG per checkpoint (``grid-2.png`` for the second of several): a row per step count."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from bezkit.experiments.images import data_shape, image_grid, sample_images
+
+    if total > 1:
+        path = path.with_name(f"{path.stem}-{index}{path.suffix}")
+    steps = sorted(set(args.steps or preset.eval_steps))
+    fig, axes = plt.subplots(len(steps), 1, figsize=(6, 1.1 * len(steps) + 0.3), squeeze=False)
+    for ax, s in zip(axes[:, 0], steps, strict=True):
+        x, _ = sample_images(model, 16, shape=data_shape(preset), steps=s, seed=args.seed)
+        ax.imshow(image_grid(x, 16), cmap="gray", vmin=0, vmax=1)
+        ax.set_axis_off()
+        ax.set_title(f"{s} step(s)", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    print(f"saved {path}", file=sys.stderr)
+
+
+run = _no_stage

@@ -1,0 +1,93 @@
+"""``bezkit images train | reflow | distill | evaluate``: help, errors (exit 2, one line), and a
+tiny end-to-end digits session in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bezkit.cli import main
+from bezkit.models.branched import BranchedVelocity
+from bezkit.training.model_io import load_model
+
+SMALL = ["--steps", "2", "--batch-size", "8", "--quiet"]
+PAIRS = ["--n-pairs", "16", "--teacher-steps", "4", "--shard-size", "8"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    return capsys.readouterr().err.strip()
+
+
+def test_help_lists_the_stages(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["images", "--help"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("train", "reflow", "distill", "evaluate", "torchrun", "cifar10"):
+        assert stage in out
+    assert main(["images", "distill", "--help"]) == 0
+    assert "--method {distill,bezier,bdense}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["images"], "choose a stage"),
+        (["images", "train", "--preset", "cifar10", "--out", "x"], "needs --data-root"),
+        (["images", "train", "--preset", "mnist", "--out", "x"], "invalid choice"),
+        (["images", "reflow", "--teacher", "nope", "--pairs", "p", "--out", "o"], "not found"),
+        (["images", "evaluate", "nope"], "not found"),
+        (["images", "train", "--ema-decay", "1", "--out", "x"], "--ema-decay must be < 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = _err(capsys)
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_digits_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = tmp_path
+    assert main(["images", "train", "--out", str(r / "1rf"), *SMALL]) == 0
+    assert main(["images", "train", "--out", str(r / "1rf"), *SMALL]) == 2
+    assert "already exists" in _err(capsys)
+    reflow = ["images", "reflow", "--teacher", str(r / "1rf"), "--pairs", str(r / "p1"),
+              "--out", str(r / "2rf"), "--segments", "2", *PAIRS, *SMALL]  # fmt: skip
+    assert main(reflow) == 0
+    model, meta = load_model(r / "2rf")
+    assert meta["images"]["stage"] == "2-RF" and meta["step"] == 2
+    assert (r / "p1" / "pairs.json").is_file() and (r / "p1" / "segment-2").is_dir()
+
+    distill = ["images", "distill", "--teacher", str(r / "1rf"), "--pairs", str(r / "p1"),
+               *PAIRS, *SMALL]  # fmt: skip
+    assert main([*distill, "--segments", "2", "--out", str(r / "d")]) == 0
+    assert main([*distill, "--segments", "2", "--method", "bdense", "--branches", "2",
+                 "--out", str(r / "bd")]) == 0  # fmt: skip
+    assert isinstance(load_model(r / "bd")[0], BranchedVelocity)
+    bezier = ["images", "distill", "--method", "bezier", "--teacher", str(r / "1rf"),
+              "--pairs", str(r / "rev"), "--out", str(r / "bz"), *PAIRS, *SMALL]  # fmt: skip
+    assert main(bezier) == 0
+    assert json.loads((r / "rev" / "pairs.json").read_text())["direction"] == "reverse"
+    # the wrong folder for the method is a one-line error
+    assert main([*distill, "--segments", "2", "--pairs", str(r / "rev"), "--out", str(r / "x")]) == 2
+    assert "other settings" in _err(capsys)
+
+    capsys.readouterr()
+    ev = ["images", "evaluate", str(r / "d"), str(r / "bz"), "--n", "64", "--steps", "1", "2",
+          "--no-frechet", "--out", str(r / "ev.json"), "--grid", str(r / "grid.png")]  # fmt: skip
+    assert main(ev) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [x["stage"] for x in reports] == ["distill", "bezier"]
+    assert reports[0]["nfe"] == {"1": 1, "2": 2} and "noise_floor" in reports[0]
+    assert json.loads((r / "ev.json").read_text()) == reports
+    assert (r / "grid-1.png").is_file() and (r / "grid-2.png").is_file()

@@ -1,0 +1,189 @@
+"""Checkpoints: safetensors + JSON round trip, SHA-256 verification, no silent overwrite, atomic
+writes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import bezkit.training.checkpoint as checkpoint_module
+from bezkit.models import MLPVelocity
+from bezkit.models.factory import build_model, model_spec
+from bezkit.training import CheckpointError, load_checkpoint, save_checkpoint
+from bezkit.training.checkpoint import FORMAT, sha256_file
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def model_tensors(seed=0):
+    torch.manual_seed(seed)
+    model = MLPVelocity(2, hidden=8, depth=1, time_dim=4)
+    return model, {f"model.{k}": v for k, v in model.state_dict().items()}
+
+
+def files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_round_trip(tmp_path):
+    model, tensors = model_tensors()
+    tensors["ema.extra"] = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    meta = {"model": model_spec(model), "step": 7, "losses": [0.5, 0.25], "note": "é"}
+    st = save_checkpoint(tmp_path / "ckpt", tensors, meta)
+    assert st == tmp_path / "ckpt.safetensors"
+    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.tensors.keys() == tensors.keys()
+    for k, v in tensors.items():
+        assert torch.equal(ckpt.tensors[k], v) and ckpt.tensors[k].dtype == v.dtype
+    for key, value in meta.items():
+        assert ckpt.metadata[key] == value
+    assert ckpt.metadata["format"] == FORMAT
+    assert ckpt.metadata["sha256"] == sha256_file(st)
+    assert set(ckpt.metadata["versions"]) >= {"bezkit", "torch"}
+    # sections and the model state rebuild the model exactly
+    assert torch.equal(ckpt.section("ema")["extra"], tensors["ema.extra"])
+    rebuilt = build_model(ckpt.metadata["model"])
+    rebuilt.load_state_dict(ckpt.model_state)
+    x, t = torch.randn(5, 2), torch.rand(5)
+    assert torch.equal(rebuilt(x, t), model(x, t))
+    # either file name, or the stem, names the same checkpoint
+    assert load_checkpoint(tmp_path / "ckpt.json").metadata == ckpt.metadata
+    assert load_checkpoint(st).metadata == ckpt.metadata
+
+
+def test_dotted_names_keep_their_suffix(tmp_path):
+    _, tensors = model_tensors()
+    st = save_checkpoint(tmp_path / "run_0.5", tensors, {})
+    assert st.name == "run_0.5.safetensors"
+    save_checkpoint(tmp_path / "run_0.7", tensors, {})  # does not collide with run_0.5
+    assert files(tmp_path) == sorted(
+        ["run_0.5.json", "run_0.5.safetensors", "run_0.7.json", "run_0.7.safetensors"]
+    )
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.99])
+def test_altered_tensor_file_is_refused(tmp_path, where):
+    _, tensors = model_tensors()
+    st = save_checkpoint(tmp_path / "ckpt", tensors, {})
+    data = bytearray(st.read_bytes())
+    data[int(where * (len(data) - 1))] ^= 0x01  # flip one bit
+    st.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="was altered"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_foreign_or_corrupt_json_is_refused(tmp_path):
+    _, tensors = model_tensors()
+    save_checkpoint(tmp_path / "ckpt", tensors, {})
+    js = tmp_path / "ckpt.json"
+    meta = json.loads(js.read_text())
+    js.write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(CheckpointError, match="not a bezkit checkpoint"):
+        load_checkpoint(tmp_path / "ckpt")
+    js.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        load_checkpoint(tmp_path / "nothing")
+    _, tensors = model_tensors()
+    save_checkpoint(tmp_path / "ckpt", tensors, {})
+    (tmp_path / "ckpt.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"ckpt\.json"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path):
+    _, first = model_tensors(0)
+    _, second = model_tensors(1)
+    save_checkpoint(tmp_path / "ckpt", first, {"which": "first"})
+    before = {name: (tmp_path / name).read_bytes() for name in files(tmp_path)}
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_checkpoint(tmp_path / "ckpt", second, {"which": "second"})
+    assert {name: (tmp_path / name).read_bytes() for name in files(tmp_path)} == before
+    save_checkpoint(tmp_path / "ckpt", second, {"which": "second"}, overwrite=True)
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.metadata["which"] == "second"
+    assert all(torch.equal(ckpt.tensors[k], v) for k, v in second.items())
+    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]  # no temporary files left
+
+
+def test_a_failed_json_write_leaves_no_temp_file_and_no_silent_mismatch(tmp_path, monkeypatch):
+    _, first = model_tensors(0)
+    _, second = model_tensors(1)
+    save_checkpoint(tmp_path / "ckpt", first, {"which": "first"})
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "ckpt", second, {"which": "second"}, overwrite=True)
+    monkeypatch.undo()
+    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]  # temporary files removed
+    # the old JSON is intact (valid, complete) ...
+    meta = json.loads((tmp_path / "ckpt.json").read_text())
+    assert meta["which"] == "first"
+    # ... and does not describe the new tensors, so loading refuses rather than mixing them up
+    with pytest.raises(CheckpointError, match="was altered"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_a_failed_tensor_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    _, first = model_tensors(0)
+    _, second = model_tensors(1)
+    save_checkpoint(tmp_path / "ckpt", first, {"which": "first"})
+
+    def failing_save(tensors, filename):
+        with open(filename, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("killed mid-write")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", failing_save)
+    with pytest.raises(OSError, match="killed mid-write"):
+        save_checkpoint(tmp_path / "ckpt", second, {"which": "second"}, overwrite=True)
+    monkeypatch.undo()
+    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.metadata["which"] == "first"
+    assert all(torch.equal(ckpt.tensors[k], v) for k, v in first.items())
+
+
+def test_trainer_checkpoint_layout(tmp_path):
+    from bezkit.couplings import IndependentCoupling
+    from bezkit.data import get_sampler
+    from bezkit.training import FlowMatchingLoss, TrainConfig, train
+
+    model, _ = model_tensors()
+    config = TrainConfig(
+        steps=6,
+        batch_size=16,
+        seed=0,
+        device="cpu",
+        progress=False,
+        ema_decay=0.9,
+        checkpoint_path=str(tmp_path / "run"),
+        checkpoint_every=4,
+    )
+    coupling = IndependentCoupling(get_sampler("gaussian"), get_sampler("moons"))
+    res = train(model, FlowMatchingLoss(), coupling.sample, config)
+    assert files(tmp_path) == ["run.json", "run.safetensors"]
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.metadata["step"] == 6  # the final step is always saved
+    assert ckpt.metadata["losses"] == res.losses
+    assert ckpt.metadata["model"] == model_spec(model)
+    assert ckpt.metadata["train_config"]["steps"] == 6
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(ckpt.model_state[k], v)
+    for k, v in res.ema_model.state_dict().items():
+        assert torch.equal(ckpt.section("ema")[k], v)
+    assert ckpt.section("optimizer")  # optimizer moments are saved for resuming
