@@ -17,11 +17,11 @@ from the same seeded noise and compared to the held-out test split (359 images):
 sliced W2 in pixel space, and the Frechet distance in the features of bezkit's digits classifier.
 The noise floor is the same metric for real train images. Numbers are written as measured.
 
-Run by hand (about 6 minutes on one core; the table is printed and written to
-``benchmarks/RESULTS.md``)::
+Run by hand (about 7 minutes on one core, 8 with ``--bdense``; the table is printed and written
+to ``benchmarks/RESULTS.md``)::
 
     python benchmarks/images_digits.py
-    python benchmarks/images_digits.py --export data/checkpoints/images   # the notebook's models
+    python benchmarks/images_digits.py --bdense --export data/checkpoints/images  # + notebook's models
 
 ``--export`` also writes the final weights of the 1-RF, 2-RF, 2-RF + distill and Bezier students
 (float16, to keep the repository small) for ``notebooks/07_images_digits.ipynb``; on the same
@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import command_line, load_average, machine_lines, markdown_table, now, write_section
+
 from bezkit.experiments.images import (
     evaluate_images,
     generate_pairs,
@@ -84,17 +84,16 @@ def fresh_folder(out: Path) -> None:
     (out / MARKER).write_text("made by benchmarks/images_digits.py\n")
 
 
-def export(src: Path, dst: Path) -> int:
-    """Final weights as float16 with repository-relative paths in the metadata; returns bytes."""
+def export(src: Path, dst: Path, evaluation: dict) -> int:
+    """Final weights as float16, with repository-relative paths in the metadata and this run's
+    evaluation of the model; returns the bytes written."""
     model, meta = load_model(src)
     for key in ("format", "sha256", "versions", "loaded_weights"):
         meta.pop(key, None)
-    text = json.dumps(meta).replace(str(ROOT) + "/", "")
-    meta = json.loads(text)
-    meta["exported"] = {"from": str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else
-                        str(src), "dtype": "float16"}  # fmt: skip
-    model = model.half()
-    path = save_model(dst, model, meta, overwrite=True)
+    meta = json.loads(json.dumps(meta).replace(str(ROOT) + "/", ""))
+    meta["exported"] = {"by": "benchmarks/images_digits.py --export", "dtype": "float16"}
+    meta["evaluation"] = {k: v for k, v in evaluation.items() if k != "sample_seconds"}
+    path = save_model(dst, model.half(), meta, overwrite=True)
     return path.stat().st_size + path.with_suffix(".json").stat().st_size
 
 
@@ -157,35 +156,46 @@ def main() -> None:
     many = str(max(args.steps))
     timing = markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in seconds.items()])
     p = preset
-    body = f"""
-Command: `{command_line()}` ({now()}), total {total:.0f} s; load average before / after:
-{load_before} / {load_average()}.
-
-{chr(10).join(machine_lines([1]))}
-
-Preset `digits`: U-Net {p.unet["base_channels"]} base channels, mults {tuple(p.unet["channel_mults"])},
-{p.unet["num_res_blocks"]} block(s) per level ({results["1rf"].get("parameters", "")}
-{_params(out / "1rf.safetensors")} parameters); 1-RF {p.flow.steps} steps, 2-RF {p.reflow.steps}
-steps from the 1-RF, students {p.distill.steps} steps from their teacher, batch
-{p.flow.batch_size}, EMA; {p.n_pairs} pairs per teacher from {p.teacher_steps} Euler steps. Bezier
-distillation: quadratic, guide = one Euler step of the 1-RF to s = 1/2 (control point), endpoint =
-real image with X0 from the 1-RF's reverse ODE, endpoint target. Evaluation: {args.n} samples from
-the same seeded noise for every model, against the 359 test images (exact W2 with unequal sizes;
-sliced W2, 256 directions, on the first 359 samples); Frechet distance in the 64 features of
-bezkit's digits classifier. The noise floor replaces the samples by {args.n} real train images.
-
-{table}
-
-One Euler step, Frechet: 1-RF {one["1rf"]:.1f}, 2-RF {one["2rf"]:.1f}, 2-RF + distill
-{one["2rf-distill"]:.1f}, Bezier distillation {one["bezier"]:.1f}; the 1-RF at {many} steps
-{results["1rf"]["frechet"][many]:.1f} (noise floor {floor["frechet"]:.1f}). Exact W2 in 64
-dimensions from 359 reference images is dominated by its noise floor; sliced W2 and the Frechet
-distance separate the models.
-
-Wall time per stage (one thread):
-
-{timing}
-"""
+    unet = p.unet
+    setup = (
+        f"Preset `digits`: a U-Net with {unet['base_channels']} base channels, channel "
+        f"multipliers {tuple(unet['channel_mults'])}, {unet['num_res_blocks']} residual block per "
+        f"level, attention at 4x4 ({_params(out / '1rf.safetensors')} parameters); batch "
+        f"{p.flow.batch_size}, AdamW with cosine decay, EMA weights. 1-RF: {p.flow.steps} steps. "
+        f"Each teacher's pairs: {p.n_pairs} from {p.teacher_steps} Euler steps. 2-RF: "
+        f"{p.reflow.steps} steps from the 1-RF on the 1-RF's pairs. Students ({p.distill.steps} "
+        f"steps each, from their teacher): 2-RF + distill on the 2-RF's pairs; Bezier distillation "
+        f"on the 1-RF's reverse pairs (real endpoint X1, X0 from the reverse ODE), quadratic, "
+        f"control guide = one Euler step of the 1-RF to s = 1/2, endpoint target; B-DENSE on the "
+        f"2-RF's pairs with its states at t = 1/4, 1/2, 3/4."
+    )
+    evaluation = (
+        f"Evaluation: {args.n} samples per model from the same seeded noise, against the 359 test "
+        f"images: exact W2 (unequal sizes), sliced W2 (256 directions, the first 359 samples) and "
+        f"the Frechet distance in the 64 features of bezkit's digits classifier. Noise floor: the "
+        f"same metrics for {args.n} real train images in place of the samples."
+    )
+    reading = (
+        f"One Euler step, Frechet: 1-RF {one['1rf']:.1f}, 2-RF {one['2rf']:.1f}, 2-RF + distill "
+        f"{one['2rf-distill']:.1f}, Bezier distillation {one['bezier']:.1f}"
+        + (f", B-DENSE {one['bdense']:.1f}" if "bdense" in one else "")
+        + f"; the 1-RF at {many} steps: {results['1rf']['frechet'][many]:.1f}; noise floor "
+        f"{floor['frechet']:.1f}. Exact W2 in 64 dimensions against 359 reference images barely "
+        f"moves above its noise floor; sliced W2 and the Frechet distance separate the models."
+    )
+    body = "\n\n".join(
+        [
+            f"Command: `{command_line()}` ({now()}), {total:.0f} s in all. Load average "
+            f"(1 / 5 / 15 min) before: {load_before}; after: {load_average()}.",
+            "\n".join(machine_lines([1])),
+            setup,
+            evaluation,
+            table,
+            reading,
+            "Wall time per stage (one thread):",
+            timing,
+        ]
+    )
     print(table)
     print(timing)
     if not args.no_results:
@@ -193,7 +203,10 @@ Wall time per stage (one thread):
     if args.export is not None:
         dst = args.export.resolve()
         dst.mkdir(parents=True, exist_ok=True)
-        size = sum(export(out / f"{name}.safetensors", dst / EXPORTS[name]) for name in EXPORTS)
+        size = sum(
+            export(out / f"{name}.safetensors", dst / stem, results[name])
+            for name, stem in EXPORTS.items()
+        )
         print(f"exported {len(EXPORTS)} checkpoints to {dst} ({size / 1e6:.2f} MB)")
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "error_table",
     "experiment_label",
     "experiments",
+    "format_table",
     "lesson_flows",
     "lesson_results",
     "load_results",
@@ -435,14 +436,15 @@ def quick_config(**overrides: Any):
 
     base = dict(
         hidden=64,
-        flow_steps=600,
-        round_steps=250,
-        n_pairs=1500,
-        teacher_steps=50,
+        batch_size=128,
+        flow_steps=400,
+        round_steps=150,
+        n_pairs=1000,
+        teacher_steps=40,
         full_ot_points=512,
         n_eval=500,
-        m_crossings=100,
-        eval_steps=(1, 2, 4, 8, 50),
+        m_crossings=80,
+        eval_steps=(1, 2, 4, 8, 40),
         progress=False,
     )
     base.update(overrides)
@@ -486,3 +488,27 @@ def lesson_results(path: str | Path, *, config: Any = None, verbose: bool = True
     if verbose:
         print(f"ran {results['command']} in {results['wall_seconds']:.0f} s")
     return results
+
+
+def format_table(
+    rows: Mapping[Any, Mapping[str, float]],
+    *,
+    digits: int = 3,
+    row_label: str = "k",
+    columns: Sequence[str] | None = None,
+) -> str:
+    """A Markdown table of ``{row: {column: value}}`` (e.g. :func:`error_table`'s), values rounded
+    to ``digits``; missing cells are left empty. Display it with ``IPython.display.Markdown``."""
+    cols = (
+        list(columns)
+        if columns is not None
+        else list(dict.fromkeys(c for r in rows.values() for c in r))
+    )
+    lines = [
+        "| " + " | ".join([row_label, *cols]) + " |",
+        "|" + " --- |" * (len(cols) + 1),
+    ]
+    for key, row in rows.items():
+        cells = [f"{row[c]:.{digits}f}" if c in row else "" for c in cols]
+        lines.append("| " + " | ".join([str(key), *cells]) + " |")
+    return "\n".join(lines)

@@ -778,7 +778,15 @@ def plot_targets(
         )
         ax.update_datalim(p + v)
     ax.scatter(p[:, 0], p[:, 1], s=12, color="black", zorder=6, label=f"$B({t:.2f})$", linewidths=0)
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    handles, labels = ax.get_legend_handles_labels()
+    keep = [i for i, name in enumerate(labels) if name not in ("$X_0$", "$X_1$")]
+    ax.legend(
+        [handles[i] for i in keep],
+        [labels[i] for i in keep],
+        loc="upper right",
+        fontsize=7,
+        framealpha=0.8,
+    )
     ax.autoscale_view()
     _finish(ax, title, lim)
     return ax
@@ -918,19 +926,23 @@ def plot_error_accumulation(
     noise_floor: bool = True,
     logy: bool = False,
     title: str | None = None,
+    legend: str | None = "best",
 ) -> Axes:
     """One metric of the 2D experiment against the reflow round ``k``, one line per method, with
     the OT baselines (trained once) as dotted horizontal lines and, for ``w2``, the noise floor
     (dashed, with its spread as a band when known).
 
     ``results`` is one experiment of ``results.json`` (or a results dict holding one); the series
-    come from :func:`bezkit.lessons.metric_by_k` and :func:`bezkit.lessons.baseline_values`."""
+    come from :func:`bezkit.lessons.metric_by_k` and :func:`bezkit.lessons.baseline_values`.
+    ``legend``: a matplotlib ``loc``, ``"outside"`` (right of the axes) or None (no legend)."""
     from bezkit.lessons import baseline_values, metric_by_k, select_experiment
 
     exp = select_experiment(results)
     series = metric_by_k(exp, metric, steps, methods=methods)
     floor = exp.get("noise_floor") if noise_floor and metric == "w2" else None
-    label = metric if metric not in ("w2", "nfe") else f"{metric.upper()} at {steps} step(s)"
+    label = metric.replace("_", " ")
+    if metric in ("w2", "nfe"):
+        label = f"{metric.upper()} at {steps} step(s)"
     if metric in ("w2", "nfe") and steps is None:
         label = f"{metric.upper()} at the most steps"
     ax = plot_metric_vs_k(series, metric=label, ax=ax, logy=logy, reference=floor, title=title)
@@ -945,6 +957,11 @@ def plot_error_accumulation(
         for name, value in baseline_values(exp, metric, steps).items():
             text, c = styles.get(name, (name, "#333333"))
             ax.axhline(value, ls=":", lw=1.6, color=c, label=f"{text}, trained once")
-    if ax.lines:
-        ax.legend(fontsize=7)
+    if legend is None:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    elif legend == "outside":
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    elif ax.lines:
+        ax.legend(fontsize=7, loc=legend)
     return ax

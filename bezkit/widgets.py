@@ -212,10 +212,16 @@ def bezier_widget(
         layout=widgets.Layout(width="520px"),
     )
     controls["chord"] = widgets.Checkbox(
-        value=False, description="guides on the chord (the line, degree-elevated)", indent=False
+        value=False,
+        description="guides on the chord (the line, degree-elevated)",
+        indent=False,
+        layout=widgets.Layout(width="auto"),
     )
     controls["elevate"] = widgets.Checkbox(
-        value=False, description=f"show the order-{order + 1} control polygon", indent=False
+        value=False,
+        description=f"show the order-{order + 1} control polygon",
+        indent=False,
+        layout=widgets.Layout(width="auto"),
     )
 
     pad = 0.5

@@ -134,10 +134,10 @@ def _common(p: argparse.ArgumentParser, *, stage: str | None) -> None:
     o = p.add_argument_group("output")
     o.add_argument(
         "--out",
-        required=True,
+        required=stage == "flow",
         metavar="PATH",
         help="writes PATH.safetensors + PATH.json (final weights) and PATH.train.* (the "
-        "resumable training state)",
+        "resumable training state)" + ("" if stage == "flow" else "; required unless --pairs-only"),
     )
     o.add_argument(
         "--overwrite",
@@ -387,6 +387,11 @@ def _preset(args: argparse.Namespace, stage: str | None) -> Any:
     return preset
 
 
+def _need_out(args: argparse.Namespace) -> None:
+    if args.out is None and not args.pairs_only:
+        raise CLIError("--out is required (unless --pairs-only)")
+
+
 def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a stage; bad input (missing files, clashing folders, wrong settings) -> CLIError."""
     from bezkit.training.checkpoint import CheckpointError
@@ -450,6 +455,7 @@ def run_reflow(args: argparse.Namespace) -> int:
     from bezkit.experiments.images import train_from_pairs
 
     preset = _preset(args, "reflow")
+    _need_out(args)
     session = _Session(args, preset)
     try:
         _generate(session, args, preset, args.teacher, "forward", args.segments)
@@ -470,6 +476,7 @@ def run_distill(args: argparse.Namespace) -> int:
     from bezkit.methods.bezier_distill import BezierDistillConfig
 
     preset = _preset(args, "distill")
+    _need_out(args)
     if args.method != "bezier" and len(args.teacher) != 1:
         raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
     bezier = None

@@ -25,8 +25,9 @@ def write_figures(exp: dict[str, Any], out_dir: Path) -> list[str]:
     """Write the figures of one (source, target) experiment; returns their file names."""
     slug, names = _slug(exp), []
     paths = exp["paths"]
-    methods = list(dict.fromkeys(m for m, _ in paths))
+    methods = sorted(dict.fromkeys(m for m, _ in paths), key=lambda m: m in ("otcfm", "full-ot"))
     ks = sorted({k for _, k in paths})
+    lim = max(float(p.abs().max()) for p in paths.values()) * 1.05  # one scale for every panel
     fig, axes = plt.subplots(
         len(methods), len(ks), figsize=(2.6 * len(ks), 2.6 * len(methods)), squeeze=False
     )
@@ -40,6 +41,7 @@ def write_figures(exp: dict[str, Any], out_dir: Path) -> list[str]:
                     max_paths=100,
                     show_ends=True,
                     title=f"{method}, k={k}",
+                    lim=lim,
                 )
                 if ax.get_legend() is not None:
                     ax.get_legend().remove()

@@ -75,7 +75,7 @@ from bezkit.models.unet import UNetVelocity
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.time_sampling import distill_times
 from bezkit.solvers.ode import solve_ode
-from bezkit.training.checkpoint import load_checkpoint
+from bezkit.training.checkpoint import atomic_write_bytes, load_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import barrier, is_main_process
@@ -301,12 +301,13 @@ def new_unet(preset: ImagePreset, *, seed: int = 0) -> UNetVelocity:
         return UNetVelocity(**preset.unet)
 
 
-def _reference_images(ds: Any) -> Tensor:
+def _reference_images(ds: Any, idx: Tensor | None = None) -> Tensor:
+    """A dataset's images in [-1, 1] (rows ``idx``, or all), without flips."""
     if hasattr(ds, "images"):
-        return ds.images
+        return ds.images if idx is None else ds.images[idx]
     from bezkit.data.cifar10 import uint8_to_unit_range
 
-    return uint8_to_unit_range(ds.data)
+    return uint8_to_unit_range(ds.data if idx is None else ds.data[idx])
 
 
 # -- stage outputs: final weights + resumable training state ---------------------------------------
@@ -674,8 +675,6 @@ def generate_pairs(
 
 
 def _write_or_check_info(out_dir: Path, info: dict[str, Any]) -> None:
-    from bezkit.cli.common import write_json_atomic
-
     path = out_dir / PAIRS_INFO
     if path.is_file():
         old = json.loads(path.read_text())
@@ -689,7 +688,7 @@ def _write_or_check_info(out_dir: Path, info: dict[str, Any]) -> None:
     barrier()  # every rank has seen the folder without pairs.json before rank 0 writes it
     if is_main_process():
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, info)
+        atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
     barrier()
 
 
@@ -912,13 +911,9 @@ def train_from_pairs(
     )  # fmt: skip
     dev = choose_device(config.device)
     pairs_dir = Path(pairs_dir)
-    folder = (
-        json.loads((pairs_dir / PAIRS_INFO).read_text())
-        if (pairs_dir / PAIRS_INFO).is_file()
-        else None
-    )
-    if folder is None:
+    if not (pairs_dir / PAIRS_INFO).is_file():
         raise FileNotFoundError(f"no {PAIRS_INFO} in {pairs_dir}: run generate_pairs first")
+    folder = json.loads((pairs_dir / PAIRS_INFO).read_text())
     k = infos[0]["k"]
     extra: dict[str, Any] = {
         "method": method,
@@ -941,8 +936,7 @@ def train_from_pairs(
             bezier_cfg, n_pairs=folder["n_pairs"], teacher_steps=folder["steps"],
             teacher_solver=folder["method"], pair_seed=folder["seed"], init=init,
         )  # fmt: skip
-        extra["bezier"] = {k_: v for k_, v in dataclasses.asdict(bezier_cfg).items()}
-        init = bezier_cfg.init
+        extra["bezier"] = dataclasses.asdict(bezier_cfg)
     else:
         _check_folder(folder, pairs_dir, "forward", infos[0]["fingerprint"])
 
@@ -1051,6 +1045,8 @@ def evaluate_images(
     CIFAR-10: ``w2`` and ``sliced_w2`` on the first ``min(n, w2_max)`` / ``min(n, 10000)``
     samples against the test split, and ``fid`` against the train-split statistics (needs the FID
     Inception weights: ``fid_weights`` or ``$BEZKIT_FID_WEIGHTS``; skipped with a note if absent).
+    Every model is sampled by Euler on its velocity ``model(x, t)``; a B-DENSE student's velocity
+    is its last branch's, so its one-step sample is branch K (``BranchedVelocity.sample``).
     """
     from bezkit.metrics.wasserstein import sliced_wasserstein2, wasserstein2
 
@@ -1065,9 +1061,7 @@ def evaluate_images(
     perm = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(seed + 1))
     if preset.dataset == "digits" and n > len(perm):
         raise ValueError(f"n = {n} exceeds the {len(perm)} train images of the noise floor")
-    real = _reference_images(train_ds)[
-        perm[: min(n, len(test) if preset.dataset != "digits" else n)]
-    ]
+    real = _reference_images(train_ds, perm[: n if preset.dataset == "digits" else len(test)])
     m_w2 = min(n, len(test), w2_max)
     m_sliced = min(n, len(test))
     ref_w2, ref_sliced = test[:m_w2], test[:m_sliced]

@@ -279,6 +279,10 @@ def browser() -> Iterator[Browser]:
                 device_scale_factor=1,
             )
             try:
+                for pid in descendants(own_pid):  # the browser process itself, for the log
+                    cmdline = _cmdline(pid)
+                    if str(profile) in cmdline and "--type=" not in cmdline:
+                        print(f"chromium (pid {pid}): {cmdline}")
                 page = context.pages[0] if context.pages else context.new_page()
                 page.set_default_timeout(60_000)
                 out = Browser(page=page)
@@ -297,8 +301,12 @@ def browser() -> Iterator[Browser]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _uses_profile(pid: int, profile: Path) -> bool:
+def _cmdline(pid: int) -> str:
     try:
-        return str(profile).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _uses_profile(pid: int, profile: Path) -> bool:
+    return str(profile) in _cmdline(pid)

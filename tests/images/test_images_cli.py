@@ -64,9 +64,14 @@ def test_a_digits_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     reflow = ["images", "reflow", "--teacher", str(r / "1rf"), "--pairs", str(r / "p1"),
               "--out", str(r / "2rf"), "--segments", "2", *PAIRS, *SMALL]  # fmt: skip
     assert main(reflow) == 0
-    model, meta = load_model(r / "2rf")
+    _, meta = load_model(r / "2rf")
     assert meta["images"]["stage"] == "2-RF" and meta["step"] == 2
     assert (r / "p1" / "pairs.json").is_file() and (r / "p1" / "segment-2").is_dir()
+    capsys.readouterr()
+    assert main([*reflow[:-1], "--pairs-only"]) == 0  # the pairs are verified, nothing trained
+    assert "0 shard(s) generated, 4 verified and kept" in capsys.readouterr().out
+    assert main(["images", "reflow", "--teacher", str(r / "1rf"), "--pairs", str(r / "p1")]) == 2
+    assert "--out is required" in _err(capsys)
 
     distill = ["images", "distill", "--teacher", str(r / "1rf"), "--pairs", str(r / "p1"),
                *PAIRS, *SMALL]  # fmt: skip
@@ -79,7 +84,9 @@ def test_a_digits_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(bezier) == 0
     assert json.loads((r / "rev" / "pairs.json").read_text())["direction"] == "reverse"
     # the wrong folder for the method is a one-line error
-    assert main([*distill, "--segments", "2", "--pairs", str(r / "rev"), "--out", str(r / "x")]) == 2
+    assert (
+        main([*distill, "--segments", "2", "--pairs", str(r / "rev"), "--out", str(r / "x")]) == 2
+    )
     assert "other settings" in _err(capsys)
 
     capsys.readouterr()

@@ -145,7 +145,7 @@ def test_pairs_follow_the_teacher_ode(run: Path, preset: I.ImagePreset) -> None:
     x0 = solve_ode(teacher, rev.x1, steps=4, t_start=1.0, t_end=0.0).x
     torch.testing.assert_close(rev.x0, x0, atol=1e-5, rtol=1e-5)
     lo, hi = float(rev.x1.min()), float(rev.x1.max())
-    assert -1.0 <= lo and hi <= 1.0  # real images at t = 1
+    assert lo >= -1.0 and hi <= 1.0  # real images at t = 1
     # the lazy reader draws exactly the pairs of the in-memory one
     lazy = ShardPairs(run / "fwd", states=2, in_memory_bytes=0)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -168,7 +168,9 @@ def test_reflow_and_distill_stages_equal_the_recipes(run: Path, preset: I.ImageP
     teacher, _ = load_model(run / "1rf")
     stage = train_from_pairs("reflow", run / "1rf", run / "fwd", preset, run / "2rf",
                              progress=False)  # fmt: skip
-    recipe = train_flow(ShardPairs(run / "fwd"), student_from(teacher), _recipe_config(preset, "reflow"))
+    recipe = train_flow(
+        ShardPairs(run / "fwd"), student_from(teacher), _recipe_config(preset, "reflow")
+    )
     assert stage.metadata["images"]["stage"] == "2-RF" and stage.metadata["images"]["k"] == 2
     assert _same_weights(stage.model, recipe.final_model)
 
