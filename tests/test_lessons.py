@@ -312,6 +312,7 @@ def test_figures_use_metric_by_k(tmp_path):
     from bezkit.experiments.figures import write_figures
 
     exp = make_experiment()
-    exp["paths"] = {(r["method"], r["k"]): torch.zeros(3, 4, 2) for r in exp["runs"]}
+    g = torch.Generator().manual_seed(0)
+    exp["paths"] = {(r["method"], r["k"]): torch.randn(3, 4, 2, generator=g) for r in exp["runs"]}
     names = write_figures(exp, tmp_path)
     assert len(names) == 4 and all((tmp_path / n).exists() for n in names)

@@ -1,0 +1,239 @@
+"""The widgets of lessons 04-06 (bezkit.widgets, appended part), headless: set a control, read the
+figure's traces back; controls at the ends of their ranges never raise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("plotly")
+
+from test_lessons import make_results  # tests/ is on sys.path (rootdir import)
+
+from bezkit.lessons import metric_by_k
+from bezkit.methods import branched_from_teacher, new_mlp
+from bezkit.metrics import wasserstein2
+from bezkit.paths import BezierPath
+from bezkit.plot import branch_errors
+from bezkit.widgets import (
+    WidgetBundle,
+    bdense_widget,
+    compare_steps_widget,
+    error_accumulation_widget,
+    guide_widget,
+)
+
+
+def _xy(trace) -> np.ndarray:
+    return np.column_stack([np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)])
+
+
+def _finite(trace) -> np.ndarray:
+    xy = _xy(trace)
+    return xy[np.isfinite(xy).all(axis=1)]
+
+
+class Decay(nn.Module):
+    """``v(x, t) = -x``: one Euler step to s gives ``(1 - s) x``, the ODE ``e^{-s} x``."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -x
+
+
+class Shift(nn.Module):
+    def __init__(self, d: float) -> None:
+        super().__init__()
+        self.d = d
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, self.d)
+
+
+def _pairs(n: int = 20):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g) + 2
+
+
+# -- guide_widget ----------------------------------------------------------------------------------
+
+
+def test_guide_widget_control_places_the_teacher_state():
+    x0, x1 = _pairs()
+    b = guide_widget(Decay(), x0, x1, max_pairs=None)
+    assert isinstance(b, WidgetBundle)
+    assert {"s", "placement", "guide_state", "target", "t"} <= set(b.controls)
+    b.controls["s"].value = 0.3
+    want = (1 - 0.3) * x0.double().numpy()  # one Euler step of v = -x
+    np.testing.assert_allclose(_xy(b.trace("teacher state")), want, atol=1e-6)
+    np.testing.assert_allclose(_xy(b.trace("guides")), want, atol=1e-6)
+    assert b.state["gap_at_s"] > 0.01  # a control guide is not on the curve
+
+
+def test_guide_widget_interpolate_passes_through_the_state():
+    x0, x1 = _pairs()
+    b = guide_widget(Decay(), x0, x1, placement="interpolate", max_pairs=None)
+    for s in (0.05, 0.5, 0.95):
+        b.controls["s"].value = s
+        assert b.state["gap_at_s"] < 1e-6
+        np.testing.assert_allclose(_xy(b.trace("B(s)")), _xy(b.trace("teacher state")), atol=1e-6)
+
+
+def test_guide_widget_ode_state_differs_from_one_euler_step():
+    x0, x1 = _pairs()
+    b = guide_widget(Decay(), x0, x1, s=0.5, max_pairs=None, teacher_steps=200)
+    euler = _xy(b.trace("teacher state")).copy()
+    b.controls["guide_state"].value = "ode"
+    ode = _xy(b.trace("teacher state"))
+    np.testing.assert_allclose(euler, 0.5 * x0.numpy(), atol=1e-6)
+    np.testing.assert_allclose(ode, math.exp(-0.5) * x0.numpy(), atol=5e-3)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.4, 0.99, 1.0])
+def test_guide_widget_targets(t):
+    x0, x1 = _pairs()
+    b = guide_widget(Decay(), x0, x1, max_pairs=8)
+    b.controls["t"].value = t
+    assert b.state["landing_error"] < 1e-5  # endpoint target: one step lands on X1
+    b.controls["target"].value = "tangent"
+    arrows = _finite(b.trace("target")).reshape(-1, 2, 2)
+    points = _xy(b.trace("B(t)"))
+    np.testing.assert_allclose(arrows[:, 0], points, atol=1e-9)
+    a, c = b.state["x0"].double(), b.state["x1"].double()
+    sample = BezierPath(2).sample(
+        a, c, torch.full((8,), t, dtype=torch.float64), (b.state["guides"],)
+    )
+    np.testing.assert_allclose(
+        arrows[:, 1] - arrows[:, 0], (1 - t) * sample.dx_t.numpy(), atol=1e-9
+    )
+
+
+def test_guide_widget_path_gap_is_zero_for_a_straight_teacher():
+    x0, _ = _pairs()
+    d = 1.5
+    x1 = x0 + d  # the teacher v = d carries x0 straight to x1
+    b = guide_widget(Shift(d), x0, x1, max_pairs=None, teacher_steps=10)
+    b.controls["placement"].value = "interpolate"
+    assert b.state["path_gap"] < 1e-5
+    with pytest.raises(ValueError, match="placement"):
+        guide_widget(Shift(d), x0, x1, placement="middle")
+    with pytest.raises(ValueError, match=r"must both be \(n, 2\)"):
+        guide_widget(Shift(d), x0, x1[:3])
+
+
+# -- compare_steps_widget --------------------------------------------------------------------------
+
+
+def test_compare_steps_widget_caches_and_draws_every_model():
+    x0, ref = _pairs(64)
+    models = {"slow": Shift(0.5), "exact": Shift(2.0)}
+    b = compare_steps_widget(models, x0, ref, noise_floor=0.1, max_steps=8)
+    assert set(b.state["results"]) == {("slow", 1), ("exact", 1)}  # precomputed
+    assert b.trace("W2 exact").y[0] == pytest.approx(wasserstein2(x0 + 2.0, ref))
+    b.controls["model"].value = "exact"
+    b.controls["steps"].value = 8
+    assert b.state["current"]["steps"] == 8 and b.state["current"]["nfe"] == 8
+    np.testing.assert_allclose(_xy(b.trace("generated")), (x0 + 2.0).numpy(), atol=1e-5)
+    assert list(b.trace("W2 exact").x) == [1, 8]
+    assert list(b.trace("W2 slow").x) == [1]
+    assert list(b.trace("noise floor").y) == [0.1, 0.1]
+    assert "NFE 8" in b.readout.value
+    with pytest.raises(ValueError, match="unknown model"):
+        compare_steps_widget(models, x0, ref, model="other")
+    with pytest.raises(ValueError, match="at least one"):
+        compare_steps_widget({}, x0, ref)
+
+
+# -- error_accumulation_widget ---------------------------------------------------------------------
+
+
+def test_error_accumulation_widget_reads_the_results():
+    res = make_results(2)
+    b = error_accumulation_widget(res)
+    assert list(b.controls["pair"].options) == ["8gaussians -> moons", "gaussian -> moons"]
+    series = metric_by_k(res["experiments"][0], "w2", 1)
+    for m, row in series.items():
+        assert list(b.trace(m).x) == list(row) and list(b.trace(m).y) == list(row.values())
+    assert list(b.trace("otcfm (trained once)").y) == [0.4, 0.4]
+    assert list(b.trace("noise floor").y) == [0.2, 0.2]
+    b.controls["pair"].value = "gaussian -> moons"
+    assert b.trace("rf").y[0] == pytest.approx(1.6)
+    b.controls["metric"].value = "straightness"
+    assert list(b.trace("noise floor").x) == []  # no noise floor for a non-W2 metric
+    assert b.trace("rf").y[0] == pytest.approx(0.16)
+    b.controls["methods"].value = ("rf-distill",)
+    assert list(b.trace("rf").x) == [] and len(b.trace("rf-distill").x) == 2
+    b.controls["baselines"].value = False
+    assert list(b.trace("otcfm (trained once)").x) == []
+    assert list(b.trace("otcfm steps").x) == []
+    b.controls["k"].value = 1
+    assert b.state["table"] == {"rf-distill": pytest.approx(0.071)}
+    assert list(b.trace("rf-distill steps").x) == [1, 2, 100]
+    assert "round k = 1" in b.readout.value
+
+
+def test_error_accumulation_widget_options_and_errors():
+    res = make_results(1)
+    b = error_accumulation_widget(res, metric="w2@100", methods=["rf"], k=1)
+    assert b.controls["methods"].value == ("rf",)
+    assert b.controls["k"].value == 1
+    assert b.trace("rf").y[1] == pytest.approx(0.375)
+    values = [v for _, v in b.controls["metric"].options]
+    assert values[:3] == ["w2@1", "w2@2", "w2@100"] and "crossings_per_trajectory" in values
+    with pytest.raises(ValueError, match="unknown metric"):
+        error_accumulation_widget(res, metric="fid")
+    with pytest.raises(ValueError, match="no experiment"):
+        error_accumulation_widget({"experiments": []})
+
+
+# -- bdense_widget ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bdense_setup():
+    torch.manual_seed(0)
+    teacher = new_mlp(2, hidden=16, depth=2, seed=3)
+    students = {k: branched_from_teacher(teacher, k) for k in (1, 2, 4)}
+    g = torch.Generator().manual_seed(1)
+    return teacher, students, torch.randn(50, 2, generator=g), torch.randn(50, 2, generator=g)
+
+
+def test_bdense_widget_branches_errors_and_hops(bdense_setup):
+    teacher, students, x0, ref = bdense_setup
+    b = bdense_widget(students, teacher, x0, reference=ref, noise_floor=0.2, max_points=10)
+    assert b.controls["K"].value == 4 and b.controls["j"].max == 4
+    assert set(b.state["w2"][4]) == {1, 2, 4} and set(b.state["w2"][1]) == {1}
+    assert b.state["w2"][4][2] == pytest.approx(wasserstein2(students[4].sample(x0, 2), ref))
+    err = b.state["errors"][4]
+    assert err.shape == (4,)
+    from bezkit.solvers import solve_ode
+
+    traj = solve_ode(teacher, x0, steps=100, record=True).trajectory
+    want = branch_errors(students[4], x0, torch.stack([traj[25 * j] for j in range(1, 5)]))
+    np.testing.assert_allclose(err, want, rtol=1e-5)
+    assert list(b.trace("error K=4").y) == pytest.approx(err.tolist())
+    b.controls["j"].value = 2  # t_j = 0.5
+    assert b.state["t_j"] == 0.5
+    assert len(b.trace("branch j").x) == 10
+    b.controls["K"].value = 2  # keeps t_j = 0.5: j = 1
+    assert b.controls["j"].max == 2 and b.state["j"] == 1 and b.state["t_j"] == 0.5
+    b.controls["K"].value = 1
+    assert b.state["j"] == 1 and b.controls["j"].max == 1
+    assert "sparse" in b.readout.value
+    b.controls["K"].value = 4
+    assert b.state["j"] == 4  # t = 1 stays t = 1
+    assert b.trace("error K=4").opacity == 1.0 and b.trace("error K=1").opacity < 1.0
+
+
+def test_bdense_widget_checks_its_students(bdense_setup):
+    teacher, students, x0, _ = bdense_setup
+    b = bdense_widget({2: students[2]}, teacher, x0, K=7)
+    assert b.state["K"] == 2 and b.state["w2"] == {2: {}}
+    with pytest.raises(ValueError, match="2 branches"):
+        bdense_widget({2: students[4]}, teacher, x0)
+    with pytest.raises(ValueError, match="at least one"):
+        bdense_widget({}, teacher, x0)
