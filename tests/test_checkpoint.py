@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 
+import bezkit.training.atomic as atomic_module
 import bezkit.training.checkpoint as checkpoint_module
 from bezkit.models import MLPVelocity
 from bezkit.models.factory import build_model, model_spec
@@ -125,7 +126,7 @@ def test_a_failed_json_write_leaves_no_temp_file_and_no_silent_mismatch(tmp_path
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_module.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "ckpt", second, {"which": "second"}, overwrite=True)
     monkeypatch.undo()

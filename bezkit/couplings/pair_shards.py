@@ -33,12 +33,10 @@ import bisect
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,7 @@ from bezkit.couplings.pairs import Pairs
 from bezkit.data.toy2d import Sampler
 from bezkit.solvers.fixed_step import Velocity
 from bezkit.solvers.ode import solve_ode
+from bezkit.training.atomic import atomic_write, sha256_file
 
 __all__ = [
     "FORMAT",
@@ -100,26 +99,6 @@ def teacher_fingerprint(teacher: Velocity) -> str | None:
     return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary file beside ``target``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_json(target: Path, obj: dict[str, Any]) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
@@ -127,7 +106,7 @@ def _write_json(target: Path, obj: dict[str, Any]) -> None:
         with open(tmp, "w") as fh:
             fh.write(text)
 
-    _atomic_write(target, write)
+    atomic_write(target, write)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -199,7 +178,7 @@ def _verified_record(out_dir: Path, index: int, count: int) -> dict[str, Any] | 
     if not record_path.is_file() or not shard_path.is_file():
         return None
     record = _read_json(record_path)
-    if record.get("count") != count or record.get("sha256") != _file_sha256(shard_path):
+    if record.get("count") != count or record.get("sha256") != sha256_file(shard_path):
         warnings.warn(
             f"{shard_path} does not match its record (count or sha256); regenerating it",
             stacklevel=3,
@@ -246,12 +225,12 @@ def _write_shard(out_dir: Path, index: int, x0: Tensor, x1: Tensor) -> None:
     shard_path = out_dir / shard_file_name(index)
     tensors = {"x0": x0.contiguous(), "x1": x1.contiguous()}
     meta = {"index": str(index), "count": str(x0.shape[0])}
-    _atomic_write(shard_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(shard_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     record = {
         "index": index,
         "file": shard_path.name,
         "count": x0.shape[0],
-        "sha256": _file_sha256(shard_path),
+        "sha256": sha256_file(shard_path),
     }
     _write_json(out_dir / _record_name(index), record)
 
@@ -416,7 +395,7 @@ class PairShardDataset(Dataset[tuple[Tensor, Tensor]]):
                 path = self.out_dir / r["file"]
                 if not path.is_file():
                     raise FileNotFoundError(f"pair shard missing: {path}")
-                if _file_sha256(path) != r["sha256"]:
+                if sha256_file(path) != r["sha256"]:
                     raise ValueError(f"pair shard {path} does not match its sha256 in the manifest")
 
     def __len__(self) -> int:

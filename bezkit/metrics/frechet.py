@@ -28,11 +28,9 @@ The protocol: 50 000 generated samples against the statistics of the 50 000 CIFA
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 from torch import Tensor, nn
+
+from bezkit.training.atomic import atomic_write, sha256_file
 
 __all__ = [
     "FID_WEIGHTS_URL",
@@ -193,19 +193,6 @@ def cache_dir(path: str | Path | None = None) -> Path:
     return Path(path).expanduser()
 
 
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``target``, then rename it over."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 # -- digits: a small classifier as the feature extractor ------------------------------------
 
 
@@ -315,7 +302,7 @@ def load_digits_classifier(
             "test_accuracy": f"{accuracy:.4f}",
         }
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
     model.eval().requires_grad_(False)
     _LOADED[path] = model
     return model
@@ -612,11 +599,7 @@ def inception_statistics(
 
 
 def _sha256_prefix(path: Path, length: int = 12) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
+    return sha256_file(path)[:length]
 
 
 def cifar10_train_statistics(
@@ -646,7 +629,7 @@ def cifar10_train_statistics(
         with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
             np.savez(fh, mu=mu, sigma=sigma)
 
-    _atomic_write(target, write)
+    atomic_write(target, write)
     return mu, sigma
 
 

@@ -10,11 +10,8 @@ hash and refuses a file that was altered.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from bezkit.training.atomic import atomic_write, atomic_write_bytes, sha256_file
 
 __all__ = [
     "Checkpoint",
@@ -70,29 +69,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
@@ -118,16 +94,14 @@ def save_checkpoint(
             f"checkpoint {st_path} already exists; pass overwrite=True to replace it"
         )
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    st_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=st_path.parent, prefix=f".{st_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    digest = ""
+
+    def write(tmp: str) -> None:
+        nonlocal digest
         save_file(clean, tmp)
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, st_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        digest = sha256_file(tmp)
+
+    atomic_write(st_path, write)
     meta = {"format": FORMAT, "sha256": digest, "versions": versions(), **metadata}
     atomic_write_bytes(js_path, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
     return st_path

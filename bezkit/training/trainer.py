@@ -87,7 +87,10 @@ def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) 
     q: queue.Queue = queue.Queue(maxsize=config.prefetch)
     stop = threading.Event()
 
+    threads = torch.get_num_threads()  # OpenMP settings are per thread: pass the caller's on
+
     def producer() -> None:
+        torch.set_num_threads(threads)
         try:
             for step in range(start, config.steps):
                 item = sample_batch(config.batch_size, generator_for(seed, step, "data"))
