@@ -98,9 +98,17 @@ def test_user_csv_data_works(tmp_path):
 
     pts = np.random.default_rng(0).normal(size=(500, 2)) * [2.0, 0.5]
     np.savetxt(tmp_path / "mine.csv", pts, delimiter=",", header="x,y", comments="")
-    cfg = ExperimentConfig.quick(pairs=[("gaussian", str(tmp_path / "mine.csv"))], rounds=1,
-                                 methods=("rf", "rf-distill"), flow_steps=100, round_steps=50,
-                                 n_pairs=300, n_eval=200, m_crossings=50, progress=False)
+    cfg = ExperimentConfig.quick(
+        pairs=[("gaussian", str(tmp_path / "mine.csv"))],
+        rounds=1,
+        methods=("rf", "rf-distill"),
+        flow_steps=100,
+        round_steps=50,
+        n_pairs=300,
+        n_eval=200,
+        m_crossings=50,
+        progress=False,
+    )
     results = run_experiment(cfg, tmp_path / "out")
     assert (tmp_path / "out" / "results.json").exists()
     assert {r["method"] for r in results["experiments"][0]["runs"]} == {"rf", "rf-distill"}

@@ -45,30 +45,45 @@ def test_order_one_bezier_distillation_is_reflow_distillation(teacher):
     pair_cfg = dict(n_pairs=256, teacher_steps=8, pair_seed=11)
     reference = distill(teacher, ReflowCoupling(teacher, SRC, n_pairs=256, steps=8, seed=11), cfg())
     bez = bezier_distill(
-        [teacher], SRC, TGT, cfg(),
-        BezierDistillConfig(order=1, endpoint="teacher", target="tangent", distill_steps=1, **pair_cfg),
+        [teacher],
+        SRC,
+        TGT,
+        cfg(),
+        BezierDistillConfig(
+            order=1, endpoint="teacher", target="tangent", distill_steps=1, **pair_cfg
+        ),
     )
     assert len(reference.losses) == len(bez.result.losses) == 15
-    torch.testing.assert_close(torch.tensor(bez.result.losses), torch.tensor(reference.losses),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(bez.result.losses), torch.tensor(reference.losses), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_order_one_bezier_with_uniform_time_is_reflow_training(teacher):
     coupling = ReflowCoupling(teacher, SRC, n_pairs=256, steps=8, seed=5)
     rnd = reflow_round(teacher, SRC, cfg(), k=2, coupling=coupling)
-    bez = bezier_distill([teacher], SRC, TGT, cfg(),
-                         BezierDistillConfig(order=1, endpoint="teacher", target="tangent",
-                                             n_pairs=256, teacher_steps=8, pair_seed=5))
-    torch.testing.assert_close(torch.tensor(bez.result.losses), torch.tensor(rnd.result.losses),
-                               rtol=1e-5, atol=1e-6)
+    bez = bezier_distill(
+        [teacher],
+        SRC,
+        TGT,
+        cfg(),
+        BezierDistillConfig(
+            order=1, endpoint="teacher", target="tangent", n_pairs=256, teacher_steps=8, pair_seed=5
+        ),
+    )
+    torch.testing.assert_close(
+        torch.tensor(bez.result.losses), torch.tensor(rnd.result.losses), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_bdense_with_one_branch_is_plain_distillation(teacher):
     reference = distill(teacher, ReflowCoupling(teacher, SRC, n_pairs=256, steps=8, seed=2), cfg())
-    dense = bdense_distill(teacher, SRC, cfg(), num_branches=1, n_pairs=256, teacher_steps=8,
-                           pair_seed=2)
-    torch.testing.assert_close(torch.tensor(dense.result.losses), torch.tensor(reference.losses),
-                               rtol=1e-4, atol=1e-6)
+    dense = bdense_distill(
+        teacher, SRC, cfg(), num_branches=1, n_pairs=256, teacher_steps=8, pair_seed=2
+    )
+    torch.testing.assert_close(
+        torch.tensor(dense.result.losses), torch.tensor(reference.losses), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_branched_student_starts_as_the_teacher(teacher):
@@ -131,8 +146,9 @@ def test_data_anchored_bezier_pairs_keep_the_real_data(teacher):
 
 
 def test_quadratic_guide_is_the_teachers_euler_state(teacher):
-    bcfg = BezierDistillConfig(order=2, endpoint="teacher", n_pairs=64, teacher_steps=4,
-                               guide_times=(0.3,), pair_seed=1)
+    bcfg = BezierDistillConfig(
+        order=2, endpoint="teacher", n_pairs=64, teacher_steps=4, guide_times=(0.3,), pair_seed=1
+    )
     pool = make_bezier_pairs([teacher], SRC, TGT, bcfg)
     x0 = pool.pairs.x0
     expected = x0 + 0.3 * teacher(x0, torch.zeros(64))
@@ -144,8 +160,15 @@ def test_interpolated_cubic_passes_through_two_teachers_states(teacher):
     with torch.no_grad():
         for p in other.parameters():
             p.mul_(0.5)
-    bcfg = BezierDistillConfig(order=3, endpoint="independent", placement="interpolate",
-                               guide_state="ode", n_pairs=32, teacher_steps=10, pair_seed=0)
+    bcfg = BezierDistillConfig(
+        order=3,
+        endpoint="independent",
+        placement="interpolate",
+        guide_state="ode",
+        n_pairs=32,
+        teacher_steps=10,
+        pair_seed=0,
+    )
     pool = make_bezier_pairs([teacher, other], SRC, TGT, bcfg)
     p = pool.pairs
     for tch, s in zip((teacher, other), (1 / 3, 2 / 3), strict=True):
@@ -185,9 +208,11 @@ def test_pair_pool_refuses_nan():
 def test_students_of_an_ema_teacher_can_train():
     from bezkit.couplings import IndependentCoupling
 
-    res = train_flow(IndependentCoupling(SRC, TGT), new_mlp(hidden=16, depth=1, seed=0),
-                     TrainConfig(steps=5, batch_size=32, ema_decay=0.9, progress=False,
-                                 device="cpu"))
+    res = train_flow(
+        IndependentCoupling(SRC, TGT),
+        new_mlp(hidden=16, depth=1, seed=0),
+        TrainConfig(steps=5, batch_size=32, ema_decay=0.9, progress=False, device="cpu"),
+    )
     ema_teacher = res.final_model
     assert not any(p.requires_grad for p in ema_teacher.parameters())
     coupling = ReflowCoupling(ema_teacher, SRC, n_pairs=64, steps=2)
