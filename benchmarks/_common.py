@@ -7,11 +7,13 @@ Not part of the bezkit package; the scripts in this folder import it as a siblin
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import os
 import platform
 import re
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,13 +105,18 @@ def write_section(key: str, title: str, body: str, path: Path = RESULTS) -> None
     """Rewrite the section ``key`` of ``path`` (or append it), leaving other sections alone."""
     begin, end = f"<!-- BEGIN {key} -->", f"<!-- END {key} -->"
     block = f"{begin}\n## {title}\n\n{body.strip()}\n{end}"
-    text = path.read_text() if path.exists() else _HEADER
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    # several benchmarks may finish at once: read-modify-write under an exclusive lock
+    with open(Path(tempfile.gettempdir()) / "bezkit-benchmarks-results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else _HEADER
+        if pattern.search(text):
+            text = pattern.sub(lambda _: block, text)
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, path)
 
 
 class StepClock:
