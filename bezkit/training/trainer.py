@@ -87,7 +87,7 @@ def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) 
     q: queue.Queue = queue.Queue(maxsize=config.prefetch)
     stop = threading.Event()
 
-    threads = torch.get_num_threads()  # OpenMP settings are per thread: pass the caller's on
+    threads = torch.get_num_threads()  # the pairing thread uses the caller's thread setting
 
     def producer() -> None:
         torch.set_num_threads(threads)
