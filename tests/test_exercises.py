@@ -296,3 +296,77 @@ def test_t0_question_fact():
     from bezkit.paths import regression_target
 
     assert torch.allclose(regression_target(s, "endpoint"), x1 - x0, atol=1e-6)
+
+
+# --- lessons 04, 06, 07: interpolated guide, hop times, images; practice tables ---------------
+
+
+def test_interpolated_guide_check():
+    from bezkit.exercises import check_interpolated_guide, interpolated_guide
+
+    assert check_interpolated_guide(interpolated_guide).passed
+    assert check_interpolated_guide(stub).status == Verdict.NOT_IMPLEMENTED
+    assert_fails(check_interpolated_guide(lambda z, s, a, b: z), "control")
+    assert_fails(
+        check_interpolated_guide(lambda z, s, a, b: 2 * interpolated_guide(z, s, a, b)), "twice"
+    )
+    assert_fails(
+        check_interpolated_guide(lambda z, s, a, b: z - (1 - s) ** 2 * a - s**2 * b),
+        "Bernstein weight",
+        "instead of Z",
+    )
+    # the reference guide makes the quadratic pass through z at s
+    g = torch.Generator().manual_seed(3)
+    x0, x1, z = (torch.randn(4, 2, generator=g, dtype=torch.float64) for _ in range(3))
+    guide = interpolated_guide(z, 0.3, x0, x1)
+    at = BezierPath(2).point(x0, x1, torch.full((4,), 0.3, dtype=torch.float64), (guide,))
+    assert torch.allclose(at, z)
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        interpolated_guide(z, 1.0, x0, x1)
+
+
+def test_hop_times_check():
+    from bezkit.exercises import check_hop_times, hop_times
+
+    assert hop_times(8, 4) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert check_hop_times(hop_times).passed
+    assert check_hop_times(stub).status == Verdict.NOT_IMPLEMENTED
+    assert_fails(check_hop_times(lambda k, h: [i / h for i in range(1, h + 1)]), "expected the")
+    assert_fails(check_hop_times(lambda k, h: [i / k for i in range(h + 1)]), "expected [0.0, 1.0]")
+    assert_fails(check_hop_times(lambda k, h: [i / h for i in range(h + 1)]), "raise ValueError")
+
+
+def test_image_checks():
+    from bezkit.exercises import check_one_step, check_to_pixels
+
+    assert check_to_pixels(lambda v: v / 8 - 1).passed
+    assert check_to_pixels(stub).status == Verdict.NOT_IMPLEMENTED
+    assert_fails(check_to_pixels(lambda v: v / 16), "[0, 1]")
+    assert_fails(check_to_pixels(lambda v: v / 16 - 1), "Divide by 8")
+
+    def right(model, noise):
+        return noise + model(noise, torch.zeros(noise.shape[0], dtype=noise.dtype))
+
+    assert check_one_step(right).passed
+    assert check_one_step(stub).status == Verdict.NOT_IMPLEMENTED
+    assert_fails(
+        check_one_step(lambda m, x: m(x, torch.zeros(x.shape[0], dtype=x.dtype))), "the velocity"
+    )
+    assert_fails(
+        check_one_step(lambda m, x: x + m(x, torch.ones(x.shape[0], dtype=x.dtype))), "t = 1"
+    )
+    assert_fails(check_one_step(lambda m, x: x + m(x, torch.tensor(0.0))), "shape (n,)")
+
+
+def test_practice_tables_are_used_without_a_table():
+    def best(t, s):
+        return min(t, key=lambda m: t[m][s])
+
+    def worse(t, few, many):
+        return {m for m, row in t.items() if row[many] > row[few]}
+
+    assert check_best_at(best).passed
+    assert check_worse_with_more_steps(worse).passed
+    # right on the first practice table at one step only: caught on the second table
+    assert_fails(check_best_at(lambda t, s: "distilled" if "distilled" in t else "A"))
+    assert_fails(check_worse_with_more_steps(lambda t, f, m: {"distilled"}))

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from bezkit.exercises.result import CheckResult, as_array, attempt
 
-__all__ = ["branch_states", "check_branch_states"]
+__all__ = ["branch_states", "check_branch_states", "check_hop_times", "hop_times"]
 
 
 def branch_states(trajectory: Tensor, num_branches: int) -> Tensor:
@@ -68,3 +68,49 @@ def check_branch_states(fn: Callable[[Tensor, int], Tensor]) -> CheckResult:
             f"expected rows {expected}.{hint}",
         )
     return CheckResult.ok(name, "K = 1, 2, 4 pick the states at t_j = j / K.")
+
+
+def hop_times(num_branches: int, hops: int) -> list[float]:
+    """The times a B-DENSE student visits with ``hops`` hops: ``0, 1/hops, ..., 1``.
+
+    Each hop jumps ``K / hops`` branches, so ``hops`` must divide ``K``.
+    """
+    if hops < 1 or num_branches % hops:
+        raise ValueError(f"hops = {hops} must divide K = {num_branches}")
+    return [i / hops for i in range(hops + 1)]
+
+
+def check_hop_times(fn: Callable[[int, int], list[float]]) -> CheckResult:
+    """Check ``fn(K, hops)`` for (8, 1), (8, 2), (8, 4), (4, 4) and that (4, 3) raises ValueError."""
+    name = "6.2 hop times"
+    for k, hops in ((8, 1), (8, 2), (8, 4), (4, 4)):
+        got = attempt(name, fn, k, hops)
+        if isinstance(got, CheckResult):
+            return got
+        want = hop_times(k, hops)
+        value = as_array(got)
+        if isinstance(value, str) or value.shape != (hops + 1,):
+            shape = value if isinstance(value, str) else f"it returned {len(value)} times"
+            return CheckResult.fail(
+                name, f"for K = {k}, {hops} hop(s): {shape}; expected the {hops + 1} times {want}."
+            )
+        if np.allclose(value, want):
+            continue
+        hint = " Start at 0 and end at 1." if value[0] != 0 or value[-1] != 1 else ""
+        return CheckResult.fail(
+            name,
+            f"for K = {k}, {hops} hop(s) you gave {value.round(3).tolist()}, expected {want}.{hint}",
+        )
+    try:
+        got = fn(4, 3)
+    except NotImplementedError:
+        return CheckResult.todo(name, getattr(fn, "__name__", "your function"))
+    except ValueError:
+        return CheckResult.ok(name, "the times match, and 3 hops over K = 4 branches are refused.")
+    except Exception as err:
+        return CheckResult.fail(
+            name, f"for K = 4, 3 hops raise ValueError, not {type(err).__name__}."
+        )
+    return CheckResult.fail(
+        name, f"3 hops do not divide K = 4 branches: raise ValueError instead of returning {got}."
+    )

@@ -31,8 +31,10 @@ __all__ = [
     "check_bezier_tangent",
     "check_degree_elevation",
     "check_endpoint_target",
+    "check_interpolated_guide",
     "degree_elevate",
     "endpoint_target",
+    "interpolated_guide",
 ]
 
 #: The curves every check uses: a quadratic and a cubic with guides off the chord.
@@ -174,3 +176,42 @@ def check_degree_elevation(fn: Callable[[Tensor], Tensor]) -> CheckResult:
             name, f"For the order-{n} curve you returned {fmt(value)}, expected {fmt(want)}.{hint}"
         )
     return CheckResult.ok(name, "the elevated control points describe the same curves.")
+
+
+def interpolated_guide(z: Tensor, s: float, x0: Tensor, x1: Tensor) -> Tensor:
+    """The reference quadratic guide through ``Z`` at ``s``: ``(Z - (1-s)^2 X0 - s^2 X1) / (2s(1-s))``."""
+    if not 0 < s < 1:
+        raise ValueError(f"the guide time s must be in (0, 1), got {s}")
+    return (z - (1 - s) ** 2 * x0 - s**2 * x1) / (2 * s * (1 - s))
+
+
+def check_interpolated_guide(fn: Callable[[Tensor, float, Tensor, Tensor], Tensor]) -> CheckResult:
+    """Check ``fn(z, s, x0, x1) -> G`` (batches ``(n, 2)``): the quadratic then passes through ``z`` at ``s``."""
+    name = "4.1 interpolated guide"
+    g = torch.Generator().manual_seed(0)
+    x0, x1, z = (torch.randn(5, 2, generator=g, dtype=torch.float64) for _ in range(3))
+    for s in (0.5, 0.25):
+        got = attempt(name, fn, z.clone(), s, x0.clone(), x1.clone())
+        if isinstance(got, CheckResult):
+            return got
+        value = as_array(got, (5, 2))
+        if isinstance(value, str):
+            return CheckResult.fail(name, f"at s = {s} {value} (one guide per pair).")
+        want = interpolated_guide(z, s, x0, x1)
+        if _close(value, want):
+            continue
+        guide = torch.as_tensor(value)
+        through = BezierPath(2).point(x0, x1, torch.full((5,), s, dtype=torch.float64), (guide,))
+        hint = ""
+        if _close(value, z):
+            hint = " That is the `control` placement (G = Z): solve B(s) = Z for G instead."
+        elif _close(value, want * 2):
+            hint = " It is twice the right guide: B(t) has the weight 2 s (1 - s) on G."
+        elif _close(value, want * 2 * s * (1 - s)):
+            hint = " Divide by the guide's Bernstein weight 2 s (1 - s)."
+        return CheckResult.fail(
+            name,
+            f"at s = {s} your guide of pair 0 is {fmt(value[0])}, expected {fmt(want[0])}; with "
+            f"it B(s) = {fmt(through[0])} instead of Z = {fmt(z[0])}.{hint}",
+        )
+    return CheckResult.ok(name, "the curves pass through Z at s = 0.5 and s = 0.25.")

@@ -14,9 +14,23 @@ from collections.abc import Callable, Collection, Mapping
 
 from bezkit.exercises.result import CheckResult, attempt
 
-__all__ = ["check_best_at", "check_worse_with_more_steps"]
+__all__ = ["PRACTICE_TABLES", "check_best_at", "check_worse_with_more_steps"]
 
 Table = Mapping[str, Mapping[int, float]]
+
+#: Tables the checks use when none is given: W2 of made-up models at 1, 4 and 16 Euler steps.
+PRACTICE_TABLES: tuple[dict[str, dict[int, float]], ...] = (
+    {
+        "1-RF": {1: 1.46, 4: 0.75, 16: 0.29},
+        "distilled": {1: 0.36, 4: 1.18, 16: 1.65},
+        "Bezier, tangent": {1: 1.52, 4: 0.79, 16: 0.41},
+    },
+    {
+        "A": {1: 0.40, 4: 0.30, 16: 0.28},
+        "B": {1: 0.35, 4: 0.36, 16: 0.50},
+        "C": {1: 0.90, 4: 0.25, 16: 0.24},
+    },
+)
 
 
 def _validate(table: Table, *steps: int) -> str | None:
@@ -29,8 +43,22 @@ def _validate(table: Table, *steps: int) -> str | None:
     return None
 
 
-def check_best_at(fn: Callable[[Table, int], str], table: Table, steps: int) -> CheckResult:
-    """Check ``fn(table, steps)`` names the model with the lowest W2 at ``steps``."""
+def check_best_at(
+    fn: Callable[[Table, int], str], table: Table | None = None, steps: int | None = None
+) -> CheckResult:
+    """Check ``fn(table, steps)`` names the model with the lowest W2 at ``steps``.
+
+    Without ``table``: every :data:`PRACTICE_TABLES` at 1, 4 and 16 steps.
+    """
+    if table is None:
+        for practice in PRACTICE_TABLES:
+            for n in (1, 4, 16):
+                result = check_best_at(fn, practice, n)
+                if not result.passed:
+                    return result
+        return result
+    if steps is None:
+        raise ValueError("check_best_at: give the number of steps with the table")
     name = "reading a table: the best model"
     problem = _validate(table, steps)
     if problem:
@@ -53,9 +81,22 @@ def check_best_at(fn: Callable[[Table, int], str], table: Table, steps: int) -> 
 
 
 def check_worse_with_more_steps(
-    fn: Callable[[Table, int, int], Collection[str]], table: Table, few: int, many: int
+    fn: Callable[[Table, int, int], Collection[str]],
+    table: Table | None = None,
+    few: int = 1,
+    many: int = 16,
 ) -> CheckResult:
-    """Check ``fn(table, few, many)`` returns the models whose W2 grows from ``few`` to ``many``."""
+    """Check ``fn(table, few, many)`` returns the models whose W2 grows from ``few`` to ``many``.
+
+    Without ``table``: every :data:`PRACTICE_TABLES` from 1 to 4 and from 1 to 16 steps.
+    """
+    if table is None:
+        for practice in PRACTICE_TABLES:
+            for a, b in ((1, 4), (1, 16)):
+                result = check_worse_with_more_steps(fn, practice, a, b)
+                if not result.passed:
+                    return result
+        return result
     name = "reading a table: more steps, worse samples"
     problem = _validate(table, few, many)
     if problem:
