@@ -22,7 +22,7 @@ KIT = Path("bezkit") / "course" / "kit"
 def kit_sources() -> list[Path]:
     """The files (relative to the project root) that go into ``bezkit/course/kit``."""
     files = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"))
-    files.append(ROOT / "notebooks" / "sanitize.cfg")
+    files += [ROOT / "notebooks" / name for name in ("sanitize.cfg", "README.md", "NOTATION.md")]
     files += sorted(p for p in (ROOT / "data" / "checkpoints").rglob("*") if p.is_file())
     results = ROOT / "data" / "results" / "results.json"
     if results.is_file():

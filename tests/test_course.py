@@ -173,6 +173,7 @@ def test_copy_course_writes_lessons_checkpoints_workflow_and_readme(tmp_path):
     steps = workflow["jobs"]["notebooks"]["steps"]
     assert any("pytest" in s.get("run", "") for s in steps)
     assert "--nbval-lax" in (root / "pytest.ini").read_text()
+    assert (root / "notebooks" / "NOTATION.md").is_file()
     assert "bezkit lessons student" in (root / "README.md").read_text()
     with pytest.raises(FileExistsError, match="already has"):
         copy_course(root)
@@ -236,7 +237,8 @@ def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
     for lesson in kit_files().lessons():
         assert f"bezkit/course/kit/notebooks/{lesson.name}" in names
     assert "bezkit/course/kit/data/checkpoints/8gaussians-moons-1rf.safetensors" in names
-    assert "bezkit/course/kit/notebooks/sanitize.cfg" in names
+    for name in ("sanitize.cfg", "README.md", "NOTATION.md"):
+        assert f"bezkit/course/kit/notebooks/{name}" in names
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

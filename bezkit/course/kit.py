@@ -4,6 +4,7 @@
 
     notebooks/NN_*.ipynb                the lessons (solutions, or student versions)
     notebooks/sanitize.cfg              nbval's output sanitizers
+    notebooks/README.md, NOTATION.md    the table of lessons, the notation cheat-sheet
     data/checkpoints/...                the small pretrained flows the lessons load
     data/results/results.json           the experiment results lesson 05 reads (when shipped)
     .github/workflows/lessons.yml       GitHub Actions: pytest --nbval-lax on the notebooks
@@ -171,7 +172,9 @@ def copy_course(
             plan[Path("notebooks") / notebook.name] = nbformat.writes(nb).encode() + b"\n"
         else:
             plan[Path("notebooks") / notebook.name] = notebook
-    plan[Path("notebooks/sanitize.cfg")] = kit.notebooks / "sanitize.cfg"
+    for name in ("sanitize.cfg", "README.md", "NOTATION.md"):
+        if (kit.notebooks / name).is_file():
+            plan[Path("notebooks") / name] = kit.notebooks / name
     for f in sorted(p for p in kit.checkpoints.rglob("*") if p.is_file()):
         plan[Path("data/checkpoints") / f.relative_to(kit.checkpoints)] = f
     if kit.results.is_file():
