@@ -290,6 +290,7 @@ def test_steps_slider_updates_samples_nfe_and_w2():
     w = steps_widget(_Grow(), x0, reference=math.e * x0, noise_floor=0.0, max_steps=32)
     assert w.controls["steps"].continuous_update is False
     assert w.state["current"] == {
+        "model": "model",
         "method": "euler",
         "steps": 1,
         "nfe": 1,

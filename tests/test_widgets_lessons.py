@@ -141,7 +141,7 @@ def test_compare_steps_widget_caches_and_draws_every_model():
     assert list(b.trace("W2 exact").x) == [1, 8]
     assert list(b.trace("W2 slow").x) == [1]
     assert list(b.trace("noise floor").y) == [0.1, 0.1]
-    assert "NFE 8" in b.readout.value
+    assert "NFE = 8" in b.readout.value
     with pytest.raises(ValueError, match="unknown model"):
         compare_steps_widget(models, x0, ref, model="other")
     with pytest.raises(ValueError, match="at least one"):

@@ -179,7 +179,13 @@ def guide_widget(
     }
     readout = widgets.HTML()
     cache: dict[tuple[float, str], Tensor] = {}
-    state: dict[str, Any] = {"trajectory": traj, "x0": a, "x1": b}
+    state: dict[str, Any] = {
+        "trajectory": traj,
+        "x0": a,
+        "x1": b,
+        "teacher": teacher,
+        "teacher_steps": teacher_steps,
+    }
     curve_grid = np.linspace(0.0, 1.0, max(2, int(n_points)))
     traces = {tr.name: tr for tr in fig.data}
 
