@@ -18,21 +18,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bezkit.course.kit_files import kit_files
+from bezkit.plot.style import STYLE
 
 __all__ = ["FIGURE_STYLE", "LessonSetup", "lesson_root", "setup_lesson"]
 
-#: Matplotlib settings the lessons share: a low dpi keeps the stored notebooks small (about
-#: 300 kB), larger fonts keep the text legible at that dpi.
-FIGURE_STYLE: dict[str, float | str] = {
-    "figure.dpi": 64,
-    "font.size": 11,
-    "axes.titlesize": 11,
-    "legend.fontsize": 10,
-}
+#: The lessons' matplotlib settings: :data:`bezkit.plot.STYLE` (fonts, colours, legends) at a
+#: screen dpi of 72, which keeps each stored notebook's figures to a few hundred kB.
+FIGURE_STYLE: dict[str, Any] = {**STYLE, "figure.dpi": 72}
 
 
 @dataclass(frozen=True)
