@@ -23,13 +23,12 @@ from typing import Any
 import torch
 
 from bezkit.course.kit_files import kit_files
-from bezkit.plot.style import STYLE
 
 __all__ = ["FIGURE_STYLE", "LessonSetup", "lesson_root", "setup_lesson"]
 
-#: The lessons' matplotlib settings: :data:`bezkit.plot.STYLE` (fonts, colours, legends) at a
-#: screen dpi of 72, which keeps each stored notebook's figures to a few hundred kB.
-FIGURE_STYLE: dict[str, Any] = {**STYLE, "figure.dpi": 72}
+#: What the lessons change in :data:`bezkit.plot.STYLE` (fonts, colours, legends): a screen dpi
+#: of 72, which keeps each stored notebook's figures to a few hundred kB.
+FIGURE_STYLE: dict[str, Any] = {"figure.dpi": 72}
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,9 @@ def _checkpoints(root: Path) -> Path:
 def setup_lesson(
     *, seed: int = 0, threads: int = 1, retrain: bool = False, style: bool = True
 ) -> LessonSetup:
-    """Seed torch, use ``threads`` torch threads, apply :data:`FIGURE_STYLE`, find the data.
+    """Seed torch, use ``threads`` torch threads, apply the figure style, find the data.
+
+    The style is :data:`bezkit.plot.STYLE` updated with :data:`FIGURE_STYLE`.
 
     One thread is as fast as several for the lessons' tiny networks, and the numbers then do not
     depend on the number of cores. ``retrain=True`` asks the lesson to train its flows instead of
@@ -74,9 +75,11 @@ def setup_lesson(
         raise ValueError(f"threads must be >= 1, got {threads}")
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    if style:
+    if style:  # imported here: `bezkit lessons` needs no matplotlib
         import matplotlib.pyplot as plt
 
-        plt.rcParams.update(FIGURE_STYLE)
+        from bezkit.plot.style import STYLE
+
+        plt.rcParams.update({**STYLE, **FIGURE_STYLE})
     root = lesson_root()
     return LessonSetup(seed=seed, root=root, checkpoints=_checkpoints(root), retrain=retrain)
