@@ -174,11 +174,22 @@ class EnsembleVelocity(nn.Module):
         return self.template.num_branches
 
     @torch.no_grad()
-    def load_into(self, models: Sequence[nn.Module]) -> None:
-        """Copy model ``s``'s stacked weights into ``models[s]`` (in place, same device)."""
+    def load_into(
+        self, models: Sequence[nn.Module], *, params: Sequence[Tensor] | None = None
+    ) -> None:
+        """Copy model ``s``'s stacked weights into ``models[s]`` (in place).
+
+        ``params`` replaces this ensemble's stacked parameters (same order and shapes as
+        ``self.params``), e.g. an exponential moving average of them."""
         if len(models) != self.num_models:
             raise ValueError(f"need {self.num_models} models to load into, got {len(models)}")
-        params, buffers = self.stacked_state()
+        stacked, buffers = self.stacked_state()
+        if params is not None:
+            params = list(params)
+            if [p.shape for p in params] != [p.shape for p in self.params]:
+                raise ValueError("params must match the ensemble's stacked parameters in shape")
+            stacked = dict(zip(self.param_names, params, strict=True))
+        params = stacked
         for s, m in enumerate(models):
             own = dict(m.named_parameters())
             own_buffers = dict(m.named_buffers())
