@@ -45,8 +45,8 @@ def bdense_hop_times(times: tuple[float, ...], steps: int) -> tuple[int, ...]:
     k = len(times)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1 or k % steps:
         raise ValueError(
-            f"B-DENSE few-step sampling needs a number of steps dividing the number of branches "
-            f"K = {k}, got {steps!r}"
+            f"B-DENSE few-step sampling: steps must divide the number of branches {k}, "
+            f"got {steps!r}"
         )
     stride = k // steps
     return tuple((i + 1) * stride - 1 for i in range(steps))
