@@ -60,7 +60,11 @@ GUIDE_STATES = ("euler", "ode", "one-step")
 @dataclass(frozen=True)
 class BezierDistillConfig:
     """Every choice of a Bezier distillation run (defaults: quadratic, data endpoint, control guide,
-    endpoint target, uniform t)."""
+    endpoint target, uniform t).
+
+    ``guide_state``: ``"euler"`` (``X0 + s_i v(X0, 0)``), ``"ode"`` (the teacher's ODE state at
+    ``s_i``) or ``"one-step"`` (the literal guide ``X0 + v(X0, 0)``, control placement only).
+    """
 
     order: int = 2
     guide_times: tuple[float, ...] | None = None  # default: s_i = i / order
