@@ -163,11 +163,6 @@ def teacher_state(
     return solve_ode(teacher, x0, steps=max(1, round(steps * s)), t_end=s).x
 
 
-def _teacher_state(teacher: nn.Module, x0: Tensor, s: float, how: str, steps: int) -> Tensor:
-    """Old private name, kept for callers that still use it; use :func:`teacher_state`."""
-    return teacher_state(teacher, x0, s, how=how, steps=steps)
-
-
 def make_bezier_pairs(
     teachers: Sequence[nn.Module],
     source: Sampler,
