@@ -35,9 +35,10 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
             },
         }
     name = type(model).__name__
-    if name not in MODEL_CLASSES or not hasattr(model, "config"):
+    config = getattr(model, "config", None)
+    if name not in MODEL_CLASSES or not callable(config):
         raise TypeError(f"cannot describe model of class {name}; known: {', '.join(MODEL_CLASSES)}")
-    return {"class": name, "config": model.config()}
+    return {"class": name, "config": config()}
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -190,10 +190,18 @@ class Upsample(nn.Module):
 class _Level(nn.Module):
     """The residual blocks (each with optional attention) of one resolution level."""
 
+    blocks: nn.ModuleList
+    attention: nn.ModuleList
+
     def __init__(self, blocks: list[ResidualBlock], attention: list[nn.Module]) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.attention = nn.ModuleList(attention)
+
+
+def _levels(modules: nn.ModuleList) -> list[_Level]:
+    """The entries of a ``ModuleList`` of levels, typed as such."""
+    return [cast(_Level, level) for level in modules]
 
 
 class UNetVelocity(nn.Module):
@@ -337,7 +345,7 @@ class UNetVelocity(nn.Module):
 
         h = self.conv_in(x)
         skips = [h]
-        for level, down in enumerate(self.down_levels):
+        for level, down in enumerate(_levels(self.down_levels)):
             for block, attention in zip(down.blocks, down.attention, strict=True):
                 h = attention(block(h, emb))
                 skips.append(h)
@@ -347,7 +355,7 @@ class UNetVelocity(nn.Module):
 
         h = self.mid_block2(self.mid_attention(self.mid_block1(h, emb)), emb)
 
-        for level, up in enumerate(self.up_levels):
+        for level, up in enumerate(_levels(self.up_levels)):
             for block, attention in zip(up.blocks, up.attention, strict=True):
                 h = attention(block(torch.cat([h, skips.pop()], dim=1), emb))
             if level < len(self.upsamples):

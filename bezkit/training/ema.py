@@ -21,10 +21,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - self.decay)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        for ema_param, param in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_param.lerp_(param.detach(), 1.0 - self.decay)
+        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
