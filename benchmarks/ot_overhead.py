@@ -121,7 +121,8 @@ def check_determinism(args, source, target, batch: int) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
     p.add_argument(
@@ -161,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the issue's bound on the OT overhead at the smallest batch size",
     )
     p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     t_start = time.perf_counter()
     load_before, date = load_average(), now()

@@ -17,6 +17,7 @@ __all__ = ["SinusoidalTimeEmbedding"]
 
 class SinusoidalTimeEmbedding(nn.Module):
     freqs: Tensor
+
     def __init__(self, dim: int = 64, *, min_freq: float = 1.0, max_freq: float = 1000.0) -> None:
         super().__init__()
         if dim < 2 or dim % 2:

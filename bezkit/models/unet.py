@@ -204,6 +204,31 @@ def _levels(modules: nn.ModuleList) -> list[_Level]:
     return [cast(_Level, level) for level in modules]
 
 
+def _level_resolutions(
+    *,
+    channel_mults: tuple[int, ...],
+    num_res_blocks: int,
+    attention_resolutions: tuple[int, ...],
+    dropout: float,
+    image_size: int,
+) -> list[int]:
+    """Check the U-Net's arguments and return each level's resolution ``image_size / 2^i``."""
+    if not channel_mults or min(channel_mults) < 1:
+        raise ValueError(f"channel_mults must be positive ints, got {channel_mults}")
+    if num_res_blocks < 1:
+        raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    factor = 2 ** (len(channel_mults) - 1)
+    if image_size < factor or image_size % factor:
+        raise ValueError(f"image_size {image_size} must be divisible by 2^(levels - 1) = {factor}")
+    resolutions = [image_size // 2**i for i in range(len(channel_mults))]
+    bad = [r for r in attention_resolutions if r not in resolutions]
+    if bad:
+        raise ValueError(f"attention_resolutions {bad} are not among the levels {resolutions}")
+    return resolutions
+
+
 class UNetVelocity(nn.Module):
     """DDPM++-like U-Net velocity field, ``model(x, t)`` with ``x`` ``(n, C, S, S)`` and ``t``
     ``(n,)`` in [0, 1], returning ``(n, out_channels, S, S)``. See the module docstring.
@@ -238,21 +263,13 @@ class UNetVelocity(nn.Module):
         super().__init__()
         channel_mults = tuple(int(m) for m in channel_mults)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
-        if not channel_mults or min(channel_mults) < 1:
-            raise ValueError(f"channel_mults must be positive ints, got {channel_mults}")
-        if num_res_blocks < 1:
-            raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        factor = 2 ** (len(channel_mults) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(
-                f"image_size {image_size} must be divisible by 2^(levels - 1) = {factor}"
-            )
-        resolutions = [image_size // 2**i for i in range(len(channel_mults))]
-        bad = [r for r in attention_resolutions if r not in resolutions]
-        if bad:
-            raise ValueError(f"attention_resolutions {bad} are not among the levels {resolutions}")
+        resolutions = _level_resolutions(
+            channel_mults=channel_mults,
+            num_res_blocks=num_res_blocks,
+            attention_resolutions=attention_resolutions,
+            dropout=dropout,
+            image_size=image_size,
+        )
         out_channels = in_channels if out_channels is None else out_channels
         self._config: dict[str, Any] = {
             "in_channels": in_channels,
