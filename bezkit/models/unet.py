@@ -133,6 +133,7 @@ class ResidualBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        """``h`` ``(n, in_ch, H, W)`` and ``emb`` ``(n, emb_dim)`` -> ``(n, out_ch, H, W)``."""
         a = self.conv1(F.silu(self.norm1(h)))
         scale, shift = self.emb_proj(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
         a = self.norm2(a) * (1 + scale) + shift
@@ -153,6 +154,7 @@ class SelfAttention(nn.Module):
         self.proj = _zero(nn.Conv2d(channels, channels, 1))
 
     def forward(self, h: Tensor) -> Tensor:
+        """``h + proj(softmax(q^T k / sqrt(d)) v)`` per head, ``q, k, v = qkv(GN(h))``."""
         n, c, height, width = h.shape
         q, k, v = (
             self.qkv(self.norm(h)).reshape(n, 3, self.num_heads, c // self.num_heads, -1).unbind(1)
@@ -173,6 +175,7 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, h: Tensor) -> Tensor:
+        """``(n, C, S, S)`` -> ``(n, C, S/2, S/2)``."""
         return self.conv(h)
 
 
@@ -184,6 +187,7 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, h: Tensor) -> Tensor:
+        """``(n, C, S, S)`` -> ``(n, C, 2S, 2S)``."""
         return self.conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
 
 
@@ -357,6 +361,8 @@ class UNetVelocity(nn.Module):
         return t
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """The velocity ``v(x, t)``: ``x`` ``(n, C, S, S)``, ``t`` ``(n,)`` (or a float for all) in
+        [0, 1] -> ``(n, out_channels, S, S)``."""
         t = self._check_inputs(x, t)
         emb = self.time_embedding(t)
 

@@ -68,6 +68,7 @@ class BezierPath:
 
     @property
     def num_guides(self) -> int:
+        """``n - 1``: the guide points between ``X0`` and ``X1`` (0 for the straight line)."""
         return self.order - 1
 
     def control_points(self, x0: Tensor, x1: Tensor, guides: Sequence[Tensor] = ()) -> list[Tensor]:
