@@ -20,8 +20,9 @@ class MinibatchOTCoupling:
     """Each batch of ``n`` independent draws re-paired by optimal transport (OT-CFM).
 
     ``method="exact"``: ``x1`` is permuted by
-    ``sigma = argmin_sigma sum_i ||x0_i - x1_sigma(i)||^2`` (``solver``: ``"emd"`` or ``"hungarian"``). ``method="sinkhorn"``: ``n`` index pairs drawn with
-    replacement from the entropic plan ``argmin_pi <pi, C> - reg H(pi)`` (pairs may repeat).
+    ``sigma = argmin_sigma sum_i ||x0_i - x1_sigma(i)||^2`` (``solver``: ``"emd"`` or
+    ``"hungarian"``). ``method="sinkhorn"``: ``n`` index pairs drawn with replacement from the
+    entropic plan ``argmin_pi <pi, C / mean(C)> - reg H(pi)`` (pairs may repeat).
     """
 
     def __init__(
