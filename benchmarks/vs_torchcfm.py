@@ -97,6 +97,8 @@ def check_reference(source, target, n: int = 256) -> str:
 
 
 def torchcfm_loss(matcher):
+    """torchcfm's loss ``||v(x_t, t) - u_t||^2``; ``matcher`` draws the pairing and ``t``."""
+
     def loss(model, pairs, generator):  # generator unused: torchcfm draws t from torch's state
         t, xt, ut = matcher.sample_location_and_conditional_flow(pairs.x0, pairs.x1)
         return (model(xt, t) - ut).pow(2).mean()
@@ -106,6 +108,7 @@ def torchcfm_loss(matcher):
 
 @torch.no_grad()
 def evaluate(model, source, target, n: int, ode_steps: int, seed: int) -> float:
+    """W2 of ``n`` Euler-sampled points (``ode_steps``) to ``n`` seeded target points."""
     x0 = source.sample(n, torch.Generator().manual_seed(10_000 + seed))
     ref = target.sample(n, torch.Generator().manual_seed(20_000 + seed))
     return wasserstein2(solve_ode(model, x0, method="euler", steps=ode_steps).x, ref)
@@ -188,6 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every configuration, print the table and verdicts, and update RESULTS.md."""
     args = parse_args(argv)
 
     t_start = time.perf_counter()
