@@ -148,9 +148,11 @@ def test_bad_input_is_named(
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_writer_keeps_jupyters_layout(path: Path) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert clean.notebook_text(json.loads(text)) == text
+def test_writer_uses_jupyters_layout(path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nb = clean.clean_notebook(json.loads(path.read_text(encoding="utf-8")))
+    nbformat.validate(nbformat.from_dict(nb))  # still a valid notebook after cleaning
+    assert clean.notebook_text(nb) == nbformat.writes(nbformat.from_dict(nb)) + "\n"
 
 
 @pytest.mark.parametrize(
