@@ -135,8 +135,9 @@ def read_imports(path: Path, name: str) -> list[Import]:
 
 @dataclass(frozen=True)
 class PackageImports:
-    """The package's modules, each one's imports, and the module -> module graph between them."""
+    """The package's modules (name -> file), each one's imports, and the module -> module graph."""
 
+    files: dict[str, Path]
     imports: dict[str, list[Import]]
     graph: dict[str, set[str]]
 
@@ -155,7 +156,7 @@ def scan_package(root: Path) -> PackageImports:
             if imp.module in files and len(targets) < len(imp.names or (None,)):
                 targets.append(imp.module)
             graph[name].update(t for t in targets if t != name)
-    return PackageImports(imports, graph)
+    return PackageImports(files, imports, graph)
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -226,6 +227,44 @@ def private_imports(imports: list[Import], importer: str, package: str) -> list[
     ]
 
 
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of names and attributes, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return None if head is None else f"{head}.{node.attr}"
+    return None
+
+
+def private_attribute_uses(path: Path, importer: str, modules: set[str]) -> list[str]:
+    """``module._name`` for every private attribute read through another module's object, as in
+    ``import pkg.a as a; a._x`` or ``from pkg import a; a._x`` (names bound anywhere in the file)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                bound[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node.module, node.level, importer, path.name == "__init__.py")
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        chain = _dotted(node.value)
+        if chain is None or node.attr.startswith("__"):
+            continue
+        head, _, rest = chain.partition(".")
+        owner = ".".join(filter(None, [bound.get(head, ""), rest]))
+        if head in bound and owner in modules and owner != importer:
+            found.append(f"{owner}.{node.attr} (line {node.lineno})")
+    return found
+
+
 def lazy_imports_not_allowed(imports: list[Import], importer: str) -> list[str]:
     """Function-level imports that are not a heavy optional dependency allowed in this module, or
     that lack a comment on their line saying why they are lazy."""
@@ -267,6 +306,7 @@ def test_module_is_on_no_import_cycle(module: str) -> None:
 @pytest.mark.parametrize("module", _cases(KNOWN_PRIVATE_IMPORTS))
 def test_module_imports_no_private_name_of_another(module: str) -> None:
     bad = private_imports(SCAN.imports[module], module, PACKAGE_ROOT.name)
+    bad += private_attribute_uses(SCAN.files[module], module, set(SCAN.files))
     assert not bad, f"{module} imports private names of other modules: {', '.join(bad)}"
 
 
@@ -354,11 +394,22 @@ def test_private_and_lazy_import_rules(tmp_path: Path) -> None:
                 "    import plotly\n"
                 "    return json\n"
             ),
+            "c.py": (
+                "import pkg.a\nimport pkg.a as m\nfrom pkg import a\n"
+                "x = pkg.a._x\ny = m._x\nz = a._x\nw = a.__all__\n"
+            ),
         },
     )
     scan = scan_package(pkg)
     assert private_imports(scan.imports["pkg.b"], "pkg.b", "pkg") == ["pkg.a._x (line 1)"]
     assert private_imports(scan.imports["pkg.a"], "pkg.a", "pkg") == []
+    modules = set(scan.files)
+    assert private_attribute_uses(scan.files["pkg.c"], "pkg.c", modules) == [
+        "pkg.a._x (line 4)",
+        "pkg.a._x (line 5)",
+        "pkg.a._x (line 6)",
+    ]
+    assert private_attribute_uses(scan.files["pkg.a"], "pkg.a", modules) == []
     assert lazy_imports_not_allowed(scan.imports["pkg.b"], "pkg.b") == [
         "json (line 4)",
         "plotly (line 5: no comment saying why it is lazy)",
