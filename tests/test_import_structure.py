@@ -76,7 +76,7 @@ class Import:
 
 
 def module_name(path: Path, root: Path) -> str:
-    """``root/a/b.py`` -> ``pkg.a.b`` and ``root/a/__init__.py`` -> ``pkg.a`` (``pkg`` = root's name)."""
+    """``root/a/b.py`` -> ``pkg.a.b``, ``root/a/__init__.py`` -> ``pkg.a`` (``pkg``: root's name)."""
     parts = [root.name, *path.relative_to(root).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
@@ -239,7 +239,7 @@ def _dotted(node: ast.expr) -> str | None:
 
 def private_attribute_uses(path: Path, importer: str, modules: set[str]) -> list[str]:
     """``module._name`` for every private attribute read through another module's object, as in
-    ``import pkg.a as a; a._x`` or ``from pkg import a; a._x`` (names bound anywhere in the file)."""
+    ``import pkg.a as a; a._x`` or ``from pkg import a; a._x`` (names bound anywhere in a file)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     bound: dict[str, str] = {}
     for node in ast.walk(tree):

@@ -1,4 +1,4 @@
-"""The version is written once, in ``bezkit/__init__.py``; packaging metadata reads it from there."""
+"""The version is written once, in ``bezkit/__init__.py``; the packaging metadata reads it there."""
 
 from __future__ import annotations
 
