@@ -76,7 +76,7 @@ class Import:
 
 
 def module_name(path: Path, root: Path) -> str:
-    """``root/a/b.py`` -> ``pkg.a.b``, ``root/a/__init__.py`` -> ``pkg.a`` (``pkg``: root's name)."""
+    """``root/a/b.py`` -> ``pkg.a.b``; ``root/a/__init__.py`` -> ``pkg.a`` (``pkg``: the root)."""
     parts = [root.name, *path.relative_to(root).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
