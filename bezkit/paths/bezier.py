@@ -122,7 +122,10 @@ class BezierPath:
         t = check_time(t, x0.shape[0]).to(x0.dtype)
         n = self.order
         w = bernstein(n - 1, t)
-        return sum(_expand(w[i] * (n / (n - i)), x0) * (x1 - pts[i]) for i in range(n))
+        out = _expand(w[0] * 1.0, x0) * (x1 - pts[0])
+        for i in range(1, n):
+            out = out + _expand(w[i] * (n / (n - i)), x0) * (x1 - pts[i])
+        return out
 
     def sample(
         self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()
