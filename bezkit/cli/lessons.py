@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 
 from bezkit.cli.common import CLIError
+from bezkit.course import copy_course, kit_files, write_student_versions
 
 __all__ = ["add_parser", "run"]
 
@@ -64,8 +65,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from bezkit.course import copy_course, kit_files, write_student_versions
-
     try:
         kit = kit_files()
     except FileNotFoundError as err:

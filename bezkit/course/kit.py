@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 from bezkit import __version__
 from bezkit.course.kit_files import KitFiles, kit_files
-from bezkit.course.student import student_notebook
+from bezkit.course.student import notebook_json, read_notebook, student_notebook
 
 __all__ = ["WORKFLOW", "CourseKit", "copy_course", "lecturer_readme"]
 
@@ -167,9 +165,9 @@ def copy_course(
     stubs = 0
     for notebook in lessons:
         if student:
-            nb, n = student_notebook(nbformat.read(notebook, as_version=4), name=notebook.name)
+            nb, n = student_notebook(read_notebook(notebook), name=notebook.name)
             stubs += n
-            plan[Path("notebooks") / notebook.name] = nbformat.writes(nb).encode() + b"\n"
+            plan[Path("notebooks") / notebook.name] = notebook_json(nb).encode()
         else:
             plan[Path("notebooks") / notebook.name] = notebook
     for name in ("sanitize.cfg", "README.md", "NOTATION.md"):

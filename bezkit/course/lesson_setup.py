@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import torch
 
 from bezkit.course.kit_files import kit_files
+from bezkit.plot.style import STYLE
 
 __all__ = ["FIGURE_STYLE", "LessonSetup", "lesson_root", "setup_lesson"]
 
@@ -75,11 +77,7 @@ def setup_lesson(
         raise ValueError(f"threads must be >= 1, got {threads}")
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    if style:  # imported here: `bezkit lessons` needs no matplotlib
-        import matplotlib.pyplot as plt
-
-        from bezkit.plot.style import STYLE
-
-        plt.rcParams.update({**STYLE, **FIGURE_STYLE})
+    if style:
+        matplotlib.rcParams.update({**STYLE, **FIGURE_STYLE})
     root = lesson_root()
     return LessonSetup(seed=seed, root=root, checkpoints=_checkpoints(root), retrain=retrain)

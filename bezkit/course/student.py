@@ -18,6 +18,7 @@ student version runs top to bottom without an error, each check reporting *not i
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import tempfile
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 __all__ = [
     "BEGIN",
     "CHECK_TAG",
@@ -35,6 +34,8 @@ __all__ = [
     "SOLUTION_TAG",
     "STUB",
     "StudentVersion",
+    "notebook_json",
+    "read_notebook",
     "student_notebook",
     "student_source",
     "write_notebook",
@@ -93,34 +94,60 @@ def _tags(cell: Any) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+def _source(cell: Any) -> str:
+    """A cell's source as one string (a notebook file may store it as a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def read_notebook(path: Path) -> dict[str, Any]:
+    """A notebook file as a plain dict (nbformat 4 JSON), with a clear error for anything else."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a notebook (invalid JSON: {err})") from err
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or "cells" not in nb:
+        raise ValueError(f"{path} is not an nbformat 4 notebook")
+    return nb
+
+
+def notebook_json(notebook: Any) -> str:
+    """The notebook as Jupyter writes it: one-space indents, sources as lists of lines."""
+    nb = copy.deepcopy(dict(notebook))
+    for cell in nb["cells"]:
+        cell["source"] = _source(cell).splitlines(keepends=True)
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def student_notebook(notebook: Any, *, name: str = "notebook") -> tuple[Any, int]:
-    """A student copy of ``notebook`` (an ``nbformat`` node; not modified) and its stub count.
+    """A student copy of ``notebook`` (a notebook dict; not modified) and its stub count.
 
     Raises ``ValueError`` when a cell has solution markers but no ``solution`` tag, or the tag but
     no block: a solution must never reach a student unnoticed.
     """
     nb = copy.deepcopy(notebook)
     stubs = 0
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
             continue
         where = f"{name} cell {index}"
         tags = _tags(cell)
-        has_marker = any(_MARKER.match(line) for line in cell.source.splitlines())
+        source = _source(cell)
+        has_marker = any(_MARKER.match(line) for line in source.splitlines())
         if SOLUTION_TAG in tags:
-            cell.source, blocks = student_source(cell.source, where=where)
+            source, blocks = student_source(source, where=where)
             if blocks == 0:
                 raise ValueError(f"{where} is tagged {SOLUTION_TAG!r} but has no {BEGIN} block")
             stubs += blocks
         elif has_marker:
             raise ValueError(f"{where} has {BEGIN}/{END} markers but no {SOLUTION_TAG!r} tag")
         if CHECK_TAG in tags:
-            lines = [line for line in cell.source.splitlines() if line.strip() != CHECK_MARKER]
-            cell.source = "\n".join(lines)
+            source = "\n".join(line for line in source.splitlines() if line.strip() != CHECK_MARKER)
+        cell["source"] = source
         if SOLUTION_TAG in tags or CHECK_TAG in tags:
-            cell.outputs = []
-            cell.execution_count = None
-    nb.metadata.setdefault("bezkit", {})["version"] = "student"
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    nb.setdefault("metadata", {}).setdefault("bezkit", {})["version"] = "student"
     return nb, stubs
 
 
@@ -130,7 +157,7 @@ def write_notebook(notebook: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(notebook, f)
+            f.write(notebook_json(notebook))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -155,8 +182,7 @@ def write_student_versions(
         raise FileExistsError(f"would overwrite {', '.join(existing)} (pass overwrite=True)")
     converted = []
     for source in sources:
-        nb = nbformat.read(source, as_version=4)
-        converted.append(student_notebook(nb, name=source.name))
+        converted.append(student_notebook(read_notebook(source), name=source.name))
     written = []
     for source, target, (nb, stubs) in zip(sources, targets, converted, strict=True):
         write_notebook(nb, target)
