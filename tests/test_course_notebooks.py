@@ -8,7 +8,8 @@ in one kernel, each student version's setup cell followed by its ``solution`` an
 (``%reset -f`` between lessons, so no lesson sees another's names): every stub must define its
 function without error, and every check must report "not implemented yet". That keeps the notebook
 suite within its time budget; copying a whole course and running nbval on every student lesson is
-what ``BEZKIT_TEST_ALL_COPIED_LESSONS=1`` adds to the copy test below.
+what ``BEZKIT_TEST_ALL_COPIED_LESSONS=1`` adds to the copy test below (by default it runs nbval on
+the copied lesson 03 and loads the copied checkpoints the way the other lessons do).
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from nbclient import NotebookClient
 
-from bezkit.course import CHECK_TAG, SOLUTION_TAG, copy_course, kit_files, student_notebook
+from bezkit.course import (
+    CHECK_TAG,
+    SOLUTION_TAG,
+    copy_course,
+    kit_files,
+    setup_lesson,
+    student_notebook,
+)
+from bezkit.training.model_io import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED_LESSONS = ("01_rectified_flow.ipynb",)  # the lesson the copy test runs by default
+COPIED_LESSONS = (
+    "03_bezier_curves.ipynb",
+)  # the copy test's default: the most exercises, no training
 
 
 def _text(cell: nbformat.NotebookNode) -> str:
@@ -84,7 +96,7 @@ def test_student_versions_report_not_implemented_and_nothing_else(tmp_path):
 
 
 @pytest.mark.parametrize("student", [False, True], ids=["solutions", "student"])
-def test_copied_course_passes_nbval(tmp_path, student):
+def test_copied_course_passes_nbval(tmp_path, monkeypatch, student):
     if student and not os.environ.get("BEZKIT_TEST_ALL_COPIED_LESSONS"):
         pytest.skip("set BEZKIT_TEST_ALL_COPIED_LESSONS=1 to run nbval on a student copy too")
     kit = copy_course(tmp_path / "course", student=student)
@@ -93,6 +105,15 @@ def test_copied_course_passes_nbval(tmp_path, student):
         if os.environ.get("BEZKIT_TEST_ALL_COPIED_LESSONS")
         else list(COPIED_LESSONS)
     )
+    # the copy's lessons find and load the copied checkpoints (what lessons 01, 02, 04, 06 do)
+    monkeypatch.chdir(kit.root / "notebooks")
+    monkeypatch.delenv("BEZKIT_CHECKPOINTS", raising=False)
+    threads = torch.get_num_threads()
+    lesson = setup_lesson(style=False)
+    torch.set_num_threads(threads)
+    assert lesson.checkpoints == kit.root / "data" / "checkpoints"
+    model, _ = load_model(lesson.checkpoints / "8gaussians-moons-1rf")
+    assert model(torch.zeros(3, 2), torch.zeros(3)).shape == (3, 2)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
