@@ -78,6 +78,7 @@ def setup_lesson(
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     if style:
-        matplotlib.rcParams.update({**STYLE, **FIGURE_STYLE})
+        rc: Any = matplotlib.rcParams  # typed with literal keys; STYLE's keys are plain strings
+        rc.update({**STYLE, **FIGURE_STYLE})
     root = lesson_root()
     return LessonSetup(seed=seed, root=root, checkpoints=_checkpoints(root), retrain=retrain)

@@ -19,10 +19,11 @@ from torch import Tensor
 from bezkit.exercises.result import CheckResult, attempt
 from bezkit.metrics import segments_cross as reference_cross
 
-__all__ = ["CROSSING_CASES", "check_segments_cross"]
+__all__ = ["CROSSING_CASES", "Point", "check_segments_cross"]
 
 #: Named cases ``(description, a, b, c, d)`` every answer must get right, the hard ones first.
-CROSSING_CASES: tuple[tuple[str, tuple[float, ...], ...], ...] = (
+Point = tuple[float, float]
+CROSSING_CASES: tuple[tuple[str, Point, Point, Point, Point], ...] = (
     ("an X through the origin", (-1, -1), (1, 1), (-1, 1), (1, -1)),
     ("two parallel segments", (0, 0), (2, 0), (0, 1), (2, 1)),
     ("lines that cross beyond the end of one segment", (0, 0), (1, 0), (2, -1), (2, 1)),
@@ -46,12 +47,16 @@ def _hint(description: str, expected: bool) -> str:
 def check_segments_cross(fn: Callable[[Tensor, Tensor, Tensor, Tensor], bool]) -> CheckResult:
     """Check ``fn(a, b, c, d)`` on the named cases, both orders, and 200 seeded random pairs."""
     name = "2.1 crossing test"
-    cases = [
-        (d, *(torch.tensor(p, dtype=torch.float64) for p in pts)) for d, *pts in CROSSING_CASES
+
+    def tensor(p: Point) -> Tensor:
+        return torch.tensor(p, dtype=torch.float64)
+
+    cases: list[tuple[str, Tensor, Tensor, Tensor, Tensor]] = [
+        (d, tensor(a), tensor(b), tensor(c), tensor(e)) for d, a, b, c, e in CROSSING_CASES
     ]
     g = torch.Generator().manual_seed(0)
     pts = torch.randn(200, 4, 2, generator=g, dtype=torch.float64)
-    cases += [(f"random segments #{i}", *p) for i, p in enumerate(pts)]
+    cases += [(f"random segments #{i}", p[0], p[1], p[2], p[3]) for i, p in enumerate(pts)]
     for description, a, b, c, d in cases:
         expected = bool(reference_cross(a, b, c, d))
         for args, order in (((a, b, c, d), ""), ((c, d, a, b), " (segments swapped)")):

@@ -29,7 +29,8 @@ class TimeVelocity(nn.Module):
 
     def __init__(self, a: float = -0.5, b: tuple[float, float] = (1.0, 2.0)) -> None:
         super().__init__()
-        self.a = a
+        self.a: float = a
+        self.b: Tensor
         self.register_buffer("b", torch.tensor(b, dtype=torch.float64))
         self.calls: list[Tensor] = []
 
@@ -71,9 +72,10 @@ def check_linear_path(fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tenso
     if not isinstance(got, tuple | list) or len(got) != 2:
         return CheckResult.fail(name, "return two things: the point X_t and the velocity.")
     xt, v = as_array(got[0], (6, 2)), as_array(got[1], (6, 2))
-    for label, value in (("X_t", xt), ("the velocity", v)):
-        if isinstance(value, str):
-            return CheckResult.fail(name, f"for {label} {value} (a batch of 6 points in 2D).")
+    if isinstance(xt, str):
+        return CheckResult.fail(name, f"for X_t {xt} (a batch of 6 points in 2D).")
+    if isinstance(v, str):
+        return CheckResult.fail(name, f"for the velocity {v} (a batch of 6 points in 2D).")
     want_xt = (1 - t)[:, None] * x0 + t[:, None] * x1
     if not _close(xt, want_xt):
         hint = ""
@@ -138,9 +140,10 @@ def check_reflow_pairs(
     if not isinstance(got, tuple | list) or len(got) != 2:
         return CheckResult.fail(name, "return the pair (x0, x1) of the next round's coupling.")
     a, b = as_array(got[0], (6, 2)), as_array(got[1], (6, 2))
-    for label, value in (("x0", a), ("x1", b)):
-        if isinstance(value, str):
-            return CheckResult.fail(name, f"for {label} {value}.")
+    if isinstance(a, str):
+        return CheckResult.fail(name, f"for x0 {a}.")
+    if isinstance(b, str):
+        return CheckResult.fail(name, f"for x1 {b}.")
     if not _close(a, x0):
         return CheckResult.fail(
             name, "the first element must be the source points x0 themselves, unchanged."
