@@ -23,10 +23,12 @@ Parsers made by ``subparsers.add_parser`` are :class:`Parser` instances, so they
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bezkit.training.run_dir import RunLock
 
 __all__ = [
     "CLIError",
@@ -34,6 +36,8 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "check_finite",
+    "check_output",
+    "claim_output_dir",
     "dataset",
     "given",
     "load_sampler",
@@ -184,10 +188,39 @@ def check_finite(obj: Any, where: str = "") -> None:
             check_finite(v, f"{where}[{i}]")
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON through a temporary file and ``os.replace``."""
-    from bezkit.training.checkpoint import atomic_write_bytes
+def check_output(path: str | Path, *, option: str = "--out", folder: bool = True) -> Path:
+    """:func:`bezkit.training.run_dir.check_output_dir` (``folder=True``) or ``check_output_file``
+    with its error as a :class:`CLIError` naming ``option``: call it before any work."""
+    from bezkit.training.run_dir import OutputPathError, check_output_dir, check_output_file
 
-    path = Path(path)
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
-    return path
+    try:
+        return check_output_dir(path) if folder else check_output_file(path)
+    except OutputPathError as err:
+        raise CLIError(f"{option}: {err}") from None
+
+
+def claim_output_dir(path: str | Path, *, what: str, option: str = "--out") -> RunLock:
+    """Check that folder ``path`` is writable, create it and lock it for this process.
+
+    Returns the held :class:`~bezkit.training.run_dir.RunLock` (keep a reference for as long as
+    the work runs; the lock ends with the process at the latest). A second process claiming the
+    same folder gets a :class:`CLIError` saying another ``what`` is using it. One line at the top
+    of a command: ``lock = claim_output_dir(args.out, what="experiment")``.
+    """
+    from bezkit.training.run_dir import RunLock, RunLocked
+
+    folder = check_output(path, option=option, folder=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return RunLock(folder, folder=True, what=what).acquire()
+    except RunLocked as err:
+        raise CLIError(f"{option}: {err}") from None
+    except OSError as err:
+        raise CLIError(f"{option}: cannot create {folder}: {err.strerror or err}") from None
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (:func:`bezkit.training.atomic.write_json`)."""
+    from bezkit.training.atomic import write_json  # lazy: bezkit.training imports torch
+
+    return write_json(path, obj)
