@@ -10,8 +10,8 @@ import torch
 from bezkit.couplings import IndependentCoupling
 from bezkit.data import get_sampler
 from bezkit.models import BranchedVelocity, MLPVelocity
-from bezkit.training import CheckpointError, FlowMatchingLoss, TrainConfig, load_checkpoint, train
 from bezkit.models.factory import model_spec
+from bezkit.training import CheckpointError, FlowMatchingLoss, TrainConfig, load_checkpoint, train
 from bezkit.training.checkpoint import save_checkpoint
 from bezkit.training.ema import EMA
 from bezkit.training.model_io import (
