@@ -38,6 +38,8 @@ __all__ = [
     "check_finite",
     "check_output",
     "claim_output_dir",
+    "data_ref",
+    "data_sha256",
     "dataset",
     "given",
     "load_sampler",
@@ -156,6 +158,26 @@ def dataset(text: str) -> str:
     raise argparse.ArgumentTypeError(
         f"unknown dataset {text!r}; use one of {known} or a .npy/.csv file of (n, 2) points"
     )
+
+
+def data_ref(name: str) -> str:
+    """A dataset name as given; a data file as an absolute path (a checkpoint works anywhere)."""
+    if name.lower().endswith((".npy", ".csv")):
+        return str(Path(name).resolve())
+    return name
+
+
+def data_sha256(name: str) -> str | None:
+    """The SHA-256 of a data file (None for a named dataset): recorded at training, checked on
+    resume and by ``evaluate`` so that a changed file is never used silently."""
+    from bezkit.training.atomic import sha256_file
+
+    if not name.lower().endswith((".npy", ".csv")):
+        return None
+    try:
+        return sha256_file(name)
+    except OSError as err:
+        raise CLIError(f"cannot read data file {name}: {err.strerror or err}") from None
 
 
 def load_sampler(name: str, option: str) -> Any:

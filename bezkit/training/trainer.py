@@ -163,7 +163,7 @@ def _resume(
     ckpt = load_checkpoint(path)
     meta = ckpt.metadata
     missing = [k for k in ("step", "optimizer_param_groups") if k not in meta]
-    if missing or not ckpt.section("optimizer") and meta.get("step", 0) > 0:
+    if missing or (not ckpt.section("optimizer") and meta.get("step", 0) > 0):
         raise CheckpointError(
             f"{ckpt.path} is not a resumable training checkpoint (it has no "
             f"{', '.join(missing) or 'optimizer state'})"
@@ -254,9 +254,7 @@ def train(
             and rank == 0
             and (done % config.checkpoint_every == 0 or done == config.steps)
         ):
-            _save(
-                config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata
-            )
+            _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata)
     bar.close()
     given.eval()
     return TrainResult(
