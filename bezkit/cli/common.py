@@ -151,6 +151,8 @@ def dataset(text: str) -> str:
     if text in TOY_DATASETS:
         return text
     if text.lower().endswith((".npy", ".csv")):
+        if Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"data file {text} is a folder, not a file")
         if not Path(text).is_file():
             raise argparse.ArgumentTypeError(f"data file not found: {text}")
         return text
