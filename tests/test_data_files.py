@@ -137,7 +137,7 @@ def test_any_finite_csv_loads(tmp_path_factory, arr, header):
 def test_non_finite_or_out_of_range_arrays_are_refused(tmp_path_factory, arr):
     folder = tmp_path_factory.mktemp("bad")
     np.save(folder / "p.npy", arr)
-    with pytest.raises(ValueError, match="NaN or inf|beyond float32"):
+    with pytest.raises(ValueError, match=r"NaN or inf|beyond float32"):
         load_points(folder / "p.npy")
 
 
