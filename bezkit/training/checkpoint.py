@@ -44,6 +44,7 @@ from bezkit.training.atomic import (
     atomic_write_bytes,
     remove_stale_temp_files,
     sha256_file,
+    write_json,
 )
 
 __all__ = [
@@ -158,7 +159,7 @@ def save_checkpoint(
     header = {HEADER_KEY: _canonical(meta)}
     atomic_write(st_path, lambda tmp: save_file(clean, tmp, metadata=header))
     # the commit is done; the JSON is a copy for people and tools (a kill here is harmless)
-    atomic_write_bytes(js_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    write_json(js_path, meta, sort_keys=True, allow_nan=True)
     return st_path
 
 
