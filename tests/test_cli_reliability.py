@@ -181,3 +181,11 @@ def test_evaluate_out_refuses_special_files_and_follows_links(tmp_path, capsys):
     capsys.readouterr()
     assert (tmp_path / "link.json").is_symlink()
     assert json.loads(target.read_text())["checkpoint"] == ckpt
+
+
+def test_experiment_checks_and_locks_its_out_folder_before_any_work(tmp_path, capsys):
+    line = _error(capsys, ["experiment", "--quick", "--quiet", "--out", "/proc/bezkit-exp"])
+    assert "--out" in line and "cannot write" in line
+    with RunLock(tmp_path / "exp", folder=True):
+        line = _error(capsys, ["experiment", "--quick", "--quiet", "--out", str(tmp_path / "exp")])
+    assert "another experiment is using" in line
