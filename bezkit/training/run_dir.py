@@ -148,7 +148,7 @@ class RunLock:
     (``folder=False``: on the file prefix ``out``, e.g. a checkpoint) or raises :class:`RunLocked`
     at once if another process holds it. ``what`` names the job in the error message."""
 
-    def __init__(self, path: str | Path, *, folder: bool, what: str = "run") -> None:
+    def __init__(self, path: str | Path, *, folder: bool = True, what: str = "run") -> None:
         self.path = Path(path)
         self.lock_file = lock_path_for(self.path, folder=folder)
         self.what = what
