@@ -140,12 +140,15 @@ def test_atomic_writes_follow_links_and_refuse_special_files(tmp_path: Path) -> 
 
 
 def test_cli_claim_output_dir_refuses_a_second_claim(tmp_path: Path) -> None:
-    from bezkit.cli.common import CLIError, claim_output_dir
+    from bezkit.cli.common import CLIError, claim_output_dir, release_claimed_outputs
 
     lock = claim_output_dir(tmp_path / "exp", what="experiment")
     assert (tmp_path / "exp").is_dir()
     with pytest.raises(CLIError, match="--out: another experiment is using"):
         claim_output_dir(tmp_path / "exp", what="experiment")
-    lock.release()
+    release_claimed_outputs()  # what bezkit.cli.main does when a command ends
+    assert not lock.held
+    claim_output_dir(tmp_path / "exp", what="experiment")  # free again
+    release_claimed_outputs()
     with pytest.raises(CLIError, match="--out: cannot write in /proc"):
         claim_output_dir("/proc/x", what="experiment")

@@ -42,13 +42,19 @@ __all__ = [
     "data_sha256",
     "dataset",
     "given",
+    "hold_until_done",
     "load_sampler",
     "nonnegative_float",
     "nonnegative_int",
     "positive_float",
     "positive_int",
+    "release_claimed_outputs",
     "write_json_atomic",
 ]
+
+# locks taken by claim_output_dir / hold_until_done in this process, released by
+# release_claimed_outputs() when the command ends (bezkit.cli.main), however it ends
+_CLAIMED: list[RunLock] = []
 
 
 class CLIError(Exception):
@@ -236,11 +242,24 @@ def claim_output_dir(path: str | Path, *, what: str, option: str = "--out") -> R
     folder = check_output(path, option=option, folder=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return RunLock(folder, folder=True, what=what).acquire()
+        return hold_until_done(RunLock(folder, folder=True, what=what).acquire())
     except RunLocked as err:
         raise CLIError(f"{option}: {err}") from None
     except OSError as err:
         raise CLIError(f"{option}: cannot create {folder}: {err.strerror or err}") from None
+
+
+def hold_until_done(lock: RunLock) -> RunLock:
+    """Keep an acquired lock until the command ends (:func:`release_claimed_outputs`)."""
+    _CLAIMED.append(lock)
+    return lock
+
+
+def release_claimed_outputs() -> None:
+    """Release every lock this process's command claimed (called by ``bezkit.cli.main``: a
+    command run in process, as in the tests, frees its outputs as soon as it returns)."""
+    while _CLAIMED:
+        _CLAIMED.pop().release()
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:

@@ -15,6 +15,7 @@ from bezkit.cli.common import (
     data_sha256,
     dataset,
     given,
+    hold_until_done,
     load_sampler,
     nonnegative_float,
     nonnegative_int,
@@ -399,7 +400,7 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
     stem = st_path.with_suffix("")
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(stem, folder=False, what="'bezkit train'").acquire()
+        lock = hold_until_done(RunLock(stem, folder=False, what="'bezkit train'").acquire())
     except RunLocked as err:
         raise CLIError(f"--out: {err}") from None
     in_place = resume is not None and checkpoint_files(resume)[0].resolve() == st_path.resolve()
