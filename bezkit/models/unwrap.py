@@ -18,9 +18,11 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     and ``torch.compile`` (``._orig_mod``) wrappers, nested in any order; a plain model is
     returned as it is."""
     while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
+        inner = (
+            model.module
+            if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel))
+            else getattr(model, "_orig_mod", None)
+        )
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner

@@ -74,7 +74,9 @@ def read_resume_point(path: str | Path, *, required: Iterable[str] = ()) -> Resu
             f"{path} does not record {', '.join(_flag(n) for n in missing)}, so the run cannot "
             "be rebuilt exactly; start a new run"
         )
-    total = int(run.get("steps", cfg.get("steps", step)))
+    total = run.get("steps", cfg.get("steps", step))
+    if not isinstance(total, int):
+        raise ResumeError(f"{path} records no total number of steps")
     return ResumePoint(
         path=Path(path), step=step, total_steps=total, settings=dict(run), metadata=meta
     )
