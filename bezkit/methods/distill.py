@@ -10,6 +10,8 @@ This is the flow-matching loss with a discrete time sampler, so it reuses the sa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
 from bezkit.couplings.pairs import Coupling
@@ -28,7 +30,11 @@ def distill(
     *,
     steps: int = 1,
     init: Init = "teacher",
+    resume_from: str | Path | None = None,
 ) -> TrainResult:
-    """Distil the teacher's pairing ``pairs`` into an ``steps``-step student."""
+    """Distil the teacher's pairing ``pairs`` into an ``steps``-step student (``resume_from``:
+    continue an interrupted run from its training state)."""
     student = student_from(teacher, init, seed=config.seed)
-    return train_flow(pairs, student, config, time_sampler=distill_times(steps))
+    return train_flow(
+        pairs, student, config, time_sampler=distill_times(steps), resume_from=resume_from
+    )
