@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -387,11 +388,6 @@ def _preset(args: argparse.Namespace, stage: str | None) -> Any:
     return preset
 
 
-def _need_out(args: argparse.Namespace) -> None:
-    if args.out is None and not args.pairs_only:
-        raise CLIError("--out is required (unless --pairs-only)")
-
-
 def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a stage; bad input (missing files, clashing folders, wrong settings) -> CLIError."""
     from bezkit.training.checkpoint import CheckpointError
@@ -404,14 +400,33 @@ def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise CLIError(f"training diverged: {err}", code=1) from None
 
 
-def _summary(session: _Session, result: Any, device: Any) -> None:
+def _summary(session: _Session, result: Any) -> None:
     meta = result.metadata
     resumed = "" if result.resumed_from is None else f", resumed at step {result.resumed_from}"
     loss = meta.get("final_loss")
     session.say(
         f"saved {result.path}: {meta['images']['stage']}, step {meta['step']}, loss "
-        f"{loss:.4f}{resumed}, {result.train_seconds:.1f} s on {device}"
+        f"{loss:.4f}{resumed}, {result.train_seconds:.1f} s on {session.device}"
     )
+
+
+def _stage_command(
+    args: argparse.Namespace, stage: str, body: Callable[[_Session, Any], Any]
+) -> int:
+    """The pattern of every training command: the preset with the command line's changes, the
+    session (process group, threads), the stage's ``body(session, preset)``, its summary line
+    (when it returns a ``StageResult``), and the session closed whatever happens."""
+    preset = _preset(args, stage)
+    if stage != "flow" and args.out is None and not args.pairs_only:
+        raise CLIError("--out is required (unless --pairs-only)")
+    session = _Session(args, preset)
+    try:
+        result = body(session, preset)
+        if result is not None:
+            _summary(session, result)
+    finally:
+        session.close()
+    return 0
 
 
 def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher: str,
@@ -436,84 +451,78 @@ def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """``bezkit images train``: the 1-RF."""
     from bezkit.experiments.images import train_rectified_flow
 
-    preset = _preset(args, "flow")
-    session = _Session(args, preset)
-    try:
-        result = _friendly(
+    def body(session: _Session, preset: Any) -> Any:
+        return _friendly(
             train_rectified_flow, preset, args.out, data_root=args.data_root,
             device=session.device, overwrite=args.overwrite, progress=session.progress,
         )  # fmt: skip
-        _summary(session, result, session.device)
-    finally:
-        session.close()
-    return 0
+
+    return _stage_command(args, "flow", body)
 
 
 def run_reflow(args: argparse.Namespace) -> int:
+    """``bezkit images reflow``: the teacher's forward pairs, then the (k+1)-RF."""
     from bezkit.experiments.images import train_from_pairs
 
-    preset = _preset(args, "reflow")
-    _need_out(args)
-    session = _Session(args, preset)
-    try:
+    def body(session: _Session, preset: Any) -> Any:
         _generate(session, args, preset, args.teacher, "forward", args.segments)
-        if not args.pairs_only:
-            result = _friendly(
-                train_from_pairs, "reflow", args.teacher, args.pairs, preset, args.out,
-                init=args.init, device=session.device, overwrite=args.overwrite,
-                progress=session.progress,
-            )  # fmt: skip
-            _summary(session, result, session.device)
-    finally:
-        session.close()
-    return 0
+        if args.pairs_only:
+            return None
+        return _friendly(
+            train_from_pairs, "reflow", args.teacher, args.pairs, preset, args.out,
+            init=args.init, device=session.device, overwrite=args.overwrite,
+            progress=session.progress,
+        )  # fmt: skip
+
+    return _stage_command(args, "reflow", body)
+
+
+def _bezier_options(args: argparse.Namespace) -> Any:
+    from bezkit.methods.bezier_distill import BezierDistillConfig
+
+    bezier = BezierDistillConfig(
+        order=args.order,
+        placement=args.placement,
+        guide_state=args.guide_state,
+        endpoint=args.endpoint,
+        target=args.target_kind,
+        distill_steps=args.distill_steps if args.distill_steps > 1 else None,
+    )
+    try:
+        bezier.validate(len(args.teacher))
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    return bezier
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    """``bezkit images distill``: the teacher's pairs, then a distill / Bezier / B-DENSE student."""
     from bezkit.experiments.images import train_from_pairs
-    from bezkit.methods.bezier_distill import BezierDistillConfig
 
-    preset = _preset(args, "distill")
-    _need_out(args)
     if args.method != "bezier" and len(args.teacher) != 1:
         raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
-    bezier = None
-    if args.method == "bezier":
-        bezier = BezierDistillConfig(
-            order=args.order,
-            placement=args.placement,
-            guide_state=args.guide_state,
-            endpoint=args.endpoint,
-            target=args.target_kind,
-            distill_steps=args.distill_steps if args.distill_steps > 1 else None,
-        )
-        try:
-            bezier.validate(len(args.teacher))
-        except ValueError as err:
-            raise CLIError(str(err)) from None
-        direction = "reverse" if args.endpoint == "data" else "forward"
-    else:
-        direction = "forward"
-    segments = args.segments
-    if args.method == "bdense" and segments is None and preset.segments % preset.branches:
-        segments = preset.branches
-    session = _Session(args, preset)
-    try:
+    bezier = _bezier_options(args) if args.method == "bezier" else None
+    direction = "reverse" if bezier is not None and args.endpoint == "data" else "forward"
+
+    def body(session: _Session, preset: Any) -> Any:
+        segments = args.segments
+        if args.method == "bdense" and segments is None and preset.segments % preset.branches:
+            segments = preset.branches
         _generate(session, args, preset, args.teacher[0], direction,
                   segments if direction == "forward" else 1)  # fmt: skip
-        if not args.pairs_only:
-            result = _friendly(
-                train_from_pairs, args.method, args.teacher, args.pairs, preset, args.out,
-                init=args.init, distill_steps=args.distill_steps, bezier=bezier,
-                restarts=args.restarts, device=session.device, overwrite=args.overwrite,
-                progress=session.progress,
-            )  # fmt: skip
-            _summary(session, result, session.device)
-    finally:
-        session.close()
-    return 0
+        if args.pairs_only:
+            return None
+        return _friendly(
+            train_from_pairs, args.method, args.teacher, args.pairs, preset, args.out,
+            init=args.init, distill_steps=args.distill_steps, bezier=bezier,
+            restarts=args.restarts, device=session.device, overwrite=args.overwrite,
+            progress=session.progress,
+        )  # fmt: skip
+
+    return _stage_command(args, "distill", body)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
