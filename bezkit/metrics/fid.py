@@ -124,6 +124,7 @@ def cifar10_fid(
     method: Literal["sqrtm", "eigh"] = "sqrtm",
     expected_samples: int = 50_000,
     backend: Backend = "auto",
+    verify: bool = True,
 ) -> float:
     """FID of generated CIFAR-10 samples (in [-1, 1]) against reference statistics.
 
@@ -145,6 +146,7 @@ def cifar10_fid(
             batch_size=batch_size,
             device=device,
             backend=used,  # type: ignore[arg-type]
+            verify=verify,
         )
     elif isinstance(reference_stats, str | Path):
         with np.load(reference_stats, allow_pickle=False) as stats:

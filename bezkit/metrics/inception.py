@@ -242,20 +242,20 @@ class FIDInceptionV3(nn.Module):
 
 
 def fid_weights_path(weights: str | Path | None) -> Path:
+    """The FID Inception weights file: ``weights``, else ``$BEZKIT_FID_WEIGHTS``; a missing file
+    is a ``FileNotFoundError`` that names the option and the file to download."""
+    how = (
+        f"download pt_inception-2015-12-05-6726825d.pth from {FID_WEIGHTS_URL} (bezkit never "
+        f"downloads it) and pass its path: --fid-weights FILE on the command line, "
+        f"inception_weights=FILE in Python, or ${FID_WEIGHTS_ENV}=FILE"
+    )
     if weights is None:
         weights = os.environ.get(FID_WEIGHTS_ENV)
     if weights is None:
-        raise FileNotFoundError(
-            f"no FID Inception weights given: pass inception_weights=PATH or set "
-            f"${FID_WEIGHTS_ENV}. Download the file from {FID_WEIGHTS_URL}"
-        )
+        raise FileNotFoundError(f"no FID Inception weights given: {how}")
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"FID Inception weights not found: {path}. Download "
-            f"pt_inception-2015-12-05-6726825d.pth from {FID_WEIGHTS_URL} and pass its path "
-            f"(or set ${FID_WEIGHTS_ENV})."
-        )
+        raise FileNotFoundError(f"FID Inception weights not found: {path}; {how}")
     return path
 
 

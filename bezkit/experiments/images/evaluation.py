@@ -22,6 +22,7 @@ from bezkit.experiments.images.presets import (
 )
 from bezkit.metrics.digits_classifier import digits_frechet_distance
 from bezkit.metrics.fid import FID_WEIGHTS_ENV, cifar10_fid
+from bezkit.metrics.inception import fid_backend
 from bezkit.metrics.wasserstein import sliced_wasserstein2, wasserstein2
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.device import choose_device
@@ -112,7 +113,8 @@ def evaluate_images(
         fid_fn = digits_fd
 
     elif preset.dataset == "cifar10":
-        fid_fn = _cifar_fid(fid_weights, fid_stats, data_root, cache, dev, out)
+        fid_fn = _cifar_fid(fid_weights, fid_stats, data_root, cache, dev, out,
+                            verify=preset.verify_data)  # fmt: skip
 
     t0 = time.perf_counter()
     for s in steps:
@@ -146,17 +148,21 @@ def _cifar_fid(
     cache: str | Path | None,
     device: torch.device,
     out: dict[str, Any],
+    *,
+    verify: bool,
 ) -> Callable[[Tensor], float] | None:
     if weights is None and not os.environ.get(FID_WEIGHTS_ENV):
         out["fid_note"] = (f"FID skipped: no Inception weights (pass --fid-weights or set "
                            f"${FID_WEIGHTS_ENV})")  # fmt: skip
         return None
     out["fid"] = {}
+    out["fid_backend"] = fid_backend()
 
     def fid(x: Tensor) -> float:
         return cifar10_fid(
-            x, weights, reference_stats=stats, cifar_root=data_root, cache=cache, device=device
-        )
+            x, weights, reference_stats=stats, cifar_root=data_root, cache=cache, device=device,
+            verify=verify,
+        )  # fmt: skip
 
     return fid
 

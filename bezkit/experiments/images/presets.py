@@ -78,6 +78,7 @@ class ImagePreset:
     cpu_threads: int | None = None  # the CLI sets torch.set_num_threads to this
     flip: bool = False  # random horizontal flips of the training images
     seed: int = 0
+    verify_data: bool = True  # CIFAR-10: check each file's official md5 (False: test fixtures)
 
     def stage(self, name: str) -> StageConfig:
         """The optimisation of stage ``name`` (``flow``, ``reflow`` or ``distill``)."""
@@ -190,7 +191,7 @@ def image_data(
         return DigitsDataset(split, flip=flip)
     if data_root is None:
         raise ValueError("CIFAR-10 needs data_root: the folder holding cifar-10-batches-py/")
-    return CIFAR10Dataset(data_root, split, flip=flip)
+    return CIFAR10Dataset(data_root, split, flip=flip, verify=preset.verify_data)
 
 
 def reference_images(ds: DigitsDataset | CIFAR10Dataset, idx: Tensor | None = None) -> Tensor:
