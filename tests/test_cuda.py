@@ -55,7 +55,10 @@ def test_unet_forward_backward_on_cuda_matches_cpu() -> None:
     assert _rel_err(out, cpu_out) < 1e-3  # TF32 convolutions
     for g_cuda, g_cpu in zip((p.grad for p in cuda_model.parameters()), cpu_grad, strict=True):
         assert g_cuda is not None and torch.isfinite(g_cuda).all()
-    assert _rel_err(next(cuda_model.parameters()).grad, cpu_grad[0]) < 1e-2
+        if g_cpu.norm() > 0:
+            assert _rel_err(g_cuda, g_cpu) < 2e-2
+        else:  # zero-initialised output layers: no gradient reaches some weights yet
+            assert float(g_cuda.abs().max()) < 1e-6
 
 
 def test_bf16_autocast_runs_the_cifar_unet_in_bf16() -> None:

@@ -364,4 +364,3 @@ def write_cifar10_fixture(root: str | Path, *, per_file: int = 4, seed: int = 0)
         tmp.write_bytes(data)
         os.replace(tmp, folder / name)
     return folder
-
