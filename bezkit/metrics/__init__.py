@@ -3,7 +3,10 @@ features offline, FID)."""
 
 from bezkit.metrics.crossings import (
     CrossingStats,
+    SegmentCrossings,
     coupling_crossings,
+    crossing_mask,
+    segment_crossings,
     segments_cross,
     trajectory_crossings,
 )
@@ -45,10 +48,12 @@ __all__ = [
     "DigitsClassifier",
     "FIDInceptionV3",
     "RunningMoments",
+    "SegmentCrossings",
     "cache_dir",
     "cifar10_fid",
     "cifar10_train_statistics",
     "coupling_crossings",
+    "crossing_mask",
     "curvature",
     "digits_features",
     "digits_frechet_distance",
@@ -62,6 +67,7 @@ __all__ = [
     "normalised_straightness",
     "path_energy",
     "reference_noise_floor",
+    "segment_crossings",
     "segments_cross",
     "sliced_wasserstein2",
     "straightness",

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from bezkit.models.branched import BranchedVelocity
+from bezkit.models.unwrap import unwrap_model
 
 __all__ = ["MODEL_CLASSES", "build_model", "model_spec"]
 
@@ -23,7 +24,7 @@ MODEL_CLASSES: dict[str, str] = {
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    model = unwrap_model(model)
     if isinstance(model, BranchedVelocity):
         return {
             "class": "BranchedVelocity",
