@@ -14,6 +14,7 @@ from bezkit.cli.common import (
     CLIError,
     Parser,
     check_finite,
+    check_output,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -391,10 +392,13 @@ def _preset(args: argparse.Namespace, stage: str | None) -> Any:
 def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a stage; bad input (missing files, clashing folders, wrong settings) -> CLIError."""
     from bezkit.training.checkpoint import CheckpointError
+    from bezkit.training.run_dir import OutputPathError, RunLocked
 
     try:
         return fn(*args, **kwargs)
     except (FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    except (OutputPathError, RunLocked) as err:  # unwritable output, another job on it
         raise CLIError(str(err)) from None
     except FloatingPointError as err:
         raise CLIError(f"training diverged: {err}", code=1) from None
@@ -415,10 +419,21 @@ def _stage_command(
 ) -> int:
     """The pattern of every training command: the preset with the command line's changes, the
     session (process group, threads), the stage's ``body(session, preset)``, its summary line
-    (when it returns a ``StageResult``), and the session closed whatever happens."""
+    (when it returns a ``StageResult``), and the session closed whatever happens. Unwritable
+    outputs (``--out``, ``--pairs``) are errors before any work."""
+    from bezkit.experiments.images.outputs import check_stage_output
+    from bezkit.training.run_dir import OutputPathError
+
     preset = _preset(args, stage)
     if stage != "flow" and args.out is None and not args.pairs_only:
         raise CLIError("--out is required (unless --pairs-only)")
+    if getattr(args, "pairs", None) is not None:
+        check_output(args.pairs, option="--pairs", folder=True)
+    if args.out is not None:
+        try:
+            check_stage_output(args.out)
+        except OutputPathError as err:
+            raise CLIError(f"--out: {err}") from None
     session = _Session(args, preset)
     try:
         result = body(session, preset)
@@ -530,6 +545,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bezkit.training.checkpoint import CheckpointError
     from bezkit.training.model_io import load_model
 
+    if args.out is not None:  # unwritable outputs: errors before any sampling
+        check_output(args.out, option="--out", folder=False)
+    if args.grid is not None:
+        check_output(args.grid, option="--grid", folder=False)
     reports = []
     session = None
     for ckpt in args.checkpoints:

@@ -304,3 +304,32 @@ def test_stages_under_two_processes(tmp_path: Path, preset: I.ImagePreset) -> No
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
     saved, _ = load_model(tmp_path / "ddp-bdense")
     assert all(torch.equal(saved.state_dict()[k], r0[k]) for k in r0)
+
+
+def test_unwritable_output_is_refused_before_any_work(
+    tmp_path: Path, preset: I.ImagePreset
+) -> None:
+    from bezkit.training.run_dir import OutputPathError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputPathError, match="a-file"):
+        train_rectified_flow(preset, blocker / "1rf", progress=False)
+    with pytest.raises(OutputPathError, match="a-file"):
+        generate_pairs(I.new_unet(preset), preset, blocker / "pairs", progress=False)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_second_job_on_the_same_outputs_is_refused(run: Path, preset: I.ImagePreset) -> None:
+    from bezkit.training.run_dir import RunLock, RunLocked
+
+    other_job = RunLock(run / "fwd", folder=True, what="pair generation")
+    with other_job, pytest.raises(RunLocked, match="pair generation"):
+        generate_pairs(run / "1rf", preset, run / "fwd", progress=False)
+    other_job = RunLock(run / "locked", folder=False, what="training stage")
+    with other_job, pytest.raises(RunLocked, match="training stage"):
+        train_from_pairs("reflow", run / "1rf", run / "fwd", preset, run / "locked",
+                         progress=False)  # fmt: skip
+    assert not (run / "locked.safetensors").exists()
+    # released: the pairs are verified and kept
+    assert all(r.complete for r in generate_pairs(run / "1rf", preset, run / "fwd", progress=False))

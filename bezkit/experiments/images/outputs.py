@@ -10,8 +10,9 @@ refuses to overwrite finished weights unless told to.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,15 @@ from bezkit.training.checkpoint import load_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.distributed import barrier, is_main_process
 from bezkit.training.model_io import checkpoint_files, load_model, save_model, update_metadata
+from bezkit.training.run_dir import RunLock, check_output_file
 from bezkit.training.trainer import TrainResult
 
 __all__ = [
     "Fit",
     "StageResult",
     "as_teacher",
+    "check_stage_output",
+    "claim",
     "load_stage_model",
     "output_stem",
     "run_stage",
@@ -69,6 +73,27 @@ def output_stem(out: str | Path) -> Path:
     """``out`` without a ``.safetensors``/``.json`` suffix."""
     st, _ = checkpoint_files(out)
     return st.with_name(st.name[: -len(".safetensors")])
+
+
+def check_stage_output(out: str | Path) -> Path:
+    """Check, before any work, that the stage's files ``OUT.safetensors`` (and beside it the
+    ``.json`` and the ``OUT.train.*`` state) can be written; returns ``OUT`` (no suffix).
+    Raises ``bezkit.training.run_dir.OutputPathError`` naming the path and the reason."""
+    stem = output_stem(out)
+    for path in (*checkpoint_files(stem), *checkpoint_files(state_stem(stem))):
+        check_output_file(path)
+    return stem
+
+
+@contextlib.contextmanager
+def claim(path: Path, *, folder: bool, what: str) -> Iterator[None]:
+    """Hold ``RunLock(path)`` while the block runs, on the main process only (under torchrun the
+    ranks of one job share its outputs); a second job on the same output gets ``RunLocked``."""
+    if not is_main_process():
+        yield
+        return
+    with RunLock(path, folder=folder, what=what):
+        yield
 
 
 def load_stage_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -191,9 +216,23 @@ def run_stage(
 ) -> StageResult:
     """Train (or resume) with ``fit(resume_from)`` (a recipe of ``bezkit.methods``), then write
     the final weights; returns the finished stage. ``spec()`` is the student's ``model_spec``
-    (checked against an interrupted run's before it is resumed)."""
-    out = output_stem(out)
+    (checked against an interrupted run's before it is resumed). The output is locked for the
+    whole stage: a second process writing the same ``out`` is refused."""
+    out = check_stage_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with claim(out, folder=False, what="training stage"):
+        return _run_locked(out, fit, spec, config, meta_now, overwrite=overwrite)
+
+
+def _run_locked(
+    out: Path,
+    fit: Fit,
+    spec: Callable[[], dict[str, Any]],
+    config: TrainConfig,
+    meta_now: dict[str, Any],
+    *,
+    overwrite: bool,
+) -> StageResult:
     resume = _prepare_output(out, overwrite)
     resumed_from = None
     if resume is not None:

@@ -35,7 +35,7 @@ from bezkit.couplings.pair_shards import (
     teacher_fingerprint,
 )
 from bezkit.couplings.shard_pairs import PAIRS_FORMAT, PAIRS_INFO
-from bezkit.experiments.images.outputs import as_teacher
+from bezkit.experiments.images.outputs import as_teacher, claim
 from bezkit.experiments.images.presets import (
     ImagePreset,
     StandardNormal,
@@ -45,6 +45,7 @@ from bezkit.experiments.images.presets import (
 from bezkit.training.atomic import atomic_write_bytes
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import barrier, is_main_process
+from bezkit.training.run_dir import check_output_dir
 
 __all__ = ["Direction", "generate_pairs"]
 
@@ -132,10 +133,13 @@ def generate_pairs(
 
     ``segments`` (forward only, default ``preset.segments``) cuts the trajectory into equal time
     windows; the Euler grid is rounded up to a multiple of it. Returns one report per segment.
+    An unwritable ``out_dir`` is an error before any work, and a second process generating into
+    the same folder is refused (``bezkit.training.run_dir.RunLocked``).
     """
-    model, tinfo = as_teacher(teacher)
     if direction not in ("forward", "reverse"):
         raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")
+    out_dir = check_output_dir(out_dir)  # before any work
+    model, tinfo = as_teacher(teacher)
     segments = (preset.segments if direction == "forward" else 1) if segments is None else segments
     if segments < 1 or (direction == "reverse" and segments != 1):
         raise ValueError(f"segments must be >= 1 (and 1 for reverse pairs), got {segments}")
@@ -145,40 +149,42 @@ def generate_pairs(
     seed = preset.seed if seed is None else seed
     dev = choose_device(device if device is not None else preset.device)
     model = model.to(dev).eval()
-    out_dir = Path(out_dir)
     info = _pairs_info(
         preset, model, direction=direction, segments=segments, n_pairs=n_pairs,
         shard_size=min(preset.shard_size, n_pairs), steps=steps, seed=seed,
     )  # fmt: skip
     info["teacher_k"] = tinfo["k"]
-    _write_or_check_info(out_dir, info)
     reports = []
-    shape = data_shape(preset)
-    for j in range(1, segments + 1):
-        if direction == "forward":
-            window = _TimeWindow(model, (j - 1) / segments, j / segments)
-            source: Any = (
-                StandardNormal(shape) if j == 1 else _ShardChain(out_dir / f"segment-{j - 1}", seed)
+    with claim(out_dir, folder=True, what="pair generation"):  # one job per pairs folder
+        _write_or_check_info(out_dir, info)
+        shape = data_shape(preset)
+        for j in range(1, segments + 1):
+            if direction == "forward":
+                window = _TimeWindow(model, (j - 1) / segments, j / segments)
+                source: Any = (
+                    StandardNormal(shape)
+                    if j == 1
+                    else _ShardChain(out_dir / f"segment-{j - 1}", seed)
+                )
+            else:
+                window = _TimeWindow(model, 1.0, 0.0)
+                source = image_data(preset, "train", data_root=data_root)
+            reports.append(
+                generate_pair_shards(
+                    window,
+                    source,
+                    out_dir / f"segment-{j}",
+                    n_pairs=n_pairs,
+                    shard_size=info["shard_size"],
+                    steps=steps // segments,
+                    method=preset.teacher_solver,
+                    seed=seed,
+                    batch_size=preset.pair_batch_size,
+                    device=dev,
+                    progress=progress,
+                    teacher_id=f"{info['teacher']}|{direction}|segment {j} of {segments}",
+                )
             )
-        else:
-            window = _TimeWindow(model, 1.0, 0.0)
-            source = image_data(preset, "train", data_root=data_root)
-        reports.append(
-            generate_pair_shards(
-                window,
-                source,
-                out_dir / f"segment-{j}",
-                n_pairs=n_pairs,
-                shard_size=info["shard_size"],
-                steps=steps // segments,
-                method=preset.teacher_solver,
-                seed=seed,
-                batch_size=preset.pair_batch_size,
-                device=dev,
-                progress=progress,
-                teacher_id=f"{info['teacher']}|{direction}|segment {j} of {segments}",
-            )
-        )
     return reports
 
 

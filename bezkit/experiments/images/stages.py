@@ -26,7 +26,7 @@ from bezkit.experiments.images.outputs import (
     Fit,
     StageResult,
     as_teacher,
-    output_stem,
+    check_stage_output,
     run_stage,
     stage_config,
     stage_meta,
@@ -67,10 +67,10 @@ def train_rectified_flow(
 ) -> StageResult:
     """The 1-RF: ``train_flow`` (linear path, tangent target, uniform t) on independent pairs
     (noise, image), from a fresh seeded U-Net; resumes an interrupted run of ``out``."""
+    out = check_stage_output(out)  # before any work
     seed = preset.seed if seed is None else seed
     data = image_data(preset, "train", data_root=data_root)
     coupling = IndependentCoupling(StandardNormal(data_shape(preset)), data)
-    out = output_stem(out)
     config = stage_config(
         preset, preset.flow, seed=seed, device=device, state=state_stem(out), progress=progress,
         desc="1-RF",
@@ -157,6 +157,7 @@ def train_from_pairs(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    out = check_stage_output(out)  # before any work
     if isinstance(teachers, str | Path | nn.Module):
         teachers = [teachers]
     loaded = [as_teacher(t) for t in teachers]
@@ -165,7 +166,6 @@ def train_from_pairs(
     if method != "bezier" and len(models) != 1:
         raise ValueError(f"{method} takes one teacher, got {len(models)}")
     seed = preset.seed if seed is None else seed
-    out = output_stem(out)
     config = stage_config(
         preset, preset.reflow if method == "reflow" else preset.distill, seed=seed, device=device,
         state=state_stem(out), progress=progress, desc=method,
