@@ -5,12 +5,15 @@ CPU (float32) with a tolerance that bf16 or TF32 arithmetic meets and a real bug
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from bezkit.couplings.independent import IndependentCoupling
+from bezkit.couplings.pairs import Pairs
 from bezkit.experiments.images import StandardNormal, get_preset, new_unet
 from bezkit.methods.bdense import BDenseLoss, branched_from_teacher
 from bezkit.methods.flow import train_flow
@@ -124,10 +127,6 @@ def test_trainer_on_cuda_with_bf16_and_ema_lowers_the_loss() -> None:
 
 
 def test_bdense_loss_reaches_the_branches_through_ddp_forward() -> None:
-    import os
-
-    import torch.distributed as dist
-
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29533")
     created = not dist.is_initialized()
@@ -137,8 +136,6 @@ def test_bdense_loss_reaches_the_branches_through_ddp_forward() -> None:
         student = branched_from_teacher(_small_unet(seed=6), 2).cuda()
         wrapped = torch.nn.parallel.DistributedDataParallel(student, device_ids=[0])
         x0 = torch.randn(4, 1, 8, 8, device="cuda")
-        from bezkit.couplings.pairs import Pairs
-
         pairs = Pairs(x0, x0 + 1.0, (x0 + 0.5,))
         loss = BDenseLoss(2)(wrapped, pairs, torch.Generator().manual_seed(0))
         loss.backward()

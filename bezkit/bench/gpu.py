@@ -27,12 +27,16 @@ digits with ``--tiny``) is run by the test suite so that this script cannot rot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
+import io
 import json
 import os
 import platform
 import re
+import runpy
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,7 +48,11 @@ from typing import Any
 
 import torch
 
+from bezkit.bench.ddp_step import main as ddp_main
+from bezkit.bench.pipeline import MICRO_UNET, run_pipeline
 from bezkit.bench.train_speed import flops_per_image, pair_speed, step_speed
+from bezkit.experiments.images import data_shape, get_preset, new_unet
+from bezkit.metrics.inception import FIDInceptionV3, fid_backend
 from bezkit.training.atomic import atomic_write_bytes
 
 __all__ = ["main", "run_check"]
@@ -106,8 +114,6 @@ def environment(check: Check) -> dict[str, Any]:
                     capability=f"{props.major}.{props.minor}")  # fmt: skip
     for name in ("torchvision", "torchmetrics", "torch_fidelity", "ot", "sklearn"):
         info[name] = importlib.util.find_spec(name) is not None
-    from bezkit.metrics.inception import fid_backend
-
     info["fid_backend"] = fid_backend()
     return info
 
@@ -125,9 +131,6 @@ def cuda_tests(check: Check) -> dict[str, Any]:
 
 
 def _preset_model(check: Check) -> tuple[Callable[[], torch.nn.Module], tuple[int, ...], Any]:
-    from bezkit.bench.pipeline import MICRO_UNET
-    from bezkit.experiments.images import data_shape, get_preset, new_unet
-
     preset = get_preset("cifar10") if check.gpu else get_preset("cifar10", unet=MICRO_UNET)
     return (lambda: new_unet(preset)), data_shape(preset), preset
 
@@ -201,8 +204,6 @@ def ddp(check: Check) -> dict[str, Any]:
     size = "cifar10" if check.gpu else "micro"
     args = ["--out", str(out), "--size", size, "--batch", "32" if check.gpu else "4"]
     if not check.gpu:
-        from bezkit.bench.ddp_step import main as ddp_main
-
         names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
         saved = {k: os.environ.get(k) for k in names}
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
@@ -231,8 +232,6 @@ def ddp(check: Check) -> dict[str, Any]:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -240,8 +239,6 @@ def _free_port() -> int:
 
 def _random_fid_weights(path: Path) -> Path:
     """Random weights in the pytorch-fid file format (the real ones cannot be downloaded here)."""
-    from bezkit.metrics.inception import FIDInceptionV3
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = FIDInceptionV3()
@@ -255,8 +252,6 @@ def _random_fid_weights(path: Path) -> Path:
 
 
 def pipeline(check: Check) -> dict[str, Any]:
-    from bezkit.bench.pipeline import run_pipeline
-
     with tempfile.TemporaryDirectory(prefix="bezkit-gpu-check-") as tmp:
         weights = _random_fid_weights(Path(tmp) / "inception-random.pth") if check.gpu else None
         result = run_pipeline(tmp, device=str(check.device), micro=not check.gpu,
@@ -287,10 +282,6 @@ def _run_digits_benchmark(args: list[str], in_process: bool) -> str:
         cmd = [sys.executable, str(script), *args]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=420, env=env)
         return "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-2000:]
-    import contextlib
-    import io
-    import runpy
-
     argv, path = sys.argv, list(sys.path)
     sys.argv, sys.path[:0] = [str(script), *args], [str(script.parent)]
     threads = torch.get_num_threads()

@@ -319,6 +319,7 @@ class TorchFidelityInception(nn.Module):
     def __init__(self, weights: str | Path) -> None:
         super().__init__()
         try:
+            # optional heavy dependencies (torchvision underneath): imported only when used
             from torchmetrics.image.fid import NoTrainInceptionV3 as Extractor
         except ImportError:
             from torch_fidelity.feature_extractor_inceptionv3 import (
