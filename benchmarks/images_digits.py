@@ -72,6 +72,7 @@ LABELS = {
 
 
 def parse_args() -> argparse.Namespace:
+    """The command line of this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "images-digits", help="run folder")
     p.add_argument("--export", type=Path, default=None, help="write the notebook's checkpoints")
@@ -180,6 +181,7 @@ def ci(values: list[float], spec: str = ".2f") -> str:
 
 
 def main() -> None:
+    """Train and evaluate every digits stage for each seed, then record the results."""
     args = parse_args()
     torch.set_num_threads(1)
     out = args.out.resolve()
