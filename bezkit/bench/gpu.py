@@ -143,10 +143,13 @@ def train_step(check: Check) -> dict[str, Any]:
     del model
     batch = preset.flow.batch_size if check.gpu else 4
     iters, warm = (20, 5) if check.gpu else (2, 1)
-    common = {"device": check.device, "amp": check.gpu, "flops_image": flops,
+    common: dict[str, Any] = {"device": check.device, "amp": check.gpu, "flops_image": flops,
               "peak_tflops": check.peak if check.gpu else None, "iters": iters, "warmup": warm}  # fmt: skip
-    runs = [step_speed(make, shape, batch=batch, variant="eager", **common)]
-    variants = [("channels-last", {"channels_last": True}), ("fused AdamW", {"fused_adamw": True})]
+    runs: list[Any] = [step_speed(make, shape, batch=batch, variant="eager", **common)]
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("channels-last", {"channels_last": True}),
+        ("fused AdamW", {"fused_adamw": True}),
+    ]
     if check.gpu:
         variants.append(("torch.compile", {"compile": True}))
     for name, options in variants:

@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -125,10 +126,10 @@ def step_speed(
     """Time the trainer's step on a fresh model (``make_model()``) at ``batch``."""
     model = make_model().to(device).train()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused_adamw or None)
     ema = EMA(model, 0.9999)
-    forward = torch.compile(model) if compile else model
+    forward = cast(nn.Module, torch.compile(model)) if compile else model
     loss_fn = FlowMatchingLoss()
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(batch, *shape, generator=g).to(device)

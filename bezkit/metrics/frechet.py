@@ -55,6 +55,7 @@ def frechet_distance(
     for name, a in (("mu1", m1), ("mu2", m2), ("sigma1", s1), ("sigma2", s2)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} contains NaN or inf")
+    tr_covmean: float | None
     if method == "eigh":
         tr_covmean = _trace_sqrt_product_eigh(s1, s2)
     elif method == "sqrtm":
@@ -65,6 +66,7 @@ def frechet_distance(
     else:
         raise ValueError(f"method must be 'sqrtm' or 'eigh', got {method!r}")
     diff = m1 - m2
+    assert tr_covmean is not None  # the guarded call raises instead of returning None
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
