@@ -84,6 +84,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="a few steps and pairs (a smoke test)")
     p.add_argument("--summary", type=Path, default=None, help="also write a JSON summary here")
     p.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
+    p.add_argument("--summarize-only", action="store_true",
+                   help="train nothing: tabulate the seeds already run in --out")  # fmt: skip
     args = p.parse_args()
     if args.steps is None:
         args.steps = [1, 2] if args.tiny else [1, 2, 4, 48]
@@ -164,7 +166,16 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> tuple[dict, dict
                               preset, steps=args.steps, n=args.n, seed=seed,
                               device=args.device)  # fmt: skip
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "seconds.json").write_text(json.dumps(seconds, indent=2) + "\n")
     return results, seconds
+
+
+def _finished_seed(folder: Path) -> tuple[dict, dict[str, float]]:
+    """The evaluations and stage times a finished seed left in its folder."""
+    if not (folder / "seconds.json").is_file():
+        sys.exit(f"{folder} holds no finished seed (no seconds.json)")
+    return (json.loads((folder / "results.json").read_text()),
+            json.loads((folder / "seconds.json").read_text()))  # fmt: skip
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -185,11 +196,15 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     out = args.out.resolve()
-    fresh_folder(out)
     load_before = load_average()
     started = time.perf_counter()
-    runs = {seed: run_seed(args, seed, out / f"seed-{seed}") for seed in args.seeds}
-    total = time.perf_counter() - started
+    if args.summarize_only:  # e.g. the seeds that finished before a run was stopped
+        runs = {seed: _finished_seed(out / f"seed-{seed}") for seed in args.seeds}
+        total = sum(sum(sec.values()) for _, sec in runs.values())
+    else:
+        fresh_folder(out)
+        runs = {seed: run_seed(args, seed, out / f"seed-{seed}") for seed in args.seeds}
+        total = time.perf_counter() - started
     models = list(runs[args.seeds[0]][0])
     res = {seed: r for seed, (r, _) in runs.items()}
 

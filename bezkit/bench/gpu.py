@@ -10,9 +10,9 @@ run past ``--budget-s`` is skipped and says so):
 2. ``cuda_tests``: ``pytest -m "cuda or fid_library"`` on ``tests/test_cuda.py`` and
    ``tests/images/test_fid_backends.py`` (in a subprocess; skipped tests without CUDA).
 3. ``train_step``: the ``cifar10`` preset's training step (``bench.train_speed``): eager at the
-   preset batch, then channels-last, fused AdamW and ``torch.compile`` at that batch, then eager at
-   doubling batches up to the largest that fits; images/s, ms/step, peak memory, achieved TFLOP/s
-   and the fraction of ``--peak-tflops``.
+   preset batch, eager at doubling batches up to the largest that fits, then channels-last, fused
+   AdamW and ``torch.compile`` at the preset batch; images/s, ms/step, peak memory, achieved
+   TFLOP/s and the fraction of ``--peak-tflops``.
 4. ``pairs``: teacher pair generation (Euler, the preset's steps) in float32 and bf16.
 5. ``ddp``: one process under torchrun on NCCL (gloo on the CPU), ``bench.ddp_step``.
 6. ``pipeline``: every ``bezkit images`` stage on generated CIFAR-format data (``bench.pipeline``),
@@ -146,23 +146,10 @@ def train_step(check: Check) -> dict[str, Any]:
     common: dict[str, Any] = {"device": check.device, "amp": check.gpu, "flops_image": flops,
               "peak_tflops": check.peak if check.gpu else None, "iters": iters, "warmup": warm}  # fmt: skip
     runs: list[Any] = [step_speed(make, shape, batch=batch, variant="eager", **common)]
-    variants: list[tuple[str, dict[str, Any]]] = [
-        ("channels-last", {"channels_last": True}),
-        ("fused AdamW", {"fused_adamw": True}),
-    ]
-    if check.gpu:
-        variants.append(("torch.compile", {"compile": True}))
-    for name, options in variants:
-        if check.elapsed() > check.budget_s * 0.5:
-            break
-        try:
-            runs.append(step_speed(make, shape, batch=batch, variant=name, **common, **options))
-        except Exception as err:  # a variant that does not run here is a finding, not a crash
-            runs.append({"variant": name, "batch": batch, "error": f"{type(err).__name__}: {err}"})
-    largest = batch
+    largest = batch  # first the batch search (eager), then the variants at the preset batch
     sizes = [batch * 2**i for i in range(1, 6)] if check.gpu else [8]
     for size in sizes:
-        if check.elapsed() > check.budget_s * 0.55:
+        if check.elapsed() > check.budget_s * 0.3:
             break
         try:
             runs.append(step_speed(make, shape, batch=size, variant="eager", **{**common,
@@ -171,6 +158,20 @@ def train_step(check: Check) -> dict[str, Any]:
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             break
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("channels-last", {"channels_last": True}),
+        ("fused AdamW", {"fused_adamw": True}),
+    ]
+    if check.gpu:  # last: its compilation may take a minute or two
+        variants.append(("torch.compile", {"compile": True}))
+    for name, options in variants:
+        if check.elapsed() > check.budget_s * 0.45:
+            runs.append({"variant": name, "batch": batch, "error": "skipped: time budget"})
+            continue
+        try:
+            runs.append(step_speed(make, shape, batch=batch, variant=name, **common, **options))
+        except Exception as err:  # a variant that does not run here is a finding, not a crash
+            runs.append({"variant": name, "batch": batch, "error": f"{type(err).__name__}: {err}"})
     rows = [r if isinstance(r, dict) else r.to_dict() for r in runs]
     return {"flop_per_image_train": flops, "flop_per_image_forward": fwd_flops,
             "preset_batch": batch, "largest_batch_tried_that_fits": largest, "runs": rows,
