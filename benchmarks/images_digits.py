@@ -86,6 +86,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
     p.add_argument("--summarize-only", action="store_true",
                    help="train nothing: tabulate the seeds already run in --out")  # fmt: skip
+    p.add_argument("--note", default="", help="a sentence added after the command line")
     args = p.parse_args()
     if args.steps is None:
         args.steps = [1, 2] if args.tiny else [1, 2, 4, 48]
@@ -288,8 +289,8 @@ def main() -> None:
     body = "\n\n".join(
         [
             f"Command: `{command_line()}` ({now()}), {total:.0f} s in all "
-            f"({len(args.seeds)} seed(s)). Load average (1 / 5 / 15 min) before: {load_before}; "
-            f"after: {load_average()}.",
+            f"({len(args.seeds)} seed(s), {total / len(args.seeds):.0f} s per seed). Load average (1 / 5 / 15 min) before: {load_before}; "
+            f"after: {load_average()}." + (f" {args.note}" if args.note else ""),
             "\n".join(machine_lines([1])),
             setup,
             evaluation,
