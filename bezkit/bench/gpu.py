@@ -308,8 +308,16 @@ def _run_digits_benchmark(args: list[str], in_process: bool) -> str:
 def digits(check: Check) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bezkit-digits-") as tmp:
         summary = Path(tmp) / "summary.json"
-        args = ["--device", str(check.device), "--no-results", "--out", str(Path(tmp) / "run"),
-                "--summary", str(summary)]  # fmt: skip
+        args = [
+            "--device",
+            str(check.device),
+            "--bdense",
+            "--no-results",
+            "--out",
+            str(Path(tmp) / "run"),
+            "--summary",
+            str(summary),
+        ]  # like the committed run
         if not check.gpu:
             args.append("--tiny")
         failure = _run_digits_benchmark(args, in_process=not check.gpu)
