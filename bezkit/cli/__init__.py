@@ -22,7 +22,7 @@ from bezkit.cli.common import CLIError, Parser
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "experiment", "images")
+SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "experiment", "images", "lessons")
 
 DESCRIPTION = """\
 bezkit: rectified flows, reflow, Bezier distillation and B-DENSE, for teaching and measuring.

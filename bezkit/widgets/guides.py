@@ -4,6 +4,7 @@ real pairs of a teacher."""
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,8 @@ from bezkit.paths.guides import place_guides
 from bezkit.paths.targets import regression_target
 from bezkit.plot.style import COLORS
 from bezkit.solvers.ode import solve_ode
-from bezkit.widgets.base import WidgetBundle, polylines, segments
+from bezkit.widgets.base import WidgetBundle, format_value, polylines, segments
+from bezkit.widgets.drag import DragPoints, PlotBox, pinned_layout, stack_over
 
 __all__ = ["guide_widget"]
 
@@ -49,6 +51,7 @@ def guide_widget(
     seed: int = 0,
     n_points: int = 41,
     lim: float | None = None,
+    probe: Sequence[float] | None = None,
 ) -> WidgetBundle:
     """Where a quadratic Bezier distillation guide comes from, for a few real pairs.
 
@@ -66,6 +69,13 @@ def guide_widget(
     ``gap_at_s`` (mean ``|B(s) - Z|``: 0 for ``interpolate``), ``path_gap`` (mean over pairs of the
     largest distance between the curve and the teacher's path at the same time) and
     ``landing_error`` (mean ``|B(t) + (1 - t) target - X1|``: 0 for the endpoint target).
+
+    The **probe** is one more starting point that the mouse drags on the figure (``points``, the
+    :class:`~bezkit.widgets.drag.DragPoints` layer; ``probe x`` / ``probe y`` are its sliders):
+    the teacher's path from it, the teacher's endpoint ``X1``, the guide the current choices give
+    and the quadratic curve are redrawn where it is dropped (traces ``probe path``, ``probe X1``,
+    ``probe guide``, ``probe curve``; ``state["probe"]`` holds ``x0``, ``x1``, ``guide`` and
+    ``path_gap``). ``probe`` is its first position (default: the mean of ``x0``).
     """
     if x0.shape != x1.shape or x0.ndim != 2 or x0.shape[1] != 2:
         raise ValueError(f"x0 and x1 must both be (n, 2), got {tuple(x0.shape)}, {tuple(x1.shape)}")
@@ -87,6 +97,13 @@ def guide_widget(
     m = a.shape[0]
     a64, b64 = a.double(), b.double()
 
+    if lim is None:
+        lim = math.ceil(max(float(np.abs(traj).max()), float(b.abs().max())) * 1.05 * 2) / 2
+    plot_box = PlotBox.square(-lim, lim, size=460, bottom=120)
+    p0 = to_numpy(a).mean(axis=0) if probe is None else np.asarray(probe, dtype=np.float64)
+    if p0.shape != (2,):
+        raise ValueError(f"probe must be one point (x, y), got shape {p0.shape}")
+    p0 = np.clip(p0, -lim, lim)
     fig = go.FigureWidget(
         data=[
             go.Scatter(
@@ -103,7 +120,9 @@ def guide_widget(
             go.Scatter(
                 name="teacher state",
                 mode="markers",
-                marker=dict(size=12, symbol="star", color="gold", line=dict(width=1, color="#000")),
+                marker=dict(
+                    size=12, symbol="star", color=COLORS["state"], line=dict(width=1, color="#000")
+                ),
             ),
             go.Scatter(
                 name="B(s)",
@@ -128,19 +147,29 @@ def guide_widget(
             ),
             go.Scatter(name="B(t)", mode="markers", marker=dict(size=7, color="black")),
             go.Scatter(name="target", mode="lines", line=dict(width=2.5)),
+            go.Scatter(
+                name="probe path",
+                mode="lines",
+                line=dict(color="black", width=1.5, dash="dot"),
+            ),
+            go.Scatter(name="probe curve", mode="lines", line=dict(color=COLORS["curve"], width=4)),
+            go.Scatter(
+                name="probe guide",
+                mode="markers",
+                marker=dict(size=11, symbol="square", color="black"),
+            ),
+            go.Scatter(
+                name="probe X1",
+                mode="markers",
+                marker=dict(size=12, symbol="diamond", color=COLORS["target"], line=dict(width=1)),
+            ),
         ],
         layout=go.Layout(
-            width=620,
-            height=540,
-            margin=dict(l=30, r=10, t=40, b=30),
-            yaxis=dict(scaleanchor="x", scaleratio=1),
-            legend=dict(orientation="h", y=-0.08),
-            title=dict(text="quadratic Bezier distillation: guides from a teacher", x=0.5),
+            **pinned_layout(plot_box),
+            legend=dict(orientation="h", y=-0.06, yanchor="top", x=0.0),
+            title=dict(text="guides from a teacher: drag the probe X0", x=0.5),
         ),
     )
-    if lim is not None:
-        fig.update_xaxes(range=[-lim, lim])
-        fig.update_yaxes(range=[-lim, lim])
     tx, ty = polylines(np.transpose(traj, (1, 0, 2)))
     fig.data[0].x, fig.data[0].y = tx, ty
 
@@ -177,9 +206,28 @@ def guide_widget(
             style=dict(description_width="90px"),
         ),
     }
+    for j, axis in enumerate("xy"):
+        controls[f"probe_{axis}"] = widgets.FloatSlider(
+            value=float(p0[j]),
+            min=-lim,
+            max=lim,
+            step=0.05,
+            description=f"probe {axis}",
+            continuous_update=False,
+            readout_format=".2f",
+            style=dict(description_width="90px"),
+        )
+    drag = DragPoints([p0], plot_box, colors=[COLORS["source"]], labels=["probe X0"])
+    controls["points"] = drag
     readout = widgets.HTML()
     cache: dict[tuple[float, str], Tensor] = {}
-    state: dict[str, Any] = {"trajectory": traj, "x0": a, "x1": b}
+    state: dict[str, Any] = {
+        "trajectory": traj,
+        "x0": a,
+        "x1": b,
+        "teacher": teacher,
+        "teacher_steps": teacher_steps,
+    }
     curve_grid = np.linspace(0.0, 1.0, max(2, int(n_points)))
     traces = {tr.name: tr for tr in fig.data}
 
@@ -199,6 +247,50 @@ def guide_widget(
             ],
             axis=1,
         )  # (m, len(times), 2)
+
+    probe_paths: dict[tuple[float, float], np.ndarray] = {}
+
+    def probe_at(si: float, how: str, where: str) -> dict[str, Any]:
+        p = np.array([controls["probe_x"].value, controls["probe_y"].value], dtype=np.float64)
+        key = (round(float(p[0]), 9), round(float(p[1]), 9))
+        pt = torch.tensor(p[None], dtype=torch.float32)
+        if key not in probe_paths:
+            with torch.no_grad():
+                rec = solve_ode(teacher, pt, steps=teacher_steps, record=True).trajectory
+            probe_paths[key] = to_numpy(rec[:, 0])  # (T+1, 2)
+        path_p = probe_paths[key]
+        p64, x1p = torch.as_tensor(p[None]), torch.as_tensor(path_p[-1:])
+        z = _teacher_state_at(teacher, pt, si, how, teacher_steps).double()
+        (g,) = place_guides([z], [si], p64, x1p, where)
+        grid = torch.as_tensor(grid_t)
+        n = grid.shape[0]
+        on_grid = to_numpy(path.point(p64.expand(n, 2), x1p.expand(n, 2), grid, (g.expand(n, 2),)))
+        dense = torch.as_tensor(curve_grid)
+        k = dense.shape[0]
+        curve = to_numpy(path.point(p64.expand(k, 2), x1p.expand(k, 2), dense, (g.expand(k, 2),)))
+        return {
+            "x0": p,
+            "x1": path_p[-1],
+            "guide": to_numpy(g[0]),
+            "path": path_p,
+            "curve": curve,
+            "path_gap": float(np.linalg.norm(on_grid - path_p, axis=-1).max()),
+        }
+
+    def on_drag(change: Any) -> None:
+        """The probe was dragged (or ``points`` set from Python): move its sliders, redraw once."""
+        if state.get("busy"):
+            return
+        new = np.clip(np.asarray(change["new"], dtype=np.float64), -lim, lim)
+        if new.shape != (1, 2):
+            raise ValueError(f"points must be one (x, y) pair, got shape {new.shape}")
+        state["busy"] = True
+        try:
+            controls["probe_x"].value = float(new[0, 0])
+            controls["probe_y"].value = float(new[0, 1])
+        finally:
+            state["busy"] = False
+        refresh()
 
     def refresh() -> None:
         si, how = float(controls["s"].value), controls["guide_state"].value
@@ -229,7 +321,24 @@ def guide_widget(
             traces["target"].x, traces["target"].y = sx, sy
             traces["target"].line.color = COLORS[kind]
             traces["target"].name = "target"
+        probe_state = probe_at(si, how, where)
+        pp = probe_state["curve"]
+        with fig.batch_update():
+            traces["probe path"].x = probe_state["path"][:, 0]
+            traces["probe path"].y = probe_state["path"][:, 1]
+            traces["probe curve"].x, traces["probe curve"].y = pp[:, 0], pp[:, 1]
+            traces["probe guide"].x = [probe_state["guide"][0]]
+            traces["probe guide"].y = [probe_state["guide"][1]]
+            traces["probe X1"].x = [probe_state["x1"][0]]
+            traces["probe X1"].y = [probe_state["x1"][1]]
+        if drag.points != [probe_state["x0"].tolist()]:
+            state["busy"] = True
+            try:
+                drag.points = [probe_state["x0"].tolist()]
+            finally:
+                state["busy"] = False
         state.update(
+            probe=probe_state,
             guides=guide,
             states=z,
             gap_at_s=gap_at_s,
@@ -246,16 +355,26 @@ def guide_widget(
                 f"<span style='color:{COLORS[kind]}'><b>{html.escape(kind)}</b> target</span> at "
                 f"t = {tt:.2f}: one Euler step of the remaining time lands {landing:.3f} from X1 "
                 "on average",
+                f"probe X0 = {format_value(probe_state['x0'], 2)}: the teacher lands at X1 = "
+                f"{format_value(probe_state['x1'], 2)}, guide G = "
+                f"{format_value(probe_state['guide'], 2)}, largest gap between the curve and "
+                f"the teacher's path {probe_state['path_gap']:.3f}",
             ]
         )
 
-    for ctrl in controls.values():
-        ctrl.observe(lambda _c: refresh(), names="value")
+    def on_change(_change: Any) -> None:
+        if not state.get("busy"):
+            refresh()
+
+    for key, ctrl in controls.items():
+        if key == "points":
+            ctrl.observe(on_drag, names="points")
+        else:
+            ctrl.observe(on_change, names="value")
     refresh()
-    panel = widgets.VBox(
-        [controls[k] for k in ("s", "placement", "guide_state", "target", "t")] + [readout]
-    )
-    box = widgets.VBox([widgets.HBox([fig, panel])])
+    names = ("s", "placement", "guide_state", "target", "t", "probe_x", "probe_y")
+    panel = widgets.VBox([controls[k] for k in names] + [readout])
+    box = widgets.VBox([widgets.HBox([stack_over(fig, drag), panel])])
     return WidgetBundle(
         box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
     )
