@@ -46,6 +46,7 @@ from bezkit.methods.flow import student_from, train_flow
 from bezkit.models.factory import model_spec
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.time_sampling import distill_times
+from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.trainer import TrainResult
 
@@ -124,6 +125,73 @@ def _bezier_config(
     )  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class _MethodSettings:
+    init: Literal["teacher", "scratch"]
+    seed: int
+    distill_steps: int
+    bezier: BezierDistillConfig | None
+    branches: int
+    branch_weights: Sequence[float] | None
+    restarts: bool
+
+
+def _fit_for(
+    method: str,
+    models: list[nn.Module],
+    infos: list[dict[str, Any]],
+    folder: dict,
+    pairs_dir: Path,
+    preset: ImagePreset,
+    config: TrainConfig,
+    o: _MethodSettings,
+    extra: dict[str, Any],
+) -> tuple[Fit, nn.Module, int | None]:
+    """The method's recipe as ``fit(resume_from)``, the teacher the student starts from, and
+    B-DENSE's branch count (None otherwise); records the method's settings in ``extra``."""
+    main = models[0]
+    if method == "bezier":
+        cfg = _bezier_config(o.bezier, folder, pairs_dir, infos, o.init)
+        extra["bezier"] = dataclasses.asdict(cfg)
+        main = models[cfg.endpoint_teacher]
+        dev = choose_device(config.device)
+        sampler = BezierShardPairs(ShardPairs(pairs_dir), [m.to(dev) for m in models], cfg,
+                                   device=dev, amp=preset.amp)  # fmt: skip
+        times = distill_times(cfg.distill_steps) if cfg.distill_steps else None
+
+        def fit(resume: Path | None) -> TrainResult:
+            student = student_from(main, o.init, seed=o.seed)
+            return train_flow(sampler, student, config, path=BezierPath(cfg.order),
+                              target=cfg.target, time_sampler=times, resume_from=resume)  # fmt: skip
+
+        return fit, main, None
+    if method == "bdense":
+        states = ShardPairs(pairs_dir, states=o.branches)
+        extra.update(branches=o.branches, branch_weights=o.branch_weights, restarts=o.restarts)
+        return (
+            lambda resume: bdense_train(main, states, config, num_branches=o.branches,
+                                        weights=o.branch_weights, restarts=o.restarts,
+                                        resume_from=resume),
+            main,
+            o.branches,
+        )  # fmt: skip
+    pairs = ShardPairs(pairs_dir)
+    if method == "distill":
+        extra["distill_steps"] = o.distill_steps
+        return (
+            lambda resume: distill(main, pairs, config, steps=o.distill_steps, init=o.init,
+                                   resume_from=resume),
+            main,
+            None,
+        )  # fmt: skip
+    return (
+        lambda resume: train_flow(pairs, student_from(main, o.init, seed=o.seed), config,
+                                  resume_from=resume),
+        main,
+        None,
+    )  # fmt: skip
+
+
 def train_from_pairs(
     method: Method,
     teachers: str | Path | nn.Module | Sequence[str | Path | nn.Module],
@@ -184,51 +252,13 @@ def train_from_pairs(
     }
     if method != "bezier":
         _check_folder(folder, pairs_dir, "forward", infos[0]["fingerprint"])
-    main = models[0]
-    nb: int | None = None  # B-DENSE's branches
-    fit: Fit
-    if method == "bezier":
-        cfg = _bezier_config(bezier, folder, pairs_dir, infos, init)
-        extra["bezier"] = dataclasses.asdict(cfg)
-        main = models[cfg.endpoint_teacher]
-        dev = choose_device(config.device)
-        sampler = BezierShardPairs(ShardPairs(pairs_dir), [m.to(dev) for m in models], cfg,
-                                   device=dev, amp=preset.amp)  # fmt: skip
-        times = distill_times(cfg.distill_steps) if cfg.distill_steps else None
-
-        def fit(resume: Path | None) -> TrainResult:
-            student = student_from(main, init, seed=seed)
-            return train_flow(sampler, student, config, path=BezierPath(cfg.order),
-                              target=cfg.target, time_sampler=times, resume_from=resume)  # fmt: skip
-
-    elif method == "reflow":
-        pairs = ShardPairs(pairs_dir)
-
-        def fit(resume: Path | None) -> TrainResult:
-            student = student_from(main, init, seed=seed)
-            return train_flow(pairs, student, config, resume_from=resume)
-
-    elif method == "distill":
-        pairs = ShardPairs(pairs_dir)
-        extra["distill_steps"] = distill_steps
-
-        def fit(resume: Path | None) -> TrainResult:
-            return distill(main, pairs, config, steps=distill_steps, init=init,
-                           resume_from=resume)  # fmt: skip
-
-    else:
-        k_branches = preset.branches if branches is None else branches
-        if init != "teacher":
-            raise ValueError("B-DENSE students start from the teacher (init='teacher')")
-        pairs = ShardPairs(pairs_dir, states=k_branches)
-        extra.update(branches=k_branches, branch_weights=branch_weights, restarts=restarts)
-        nb = k_branches
-
-        def fit(resume: Path | None) -> TrainResult:
-            return bdense_train(main, pairs, config, num_branches=k_branches,
-                                weights=branch_weights, restarts=restarts,
-                                resume_from=resume)  # fmt: skip
-
+    if method == "bdense" and init != "teacher":
+        raise ValueError("B-DENSE students start from the teacher (init='teacher')")
+    settings = _MethodSettings(init=init, seed=seed, distill_steps=distill_steps, bezier=bezier,
+                               branches=preset.branches if branches is None else branches,
+                               branch_weights=branch_weights, restarts=restarts)  # fmt: skip
+    fit, main, nb = _fit_for(method, models, infos, folder, pairs_dir, preset, config, settings,
+                             extra)  # fmt: skip
     k_out = k + 1 if method == "reflow" else k
     meta = stage_meta(preset, f"{k_out}-RF" if method == "reflow" else method, k_out, **extra)
     return run_stage(out, fit, partial(_student_spec, main, nb), config, meta, overwrite=overwrite)
