@@ -286,7 +286,7 @@ def torch_fidelity_available() -> bool:
         return False
     try:
         import torchvision  # noqa: F401  (heavy optional dependency, checked lazily)
-        from torch_fidelity.feature_extractor_inceptionv3 import (  # noqa: F401
+        from torch_fidelity.feature_extractor_inceptionv3 import (  # noqa: F401  (optional: fid extra)
             FeatureExtractorInceptionV3,
         )
     except Exception:  # any import failure (ABI mismatch, missing ops) means: not usable
@@ -319,10 +319,11 @@ class TorchFidelityInception(nn.Module):
     def __init__(self, weights: str | Path) -> None:
         super().__init__()
         try:
-            # optional heavy dependencies (torchvision underneath): imported only when used
-            from torchmetrics.image.fid import NoTrainInceptionV3 as Extractor
+            from torchmetrics.image.fid import (
+                NoTrainInceptionV3 as Extractor,
+            )  # optional: fid extra
         except ImportError:
-            from torch_fidelity.feature_extractor_inceptionv3 import (
+            from torch_fidelity.feature_extractor_inceptionv3 import (  # optional: fid extra
                 FeatureExtractorInceptionV3 as Extractor,
             )
         self.net = Extractor(
