@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from bezkit.couplings.independent import IndependentCoupling
+from bezkit.couplings.pairs import Pairs
 from bezkit.experiments.images.presets import StandardNormal
 from bezkit.methods.bdense import BDenseLoss, branched_from_teacher
 from bezkit.models.unet import UNetVelocity, unet_config
@@ -96,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             student, device_ids=[local_rank] if cuda else None
         )
 
-        def trajectory(n: int, generator: torch.Generator):  # (Z_0, Z_1/2, Z_1) stand-ins
+        def trajectory(n: int, generator: torch.Generator) -> Pairs:  # (Z_0, Z_1/2, Z_1) stand-ins
             pairs = coupling.sample(n, generator)
-            return type(pairs)(pairs.x0, pairs.x1, ((pairs.x0 + pairs.x1) / 2,))
+            return Pairs(pairs.x0, pairs.x1, ((pairs.x0 + pairs.x1) / 2,))
 
         report["bdense"] = _timed_train(ddp_student, BDenseLoss(2), trajectory, config)
         dist.barrier()
