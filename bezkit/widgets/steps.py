@@ -360,7 +360,9 @@ def solver_steps_widget(
             "nfe": res["nfe"],
             "w2": res["w2"],
         }
-        text = f"<b>{html.escape(series(name, method))}</b>, {k} {html.escape(method)} step(s): "
+        label = series(name, method)
+        how = "" if label.endswith(method) else f" {html.escape(method)}"
+        text = f"<b>{html.escape(label)}</b>, {k}{how} step(s): "
         text += f"<b>NFE = {res['nfe']}</b>"
         if reference is not None:
             text += f" &nbsp; W2 = {res['w2']:.3f}"
