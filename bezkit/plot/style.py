@@ -120,11 +120,15 @@ def place_legend(ax: Axes, *, where: str = "below", **kwargs: Any) -> None:
     if not handles:
         return
     if where == "below":
+        # as many columns as the axes' width holds (a narrow panel of a row of panels gets one,
+        # so its legend does not run under its neighbour's)
+        inches = ax.get_position().width * ax.figure.get_figwidth()
+        ncol = 3 if inches >= 4.0 else 2 if inches >= 2.8 else 1
         opts = dict(
             loc="upper center",
             bbox_to_anchor=(0.5, 0.0),
             borderaxespad=2.2,
-            ncol=min(3, len(handles)),
+            ncol=min(ncol, len(handles)),
             frameon=False,
         )
     elif where == "right":

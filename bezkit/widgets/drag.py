@@ -293,5 +293,8 @@ def stack_over(figure: widgets.DOMWidget, layer: DragPoints) -> widgets.Box:
     """``layer`` laid over ``figure``: both in one box, the layer absolutely positioned at the box's
     top left (its JavaScript makes the box ``position: relative``), so the handles sit on the
     plot area that :func:`pinned_layout` pins."""
+    width, height = f"{layer.box['total_width']}px", f"{layer.box['total_height']}px"
     under = widgets.Box([figure])
-    return widgets.Box([under, layer], layout=widgets.Layout(width="max-content"))
+    # a fixed size that a flex row (the controls beside it) cannot squeeze: the handles stay put
+    size = dict(width=width, min_width=width, height=height, flex="0 0 auto")
+    return widgets.Box([under, layer], layout=widgets.Layout(**size))
