@@ -298,8 +298,8 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
 
 
 def check_slider_redraws(page: Any, out: Any, description: str, step: Callable) -> None:
-    """Drag the slider ``description`` of the widget ``out`` by a third of its track (towards the
-    side with room): its readout, the widget's HTML readout and the plot change."""
+    """Drag the slider ``description`` of the widget ``out`` to the far end of its track: its
+    readout, the widget's HTML readout and the plot change."""
     from playwright.sync_api import expect
 
     s = slider(out, description)
@@ -312,8 +312,9 @@ def check_slider_redraws(page: Any, out: Any, description: str, step: Callable) 
     tb = track.bounding_box()
     assert tb, f"the {description!r} slider has no layout box"
     x, _ = center(handle)
-    sign = 1 if x < tb["x"] + tb["width"] / 2 else -1
-    drag_by(page, handle, sign * tb["width"] / 3, 0)
+    # to the far end of the track from where the handle is: a change for any slider of 2+ values
+    far = tb["x"] + tb["width"] - 2 if x < tb["x"] + tb["width"] / 2 else tb["x"] + 2
+    drag_by(page, handle, far - x, 0)
     expect(value).not_to_have_text(before[0])
     wait_until("the readout to change", lambda: html.inner_text() != before[1], timeout=60)
     wait_until("the plot to redraw", lambda: out.evaluate(PLOT_SVG_JS) != before[2], timeout=30)
