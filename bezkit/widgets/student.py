@@ -100,14 +100,13 @@ def student_widget(
     with torch.no_grad():
         teacher_traj = solve_ode(teacher, x0[idx], steps=k_paths, record=True).trajectory
 
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.55, 0.45],
-            subplot_titles=[f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
-            horizontal_spacing=0.1,
-        )
+    # the whole figure first, then one FigureWidget: its first state holds every trace
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.55, 0.45],
+        subplot_titles=[f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
+        horizontal_spacing=0.1,
     )
     px, py = polylines(np.transpose(to_numpy(teacher_traj), (1, 0, 2)))
     fig.add_scatter(
@@ -195,6 +194,7 @@ def student_widget(
     log = widgets.Output()  # the training's progress bar (tqdm) shows here
     students: dict[str, dict[str, Any]] = {}
     state: dict[str, Any] = {"teacher_w2": teacher_w2, "students": students, "current": None}
+    fig = go.FigureWidget(fig)
     traces = {tr.name: tr for tr in fig.data}
 
     def choice() -> dict[str, Any]:
