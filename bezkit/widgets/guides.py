@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
-from bezkit.methods.bezier_distill import teacher_state
+from bezkit.methods.bezier_distill import GuideState, teacher_state
 from bezkit.paths.bezier import BezierPath
-from bezkit.paths.guides import place_guides
+from bezkit.paths.guides import GuidePlacement, place_guides
 from bezkit.paths.targets import regression_target
 from bezkit.plot.style import COLORS
 from bezkit.solvers.ode import solve_ode
@@ -63,8 +63,8 @@ def _probe_curve(
     p: np.ndarray,
     path_p: np.ndarray,
     s: float,
-    how: str,
-    where: str,
+    how: GuideState,
+    where: GuidePlacement,
     teacher_steps: int,
     grid_t: np.ndarray,
     curve_grid: np.ndarray,
@@ -100,7 +100,7 @@ def _memo(cache: dict, key: Any, make: Any) -> Any:
 
 
 @torch.no_grad()
-def _state(teacher: nn.Module, x0: Tensor, s: float, how: str, steps: int) -> Tensor:
+def _state(teacher: nn.Module, x0: Tensor, s: float, how: GuideState, steps: int) -> Tensor:
     return teacher_state(teacher, x0, s, how=how, steps=steps).double()
 
 
@@ -108,7 +108,9 @@ def _state(teacher: nn.Module, x0: Tensor, s: float, how: str, steps: int) -> Te
 def _teacher_path(teacher: nn.Module, p: np.ndarray, steps: int) -> np.ndarray:
     """The teacher's Euler path from the one point ``p``, ``(steps + 1, 2)``."""
     pt = torch.tensor(p[None], dtype=torch.float32)
-    return to_numpy(solve_ode(teacher, pt, steps=steps, record=True).trajectory[:, 0])
+    traj = solve_ode(teacher, pt, steps=steps, record=True).trajectory
+    assert traj is not None  # record=True
+    return to_numpy(traj[:, 0])
 
 
 def guide_widget(
@@ -279,7 +281,7 @@ def guide_widget(
             readout_format=".2f",
             style=dict(description_width="90px"),
         )
-    drag = DragPoints([p0], plot_box, colors=[COLORS["source"]], labels=["probe X0"])
+    drag = DragPoints([p0.tolist()], plot_box, colors=[COLORS["source"]], labels=["probe X0"])
     controls["points"] = drag
     readout = widgets.HTML()
     cache: dict[tuple[float, str], Tensor] = {}
@@ -293,7 +295,7 @@ def guide_widget(
     curve_grid = np.linspace(0.0, 1.0, max(2, int(n_points)))
     traces = {tr.name: tr for tr in fig.data}
 
-    def state_at(si: float, how: str) -> Tensor:
+    def state_at(si: float, how: Any) -> Tensor:
         key = (round(si, 6), how)
         return _memo(cache, key, lambda: _state(teacher, a, si, how, teacher_steps))
 
@@ -310,7 +312,7 @@ def guide_widget(
 
     probe_paths: dict[tuple[float, float], np.ndarray] = {}
 
-    def probe_at(si: float, how: str, where: str) -> dict[str, Any]:
+    def probe_at(si: float, how: Any, where: Any) -> dict[str, Any]:
         p = np.array([controls["probe_x"].value, controls["probe_y"].value], dtype=np.float64)
         key = (round(float(p[0]), 9), round(float(p[1]), 9))
         path_p = _memo(probe_paths, key, lambda: _teacher_path(teacher, p, teacher_steps))

@@ -50,7 +50,7 @@ def few_step_w2(
 
 
 def _student_figure(
-    teacher_traj: Tensor,
+    teacher_traj: Any,
     x0: np.ndarray,
     teacher_w2: dict[int, float],
     steps: list[int],
@@ -254,9 +254,12 @@ def student_widget(
     teacher_steps = int(guides.state.get("teacher_steps", 100))
     g = torch.Generator().manual_seed(seed)
     x0 = source.sample(n_eval, g).float()
-    if reference is None:
-        reference = target.sample(n_eval, torch.Generator().manual_seed(seed + 1))
-    teacher_w2 = few_step_w2(teacher, x0, reference, steps)
+    ref = (
+        target.sample(n_eval, torch.Generator().manual_seed(seed + 1))
+        if reference is None
+        else reference
+    )
+    teacher_w2 = few_step_w2(teacher, x0, ref, steps)
     idx = torch.as_tensor(subsample(n_eval, m_paths, seed))
     k_paths = steps[-1]
     with torch.no_grad():
@@ -326,7 +329,7 @@ def student_widget(
                     students[name] = _train_student(
                         teacher, source, target, config, cfg, x0[idx], k_paths
                     )
-                students[name]["w2"] = few_step_w2(students[name]["model"], x0, reference, steps)
+                students[name]["w2"] = few_step_w2(students[name]["model"], x0, ref, steps)
             finally:
                 button.disabled = False
                 button.description = "train a student on this curve family"
