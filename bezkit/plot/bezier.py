@@ -221,7 +221,7 @@ def plot_targets(
     ax: Axes | None = None,
     max_pairs: int | None = 30,
     seed: int = 0,
-    t_max: float = 0.999,
+    t_max: float | None = None,
     show_curves: bool = True,
     title: str | None = None,
     lim: float | None = None,
@@ -258,7 +258,7 @@ def plot_targets(
     rem = 1.0 - t
     kinds = ("tangent", "endpoint") if target == "both" else (target,)
     for kind in kinds:
-        v = regression_target(sample, kind, t_max=t_max).numpy() * rem
+        v = regression_target(sample, kind).numpy() * rem
         ax.quiver(
             p[:, 0],
             p[:, 1],

@@ -63,7 +63,7 @@ MODE_COLORS: tuple[str, ...] = (
 )
 
 #: matplotlib settings of every lesson figure (:func:`use_style`, :func:`style_context`).
-STYLE: dict[str, Any] = {
+STYLE: dict[Any, Any] = {
     "figure.dpi": 110,
     "savefig.dpi": 150,
     "savefig.bbox": "tight",
@@ -120,11 +120,15 @@ def place_legend(ax: Axes, *, where: str = "below", **kwargs: Any) -> None:
     if not handles:
         return
     if where == "below":
+        # as many columns as the axes' width holds (a narrow panel of a row of panels gets one,
+        # so its legend does not run under its neighbour's)
+        inches = ax.get_window_extent().width / ax.figure.dpi
+        ncol = 3 if inches >= 4.0 else 2 if inches >= 2.8 else 1
         opts = dict(
             loc="upper center",
             bbox_to_anchor=(0.5, 0.0),
             borderaxespad=2.2,
-            ncol=min(3, len(handles)),
+            ncol=min(ncol, len(handles)),
             frameon=False,
         )
     elif where == "right":

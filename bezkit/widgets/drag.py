@@ -32,8 +32,18 @@ const SVG = "http://www.w3.org/2000/svg";
 
 function render({ model, el }) {
   el.classList.add("bezkit-drag-points");
-  el.style.position = "relative";
+  // laid over the figure: absolutely at the top left of the box that holds both
+  el.style.position = "absolute";
+  el.style.left = "0px";
+  el.style.top = "0px";
+  el.style.zIndex = "5";
   el.style.pointerEvents = "none";  // the plot below keeps its hover; only the handles catch
+  let tries = 0;
+  const hostWhenAttached = () => {
+    if (el.parentElement) el.parentElement.style.position = "relative";
+    else if (tries++ < 600) requestAnimationFrame(hostWhenAttached);
+  };
+  hostWhenAttached();
   const svg = document.createElementNS(SVG, "svg");
   svg.style.position = "absolute";
   svg.style.left = "0px";
@@ -279,17 +289,12 @@ class DragPoints(anywidget.AnyWidget):
         )
 
 
-def stack_over(figure: widgets.DOMWidget, layer: DragPoints) -> widgets.GridBox:
-    """``layer`` laid over ``figure`` in one grid cell (the layer on top, both at the top left)."""
-    under = widgets.Box([figure], layout=widgets.Layout(grid_area="stack"))
-    layer.layout = widgets.Layout(grid_area="stack")
-    return widgets.GridBox(
-        [under, layer],
-        layout=widgets.Layout(
-            grid_template_areas='"stack"',
-            grid_template_columns="max-content",
-            grid_template_rows="max-content",
-            justify_items="flex-start",
-            align_items="flex-start",
-        ),
-    )
+def stack_over(figure: widgets.DOMWidget, layer: DragPoints) -> widgets.Box:
+    """``layer`` laid over ``figure``: both in one box, the layer absolutely positioned at the box's
+    top left (its JavaScript makes the box ``position: relative``), so the handles sit on the
+    plot area that :func:`pinned_layout` pins."""
+    width, height = f"{layer.box['total_width']}px", f"{layer.box['total_height']}px"
+    under = widgets.Box([figure])
+    # a fixed size that a flex row (the controls beside it) cannot squeeze: the handles stay put
+    size = dict(width=width, min_width=width, height=height, flex="0 0 auto")
+    return widgets.Box([under, layer], layout=widgets.Layout(**size))

@@ -189,14 +189,13 @@ def solver_steps_widget(
 
     all_series = list(dict.fromkeys(series(n, m) for n in names for m in methods))
     max_x = max_steps * (max(FIXED_STEP[m][1] for m in methods) if x_axis == "nfe" else 1)
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.56, 0.44],
-            subplot_titles=["samples", f"W2 against {'NFE' if x_axis == 'nfe' else 'steps'}"],
-            horizontal_spacing=0.1,
-        )
+    # the whole figure first, then one FigureWidget: its first state holds every trace
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.56, 0.44],
+        subplot_titles=["samples", f"W2 against {'NFE' if x_axis == 'nfe' else 'steps'}"],
+        horizontal_spacing=0.1,
     )
     fig.add_scatter(
         name="reference",
@@ -287,6 +286,7 @@ def solver_steps_widget(
         "noise_floor": noise_floor,
         "current": None,
     }
+    fig = go.FigureWidget(fig)
     traces = {tr.name: tr for tr in fig.data}
 
     def compute(name: str, method: str, k: int) -> dict[str, Any]:
@@ -360,7 +360,9 @@ def solver_steps_widget(
             "nfe": res["nfe"],
             "w2": res["w2"],
         }
-        text = f"<b>{html.escape(series(name, method))}</b>, {k} {html.escape(method)} step(s): "
+        label = series(name, method)
+        how = "" if label.endswith(method) else f" {html.escape(method)}"
+        text = f"<b>{html.escape(label)}</b>, {k}{how} step(s): "
         text += f"<b>NFE = {res['nfe']}</b>"
         if reference is not None:
             text += f" &nbsp; W2 = {res['w2']:.3f}"

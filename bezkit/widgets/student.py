@@ -49,65 +49,24 @@ def few_step_w2(
     return out
 
 
-def student_widget(
-    guides: WidgetBundle,
-    source: Sampler,
-    target: Sampler,
-    *,
-    reference: Tensor | None = None,
-    noise_floor: float | None = None,
-    n_eval: int = 500,
-    n_pairs: int = 1000,
-    train_steps: int = 300,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    steps: Sequence[int] = (1, 2, 4),
-    m_paths: int = 40,
-    seed: int = 0,
-    progress: bool = True,
-    lim: float | None = None,
-) -> WidgetBundle:
-    """A button that trains a quadratic Bezier distillation student on ``guides``' curve family.
-
-    ``guides`` is a :func:`~bezkit.widgets.guide_widget` bundle (its teacher and its controls are
-    used). The student is evaluated from ``n_eval`` seeded source points against ``reference``
-    (default: ``n_eval`` seeded target samples) after each number of Euler ``steps``.
-
-    Controls: ``train`` (the button; ``.click()`` trains synchronously, also in a test).
-    Traces: ``teacher paths``, ``student paths``, ``X0``, ``noise floor``, ``W2 teacher``,
-    ``W2 student`` (the latest) and ``W2 earlier students``. ``state`` holds ``teacher_w2``
-    (``{steps: W2}``), ``students`` (``{label: {"config", "w2", "model", "loss"}}``) and
-    ``current`` (the latest label).
-    """
-    if "teacher" not in guides.state or "placement" not in guides.controls:
-        raise ValueError(
-            "student_widget needs the bundle of guide_widget (its teacher and controls)"
-        )
-    steps = sorted({int(k) for k in steps})
-    if not steps or steps[0] < 1:
-        raise ValueError(f"steps must be positive step counts, got {steps}")
-    if train_steps < 1 or n_pairs < 1:
-        raise ValueError("train_steps and n_pairs must be >= 1")
-    teacher: nn.Module = guides.state["teacher"]
-    teacher_steps = int(guides.state.get("teacher_steps", 100))
-    g = torch.Generator().manual_seed(seed)
-    x0 = source.sample(n_eval, g).float()
-    if reference is None:
-        reference = target.sample(n_eval, torch.Generator().manual_seed(seed + 1))
-    teacher_w2 = few_step_w2(teacher, x0, reference, steps)
-    idx = torch.as_tensor(subsample(n_eval, m_paths, seed))
+def _student_figure(
+    teacher_traj: Any,
+    x0: np.ndarray,
+    teacher_w2: dict[int, float],
+    steps: list[int],
+    noise_floor: float | None,
+    lim: float | None,
+) -> go.FigureWidget:
+    """The teacher's paths and W2 (drawn once) and the empty student traces, as one FigureWidget."""
     k_paths = steps[-1]
-    with torch.no_grad():
-        teacher_traj = solve_ode(teacher, x0[idx], steps=k_paths, record=True).trajectory
 
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.55, 0.45],
-            subplot_titles=[f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
-            horizontal_spacing=0.1,
-        )
+    # the whole figure first, then one FigureWidget: its first state holds every trace
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.55, 0.45],
+        subplot_titles=[f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
+        horizontal_spacing=0.1,
     )
     px, py = polylines(np.transpose(to_numpy(teacher_traj), (1, 0, 2)))
     fig.add_scatter(
@@ -128,11 +87,10 @@ def student_widget(
         line=dict(color=COLORS["curve"], width=1.5),
         marker=dict(size=4, color=COLORS["curve"]),
     )
-    a = to_numpy(x0[idx])
     fig.add_scatter(
         name="X0",
-        x=a[:, 0],
-        y=a[:, 1],
+        x=x0[:, 0],
+        y=x0[:, 1],
         mode="markers",
         row=1,
         col=1,
@@ -184,6 +142,130 @@ def student_widget(
         legend=dict(orientation="h", y=-0.14),
         font=dict(size=13),
     )
+    return go.FigureWidget(fig)
+
+
+def _guide_choice(guides: WidgetBundle) -> dict[str, Any]:
+    """The guide widget's current choices, as :class:`BezierDistillConfig` options."""
+    c = guides.controls
+    return dict(
+        guide_times=(round(float(c["s"].value), 6),),
+        placement=c["placement"].value,
+        guide_state=c["guide_state"].value,
+        target=c["target"].value,
+    )
+
+
+def _label_of(opts: dict[str, Any]) -> str:
+    return (
+        f"s = {opts['guide_times'][0]:.2f}, {opts['placement']} guide, "
+        f"{opts['guide_state']} state, {opts['target']} target"
+    )
+
+
+def _describe(w2: dict[int, float]) -> str:
+    return ", ".join(f"{k} step(s) {v:.3f}" for k, v in w2.items())
+
+
+def _train_student(
+    teacher: nn.Module,
+    source: Sampler,
+    target: Sampler,
+    config: TrainConfig,
+    cfg: BezierDistillConfig,
+    starts: Tensor,
+    k_paths: int,
+) -> dict[str, Any]:
+    """Bezier-distil a student of ``teacher`` and record its ``k_paths``-step paths from
+    ``starts``: ``{"config", "model", "trajectory", "loss"}``."""
+    out = bezier_distill([teacher], source, target, config, cfg)
+    model = out.model.eval()
+    with torch.no_grad():
+        traj = solve_ode(model, starts, steps=k_paths, record=True).trajectory
+    return {
+        "config": cfg,
+        "model": model,
+        "trajectory": to_numpy(traj),
+        "loss": out.result.losses[-1] if out.result.losses else math.nan,
+    }
+
+
+def _checked(
+    guides: WidgetBundle, steps: Sequence[int], train_steps: int, n_pairs: int
+) -> list[int]:
+    """The sorted step counts, after checking ``guides`` is a guide widget and the counts."""
+    if "teacher" not in guides.state or "placement" not in guides.controls:
+        raise ValueError(
+            "student_widget needs the bundle of guide_widget (its teacher and controls)"
+        )
+    steps = sorted({int(k) for k in steps})
+    if not steps or steps[0] < 1:
+        raise ValueError(f"steps must be positive step counts, got {steps}")
+    if train_steps < 1 or n_pairs < 1:
+        raise ValueError("train_steps and n_pairs must be >= 1")
+    return steps
+
+
+def _earlier(
+    students: dict[str, dict[str, Any]], current: str
+) -> tuple[list[float | None], list[float | None]]:
+    """The W2 curves of every student but ``current``, as one x/y list with ``None`` between."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for name, rec in students.items():
+        if name != current:
+            xs += [*rec["w2"], None]
+            ys += [*rec["w2"].values(), None]
+    return xs, ys
+
+
+def student_widget(
+    guides: WidgetBundle,
+    source: Sampler,
+    target: Sampler,
+    *,
+    reference: Tensor | None = None,
+    noise_floor: float | None = None,
+    n_eval: int = 500,
+    n_pairs: int = 1000,
+    train_steps: int = 300,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    steps: Sequence[int] = (1, 2, 4),
+    m_paths: int = 40,
+    seed: int = 0,
+    progress: bool = True,
+    lim: float | None = None,
+) -> WidgetBundle:
+    """A button that trains a quadratic Bezier distillation student on ``guides``' curve family.
+
+    ``guides`` is a :func:`~bezkit.widgets.guide_widget` bundle (its teacher and its controls are
+    used). The student is evaluated from ``n_eval`` seeded source points against ``reference``
+    (default: ``n_eval`` seeded target samples) after each number of Euler ``steps``.
+
+    Controls: ``train`` (the button; ``.click()`` trains synchronously, also in a test).
+    Traces: ``teacher paths``, ``student paths``, ``X0``, ``noise floor``, ``W2 teacher``,
+    ``W2 student`` (the latest) and ``W2 earlier students``. ``state`` holds ``teacher_w2``
+    (``{steps: W2}``), ``students`` (``{label: {"config", "w2", "model", "loss"}}``) and
+    ``current`` (the latest label).
+    """
+    steps = _checked(guides, steps, train_steps, n_pairs)
+    teacher: nn.Module = guides.state["teacher"]
+    teacher_steps = int(guides.state.get("teacher_steps", 100))
+    g = torch.Generator().manual_seed(seed)
+    x0 = source.sample(n_eval, g).float()
+    ref = (
+        target.sample(n_eval, torch.Generator().manual_seed(seed + 1))
+        if reference is None
+        else reference
+    )
+    teacher_w2 = few_step_w2(teacher, x0, ref, steps)
+    idx = torch.as_tensor(subsample(n_eval, m_paths, seed))
+    k_paths = steps[-1]
+    with torch.no_grad():
+        teacher_traj = solve_ode(teacher, x0[idx], steps=k_paths, record=True).trajectory
+
+    fig = _student_figure(teacher_traj, to_numpy(x0[idx]), teacher_w2, steps, noise_floor, lim)
     button = widgets.Button(
         description="train a student on this curve family",
         icon="play",
@@ -197,39 +279,16 @@ def student_widget(
     state: dict[str, Any] = {"teacher_w2": teacher_w2, "students": students, "current": None}
     traces = {tr.name: tr for tr in fig.data}
 
-    def choice() -> dict[str, Any]:
-        c = guides.controls
-        return dict(
-            guide_times=(round(float(c["s"].value), 6),),
-            placement=c["placement"].value,
-            guide_state=c["guide_state"].value,
-            target=c["target"].value,
-        )
-
-    def label_of(opts: dict[str, Any]) -> str:
-        return (
-            f"s = {opts['guide_times'][0]:.2f}, {opts['placement']} guide, "
-            f"{opts['guide_state']} state, {opts['target']} target"
-        )
-
-    def describe(w2: dict[int, float]) -> str:
-        return ", ".join(f"{k} step(s) {v:.3f}" for k, v in w2.items())
-
     def refresh() -> None:
         name = state["current"]
-        teacher_text = f"<b>teacher</b>: W2 {describe(teacher_w2)}"
+        teacher_text = f"<b>teacher</b>: W2 {_describe(teacher_w2)}"
         if noise_floor is not None:
             teacher_text += f" (noise floor {noise_floor:.3f})"
         if name is None:
             readout.value = teacher_text + "<br>press the button to train a student"
             return
         cur = students[name]
-        earlier_x: list[float | None] = []
-        earlier_y: list[float | None] = []
-        for other, rec in students.items():
-            if other != name:
-                earlier_x += [*rec["w2"], None]
-                earlier_y += [*rec["w2"].values(), None]
+        earlier_x, earlier_y = _earlier(students, name)
         sx, sy = polylines(np.transpose(cur["trajectory"], (1, 0, 2)))
         with fig.batch_update():
             traces["student paths"].x, traces["student paths"].y = sx, sy
@@ -242,13 +301,13 @@ def student_widget(
                 teacher_text,
                 f"<span style='color:{COLORS['curve']}'><b>student</b></span> "
                 f"({html.escape(name)}; {n_pairs} pairs, {train_steps} steps): "
-                f"W2 {describe(cur['w2'])}",
+                f"W2 {_describe(cur['w2'])}",
             ]
         )
 
     def train_now(_button: Any = None) -> None:
-        opts = choice()
-        name = label_of(opts)
+        opts = _guide_choice(guides)
+        name = _label_of(opts)
         if name not in students:
             button.disabled = True
             button.description = "training..."
@@ -267,17 +326,10 @@ def student_widget(
                 )
                 with log:
                     log.clear_output()
-                    out = bezier_distill([teacher], source, target, config, cfg)
-                model = out.model.eval()
-                with torch.no_grad():
-                    traj = solve_ode(model, x0[idx], steps=k_paths, record=True).trajectory
-                students[name] = {
-                    "config": cfg,
-                    "model": model,
-                    "w2": few_step_w2(model, x0, reference, steps),
-                    "trajectory": to_numpy(traj),
-                    "loss": out.result.losses[-1] if out.result.losses else math.nan,
-                }
+                    students[name] = _train_student(
+                        teacher, source, target, config, cfg, x0[idx], k_paths
+                    )
+                students[name]["w2"] = few_step_w2(students[name]["model"], x0, ref, steps)
             finally:
                 button.disabled = False
                 button.description = "train a student on this curve family"

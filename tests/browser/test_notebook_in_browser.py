@@ -96,6 +96,11 @@ def quadratic_point(
     return a * x0 + b * gx + c * x1, a * y0 + b * gy + c * y1
 
 
+def number(text: str) -> float:
+    """A slider readout as a float (ipywidgets writes negative numbers with a Unicode minus)."""
+    return float(text.strip().replace("\u2212", "-"))
+
+
 def readout_point(text: str) -> tuple[float, float]:
     """B(t) as the widget's readout shows it."""
     m = re.search(r"B\(t\) = \((-?[\d.]+), (-?[\d.]+)\)", text)
@@ -155,6 +160,26 @@ def slider(out: Any, description: str) -> Any:
     )
 
 
+def first_widget_output(page: Any) -> Any:
+    """The first cell output holding both a slider and a plotly figure: the lesson's first widget."""
+    return (
+        page.locator(".jp-OutputArea-output")
+        .filter(has=page.locator(".widget-slider"))
+        .filter(has=page.locator(".js-plotly-plot"))
+        .first
+    )
+
+
+def drawn_within(out: Any, seconds: float) -> bool:
+    """Whether ``out``'s plotly figure draws a trace within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if out.evaluate(PLOT_SVG_JS):
+            return True
+        time.sleep(0.25)
+    return False
+
+
 def shut_down_kernels(lab: Any, notebook: str) -> None:
     """End the notebook's sessions (and so its kernel): the next lesson gets the CPU."""
     for s in lab.api("/api/sessions"):
@@ -185,7 +210,7 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
     shutil.copy(REPO / "notebooks" / notebook, lab.root / notebook)
     sources = code_cells(lab.root / notebook)
     n_code = len(sources)
-    n_figures = sum("plt.show()" in src for src in sources)  # static matplotlib figures
+    n_figures = sum("plt.show()" in src for src in sources)  # cells that show a matplotlib figure
     n_console = len(browser.console)
     page = browser.fresh_page()
     t0 = time.monotonic()
@@ -226,18 +251,31 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
         assert broken.count() == 0, broken.first.inner_text()
 
         images = page.locator(".jp-OutputArea .jp-RenderedImage img")
-        wait_until(f"{n_figures} matplotlib figures", at_least(images, n_figures, exactly=True), 30)
+        wait_until(f"{n_figures}+ matplotlib figures", at_least(images, n_figures), timeout=30)
         plots = page.locator(".jp-OutputArea-output .js-plotly-plot")
         wait_until("a plotly figure", at_least(plots, 1), timeout=60)
-        out = (
-            page.locator(".jp-OutputArea-output")
-            .filter(has=page.locator(".widget-slider"))
-            .filter(has=page.locator(".js-plotly-plot"))
-            .first
-        )
+        out = first_widget_output(page)
         scroll_to_top(out)
         plot = out.locator(".js-plotly-plot").first
         expect(plot).to_be_visible()
+        if not drawn_within(out, 20):
+            # plotly's FigureWidget (anywidget front end) can render the first figures of a fresh
+            # page empty while its 3.7 MB module loads (see docs/BROWSER_TEST.md): run the cell
+            # again, as a reader would, and require that one to draw
+            cell = (
+                page.locator(".jp-NotebookPanel .jp-CodeCell")
+                .filter(has=page.locator(".widget-slider"))
+                .filter(has=page.locator(".js-plotly-plot"))
+                .first
+            )
+            cell.locator(".jp-InputArea-editor").first.click()
+            page.keyboard.press("Control+Enter")
+            step("the first plotly figure rendered empty: ran its cell again")
+            wait_until(
+                "the cell to run again", lambda: page.evaluate(KERNEL_STATUS_JS) == "idle", 60
+            )
+            out = first_widget_output(page)
+            scroll_to_top(out)
         wait_until("the figure drawn", lambda: out.evaluate(PLOT_SVG_JS), timeout=30)
         step(f"{plots.count()} plotly figures and {images.count()} matplotlib figures rendered")
         page.screenshot(path=str(SCREENSHOTS / f"{stem}-before.png"))
@@ -260,8 +298,8 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
 
 
 def check_slider_redraws(page: Any, out: Any, description: str, step: Callable) -> None:
-    """Drag the slider ``description`` of the widget ``out`` by a third of its track (towards the
-    side with room): its readout, the widget's HTML readout and the plot change."""
+    """Drag the slider ``description`` of the widget ``out`` to the far end of its track: its
+    readout, the widget's HTML readout and the plot change."""
     from playwright.sync_api import expect
 
     s = slider(out, description)
@@ -274,8 +312,9 @@ def check_slider_redraws(page: Any, out: Any, description: str, step: Callable) 
     tb = track.bounding_box()
     assert tb, f"the {description!r} slider has no layout box"
     x, _ = center(handle)
-    sign = 1 if x < tb["x"] + tb["width"] / 2 else -1
-    drag_by(page, handle, sign * tb["width"] / 3, 0)
+    # to the far end of the track from where the handle is: a change for any slider of 2+ values
+    far = tb["x"] + tb["width"] - 2 if x < tb["x"] + tb["width"] / 2 else tb["x"] + 2
+    drag_by(page, handle, far - x, 0)
     expect(value).not_to_have_text(before[0])
     wait_until("the readout to change", lambda: html.inner_text() != before[1], timeout=60)
     wait_until("the plot to redraw", lambda: out.evaluate(PLOT_SVG_JS) != before[2], timeout=30)
@@ -301,7 +340,7 @@ def check_bezier_widget(page: Any, out: Any, step: Callable) -> None:
     assert tb, "the t slider has no layout box"
     drag_by(page, t_slider.locator(".noUi-handle"), tb["width"] / 3, 0)
     expect(value).not_to_have_text("0.50")
-    t_after = float(value.inner_text())
+    t_after = number(value.inner_text())
     assert 0.7 <= t_after <= 0.95, f"t moved to {t_after}, expected about 0.83"
     expect(html).to_contain_text(f"t = {t_after:.2f}", timeout=30_000)
     wait_until("the plot to redraw", lambda: out.evaluate(PLOT_SVG_JS) != svg_before, timeout=30)
@@ -324,27 +363,22 @@ def check_bezier_widget(page: Any, out: Any, step: Callable) -> None:
     g1 = handles.nth(1)
     gx = slider(out, "G1 x").locator(".widget-readout")
     gy = slider(out, "G1 y").locator(".widget-readout")
-    expect(gx).to_have_text("-1.00")
-    expect(gy).to_have_text("2.50")
+    assert (number(gx.inner_text()), number(gy.inner_text())) == (-1.0, 2.5)
     svg_before, (hx0, hy0) = out.evaluate(PLOT_SVG_JS), center(g1)
     drag_by(page, g1, 90, 40)
-    expect(gx).not_to_have_text("-1.00", timeout=30_000)
-    expect(gy).not_to_have_text("2.50")
+    wait_until("the G1 sliders to follow", lambda: number(gx.inner_text()) != -1.0, timeout=30)
     wait_until("the curve to redraw", lambda: out.evaluate(PLOT_SVG_JS) != svg_before, timeout=30)
     hx1, hy1 = center(g1)
     assert abs(hx1 - hx0 - 90) < 4 and abs(hy1 - hy0 - 40) < 4, "the handle did not follow"
-    g = (float(gx.inner_text()), float(gy.inner_text()))
+
+    def readout_matches_guide() -> tuple[bool, Any]:
+        """The kernel's readout B(t) is the formula's for the guide the sliders show (both settle
+        a moment after the mouse is released: the drag's events are processed in order)."""
+        g = (number(gx.inner_text()), number(gy.inner_text()))
+        got = readout_point(html.inner_text())
+        want = quadratic_point(t_after, (QUADRATIC[0], g, QUADRATIC[2]))
+        return max(abs(a - b) for a, b in zip(got, want)) < 1e-2, (g, got, want)
+
+    _, (g, _, _) = wait_until("the readout to use the dragged guide", readout_matches_guide, 30)
     assert g[0] > -1.0 and g[1] < 2.5, f"G1 moved the wrong way: {g}"
-    pts = (QUADRATIC[0], g, QUADRATIC[2])
-    wait_until(
-        "the readout to use the dragged guide",
-        lambda: (
-            max(
-                abs(a - b)
-                for a, b in zip(readout_point(html.inner_text()), quadratic_point(t_after, pts))
-            )
-            < 1e-2
-        ),
-        timeout=30,
-    )
     step(f"G1 dragged to {g}; readout now {html.inner_text().splitlines()[0]!r}")
