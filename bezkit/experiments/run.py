@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import sys
@@ -16,6 +15,7 @@ import torch
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.report import error_accumulation_table, markdown_report
 from bezkit.experiments.toy2d import run_experiment_pairs
+from bezkit.training.atomic import write_json
 from bezkit.training.checkpoint import atomic_write_bytes
 
 __all__ = ["machine_info", "run_experiment"]
@@ -81,7 +81,7 @@ def run_experiment(
     for exp in experiments:
         exp.pop("paths")
         exp["error_accumulation"] = {str(k): v for k, v in error_accumulation_table(exp).items()}
-    atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+    write_json(out / "results.json", results, indent=1)  # strict JSON: NaN/inf refused
     atomic_write_bytes(out / "report.md", markdown_report(results, figures).encode())
     results["figures"] = figures
     return results
