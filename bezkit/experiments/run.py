@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from bezkit.experiments.config import ExperimentConfig
-from bezkit.experiments.report import error_accumulation_table, markdown_report
+from bezkit.experiments.report import markdown_report
 from bezkit.experiments.toy2d import run_experiment_pairs
 from bezkit.training.checkpoint import atomic_write_bytes
 
