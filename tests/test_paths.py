@@ -20,6 +20,7 @@ from bezkit.paths import (
     place_guides,
     regression_target,
 )
+from bezkit.paths.path_sample import PathSample
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -203,7 +204,7 @@ def test_bad_guide_placement_inputs(gen):
 def test_endpoint_target_one_euler_step_lands_on_x1(order, gen):
     x0, x1 = pair(gen)
     guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
-    t = 0.99 * times(gen)  # below t_max
+    t = times(gen)
     sample = BezierPath(order).sample(x0, x1, t, guides)
     target = regression_target(sample, "endpoint")
     landed = sample.x_t + (1 - t)[:, None] * target
@@ -222,19 +223,61 @@ def test_endpoint_target_equals_tangent_on_linear_path(gen):
     torch.testing.assert_close(regression_target(sample, "endpoint"), sample.dx_t)
 
 
-def test_endpoint_target_is_clipped_near_one(gen):
+def endpoint_closed_form(points, t):
+    """``sum_{i<n} C(n, i) (1-t)^(n-1-i) t^i (P_n - P_i)``, written out term by term."""
+    n = len(points) - 1
+    tt = t[:, None]
+    return sum(
+        math.comb(n, i) * (1 - tt) ** (n - 1 - i) * tt**i * (points[-1] - points[i])
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_endpoint_target_matches_closed_form_and_division(order, gen):
     x0, x1 = pair(gen)
-    g = rand(gen, *x0.shape)
-    t = torch.ones(x0.shape[0], dtype=F64)
-    t[: t.numel() // 2] = 0.9995
-    sample = BezierPath(2).sample(x0, x1, t, (g,))
-    target = regression_target(sample, "endpoint", t_max=0.99)
-    assert torch.isfinite(target).all()
-    torch.testing.assert_close(target, (x1 - sample.x_t) / (1 - 0.99))
-    with pytest.raises(ValueError, match="t_max"):
-        regression_target(sample, "endpoint", t_max=1.0)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    t = 0.95 * times(gen)  # away from 1 the division is accurate in float64
+    sample = BezierPath(order).sample(x0, x1, t, guides)
+    target = regression_target(sample, "endpoint")
+    torch.testing.assert_close(target, endpoint_closed_form([x0, *guides, x1], t))
+    torch.testing.assert_close(target, (x1 - sample.x_t) / (1 - t)[:, None])
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_endpoint_target_is_exact_at_and_near_one(order, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    points = [x0, *guides, x1]
+    path = BezierPath(order)
+    n = x0.shape[0]
+    # t = 1: only the last term survives, n (P_n - P_{n-1}) = B'(1)
+    one = path.sample(x0, x1, torch.ones(n, dtype=F64), guides)
+    target = regression_target(one, "endpoint")
+    torch.testing.assert_close(target, order * (x1 - points[-2]), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(target, one.dx_t)
+    # t = 1 - 1e-6 in float32: the division would lose ~6 digits; the closed form keeps them
+    t = torch.full((n,), 1 - 1e-6, dtype=F64)
+    want = endpoint_closed_form(points, t)
+    f32 = [p.float() for p in points]
+    near = path.sample(f32[0], f32[-1], t.float(), f32[1:-1])
+    got = regression_target(near, "endpoint")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_endpoint_target_errors_and_deprecated_t_max(gen):
+    x0, x1 = pair(gen)
+    sample = BezierPath(2).sample(x0, x1, times(gen), (rand(gen, *x0.shape),))
+    with pytest.warns(DeprecationWarning, match="t_max"):
+        old = regression_target(sample, "endpoint", t_max=0.99)
+    torch.testing.assert_close(old, regression_target(sample, "endpoint"))
     with pytest.raises(ValueError, match="unknown target 'velocity'"):
         regression_target(sample, "velocity")
+    bare = PathSample(x0=x0, x1=x1, t=sample.t, x_t=sample.x_t, dx_t=sample.dx_t)
+    with pytest.raises(ValueError, match="guide points"):
+        regression_target(bare, "endpoint")
+    assert torch.equal(regression_target(bare, "tangent"), sample.dx_t)
 
 
 def ushaped_cdf(t, a):

@@ -20,7 +20,7 @@ from bezkit.training import (
     generator_for,
     train,
 )
-from bezkit.training.trainer import _lr_factor
+from bezkit.training.trainer import lr_factor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -154,7 +154,7 @@ def constant_batch(n, generator):
 @pytest.mark.parametrize(("schedule", "warmup"), [("cosine", 0), ("cosine", 4), ("constant", 3)])
 def test_lr_schedule_values(schedule, warmup):
     config = cfg(steps=12, lr=0.1, warmup_steps=warmup, schedule=schedule, grad_clip=None)
-    factor = _lr_factor(config)
+    factor = lr_factor(config)
 
     def expected(k):
         if k < warmup:

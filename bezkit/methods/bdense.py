@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.data.toy2d import Sampler
 from bezkit.models.branched import BranchedVelocity, branch_times
+from bezkit.models.ensemble import seed_block_size
 from bezkit.models.mlp import MLPVelocity
 from bezkit.models.unet import UNetVelocity
 from bezkit.solvers.ode import solve_ode
@@ -85,7 +86,30 @@ class BDenseLoss:
         self.weights = torch.tensor(w)
         self.restarts = restarts
 
-    def __call__(self, model: nn.Module, pairs: Pairs, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self,
+        model: nn.Module,
+        pairs: Pairs,
+        generator: torch.Generator | Sequence[torch.Generator],
+    ) -> Tensor:
+        """The loss on ``pairs``; with a sequence of S generators (a seed-blocked batch, see
+        ``bezkit.models.ensemble``) the mean over seeds of each block's loss."""
+        if not isinstance(generator, torch.Generator):
+            return self.block_losses(model, pairs, generator).mean()
+        return self._per_sample(model, pairs, [generator]).mean()
+
+    def block_losses(
+        self, model: nn.Module, pairs: Pairs, generators: Sequence[torch.Generator]
+    ) -> Tensor:
+        """Per-seed losses ``(S,)`` of a seed-blocked batch: block ``s`` draws its restart states
+        from ``generators[s]`` exactly as a solo call with that generator would."""
+        gens = list(generators)
+        return self._per_sample(model, pairs, gens).reshape(len(gens), -1).mean(dim=1)
+
+    def _per_sample(
+        self, model: nn.Module, pairs: Pairs, generators: list[torch.Generator]
+    ) -> Tensor:
+        """``sum_j w_j ||branch_j(Z_s, s) - Z_{t_j}||^2`` for each pair, shape ``(n,)``."""
         k = len(self.times)
         states = [pairs.x0, *pairs.guides, pairs.x1]  # Z at 0, t_1, ..., t_K
         if len(states) != k + 1:
@@ -93,8 +117,11 @@ class BDenseLoss:
                 f"B-DENSE with K={k} needs {k - 1} intermediate states, got {len(pairs.guides)}"
             )
         n = len(pairs)
+        block = seed_block_size(n, len(generators))
         if self.restarts:
-            start = torch.randint(0, k, (n,), generator=generator).to(pairs.x0.device)
+            start = torch.cat([torch.randint(0, k, (block,), generator=g) for g in generators]).to(
+                pairs.x0.device
+            )
         else:
             start = torch.zeros(n, dtype=torch.long, device=pairs.x0.device)
         stacked = torch.stack(states, dim=1)  # (n, K+1, *d)
@@ -106,7 +133,7 @@ class BDenseLoss:
         w = self.weights.to(sq)[None, :] * active
         if self.restarts:
             w = w / w.sum(dim=1, keepdim=True) * self.weights.sum()
-        return (w * sq).sum(dim=1).mean()
+        return (w * sq).sum(dim=1)
 
 
 def _replicate_output(state: dict[str, Tensor], prefix: str, num_branches: int) -> None:

@@ -96,16 +96,36 @@ class BezierPath:
         diffs = [pts[i + 1] - pts[i] for i in range(self.order)]
         return self.order * sum(_expand(w[i], x0) * d for i, d in enumerate(diffs))
 
+    def endpoint_velocity(
+        self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()
+    ) -> Tensor:
+        """``(X1 - B(t)) / (1 - t)`` in closed form, exact for every ``t`` in [0, 1] (no division).
+
+        The Bernstein weights sum to 1, so ``X1 - B(t) = sum_{i<n} C(n, i) (1-t)^(n-i) t^i (P_n - P_i)``
+        and every term has the factor ``(1 - t)``; dividing it out,
+
+            (X1 - B(t)) / (1 - t) = sum_{i=0}^{n-1} C(n, i) (1-t)^(n-1-i) t^i (P_n - P_i),
+
+        a polynomial in t. At ``t = 0`` it is ``X1 - X0``; at ``t = 1`` only ``i = n - 1`` remains,
+        ``n (P_n - P_{n-1}) = B'(1)``. Computed as ``n / (n - i)`` times the order ``n - 1`` weights.
+        """
+        pts = self.control_points(x0, x1, guides)
+        t = check_time(t, x0.shape[0]).to(x0.dtype)
+        n = self.order
+        w = bernstein(n - 1, t)
+        return sum(_expand(w[i] * (n / (n - i)), x0) * (x1 - pts[i]) for i in range(n))
+
     def sample(
         self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()
     ) -> PathSample:
-        """The point and the tangent at ``t``, as a :class:`PathSample`."""
+        """The point and the tangent at ``t``, as a :class:`PathSample` (with the guides)."""
         return PathSample(
             x0=x0,
             x1=x1,
             t=t,
             x_t=self.point(x0, x1, t, guides),
             dx_t=self.tangent(x0, x1, t, guides),
+            guides=tuple(guides),
         )
 
     def __repr__(self) -> str:

@@ -19,6 +19,8 @@ class PathSample:
         t: times ``(n,)`` in [0, 1].
         x_t: the curve ``B(t)`` ``(n, *d)``.
         dx_t: its tangent ``B'(t)`` ``(n, *d)``, the velocity a flow following the path has.
+        guides: the curve's guide points ``P_1 .. P_{n-1}`` (``()`` for the linear path; ``None``
+            when unknown, e.g. a sample built by hand: the endpoint target then refuses it).
     """
 
     x0: Tensor
@@ -26,3 +28,4 @@ class PathSample:
     t: Tensor
     x_t: Tensor
     dx_t: Tensor
+    guides: tuple[Tensor, ...] | None = None

@@ -9,6 +9,7 @@ from bezkit.training.checkpoint import (
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.ema import EMA
+from bezkit.training.ensemble import train_ensemble
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import TrainResult, generator_for, train
 
@@ -24,4 +25,5 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "train",
+    "train_ensemble",
 ]

@@ -39,7 +39,7 @@ from bezkit.training.device import choose_device
 from bezkit.training.distributed import get_rank, unwrap_model, wrap_ddp
 from bezkit.training.ema import EMA
 
-__all__ = ["BatchFn", "LossFn", "TrainResult", "generator_for", "train"]
+__all__ = ["BatchFn", "LossFn", "TrainResult", "generator_for", "lr_factor", "train"]
 
 LossFn = Callable[[nn.Module, Pairs, torch.Generator], Tensor]
 BatchFn = Callable[[int, torch.Generator], Pairs]
@@ -66,7 +66,7 @@ class TrainResult:
         return self.ema_model if self.ema_model is not None else self.model
 
 
-def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
+def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if config.warmup_steps and step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
@@ -182,12 +182,12 @@ def train(
     if model is unwrap_model(model):  # a plain model: DDP-wrapped under torchrun only
         model = wrap_ddp(model)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
     ema = EMA(getattr(model, "module", model), config.ema_decay) if config.ema_decay else None
     start, losses = 0, []
     if resume_from is not None:
         start, losses = _resume(resume_from, model, opt, ema, device)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config), last_epoch=start - 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config), last_epoch=start - 1)
     forward = torch.compile(model) if config.compile else model
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
