@@ -2,7 +2,10 @@
 
 from bezkit.metrics.crossings import (
     CrossingStats,
+    SegmentCrossings,
     coupling_crossings,
+    crossing_mask,
+    segment_crossings,
     segments_cross,
     trajectory_crossings,
 )
@@ -23,12 +26,15 @@ from bezkit.metrics.wasserstein import (
 
 __all__ = [
     "CrossingStats",
+    "SegmentCrossings",
     "coupling_crossings",
+    "crossing_mask",
     "curvature",
     "noise_floor",
     "normalised_straightness",
     "path_energy",
     "reference_noise_floor",
+    "segment_crossings",
     "segments_cross",
     "sliced_wasserstein2",
     "straightness",

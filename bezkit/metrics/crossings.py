@@ -15,11 +15,23 @@ are tested segment by segment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CrossingStats", "coupling_crossings", "segments_cross", "trajectory_crossings"]
+from bezkit.arrays import as_points2d
+
+__all__ = [
+    "CrossingStats",
+    "SegmentCrossings",
+    "coupling_crossings",
+    "crossing_mask",
+    "segment_crossings",
+    "segments_cross",
+    "trajectory_crossings",
+]
 
 
 @dataclass(frozen=True)
@@ -121,3 +133,73 @@ def trajectory_crossings(trajectories: Tensor, *, chunk: int = 5) -> CrossingSta
             )
             crossing[owner[aa[hit]], owner[bb[hit]]] = True
     return _stats(int(crossing.sum()), m)
+
+
+def _segment_pair(x0: Any, x1: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    a = torch.as_tensor(as_points2d(x0, "x0"))
+    b = torch.as_tensor(as_points2d(x1, "x1"))
+    if a.shape != b.shape:
+        raise ValueError(
+            f"x0 and x1 must have the same shape, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    return a, b
+
+
+def crossing_mask(x0: Any, x1: Any) -> np.ndarray:
+    """For each straight segment ``x0[i] -> x1[i]``: does it properly cross any other one?
+
+    The same orientation test as :func:`bezkit.metrics.coupling_crossings`, kept per segment (an
+    ``(m, m)`` table, so use it on the few hundred segments a figure shows).
+    """
+    a, b = _segment_pair(x0, x1)
+    table = segments_cross(a[:, None], b[:, None], a[None], b[None])
+    return table.any(dim=1).numpy()
+
+
+@dataclass(frozen=True)
+class SegmentCrossings:
+    """Every crossing pair ``i < j`` of straight segments ``X0 -> X1`` and *when* each passes it.
+
+    Segment ``i`` is the linear path ``(1 - t) X0_i + t X1_i``; it reaches the crossing point at
+    ``t_i``, segment ``j`` at ``t_j``. Two linear paths only compete for the velocity at a point
+    when they are there at the same time, so ``|t_i - t_j|`` tells a harmful crossing (small) from
+    a harmless one (large). Arrays have one entry per crossing pair.
+    """
+
+    i: np.ndarray
+    j: np.ndarray
+    point: np.ndarray  # (pairs, 2)
+    t_i: np.ndarray
+    t_j: np.ndarray
+
+    @property
+    def time_gap(self) -> np.ndarray:
+        return np.abs(self.t_i - self.t_j)
+
+    def __len__(self) -> int:
+        return int(self.i.shape[0])
+
+
+def segment_crossings(x0: Any, x1: Any) -> SegmentCrossings:
+    """The crossing pairs of the segments ``x0[k] -> x1[k]`` with their crossing times.
+
+    Solving ``X0_i + t_i (X1_i - X0_i) = X0_j + t_j (X1_j - X0_j)`` for the pairs that
+    :func:`bezkit.metrics.segments_cross` finds. Under the exact OT coupling for the squared cost
+    no two segments are at the same point at the same time (``t_i != t_j``), although nearly
+    parallel ones may still cross at different times.
+    """
+    a, b = _segment_pair(x0, x1)
+    hit = torch.triu(segments_cross(a[:, None], b[:, None], a[None], b[None]), diagonal=1)
+    i, j = (v.numpy() for v in torch.nonzero(hit, as_tuple=True))
+    a, b = a.numpy(), b.numpy()
+    r, w, d = b[i] - a[i], b[j] - a[j], a[j] - a[i]
+
+    def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+    denom = cross(r, w)  # never 0 for a proper crossing
+    t_i, t_j = cross(d, w) / denom, cross(d, r) / denom
+    return SegmentCrossings(i=i, j=j, point=a[i] + t_i[:, None] * r, t_i=t_i, t_j=t_j)
+
+
+# -- Bezier geometry -----------------------------------------------------------------------------

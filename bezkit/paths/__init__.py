@@ -1,6 +1,7 @@
 """Paths joining a pair (X0, X1), what a network regresses on them, and how times are drawn."""
 
 from bezkit.paths.bezier import BezierPath, LinearPath, bernstein, check_time
+from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree_elevate
 from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
 from bezkit.paths.path_sample import PathSample
 from bezkit.paths.targets import TARGETS, TargetKind, regression_target
@@ -16,6 +17,7 @@ from bezkit.paths.time_sampling import (
 
 __all__ = [
     "TARGETS",
+    "BezierGeometry",
     "BezierPath",
     "DiscreteTime",
     "GuidePlacement",
@@ -27,8 +29,10 @@ __all__ = [
     "UShapedTime",
     "UniformTime",
     "bernstein",
+    "bezier_geometry",
     "check_guide_times",
     "check_time",
+    "degree_elevate",
     "distill_times",
     "make_time_sampler",
     "place_guides",
