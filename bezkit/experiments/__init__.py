@@ -8,7 +8,13 @@ from bezkit.experiments.protocol import (
     STUDENTS,
     StudentSpec,
 )
-from bezkit.experiments.run import machine_info, run_experiment
+from bezkit.experiments.run import (
+    lesson_config,
+    lesson_results,
+    machine_info,
+    quick_results,
+    run_experiment,
+)
 from bezkit.experiments.toy2d import run_experiment_pairs, run_pair
 
 __all__ = [
@@ -19,7 +25,10 @@ __all__ = [
     "STUDENTS",
     "ExperimentConfig",
     "StudentSpec",
+    "lesson_config",
+    "lesson_results",
     "machine_info",
+    "quick_results",
     "run_experiment",
     "run_experiment_pairs",
     "run_pair",

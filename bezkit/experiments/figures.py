@@ -22,8 +22,8 @@ from bezkit.experiments.results import (
     student_rounds,
     twin_table,
 )
-from bezkit.plot import plot_trajectories
-from bezkit.plot_results import plot_intervals_by_k, plot_paired_differences, plot_few_step
+from bezkit.plot.results import plot_few_step, plot_intervals_by_k, plot_paired_differences
+from bezkit.plot.trajectories import plot_trajectories
 
 __all__ = ["few_step_series", "write_figures"]
 
@@ -101,9 +101,7 @@ def _experiment_figures(
         plot_paired_differences(
             paired, ax=axes[0][0], title=f"minus k-RF distillation at equal NFE (k={k})"
         )
-        plot_paired_differences(
-            twins, ax=axes[0][1], title=f"Bezier minus its linear twin (k={k})"
-        )
+        plot_paired_differences(twins, ax=axes[0][1], title=f"Bezier minus its linear twin (k={k})")
         _save(fig, out_dir, f"{slug}-paired-differences.png", names)
         fig, ax = plt.subplots(figsize=(7, 4.5))
         plot_few_step(
@@ -124,8 +122,12 @@ def _experiment_figures(
             for j, k in enumerate(rounds):
                 ax = axes[i][j]
                 plot_trajectories(
-                    paths[(kind, k)], ax=ax, max_paths=100, show_ends=True,
-                    title=f"{kind} chain, k={k}", lim=lim,
+                    paths[(kind, k)],
+                    ax=ax,
+                    max_paths=100,
+                    show_ends=True,
+                    title=f"{kind} chain, k={k}",
+                    lim=lim,
                 )
                 if ax.get_legend() is not None:
                     ax.get_legend().remove()

@@ -72,8 +72,11 @@ def _students(exp: dict[str, Any]) -> list[str]:
             format_table(twins, row_label="method"),
             "",
         ]
-    restart = [m for m in methods_of(exp, baselines=False) if STUDENTS.get(m, None)
-               and STUDENTS[m].restarts]
+    restart = [
+        m
+        for m in methods_of(exp, baselines=False)
+        if STUDENTS.get(m, None) and STUDENTS[m].restarts
+    ]
     for m in restart:
         rows = {}
         for k in ks:
@@ -84,13 +87,21 @@ def _students(exp: dict[str, Any]) -> list[str]:
                     except KeyError:
                         continue
                     rows.setdefault(f"{label}, k={k}", {})[f"{s} NFE"] = iv
-        lines += [f"### {m}: Euler against its own restart sampler", "", format_table(
-            rows, row_label="sampler"), ""]
+        lines += [
+            f"### {m}: Euler against its own restart sampler",
+            "",
+            format_table(rows, row_label="sampler"),
+            "",
+        ]
     exact = {m: v for m, v in metric_by_k(exp, field="w2_exact").items() if v}
     if exact:
         rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in exact.items()}
-        lines += ["### Exact W2 (POT) at the own NFE, where computed", "",
-                  format_table(rows, row_label="method"), ""]
+        lines += [
+            "### Exact W2 (POT) at the own NFE, where computed",
+            "",
+            format_table(rows, row_label="method"),
+            "",
+        ]
     return lines
 
 
@@ -125,8 +136,11 @@ def _chains(exp: dict[str, Any]) -> list[str]:
         "",
     ]
     rows = {}
-    for field, label in (("w2_many_steps", "W2 @many"), ("w2_one_step", "W2 @1"),
-                         ("reverse_x0_w2", "reverse X0 W2")):
+    for field, label in (
+        ("w2_many_steps", "W2 @many"),
+        ("w2_one_step", "W2 @1"),
+        ("reverse_x0_w2", "reverse X0 W2"),
+    ):
         for kind, by_k in chain_difference_by_k(exp, field).items():
             for k, iv in by_k.items():
                 rows.setdefault(f"{kind} - reflow, k={k}", {})[label] = iv
@@ -174,19 +188,29 @@ def _experiment_section(exp: dict[str, Any]) -> list[str]:
         many = max(int(s) for r in exp["runs"] if r["k"] is None for s in r["metrics"]["w2"])
         many_v = baseline_values(exp, many)
         rows = {m: {"W2 @1": base[m], f"W2 @{many}": many_v[m]} for m in base}
-        lines += ["### OT baselines (trained once per seed)", "", format_table(
-            rows, row_label="baseline"), ""]
+        lines += [
+            "### OT baselines (trained once per seed)",
+            "",
+            format_table(rows, row_label="baseline"),
+            "",
+        ]
     lines += _chains(exp)
     cp = {side: coupling_by_k(exp, side) for side in ("x0_w2", "x1_w2")}
     if cp["x1_w2"]:
-        lines += ["### The students' pools: both sides of each coupling", "",
-                  "Reflow pairs: fresh X0, generated X1. Data-anchored pairs: held-in real X1, "
-                  "reverse-ODE X0 (the generated side carries the error).", ""]
+        lines += [
+            "### The students' pools: both sides of each coupling",
+            "",
+            "Reflow pairs: fresh X0, generated X1. Data-anchored pairs: held-in real X1, "
+            "reverse-ODE X0 (the generated side carries the error).",
+            "",
+        ]
         rows = {}
         for name, by_k in cp["x1_w2"].items():
             for k in by_k:
-                rows[f"{name}, k={k}"] = {"X0 W2 to source": cp["x0_w2"][name][k],
-                                          "X1 W2 to target": by_k[k]}
+                rows[f"{name}, k={k}"] = {
+                    "X0 W2 to source": cp["x0_w2"][name][k],
+                    "X1 W2 to target": by_k[k],
+                }
         lines += [format_table(rows, row_label="pool"), ""]
     return lines
 
@@ -212,8 +236,11 @@ def markdown_report(results: dict[str, Any], figures: list[str]) -> str:
         "column: the curve is compared at 2 and 4 steps and through the uniform-t variants.",
         "",
         f"W2: {cfg['w2']} estimator"
-        + (f" ({cfg['n_projections']} seeded directions shared by all)" if cfg["w2"] == "sliced"
-           else " (POT)")
+        + (
+            f" ({cfg['n_projections']} seeded directions shared by all)"
+            if cfg["w2"] == "sliced"
+            else " (POT)"
+        )
         + f" between n = {cfg['n_eval']} generated and n = {cfg['n_eval']} held-out points, "
         f"{cfg['eval_draws']} draws; exact W2 (POT) also for: "
         f"{', '.join(cfg['exact_methods']) or 'none'}. Numbers are mean [95% t-interval] over "

@@ -58,9 +58,9 @@ __all__ = [
     "experiments",
     "format_table",
     "load_results",
-    "metric_by_k",
     "method_values",
     "methods_of",
+    "metric_by_k",
     "paired_table",
     "save_results",
     "select_experiment",
@@ -459,5 +459,7 @@ def format_table(
 
     lines = ["| " + " | ".join([row_label, *cols]) + " |", "|" + " --- |" * (len(cols) + 1)]
     for key, row in rows.items():
-        lines.append("| " + " | ".join([str(key), *(cell(row[c]) if c in row else "" for c in cols)]) + " |")
+        lines.append(
+            "| " + " | ".join([str(key), *(cell(row[c]) if c in row else "" for c in cols)]) + " |"
+        )
     return "\n".join(lines)

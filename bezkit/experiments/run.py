@@ -15,11 +15,11 @@ import torch
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
-from bezkit.experiments.results import SCHEMA_VERSION, save_results
+from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
 from bezkit.experiments.toy2d import run_experiment_pairs
 from bezkit.training.atomic import atomic_write_bytes
 
-__all__ = ["machine_info", "run_experiment"]
+__all__ = ["lesson_config", "lesson_results", "machine_info", "quick_results", "run_experiment"]
 
 
 def machine_info() -> dict[str, Any]:
@@ -84,4 +84,77 @@ def run_experiment(
     save_results(out / "results.json", results)
     atomic_write_bytes(out / "report.md", markdown_report(results, figures).encode())
     results["figures"] = figures
+    return results
+
+
+def lesson_config(**overrides: Any) -> ExperimentConfig:
+    """A small :class:`ExperimentConfig` (8gaussians -> moons, 2 seeds, K = 2, a few students) that
+    runs in well under a minute on one CPU thread: lesson 05's fallback when no results file is
+    committed."""
+    base: dict[str, Any] = dict(
+        hidden=64,
+        batch_size=128,
+        flow_steps=300,
+        round_steps=100,
+        student_steps=60,
+        n_pairs=512,
+        teacher_steps=16,
+        n_eval=512,
+        many_steps=16,
+        eval_steps=(1, 2, 4),
+        methods=(
+            "rf-distill",
+            "anchored-distill",
+            "rf-distill-2",
+            "anchored-distill-2",
+            "bezier-quadratic-2-endpoint",
+        ),
+        baselines=(),
+        progress=False,
+    )
+    base.update(overrides)
+    return ExperimentConfig.quick(**base)
+
+
+def quick_results(cfg: ExperimentConfig | None = None) -> dict[str, Any]:
+    """Run ``cfg`` (default :func:`lesson_config`) on one torch thread and return a dict of the
+    ``results.json`` schema (no files written, no figures)."""
+    cfg = lesson_config() if cfg is None else cfg
+    cfg.validate()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        exps = run_experiment_pairs(cfg)
+        wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(previous)
+    for exp in exps:
+        exp.pop("paths", None)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": "bezkit.experiments.quick_results()",
+        "date": None,
+        "machine": {**machine_info(), "threads": 1},
+        "config": cfg.to_dict(),
+        "wall_seconds": wall,
+        "experiments": exps,
+    }
+
+
+def lesson_results(
+    path: str | Path, *, config: ExperimentConfig | None = None, verbose: bool = True
+) -> dict[str, Any]:
+    """``results.json`` at ``path`` when it exists, else :func:`quick_results` of ``config``."""
+    path = Path(path)
+    if path.exists():
+        results = load_results(path)
+        if verbose:
+            print(f"loaded {path.name}: {results.get('command', '?')}")
+        return dict(results)
+    if verbose:
+        print(f"{path.name} not found: running a small experiment instead")
+    results = quick_results(config)
+    if verbose:
+        print(f"ran {results['command']} in {results['wall_seconds']:.0f} s")
     return results

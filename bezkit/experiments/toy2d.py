@@ -90,9 +90,7 @@ class _PairRun:
         self.cfg, self.bar = cfg, bar
         frac = cfg.held_out_fraction
         self.source, source_held, self.source_info = held_out_split(source_name, frac, cfg.seed)
-        self.target, target_held, self.target_info = held_out_split(
-            target_name, frac, cfg.seed + 1
-        )
+        self.target, target_held, self.target_info = held_out_split(target_name, frac, cfg.seed + 1)
         self.draws: EvalDraws = make_eval_draws(
             source_held,
             target_held,
@@ -219,9 +217,7 @@ def _record_couplings(run: _PairRun, k: int, makers: list[PoolMaker], teachers) 
     """Both sides of the round's student pools (made by the k-RF)."""
     for s, mk, teacher in zip(run.seeds, makers, teachers, strict=True):
         for name, made in (("reflow", mk.reflow), ("data-anchored", mk.anchored)):
-            if name == "reflow" and not any(
-                student(m).pairs == "reflow" for m in run.cfg.methods
-            ):
+            if name == "reflow" and not any(student(m).pairs == "reflow" for m in run.cfg.methods):
                 continue
             if name == "data-anchored" and not any(
                 student(m).pairs in ("anchored", "cubic") for m in run.cfg.methods
@@ -237,8 +233,10 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
     otcfm = None
     many = sorted({*cfg.eval_steps, cfg.many_steps})
     for i, name in enumerate(cfg.baselines):
-        models = [new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=7919 * s + 11 + i)
-                  for s in run.seeds]
+        models = [
+            new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=7919 * s + 11 + i)
+            for s in run.seeds
+        ]
         extra = [0.0] * len(run.seeds)
         if name == "otcfm":
             batches: list[BatchFn] = [MinibatchOTCoupling(run.source, run.target).sample] * len(
@@ -263,7 +261,10 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
                     "metrics": evaluate_student(res.final_model, run.draws, many),
                     "final_loss": _loss_mean(res),
                     "budget": _budget(
-                        cfg.flow_steps, cfg.batch_size, cfg.flow_steps * cfg.batch_size, 0,
+                        cfg.flow_steps,
+                        cfg.batch_size,
+                        cfg.flow_steps * cfg.batch_size,
+                        0,
                         res.wall_seconds + secs,
                     ),
                 }
@@ -304,8 +305,9 @@ def run_pair(
     trained_on = {kind: [{"pairs": "independent", **first}] * n_seeds for kind in kinds}
     budget = {
         kind: [
-            _budget(cfg.flow_steps, cfg.batch_size, cfg.flow_steps * cfg.batch_size, 0,
-                    r.wall_seconds)
+            _budget(
+                cfg.flow_steps, cfg.batch_size, cfg.flow_steps * cfg.batch_size, 0, r.wall_seconds
+            )
             for r in models
         ]
         for kind in kinds
@@ -351,13 +353,20 @@ def run_pair(
             )
             current[kind] = [r.final_model.eval() for r in results]
             trained_on[kind] = [
-                {"pairs": f"{st.made.kind} pairs made by round {k}",
-                 **evaluate_coupling(st.made.pairs, run.draws)}
+                {
+                    "pairs": f"{st.made.kind} pairs made by round {k}",
+                    **evaluate_coupling(st.made.pairs, run.draws),
+                }
                 for st in steps_
             ]
             budget[kind] = [
-                _budget(cfg.round_steps, cfg.batch_size, cfg.n_pairs, st.made.teacher_nfe,
-                        r.wall_seconds + st.made.seconds)
+                _budget(
+                    cfg.round_steps,
+                    cfg.batch_size,
+                    cfg.n_pairs,
+                    st.made.teacher_nfe,
+                    r.wall_seconds + st.made.seconds,
+                )
                 for st, r in zip(steps_, results, strict=True)
             ]
     if own_bar:

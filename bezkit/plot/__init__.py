@@ -30,7 +30,14 @@ from bezkit.metrics.crossings import SegmentCrossings, crossing_mask, segment_cr
 from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree_elevate
 from bezkit.plot.bdense import plot_branches
 from bezkit.plot.bezier import plot_bezier, plot_bezier_pairs, plot_targets
-from bezkit.plot.results import plot_error_accumulation, plot_metric_vs_k, plot_w2_vs_steps
+from bezkit.plot.results import (
+    plot_chains,
+    plot_few_step,
+    plot_intervals_by_k,
+    plot_metric_vs_k,
+    plot_paired_differences,
+    plot_w2_vs_steps,
+)
 from bezkit.plot.style import COLORS
 from bezkit.plot.training import plot_loss
 from bezkit.plot.trajectories import plot_coupling_segments, plot_samples, plot_trajectories
@@ -46,10 +53,13 @@ __all__ = [
     "plot_bezier",
     "plot_bezier_pairs",
     "plot_branches",
+    "plot_chains",
     "plot_coupling_segments",
-    "plot_error_accumulation",
+    "plot_few_step",
+    "plot_intervals_by_k",
     "plot_loss",
     "plot_metric_vs_k",
+    "plot_paired_differences",
     "plot_samples",
     "plot_targets",
     "plot_trajectories",
