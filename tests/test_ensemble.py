@@ -272,3 +272,58 @@ def test_bad_inputs_get_clear_errors():
     assert seed_block_size(12, 3) == 4
     with pytest.raises(ValueError, match=">= 1"):
         seed_block_size(12, 0)
+
+
+class Scaled(torch.nn.Module):
+    """Not an MLPVelocity: the ensemble runs it through vmap of functional_call."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.lin = torch.nn.Linear(3, 2)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(2, 3, generator=g))
+        self.register_buffer("scale", torch.full((2,), 1.0 + seed))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.tanh(self.lin(torch.cat([x, t[:, None]], dim=1)))
+
+
+def test_other_architectures_run_through_vmap(make_gen):
+    models = [Scaled(s) for s in range(3)]
+    ens = EnsembleVelocity(models)
+    assert ens.vectorised_by == "vmap"  # no batched-matmul form: the generic path is tested here
+    x, t = torch.randn(30, 2, generator=make_gen(0)), torch.rand(30, generator=make_gen(1))
+    alone = torch.cat(
+        [m(x[10 * s : 10 * (s + 1)], t[10 * s : 10 * (s + 1)]) for s, m in enumerate(models)]
+    )
+    torch.testing.assert_close(ens(x, t), alone)
+    cfg = dataclasses.replace(CONFIG, steps=60)
+    solo = [
+        train(
+            copy.deepcopy(models[s]),
+            FlowMatchingLoss(),
+            p.sample,
+            dataclasses.replace(cfg, seed=SEEDS[s]),
+        )
+        for s, p in enumerate(pools())
+    ]
+    together = train_ensemble(
+        [copy.deepcopy(m) for m in models],
+        FlowMatchingLoss(),
+        [p.sample for p in pools()],
+        cfg,
+        SEEDS,
+    )
+    for a, b in zip(solo, together, strict=True):
+        torch.testing.assert_close(
+            torch.tensor(b.losses), torch.tensor(a.losses), rtol=1e-4, atol=1e-6
+        )
+        assert_same_state(a.model, b.model, rtol=1e-4, atol=1e-5)
+        assert torch.equal(b.model.scale, a.model.scale)
+
+
+def test_mlp_ensembles_use_batched_matmuls():
+    assert EnsembleVelocity(mlps()).vectorised_by == "batched-matmul"
+    branched = [branched_from_teacher(m, 2) for m in mlps()]
+    assert EnsembleVelocity(branched).vectorised_by == "batched-matmul"

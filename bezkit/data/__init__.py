@@ -1,5 +1,7 @@
-"""Where samples come from: 2D toys, a user's own points, and (images) digits and CIFAR-10."""
+"""Where samples come from: 2D toys, a user's own points (and their train / held-out split), and
+(images) digits and CIFAR-10."""
 
+from bezkit.data.split import PointSplit, split_points
 from bezkit.data.toy2d import (
     TOY_DATASETS,
     ArraySampler,
@@ -13,9 +15,11 @@ from bezkit.data.toy2d import (
 __all__ = [
     "TOY_DATASETS",
     "ArraySampler",
+    "PointSplit",
     "Sampler",
     "ToySampler",
     "check_points",
     "get_sampler",
     "load_points",
+    "split_points",
 ]

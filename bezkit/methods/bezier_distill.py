@@ -8,6 +8,8 @@ For each pair ``(X0, X1)`` a Bezier curve of order ``n`` is built with guides fr
   trajectory from X0, by one Euler step ``Z = X0 + s_i v_i(X0, 0)`` (``guide_state="euler"``, the
   seed's "running a teacher one step") or by its ODE solution at ``s_i`` (``"ode"``); the state is
   placed as a ``control`` point or the curve is made to ``interpolate`` it (see ``paths/guides.py``);
+  ``guide_state="one-step"`` is the seed's most literal reading: one *full* teacher step
+  ``X_T = X0 + v_T(X0, 0)`` (the Euler state at s = 1) used as the control point;
 - the endpoint is real data with ``X0 = ODE_teacher^-1(X1)`` (``endpoint="data"``, the seed's claim
   that a real endpoint stops error accumulation), the teacher's forward endpoint (``"teacher"``) or an
   independent draw (``"independent"``);
@@ -39,21 +41,35 @@ from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
 from bezkit.training.trainer import TrainResult
 
-__all__ = ["BezierDistillConfig", "BezierDistillResult", "bezier_distill", "make_bezier_pairs"]
+__all__ = [
+    "GUIDE_STATES",
+    "BezierDistillConfig",
+    "BezierDistillResult",
+    "GuideState",
+    "bezier_distill",
+    "make_bezier_pairs",
+    "teacher_state",
+]
 
 Endpoint = Literal["data", "teacher", "independent"]
 ENDPOINTS = ("data", "teacher", "independent")
+GuideState = Literal["euler", "ode", "one-step"]
+GUIDE_STATES = ("euler", "ode", "one-step")
 
 
 @dataclass(frozen=True)
 class BezierDistillConfig:
     """Every choice of a Bezier distillation run (defaults: quadratic, data endpoint, control guide,
-    endpoint target, uniform t)."""
+    endpoint target, uniform t).
+
+    ``guide_state``: ``"euler"`` (``X0 + s_i v(X0, 0)``), ``"ode"`` (the teacher's ODE state at
+    ``s_i``) or ``"one-step"`` (the literal guide ``X0 + v(X0, 0)``, control placement only).
+    """
 
     order: int = 2
     guide_times: tuple[float, ...] | None = None  # default: s_i = i / order
     placement: GuidePlacement = "control"
-    guide_state: Literal["euler", "ode"] = "euler"
+    guide_state: GuideState = "euler"
     endpoint: Endpoint = "data"
     endpoint_teacher: int = 0
     target: TargetKind = "endpoint"
@@ -93,8 +109,22 @@ class BezierDistillConfig:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; known: {', '.join(ENDPOINTS)}")
         if self.placement not in ("control", "interpolate"):
             raise ValueError(f"unknown guide placement {self.placement!r}")
-        if self.guide_state not in ("euler", "ode"):
-            raise ValueError(f"unknown guide state {self.guide_state!r}; use 'euler' or 'ode'")
+        if self.guide_state not in GUIDE_STATES:
+            raise ValueError(
+                f"unknown guide state {self.guide_state!r}; known: {', '.join(GUIDE_STATES)}"
+            )
+        if self.guide_state == "one-step":
+            if self.placement != "control":
+                raise ValueError(
+                    "guide_state='one-step' is the teacher's full step X0 + v(X0, 0), its state at "
+                    "s = 1: only placement='control' can use it (a curve cannot interpolate a point "
+                    "at s = 1 other than X1)"
+                )
+            if self.guide_times is not None:
+                raise ValueError(
+                    "guide_times have no effect with guide_state='one-step' (every guide is the "
+                    "full step X0 + v(X0, 0)); leave guide_times unset"
+                )
         if self.target not in ("tangent", "endpoint"):
             raise ValueError(f"unknown target {self.target!r}; use 'tangent' or 'endpoint'")
         if self.distill_steps is not None:
@@ -114,9 +144,22 @@ class BezierDistillResult:
 
 
 @torch.no_grad()
-def _teacher_state(teacher: nn.Module, x0: Tensor, s: float, how: str, steps: int) -> Tensor:
+def teacher_state(
+    teacher: nn.Module, x0: Tensor, s: float, *, how: GuideState = "euler", steps: int = 100
+) -> Tensor:
+    """The teacher's state at time ``s`` on its trajectory from ``x0`` (a guide's raw state).
+
+    - ``euler``: one Euler step, ``x0 + s v(x0, 0)``;
+    - ``ode``: its ODE solution at ``s`` (``round(steps * s)`` Euler steps, at least one);
+    - ``one-step``: one full step, ``x0 + v(x0, 0)`` (the state at s = 1; ``s`` is not used).
+    """
+    if how not in GUIDE_STATES:
+        raise ValueError(f"unknown guide state {how!r}; known: {', '.join(GUIDE_STATES)}")
+    zero = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)
+    if how == "one-step":
+        return x0 + teacher(x0, zero)
     if how == "euler":
-        return x0 + s * teacher(x0, torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device))
+        return x0 + s * teacher(x0, zero)
     return solve_ode(teacher, x0, steps=max(1, round(steps * s)), t_end=s).x
 
 
@@ -151,7 +194,7 @@ def make_bezier_pairs(
     times = cfg.times()
     guide_teachers = teachers if len(teachers) == len(times) else [teachers[0]] * len(times)
     states = [
-        _teacher_state(tch, x0, s, cfg.guide_state, cfg.teacher_steps)
+        teacher_state(tch, x0, s, how=cfg.guide_state, steps=cfg.teacher_steps)
         for tch, s in zip(guide_teachers, times, strict=True)
     ]
     guides = place_guides(states, times, x0, x1, cfg.placement)

@@ -9,7 +9,8 @@ predicts the teacher's trajectory state at the absolute time ``t_j`` from the in
 Called as a velocity field, ``model(x, s)`` returns the last branch's ``u_K``: one Euler step of the
 remaining time lands on branch K, so the ODE solvers sample B-DENSE students like any flow. With K = 1
 this is exactly the plain distillation student ``T(z) = z + v(z, 0)``. Few-step sampling
-(:meth:`BranchedVelocity.sample`) hops from branch output to branch output.
+(:func:`bezkit.solvers.sample_bdense`, or :meth:`BranchedVelocity.sample`) restarts from branch
+outputs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from bezkit.solvers.branched import sample_bdense
 
 __all__ = ["BranchedVelocity", "branch_times"]
 
@@ -71,24 +74,9 @@ class BranchedVelocity(nn.Module):
 
     @torch.no_grad()
     def sample(self, x: Tensor, steps: int = 1) -> Tensor:
-        """Few-step sampling that restarts from branch outputs.
-
-        With ``steps`` dividing K, hop through the branch times ``t_{K/steps}, t_{2K/steps}, ..., 1``:
-        from the state at ``s``, the next state is the output of the branch at the next hop time.
-        ``steps = 1`` reads branch K directly.
-        """
-        if not isinstance(steps, int) or steps < 1 or self.num_branches % steps:
-            raise ValueError(
-                f"steps must divide the number of branches {self.num_branches}, got {steps}"
-            )
-        stride = self.num_branches // steps
-        s = 0.0
-        for hop in range(steps):
-            j = (hop + 1) * stride - 1
-            t = torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)
-            x = self.branches(x, t)[:, j]
-            s = self.times[j]
-        return x
+        """Few-step sampling that restarts from branch outputs: ``sample_bdense(self, x,
+        steps=steps).x`` (see ``bezkit/solvers/branched.py``; ``steps`` must divide K)."""
+        return sample_bdense(self, x, steps=steps).x
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         return self.velocities(x, t)[:, -1]

@@ -6,10 +6,11 @@ Seed-block layout: a batch of ``S * n`` rows holds ``S`` consecutive blocks of `
     x = cat([x_0, ..., x_{S-1}]),   t = cat([t_0, ..., t_{S-1}])
     EnsembleVelocity(models)(x, t) = cat([models[0](x_0, t_0), ..., models[S-1](x_{S-1}, t_{S-1})])
 
-The weights of the S models are stacked along a new leading axis (``torch.func.stack_module_state``)
-and one ``torch.func.vmap`` of ``functional_call`` runs every block through its own weights, so the
-S forward (and backward) passes cost about one call of the Python and kernel overhead that dominates
-tiny 2D models. ``model(x, t)`` is the velocity convention, so ``solve_ode(ensemble, x)`` integrates
+The weights of the S models are stacked along a new leading axis (``torch.func.stack_module_state``).
+``MLPVelocity`` and ``BranchedVelocity`` over an ``MLPVelocity`` run each layer for all S blocks as
+one batched matrix product (``torch.baddbmm``); any other architecture runs through one
+``torch.func.vmap`` of ``functional_call``. Either way the S forward (and backward) passes cost
+about one call of the Python and kernel overhead that dominates tiny 2D models. ``model(x, t)`` is the velocity convention, so ``solve_ode(ensemble, x)`` integrates
 the S flows at once; :meth:`EnsembleVelocity.call` runs any other method of the wrapped models (e.g.
 ``branches`` of a ``BranchedVelocity``) the same way, and :meth:`EnsembleVelocity.unstack` gives the
 S plain models back.
@@ -17,12 +18,16 @@ S plain models back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+
+from bezkit.models.branched import BranchedVelocity
+from bezkit.models.mlp import MLPVelocity
 
 __all__ = ["EnsembleVelocity", "seed_block_size"]
 
@@ -36,6 +41,64 @@ def seed_block_size(total: int, blocks: int) -> int:
             f"a seed-blocked batch must split into {blocks} equal blocks, got {total} rows"
         )
     return total // blocks
+
+
+class _StackedMLP(nn.Module):
+    """An ``MLPVelocity`` forward on a seed-blocked batch with the ensemble's stacked weights.
+
+    ``h_0 = [x_s, emb_s(t_s)]``, ``h_{l+1} = SiLU(h_l W_{l,s}^T + b_{l,s})`` for every seed block s at
+    once with ``torch.baddbmm`` (the same arithmetic as S separate ``nn.Linear`` calls, without
+    ``vmap``'s per-call overhead, which dominates for tiny 2D models).
+    """
+
+    def __init__(self, owner: EnsembleVelocity, mlp: MLPVelocity, prefix: str) -> None:
+        super().__init__()
+        self._owner = [owner]  # a plain list: the owner's weights are not registered twice
+        self.dim = mlp.dim
+        self.plan: list[tuple[str, str] | None] = []  # (weight, bias) names, or None for SiLU
+        for i, layer in enumerate(mlp.net):
+            if isinstance(layer, nn.Linear):
+                self.plan.append((f"{prefix}net.{i}.weight", f"{prefix}net.{i}.bias"))
+            elif isinstance(layer, nn.SiLU):
+                self.plan.append(None)
+            else:
+                raise TypeError(f"no stacked form for layer {type(layer).__name__}")
+        self.freqs_name = f"{prefix}time_embedding.freqs"
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        owner = self._owner[0]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(
+                f"MLPVelocity expects x of shape (n, {self.dim}), got {tuple(x.shape)}"
+            )
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        s = owner.num_models
+        n = seed_block_size(x.shape[0], s)
+        params, buffers = owner.stacked_state()
+        angles = t.float().reshape(s, n, 1) * buffers[self.freqs_name][:, None, :]
+        emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=2)
+        h = torch.cat([x.reshape(s, n, -1), emb.to(x.dtype)], dim=2)
+        for step in self.plan:
+            if step is None:
+                h = torch.nn.functional.silu(h)
+            else:
+                w, b = params[step[0]], params[step[1]]
+                h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
+        return h.reshape(s * n, -1)
+
+
+def _stacked_form(owner: EnsembleVelocity, template: nn.Module) -> nn.Module | None:
+    """A module computing ``template``'s methods on seed-blocked batches without ``vmap``, or
+    ``None`` when there is none (then ``vmap`` of ``functional_call`` is used)."""
+    if type(template) is MLPVelocity:
+        return _StackedMLP(owner, template, "")
+    if type(template) is BranchedVelocity and type(template.net) is MLPVelocity:
+        core = _StackedMLP(owner, template.net, "net.")
+        return BranchedVelocity(
+            core, template.num_branches, channel_dim=template.channel_dim, times=template.times
+        )
+    return None
 
 
 class _MethodCall(nn.Module):
@@ -106,6 +169,16 @@ class EnsembleVelocity(nn.Module):
         # The skeleton that functional_call fills with each model's weights (never trained itself).
         self._skeleton = [copy.deepcopy(models[0]).to("meta")]
         self._callers: dict[str, nn.Module] = {}
+        # MLPVelocity and BranchedVelocity(MLPVelocity) run as batched matrix products: rows are
+        # independent outside the network, so only the network needs the stacked weights.
+        self._fast: list[nn.Module | None] = [None]
+        with contextlib.suppress(TypeError):
+            self._fast[0] = _stacked_form(self, self.template)
+
+    @property
+    def vectorised_by(self) -> str:
+        """``"batched-matmul"`` (MLPVelocity, BranchedVelocity over one) or ``"vmap"``."""
+        return "vmap" if self._fast[0] is None else "batched-matmul"
 
     @property
     def template(self) -> nn.Module:
@@ -131,6 +204,9 @@ class EnsembleVelocity(nn.Module):
         n = seed_block_size(x.shape[0], s)
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        fast = self._fast[0]
+        if fast is not None and callable(getattr(type(fast), method, None)):
+            return getattr(fast, method)(x, t)
         caller = self._callers.get(method)
         if caller is None:
             if not callable(getattr(self.template, method, None)):

@@ -1,5 +1,6 @@
 """ODE solvers for velocity fields ``model(x, t)``: fixed-step schemes and adaptive dopri5."""
 
+from bezkit.solvers.branched import bdense_hop_times, sample_bdense
 from bezkit.solvers.dopri5 import Dopri5Result, dopri5
 from bezkit.solvers.fixed_step import (
     FIXED_STEP,
@@ -17,10 +18,12 @@ __all__ = [
     "Dopri5Result",
     "ODESolution",
     "Velocity",
+    "bdense_hop_times",
     "dopri5",
     "euler_step",
     "heun_step",
     "midpoint_step",
     "rk4_step",
+    "sample_bdense",
     "solve_ode",
 ]
