@@ -84,8 +84,8 @@ class PoolMaker:
 
     def anchored(self, teacher: nn.Module, *, guide: str = "euler") -> Pool:
         """Data-anchored pairs ``(ODE_teacher^-1(X1), X1)`` for held-in ``X1``, with the quadratic
-        guide of the teacher (one Euler step to s = 1/2, or the literal full step), control
-        placement."""
+        guide of the teacher, control placement: one Euler step to s = 1/2, or (``"literal"``) the
+        seed's literal guide ``X0 + v(X0, 0)``, one full teacher step."""
         cfg = self._bezier_config(order=2, guide=guide)
 
         def make() -> PairPool:
@@ -124,15 +124,10 @@ class PoolMaker:
         return self._get(("trajectory", id(teacher)), make, nfe, "trajectory")
 
     def _bezier_config(self, *, order: int, guide: str = "euler") -> BezierDistillConfig:
-        if guide == "literal":
-            return _literal_config(order, self.n_pairs, self.teacher_steps, self.pair_seed)
         return BezierDistillConfig(
             order=order,
+            guide_state="one-step" if guide == "literal" else "euler",
             n_pairs=self.n_pairs,
             teacher_steps=self.teacher_steps,
             pair_seed=self.pair_seed,
         )
-
-
-def _literal_config(order: int, n_pairs: int, steps: int, seed: int) -> BezierDistillConfig:
-    raise NotImplementedError("the literal guide X0 + v(X0, 0) is not available in this version")

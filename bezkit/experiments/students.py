@@ -21,6 +21,7 @@ from bezkit.experiments.protocol import StudentSpec
 from bezkit.methods.bdense import BDenseLoss, branched_from_teacher
 from bezkit.methods.flow import student_from
 from bezkit.paths.bezier import BezierPath
+from bezkit.solvers.branched import sample_bdense
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import LossFn
 
@@ -73,4 +74,4 @@ def student_setup(
 def restart_samples(model: nn.Module, x0: Tensor, steps: int) -> Tensor:
     """B-DENSE's own few-step sampler: hop through the branch times, restarting from the branch
     outputs (``steps`` must divide the number of branches)."""
-    return model.sample(x0, steps=steps)
+    return sample_bdense(model, x0, steps=steps).x

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from bezkit.couplings.full_ot import FullOTCoupling
 from bezkit.couplings.independent import IndependentCoupling
 from bezkit.couplings.minibatch_ot import MinibatchOTCoupling
+from bezkit.data.split import split_points
 from bezkit.data.toy2d import ArraySampler, Sampler, get_sampler
 from bezkit.experiments.chains import chain_step
 from bezkit.experiments.config import ExperimentConfig
@@ -53,20 +54,19 @@ __all__ = ["count_trainings", "held_out_split", "run_experiment_pairs", "run_pai
 def held_out_split(name: str, fraction: float, seed: int) -> tuple[Sampler, Sampler, dict]:
     """``(train sampler, held-out sampler, info)`` of a named distribution or a point file.
 
-    A point file's rows are shuffled (seeded) and split: ``round(fraction * n)`` rows (at least one)
-    are held out, the rest train; no row is in both. A named distribution is the same sampler for
-    both (the held-out draws use their own seeds, so they are never training samples)."""
+    A point file is split by :func:`bezkit.data.split.split_points` (disjoint parts, seeded); a
+    named distribution is the same sampler for both (the held-out draws use their own seeds, so
+    they are never training samples)."""
     sampler = get_sampler(name)
     if not isinstance(sampler, ArraySampler):
         return sampler, sampler, {"name": name, "kind": "distribution"}
-    pts = sampler.points
-    n = pts.shape[0]
-    n_held = max(1, round(fraction * n))
-    if n_held >= n:
-        raise ValueError(f"{name}: {n} points cannot be split with held-out fraction {fraction}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 50_021))
-    held, train = pts[perm[:n_held]], pts[perm[n_held:]]
-    info = {"name": name, "kind": "points", "train": int(train.shape[0]), "held_out": n_held}
+    train, held = split_points(sampler.points, fraction, seed + 50_021)
+    info = {
+        "name": name,
+        "kind": "points",
+        "train": int(train.shape[0]),
+        "held_out": int(held.shape[0]),
+    }
     return (
         ArraySampler(train, name=f"{sampler.name} (train)"),
         ArraySampler(held, name=f"{sampler.name} (held out)"),
