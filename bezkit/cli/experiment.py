@@ -8,7 +8,7 @@ pairs and model); the OT-CFM baseline. Reports mean and 95% interval over seeds 
 paired differences against plain k-RF distillation, both sides of every coupling, each method's
 budget. Writes results.json, report.md and PNG figures into --out.
 
-Defaults need no download: 8gaussians -> moons, 3 seeds, K = 3 (about 10 minutes on 2 CPU cores);
+Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes on 2 CPU cores);
 --quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the committed run (5 seeds,
 K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline).
 
@@ -138,7 +138,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"share of a point file held out as the reference (default {d.held_out_fraction})",
     )
     for name, help_ in (
-        ("flow-steps", f"training steps of the 1-RF and the OT baselines (default {d.flow_steps})"),
+        ("flow-steps", f"training steps of the 1-RF (default {d.flow_steps})"),
+        ("baseline-steps", f"training steps of the OT baselines (default {d.baseline_steps})"),
         ("round-steps", f"training steps of each chain round (default {d.round_steps})"),
         ("student-steps", f"training steps of every student (default {d.student_steps})"),
         ("n-pairs", f"pairs generated per pool (default {d.n_pairs})"),
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "student_rounds",
         "held_out_fraction",
         "flow_steps",
+        "baseline_steps",
         "round_steps",
         "student_steps",
         "n_pairs",

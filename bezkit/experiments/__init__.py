@@ -13,6 +13,7 @@ from bezkit.experiments.run import (
     lesson_results,
     machine_info,
     quick_results,
+    rewrite_report,
     run_experiment,
 )
 from bezkit.experiments.toy2d import run_experiment_pairs, run_pair
@@ -29,6 +30,7 @@ __all__ = [
     "lesson_results",
     "machine_info",
     "quick_results",
+    "rewrite_report",
     "run_experiment",
     "run_experiment_pairs",
     "run_pair",

@@ -41,8 +41,8 @@ class ExperimentConfig:
     pairs: list[tuple[str, str]] = field(default_factory=lambda: [("8gaussians", "moons")])
     seeds: int = 3
     seed: int = 0
-    rounds: int = 3
-    student_rounds: int = 2
+    rounds: int = 4
+    student_rounds: int = 1
     methods: tuple[str, ...] = DEFAULT_STUDENTS
     baselines: tuple[str, ...] = ("otcfm",)
     chains: tuple[str, ...] = CHAIN_KINDS
@@ -51,6 +51,7 @@ class ExperimentConfig:
     batch_size: int = 256
     lr: float = 1e-3
     flow_steps: int = 2000
+    baseline_steps: int = 1000
     round_steps: int = 800
     student_steps: int = 400
     n_pairs: int = 4096
@@ -60,7 +61,7 @@ class ExperimentConfig:
     held_out_fraction: float = 0.2
     n_eval: int = 4096
     eval_draws: int = 2
-    eval_steps: tuple[int, ...] = (1, 2, 4, 8)
+    eval_steps: tuple[int, ...] = (1, 2, 4)
     many_steps: int = 64
     w2: Literal["sliced", "exact"] = "sliced"
     n_projections: int = 256
@@ -76,6 +77,7 @@ class ExperimentConfig:
             student_rounds=1,
             hidden=64,
             flow_steps=400,
+            baseline_steps=200,
             round_steps=150,
             student_steps=80,
             n_pairs=1024,
@@ -95,7 +97,7 @@ class ExperimentConfig:
             pairs=[("8gaussians", "moons"), ("gaussian", "checkerboard")],
             seeds=5,
             rounds=4,
-            student_rounds=3,
+            student_rounds=2,
             methods=DEFAULT_STUDENTS + EXTRA_STUDENTS,
             baselines=BASELINE_METHODS,
         )
@@ -151,6 +153,7 @@ class ExperimentConfig:
             "depth",
             "batch_size",
             "flow_steps",
+            "baseline_steps",
             "round_steps",
             "student_steps",
             "n_pairs",

@@ -16,8 +16,10 @@ from bezkit.experiments.results import (
     budget_table,
     chain_by_k,
     chain_difference_by_k,
+    chain_values,
     coupling_by_k,
     format_table,
+    method_difference,
     method_values,
     methods_of,
     metric_by_k,
@@ -25,9 +27,9 @@ from bezkit.experiments.results import (
     student_rounds,
     twin_table,
 )
-from bezkit.experiments.statistics import seed_means, t_interval
+from bezkit.experiments.statistics import better, paired_difference, seed_means, t_interval
 
-__all__ = ["markdown_report"]
+__all__ = ["findings", "markdown_report"]
 
 
 def _mean(values: list[float]) -> float:
@@ -148,6 +150,49 @@ def _chains(exp: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _claim(rows: dict[str, dict[str, Any]], label: str, iv: Any) -> None:
+    rows[label] = {"difference [95% CI]": iv, "answer": better(iv)}
+
+
+def findings(exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The seed's claims as paired differences (negative = the claim's method is better) with a
+    yes / no / not distinguishable answer each, computed from the results."""
+    rows: dict[str, dict[str, Any]] = {}
+    ks = student_rounds(exp)
+    for k in ks:
+        for m, iv in twin_table(exp, k).items():
+            _claim(rows, f"{m} beats its linear twin {STUDENTS[m].linear_twin} (k={k})", iv)
+        for m, iv in paired_table(exp, k).items():
+            if STUDENTS[m].order > 1:
+                _claim(rows, f"{m} beats plain distillation at equal NFE (k={k})", iv)
+        names = methods_of(exp, baselines=False)
+        if "bezier-cubic-uniform" in names and "bezier-quadratic-uniform" in names:
+            iv = method_difference(exp, "bezier-cubic-uniform", "bezier-quadratic-uniform", k)
+            _claim(rows, f"multi-teacher cubic beats quadratic, both uniform t (k={k})", iv)
+    if exp.get("chains"):
+        for field, what in (("w2_many_steps", "many-step W2"), ("w2_one_step", "one-step W2")):
+            for kind, by_k in chain_difference_by_k(exp, field).items():
+                last = max(by_k)
+                _claim(
+                    rows, f"{kind} chain beats the reflow chain at round {last}, {what}", by_k[last]
+                )
+        for kind in dict.fromkeys(c["chain"] for c in exp["chains"]):
+            ks_c = sorted({c["k"] for c in exp["chains"] if c["chain"] == kind})
+            if len(ks_c) > 1:
+                iv = paired_difference(
+                    chain_values(exp, kind, ks_c[-1], "w2_many_steps"),
+                    chain_values(exp, kind, ks_c[0], "w2_many_steps"),
+                )
+                answer = {"yes": "no: it decreases", "no (worse)": "yes: it grows"}.get(
+                    better(iv), "not distinguishable"
+                )
+                rows[
+                    f"{kind} chain: error accumulates (many-step W2, round {ks_c[-1]} minus "
+                    f"round 1)"
+                ] = {"difference [95% CI]": iv, "answer": answer}
+    return rows
+
+
 def _experiment_section(exp: dict[str, Any]) -> list[str]:
     lines = [f"## {exp['source']} -> {exp['target']}", ""]
     data = exp.get("data", {})
@@ -182,6 +227,15 @@ def _experiment_section(exp: dict[str, Any]) -> list[str]:
         for name, b in budget_table(exp).items()
     }
     lines += [format_table(budgets, row_label="method"), ""]
+    lines += [
+        "### The seed's claims, answered by paired differences",
+        "",
+        "Each row: the interval of (claim's method minus what it is compared with), same seeds "
+        "and evaluation draws; *yes* when the whole interval is below 0.",
+        "",
+        format_table(findings(exp), row_label="claim"),
+        "",
+    ]
     lines += _students(exp)
     base = baseline_values(exp, 1)
     if base:

@@ -58,6 +58,7 @@ __all__ = [
     "experiments",
     "format_table",
     "load_results",
+    "method_difference",
     "method_values",
     "methods_of",
     "metric_by_k",
@@ -334,6 +335,19 @@ def twin_table(results: Any, k: int) -> dict[str, Interval]:
             continue
         out[m] = paired_difference(a, b)
     return out
+
+
+def method_difference(
+    results: Any, method: str, other: str, k: int, steps: int | None = None
+) -> Interval:
+    """Interval of ``method - other`` at round ``k`` and ``steps`` (default ``method``'s own NFE),
+    paired by seed and evaluation draw (e.g. multi-teacher cubic against quadratic)."""
+    exp = _one(results)
+    if steps is None:
+        steps = STUDENTS[method].nfe if method in STUDENTS else 1
+    return paired_difference(
+        method_values(exp, method, k, steps), method_values(exp, other, k, steps)
+    )
 
 
 def budget_table(results: Any) -> dict[str, dict[str, float]]:

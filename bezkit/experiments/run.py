@@ -19,7 +19,14 @@ from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_result
 from bezkit.experiments.toy2d import run_experiment_pairs
 from bezkit.training.atomic import atomic_write_bytes
 
-__all__ = ["lesson_config", "lesson_results", "machine_info", "quick_results", "run_experiment"]
+__all__ = [
+    "lesson_config",
+    "lesson_results",
+    "machine_info",
+    "quick_results",
+    "rewrite_report",
+    "run_experiment",
+]
 
 
 def machine_info() -> dict[str, Any]:
@@ -85,6 +92,20 @@ def run_experiment(
     atomic_write_bytes(out / "report.md", markdown_report(results, figures).encode())
     results["figures"] = figures
     return results
+
+
+def rewrite_report(out_dir: str | Path) -> list[str]:
+    """Redraw ``report.md`` and the figures of a finished run from its ``results.json`` (after a
+    change to the report or the figures; nothing is retrained). The trajectory figures need the
+    trajectories, which ``results.json`` does not hold: existing ones are kept. Returns the
+    figure names."""
+    out = Path(out_dir)
+    results = load_results(out / "results.json")
+    figures = write_figures(results, [{}] * len(results["experiments"]), out)
+    kept = sorted(p.name for p in out.glob("*-chain-trajectories.png"))
+    figures += kept
+    atomic_write_bytes(out / "report.md", markdown_report(dict(results), figures).encode())
+    return figures
 
 
 def lesson_config(**overrides: Any) -> ExperimentConfig:

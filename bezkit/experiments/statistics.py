@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-__all__ = ["Interval", "paired_difference", "seed_means", "t_interval"]
+__all__ = ["Interval", "better", "paired_difference", "seed_means", "t_interval"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,14 @@ def paired_difference(
             raise ValueError(f"paired values need the same draws: {len(a)} and {len(b)}")
         diffs.append([x - y for x, y in zip(a, b, strict=True)])
     return t_interval(seed_means(diffs), level=level)
+
+
+def better(difference: Interval) -> str:
+    """The answer to "is A better (lower) than B?" from the interval of ``A - B``: ``"yes"`` when
+    the whole interval is below zero, ``"no (worse)"`` when it is above, otherwise
+    ``"not distinguishable"`` (also for a single seed, which has no interval)."""
+    if difference.n > 1 and difference.high < 0:
+        return "yes"
+    if difference.n > 1 and difference.low > 0:
+        return "no (worse)"
+    return "not distinguishable"

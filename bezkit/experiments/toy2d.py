@@ -251,7 +251,7 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
                 )
                 extra[j] = time.perf_counter() - t0
                 batches.append(coupling.sample)
-        results = run.train(11 + i, models, FlowMatchingLoss(), batches, cfg.flow_steps, name)
+        results = run.train(11 + i, models, FlowMatchingLoss(), batches, cfg.baseline_steps, name)
         for s, res, secs in zip(run.seeds, results, extra, strict=True):
             run.runs.append(
                 {
@@ -261,9 +261,9 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
                     "metrics": evaluate_student(res.final_model, run.draws, many),
                     "final_loss": _loss_mean(res),
                     "budget": _budget(
-                        cfg.flow_steps,
+                        cfg.baseline_steps,
                         cfg.batch_size,
-                        cfg.flow_steps * cfg.batch_size,
+                        cfg.baseline_steps * cfg.batch_size,
                         0,
                         res.wall_seconds + secs,
                     ),
