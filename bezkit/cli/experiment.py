@@ -172,6 +172,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command writes figure files only
     from bezkit.experiments.config import ExperimentConfig
     from bezkit.experiments.run import run_experiment
 

@@ -7,9 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)  # files only; a notebook keeps its own backend
 import matplotlib.pyplot as plt
 import torch
 
