@@ -54,7 +54,7 @@ def _chain(kind: str, k: int, seed: int, base: float) -> dict:
             "x1_w2": vals,
             "transport_cost": 1.0,
             "segment_crossing_fraction": 0.1,
-        },  # fmt: skip
+        },
         "budget": _budget(),
     }
 
@@ -265,7 +265,7 @@ def test_interval_figures_draw_means_and_bands():
     assert len(ax.collections) == 2  # one band per chain
     assert [line.get_label() for line in ax.lines] == ["reflow", "bezier", "noise floor"]
     ax = plot_paired_differences(R.paired_table(exp, 2))
-    assert [t.get_text() for t in ax.get_yticklabels()][0] == "anchored-distill"
+    assert ax.get_yticklabels()[0].get_text() == "anchored-distill"
     ax = plot_few_step({"linear": {1: series["reflow"][1], 2: series["reflow"][2]}})
     assert ax.get_xscale() == "log"
     ax = plot_chains(make_results(1), "w2_one_step", chains=["bezier"])
