@@ -9,7 +9,7 @@ paired differences against plain k-RF distillation, both sides of every coupling
 budget. Writes results.json, report.md and PNG figures into --out.
 
 Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes on 2 CPU cores);
---quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the committed run (5 seeds,
+--quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the whole protocol (5 seeds,
 K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline).
 
 Examples:
@@ -78,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     size.add_argument(
         "--full",
         action="store_true",
-        help="the committed run: 5 seeds, K = 4, a harder pair, every reading (under an hour)",
+        help="the whole protocol: 5 seeds, K = 4, a harder pair, every reading",
     )
     p.add_argument(
         "--pair",

@@ -36,7 +36,7 @@ CHAIN_KINDS: tuple[str, ...] = ("reflow", "anchored", "bezier")
 @dataclass
 class ExperimentConfig:
     """Everything that fixes a run. ``quick()`` is the one-minute version used by the tests,
-    ``full()`` the committed run (more seeds, rounds, a harder pair, the extra readings)."""
+    ``full()`` the whole protocol (more seeds, rounds, a harder pair, the extra readings)."""
 
     pairs: list[tuple[str, str]] = field(default_factory=lambda: [("8gaussians", "moons")])
     seeds: int = 3
@@ -92,7 +92,7 @@ class ExperimentConfig:
 
     @classmethod
     def full(cls, **overrides: Any) -> ExperimentConfig:
-        """The committed run: 5 seeds, K = 4, a harder pair, every reading."""
+        """The whole protocol: 5 seeds, K = 4, a harder pair, every reading."""
         base: dict[str, Any] = dict(
             pairs=[("8gaussians", "moons"), ("gaussian", "checkerboard")],
             seeds=5,
