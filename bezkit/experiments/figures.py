@@ -111,7 +111,8 @@ def _experiment_figures(
     if paths:
         kinds = list(dict.fromkeys(kind for kind, _ in paths))
         rounds = sorted({k for _, k in paths})
-        lim = max(float(p.abs().max()) for p in paths.values()) * 1.05
+        # zoom to the data: a few far-out points must not shrink every panel
+        lim = max(float(torch.quantile(p.abs().flatten(), 0.995)) for p in paths.values()) * 1.1
         fig, axes = plt.subplots(
             len(kinds), len(rounds), figsize=(2.6 * len(rounds), 2.6 * len(kinds)), squeeze=False
         )

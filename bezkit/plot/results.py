@@ -138,7 +138,7 @@ def plot_paired_differences(
     *,
     ax: Axes | None = None,
     title: str | None = None,
-    xlabel: str = "paired difference in W2 (negative = better; filled = interval excludes 0)",
+    xlabel: str = "W2 difference (negative = better; filled: interval excludes 0)",
 ) -> Axes:
     """One row per comparison: the mean difference and its 95% interval as an error bar, a line
     at zero. Rows whose interval excludes zero are drawn solid, the others hollow."""
