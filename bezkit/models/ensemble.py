@@ -175,6 +175,14 @@ class EnsembleVelocity(nn.Module):
         with contextlib.suppress(TypeError):
             self._fast[0] = _stacked_form(self, self.template)
 
+    def train(self, mode: bool = True) -> EnsembleVelocity:
+        """Set train / eval mode here and on the wrapped architecture (what its layers see)."""
+        super().train(mode)
+        self.template.train(mode)
+        if self._fast[0] is not None:
+            self._fast[0].train(mode)
+        return self
+
     @property
     def vectorised_by(self) -> str:
         """``"batched-matmul"`` (MLPVelocity, BranchedVelocity over one) or ``"vmap"``."""
