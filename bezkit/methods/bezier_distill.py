@@ -86,6 +86,19 @@ class BezierDistillConfig:
             return tuple(i / self.order for i in range(1, self.order))
         return check_guide_times(self.guide_times)
 
+    def _check_one_step_guide(self) -> None:
+        if self.placement != "control":
+            raise ValueError(
+                "guide_state='one-step' is the teacher's full step X0 + v(X0, 0), its state at "
+                "s = 1: only placement='control' can use it (a curve cannot interpolate a point "
+                "at s = 1 other than X1)"
+            )
+        if self.guide_times is not None:
+            raise ValueError(
+                "guide_times have no effect with guide_state='one-step' (every guide is the "
+                "full step X0 + v(X0, 0)); leave guide_times unset"
+            )
+
     def validate(self, num_teachers: int) -> None:
         """Raise a clear error for any inconsistent option (before anything is trained)."""
         BezierPath(self.order)  # order >= 1
@@ -114,17 +127,7 @@ class BezierDistillConfig:
                 f"unknown guide state {self.guide_state!r}; known: {', '.join(GUIDE_STATES)}"
             )
         if self.guide_state == "one-step":
-            if self.placement != "control":
-                raise ValueError(
-                    "guide_state='one-step' is the teacher's full step X0 + v(X0, 0), its state at "
-                    "s = 1: only placement='control' can use it (a curve cannot interpolate a point "
-                    "at s = 1 other than X1)"
-                )
-            if self.guide_times is not None:
-                raise ValueError(
-                    "guide_times have no effect with guide_state='one-step' (every guide is the "
-                    "full step X0 + v(X0, 0)); leave guide_times unset"
-                )
+            self._check_one_step_guide()
         if self.target not in ("tangent", "endpoint"):
             raise ValueError(f"unknown target {self.target!r}; use 'tangent' or 'endpoint'")
         if self.distill_steps is not None:

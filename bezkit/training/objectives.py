@@ -26,6 +26,13 @@ __all__ = ["FlowMatchingLoss"]
 
 
 class FlowMatchingLoss:
+    """``loss(model, pairs, generator) = mean ||v_theta(B(t), t) - target(t)||^2`` over the batch.
+
+    ``t ~ time_sampler`` (default uniform on [0, 1]) from ``generator``; ``B`` is ``path`` (default
+    the straight line) through ``pairs.guides``; ``target`` is ``"tangent"`` (``B'(t)``) or
+    ``"endpoint"`` (``(X1 - B(t)) / (1 - t)``, with ``t`` clamped to ``t_max``).
+    """
+
     def __init__(
         self,
         path: BezierPath | None = None,
