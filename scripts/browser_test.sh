@@ -11,11 +11,12 @@
 #   - bezkit with its notebook and test extras (scripts/setup.sh), when bezkit, jupyterlab,
 #     ipywidgets, plotly, anywidget or nbval cannot be imported.
 # Then runs tests/browser/ with BEZKIT_BROWSER=1 and fails unless the test really ran and passed
-# (a skip is a failure here). Set PYTHON to choose the interpreter, BEZKIT_CHROMIUM another
-# Chromium binary.
+# (a skip is a failure here). The Python is the one scripts/setup.sh installs into
+# (scripts/pick_python.sh); set BEZKIT_CHROMIUM to use another Chromium binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source scripts/pick_python.sh  # the Python scripts/setup.sh installs into (PY)
+pick_python 2>/dev/null
 CHROMIUM=${BEZKIT_CHROMIUM:-/usr/bin/chromium}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 start=$SECONDS
@@ -31,7 +32,8 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 if ! "$PY" -c "import bezkit, jupyterlab, ipywidgets, plotly, anywidget, nbval, pytest" 2>/dev/null; then
   echo "browser_test: installing bezkit and its notebook/test extras (scripts/setup.sh)"
-  PYTHON="$PY" bash scripts/setup.sh
+  bash scripts/setup.sh
+  pick_python
 fi
 if ! "$PY" -c "import playwright.sync_api" 2>/dev/null; then
   echo "browser_test: installing playwright (pip; the browser is Debian's chromium)"

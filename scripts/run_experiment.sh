@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec bezkit experiment --out "${BEZKIT_OUT:-results/experiment}" "$@"
+source scripts/pick_python.sh
+pick_python
+exec "$PY" -m bezkit experiment --out "${BEZKIT_OUT:-results/experiment}" "$@"

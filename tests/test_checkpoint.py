@@ -1,5 +1,5 @@
-"""Checkpoints: safetensors + JSON round trip, SHA-256 verification, no silent overwrite, atomic
-writes."""
+"""Checkpoints: one safetensors file carrying its metadata (a JSON copy beside it), round trip,
+SHA-256 over tensors and metadata, no silent overwrite, atomic commit, legacy format."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import bezkit.training.checkpoint as checkpoint_module
 from bezkit.models import MLPVelocity
 from bezkit.models.factory import build_model, model_spec
 from bezkit.training import CheckpointError, load_checkpoint, save_checkpoint
-from bezkit.training.checkpoint import FORMAT, sha256_file
+from bezkit.training.checkpoint import FORMAT, LEGACY_FORMAT, content_digest, sha256_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -43,7 +43,9 @@ def test_round_trip(tmp_path):
     for key, value in meta.items():
         assert ckpt.metadata[key] == value
     assert ckpt.metadata["format"] == FORMAT
-    assert ckpt.metadata["sha256"] == sha256_file(st)
+    assert ckpt.metadata["sha256"] == content_digest(tensors, ckpt.metadata)
+    # the JSON beside it is an exact copy of the metadata in the tensor file's header
+    assert json.loads((tmp_path / "ckpt.json").read_text()) == ckpt.metadata
     assert set(ckpt.metadata["versions"]) >= {"bezkit", "torch"}
     # sections and the model state rebuild the model exactly
     assert torch.equal(ckpt.section("ema")["extra"], tensors["ema.extra"])
@@ -77,27 +79,94 @@ def test_altered_tensor_file_is_refused(tmp_path, where):
         load_checkpoint(tmp_path / "ckpt")
 
 
-def test_foreign_or_corrupt_json_is_refused(tmp_path):
+def test_a_hand_edited_json_copy_is_refused_and_a_corrupt_one_too(tmp_path):
     _, tensors = model_tensors()
-    save_checkpoint(tmp_path / "ckpt", tensors, {})
+    save_checkpoint(tmp_path / "ckpt", tensors, {"step": 3})
     js = tmp_path / "ckpt.json"
     meta = json.loads(js.read_text())
-    js.write_text(json.dumps({**meta, "format": "other"}))
-    with pytest.raises(CheckpointError, match="not a bezkit checkpoint"):
+    js.write_text(json.dumps({**meta, "step": 4}))
+    with pytest.raises(CheckpointError, match=r"edited by hand \(step differ"):
         load_checkpoint(tmp_path / "ckpt")
     js.write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(tmp_path / "ckpt")
+    js.unlink()  # the copy is not needed: the header holds the metadata
+    assert load_checkpoint(tmp_path / "ckpt").metadata["step"] == 3
+
+
+def test_metadata_edited_inside_the_tensor_file_is_refused(tmp_path):
+    _, tensors = model_tensors()
+    st = save_checkpoint(tmp_path / "ckpt", tensors, {"step": 30})
+    data = st.read_bytes()
+    old, new = b'\\"step\\":30', b'\\"step\\":31'  # as escaped inside the header's JSON
+    assert data.count(old) == 1
+    st.write_bytes(data.replace(old, new))  # same length: still a valid safetensors file
+    with pytest.raises(CheckpointError, match="edited by hand"):  # the copy no longer agrees
+        load_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt.json").unlink()
+    assert load_checkpoint(tmp_path / "ckpt", verify=False).metadata["step"] == 31
+    with pytest.raises(CheckpointError, match="was altered"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_a_stale_json_copy_from_a_kill_between_the_writes_is_ignored(tmp_path):
+    """A kill after the tensor file's commit and before the JSON copy leaves an old copy: the
+    checkpoint (the tensor file) is the new one and loads; the next save rewrites the copy."""
+    _, first = model_tensors(0)
+    _, second = model_tensors(1)
+    save_checkpoint(tmp_path / "ckpt", first, {"which": "first"})
+    old_copy = (tmp_path / "ckpt.json").read_bytes()
+    save_checkpoint(tmp_path / "ckpt", second, {"which": "second"}, overwrite=True)
+    (tmp_path / "ckpt.json").write_bytes(old_copy)
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.metadata["which"] == "second"
+    assert all(torch.equal(ckpt.tensors[k], v) for k, v in second.items())
+
+
+def test_foreign_files_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    (tmp_path / "plain.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(CheckpointError, match="not a bezkit checkpoint"):
+        load_checkpoint(tmp_path / "plain")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError, match="damaged or was altered"):
+        load_checkpoint(tmp_path / "junk")
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_checkpoint(tmp_path / "dir")
+
+
+def test_first_format_checkpoints_still_load_and_are_verified(tmp_path):
+    from safetensors.torch import save_file
+
+    _, tensors = model_tensors()
+    st = tmp_path / "old.safetensors"
+    save_file(tensors, str(st))
+    meta = {"format": LEGACY_FORMAT, "sha256": sha256_file(st), "step": 5}
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    ckpt = load_checkpoint(tmp_path / "old")
+    assert ckpt.metadata["step"] == 5
+    assert all(torch.equal(ckpt.tensors[k], v) for k, v in tensors.items())
+    (tmp_path / "old.json").write_text(json.dumps({**meta, "sha256": "0" * 64}))
+    with pytest.raises(CheckpointError, match="was altered"):
+        load_checkpoint(tmp_path / "old")
+
+
+def test_checkpoints_are_byte_reproducible(tmp_path, monkeypatch):
+    _, tensors = model_tensors()
+    meta = {"step": 1, "a": {"z": 1, "b": 2, "m": [1, 2]}, "c": "x", "versions": {"v": "1"}}
+    a = save_checkpoint(tmp_path / "a", tensors, meta)
+    b = save_checkpoint(
+        tmp_path / "b", dict(reversed(tensors.items())), dict(reversed(meta.items()))
+    )
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
         load_checkpoint(tmp_path / "nothing")
-    _, tensors = model_tensors()
-    save_checkpoint(tmp_path / "ckpt", tensors, {})
-    (tmp_path / "ckpt.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"ckpt\.json"):
-        load_checkpoint(tmp_path / "ckpt")
 
 
 def test_existing_checkpoint_is_not_overwritten(tmp_path):
@@ -115,7 +184,7 @@ def test_existing_checkpoint_is_not_overwritten(tmp_path):
     assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]  # no temporary files left
 
 
-def test_a_failed_json_write_leaves_no_temp_file_and_no_silent_mismatch(tmp_path, monkeypatch):
+def test_a_failed_json_copy_write_leaves_no_temp_file_and_the_new_checkpoint(tmp_path, monkeypatch):
     _, first = model_tensors(0)
     _, second = model_tensors(1)
     save_checkpoint(tmp_path / "ckpt", first, {"which": "first"})
@@ -131,12 +200,19 @@ def test_a_failed_json_write_leaves_no_temp_file_and_no_silent_mismatch(tmp_path
         save_checkpoint(tmp_path / "ckpt", second, {"which": "second"}, overwrite=True)
     monkeypatch.undo()
     assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]  # temporary files removed
-    # the old JSON is intact (valid, complete) ...
-    meta = json.loads((tmp_path / "ckpt.json").read_text())
-    assert meta["which"] == "first"
-    # ... and does not describe the new tensors, so loading refuses rather than mixing them up
-    with pytest.raises(CheckpointError, match="was altered"):
-        load_checkpoint(tmp_path / "ckpt")
+    # the old JSON copy is intact but stale; the checkpoint itself is the new one, whole
+    assert json.loads((tmp_path / "ckpt.json").read_text())["which"] == "first"
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.metadata["which"] == "second"
+    assert all(torch.equal(ckpt.tensors[k], v) for k, v in second.items())
+
+
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_save(tmp_path):
+    _, tensors = model_tensors()
+    (tmp_path / ".ckpt.safetensors.x1y2.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / ".ckpt.json.x1y2.tmp").write_bytes(b"{")
+    save_checkpoint(tmp_path / "ckpt", tensors, {})
+    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]
 
 
 def test_a_failed_tensor_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
@@ -144,7 +220,7 @@ def test_a_failed_tensor_write_leaves_the_old_checkpoint_intact(tmp_path, monkey
     _, second = model_tensors(1)
     save_checkpoint(tmp_path / "ckpt", first, {"which": "first"})
 
-    def failing_save(tensors, filename):
+    def failing_save(tensors, filename, metadata=None):
         with open(filename, "wb") as fh:
             fh.write(b"partial")
         raise OSError("killed mid-write")

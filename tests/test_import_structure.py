@@ -32,6 +32,8 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
     "anywidget": None,  # the notebooks extra
     "IPython": None,  # only present in a notebook kernel
     "matplotlib": ("bezkit.cli",),  # keeps `bezkit --help` fast; everywhere else at module level
+    "torch_fidelity": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
+    "torchmetrics": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
 }
 
 # Known offenders today (issue 10); remove an entry when its module is fixed.
@@ -46,8 +48,6 @@ KNOWN_LAZY_IMPORTS: dict[str, str] = {
     "bezkit.cli.experiment": _HIDDEN,
     "bezkit.cli.images": _HIDDEN,
     "bezkit.cli.train": _HIDDEN,
-    "bezkit.experiments.images": _HIDDEN,
-    "bezkit.metrics.frechet": _HIDDEN,
     "bezkit.training.checkpoint": "imports bezkit (for __version__) and numpy inside functions",
     "bezkit.widgets.steps": "imports time inside a callback",
 }

@@ -1,6 +1,5 @@
-"""bezkit.lessons: the lesson checkpoints (regenerated bit-for-bit, loaded when present, trained
-when absent).
-(The results.json readers are tested in test_results.py.)"""
+"""bezkit.lessons: the lesson checkpoints (regenerated to within a cross-machine tolerance, loaded
+when present, trained when absent). The results.json readers are tested in test_results.py."""
 
 from __future__ import annotations
 
@@ -21,6 +20,17 @@ COMMITTED = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 # -- checkpoints ----------------------------------------------------------------------------------
 
 
+# Cross-machine tolerances for a retrained lesson checkpoint. Float kernels differ between CPUs
+# (AVX2 / AVX-512, thread counts), so bitwise equality holds only on the machine that made the
+# files. Measured with ATen's portable kernels (ATEN_CPU_CAPABILITY=default) against the committed
+# AVX2 run: largest relative tensor difference 5.1e-4, largest velocity difference 0.0067 (of
+# |v| <= 6.3), largest per-step loss difference 5.7e-5. The bounds below leave a 20-40x margin; a
+# real regression (another seed, lr, loss or time sampling) changes the weights by O(1).
+REGEN_TENSOR_RTOL = 2e-2
+REGEN_VELOCITY_ATOL = 0.15
+REGEN_LOSS_ATOL = 2e-3
+
+
 def test_regenerating_the_1rf_gives_the_committed_tensors(tmp_path, single_thread):
     committed = COMMITTED / f"{L.checkpoint_name(1)}.safetensors"
     if not committed.exists():
@@ -29,12 +39,23 @@ def test_regenerating_the_1rf_gives_the_committed_tensors(tmp_path, single_threa
     fresh, old = load_file(path), load_file(committed)
     assert fresh.keys() == old.keys()
     for name in old:
-        assert torch.equal(fresh[name], old[name]), name
-    meta_old = json.loads(committed.with_suffix(".json").read_text())
-    meta_new = json.loads(path.with_suffix(".json").read_text())
+        assert fresh[name].shape == old[name].shape and fresh[name].dtype == old[name].dtype
+        gap = float((fresh[name] - old[name]).norm() / old[name].norm().clamp_min(1e-12))
+        assert gap < REGEN_TENSOR_RTOL, (name, gap)
+    # the velocity fields agree where it matters
+    new_model, meta_new = load_model(path)
+    old_model, meta_old = load_model(committed)
+    g = torch.Generator().manual_seed(0)
+    x, t = 2 * torch.randn(2000, 2, generator=g), torch.rand(2000, generator=g)
+    with torch.no_grad():
+        gap = float((new_model(x, t) - old_model(x, t)).abs().max())
+    assert gap < REGEN_VELOCITY_ATOL, gap
     assert meta_new["recipe"] == meta_old["recipe"]
-    assert meta_new["losses"] == meta_old["losses"]
-    assert meta_new["sha256"] == meta_old["sha256"]
+    assert len(meta_new["losses"]) == len(meta_old["losses"])
+    torch.testing.assert_close(
+        torch.tensor(meta_new["losses"]), torch.tensor(meta_old["losses"]),
+        rtol=0, atol=REGEN_LOSS_ATOL,
+    )  # fmt: skip
 
 
 def test_committed_checkpoints_load_and_are_small():

@@ -10,7 +10,9 @@ import torch
 from bezkit.couplings import IndependentCoupling
 from bezkit.data import get_sampler
 from bezkit.models import BranchedVelocity, MLPVelocity
+from bezkit.models.factory import model_spec
 from bezkit.training import CheckpointError, FlowMatchingLoss, TrainConfig, load_checkpoint, train
+from bezkit.training.checkpoint import save_checkpoint
 from bezkit.training.ema import EMA
 from bezkit.training.model_io import (
     checkpoint_files,
@@ -115,20 +117,29 @@ def test_missing_altered_and_inconsistent_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="altered"):
         load_model(tmp_path / "m")
 
+    # metadata edited by hand in the JSON copy is refused (the header holds the real metadata)
     save_model(tmp_path / "w", _mlp(), {})
     meta = json.loads((tmp_path / "w.json").read_text())
-    meta["model"]["config"]["hidden"] = 32  # the spec no longer matches the weights
+    meta["model"]["config"]["hidden"] = 32
     (tmp_path / "w.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="edited by hand"):
+        load_model(tmp_path / "w")
+
+    # a (validly written) checkpoint whose spec does not describe its weights
+    tensors = model_tensors(_mlp())
+    spec = model_spec(_mlp())
+    spec["config"]["hidden"] = 32
+    save_checkpoint(tmp_path / "x", tensors, {"model": spec})
     with pytest.raises(CheckpointError, match="do not fit"):
-        load_model(tmp_path / "w")
-    meta["model"] = {"class": "Evil", "config": {}}
-    (tmp_path / "w.json").write_text(json.dumps(meta))
+        load_model(tmp_path / "x")
+    save_checkpoint(
+        tmp_path / "x", tensors, {"model": {"class": "Evil", "config": {}}}, overwrite=True
+    )
     with pytest.raises(CheckpointError, match="cannot rebuild"):
-        load_model(tmp_path / "w")
-    del meta["model"]
-    (tmp_path / "w.json").write_text(json.dumps(meta))
+        load_model(tmp_path / "x")
+    save_checkpoint(tmp_path / "x", tensors, {}, overwrite=True)
     with pytest.raises(CheckpointError, match="no model spec"):
-        load_model(tmp_path / "w")
+        load_model(tmp_path / "x")
 
 
 def test_update_metadata_keeps_the_hash_valid(tmp_path):

@@ -28,6 +28,13 @@ from bezkit.widgets import (
 )
 
 
+def _descendants(box: widgets.Widget) -> list[widgets.Widget]:
+    out = []
+    for child in getattr(box, "children", ()):
+        out += [child, *_descendants(child)]
+    return out
+
+
 def _xy(trace) -> np.ndarray:
     return np.column_stack([np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)])
 
@@ -57,7 +64,7 @@ def test_bezier_widget_is_a_displayable_bundle():
     b = bezier_widget(order=2)
     assert isinstance(b.box, widgets.Box)
     assert isinstance(b.figure, go.FigureWidget)
-    assert b.figure in b.box.children[0].children
+    assert b.figure in _descendants(b.box)
     assert {"P0_x", "P1_y", "P2_x", "t", "chord", "elevate"} <= set(b.controls)
     bundle = b._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
@@ -283,6 +290,7 @@ def test_steps_slider_updates_samples_nfe_and_w2():
     w = steps_widget(_Grow(), x0, reference=math.e * x0, noise_floor=0.0, max_steps=32)
     assert w.controls["steps"].continuous_update is False
     assert w.state["current"] == {
+        "model": "model",
         "method": "euler",
         "steps": 1,
         "nfe": 1,

@@ -138,7 +138,7 @@ def test_compare_steps_widget_caches_and_draws_every_model():
     assert list(b.trace("W2 exact").x) == [1, 8]
     assert list(b.trace("W2 slow").x) == [1]
     assert list(b.trace("noise floor").y) == [0.1, 0.1]
-    assert "NFE 8" in b.readout.value
+    assert "NFE = 8" in b.readout.value
     with pytest.raises(ValueError, match="unknown model"):
         compare_steps_widget(models, x0, ref, model="other")
     with pytest.raises(ValueError, match="at least one"):
@@ -192,3 +192,25 @@ def test_bdense_widget_checks_its_students(bdense_setup):
         bdense_widget({2: students[4]}, teacher, x0)
     with pytest.raises(ValueError, match="at least one"):
         bdense_widget({}, teacher, x0)
+
+
+def test_guide_widget_probe_follows_a_drag_and_its_sliders():
+    x0, x1 = _pairs()
+    b = guide_widget(Decay(), x0, x1, s=0.4, max_pairs=6, teacher_steps=50, lim=4.0)
+    drag = b.controls["points"]
+    drag.points = [[1.0, 2.0]]  # what a mouse drag of the probe writes
+    assert (b.controls["probe_x"].value, b.controls["probe_y"].value) == (1.0, 2.0)
+    p = np.array([1.0, 2.0])
+    end = (1 - 1 / 50) ** 50 * p  # 50 Euler steps of v = -x
+    np.testing.assert_allclose(_xy(b.trace("probe X1"))[0], end, rtol=1e-5)
+    np.testing.assert_allclose(_xy(b.trace("probe guide"))[0], 0.6 * p, rtol=1e-5)  # G = Z(0.4)
+    curve = _xy(b.trace("probe curve"))
+    np.testing.assert_allclose(curve[0], p, atol=1e-6)
+    np.testing.assert_allclose(curve[-1], end, rtol=1e-5)
+    assert "probe X0 = (1.00, 2.00)" in b.readout.value
+    b.controls["probe_x"].value = -1.5  # the slider moves the handle
+    assert drag.points == [[-1.5, 2.0]]
+    drag.points = [[9.0, -9.0]]  # clamped into the window
+    assert drag.points == [[4.0, -4.0]]
+    b.controls["placement"].value = "interpolate"  # the probe's curve passes through Z(s)
+    assert b.state["probe"]["path_gap"] >= 0.0

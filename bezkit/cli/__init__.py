@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from bezkit import __version__
-from bezkit.cli.common import CLIError, Parser
+from bezkit.cli.common import CLIError, Parser, release_claimed_outputs
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "experiment", "images")
+SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "experiment", "images", "lessons")
 
 DESCRIPTION = """\
 bezkit: rectified flows, reflow, Bezier distillation and B-DENSE, for teaching and measuring.
@@ -87,3 +87,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_claimed_outputs()  # output locks end with the command, also when run in process

@@ -23,10 +23,12 @@ Parsers made by ``subparsers.add_parser`` are :class:`Parser` instances, so they
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bezkit.training.run_dir import RunLock
 
 __all__ = [
     "CLIError",
@@ -34,15 +36,25 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "check_finite",
+    "check_output",
+    "claim_output_dir",
+    "data_ref",
+    "data_sha256",
     "dataset",
     "given",
+    "hold_until_done",
     "load_sampler",
     "nonnegative_float",
     "nonnegative_int",
     "positive_float",
     "positive_int",
+    "release_claimed_outputs",
     "write_json_atomic",
 ]
+
+# locks taken by claim_output_dir / hold_until_done in this process, released by
+# release_claimed_outputs() when the command ends (bezkit.cli.main), however it ends
+_CLAIMED: list[RunLock] = []
 
 
 class CLIError(Exception):
@@ -145,6 +157,8 @@ def dataset(text: str) -> str:
     if text in TOY_DATASETS:
         return text
     if text.lower().endswith((".npy", ".csv")):
+        if Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"data file {text} is a folder, not a file")
         if not Path(text).is_file():
             raise argparse.ArgumentTypeError(f"data file not found: {text}")
         return text
@@ -152,6 +166,26 @@ def dataset(text: str) -> str:
     raise argparse.ArgumentTypeError(
         f"unknown dataset {text!r}; use one of {known} or a .npy/.csv file of (n, 2) points"
     )
+
+
+def data_ref(name: str) -> str:
+    """A dataset name as given; a data file as an absolute path (a checkpoint works anywhere)."""
+    if name.lower().endswith((".npy", ".csv")):
+        return str(Path(name).resolve())
+    return name
+
+
+def data_sha256(name: str) -> str | None:
+    """The SHA-256 of a data file (None for a named dataset): recorded at training, checked on
+    resume and by ``evaluate`` so that a changed file is never used silently."""
+    from bezkit.training.atomic import sha256_file
+
+    if not name.lower().endswith((".npy", ".csv")):
+        return None
+    try:
+        return sha256_file(name)
+    except OSError as err:
+        raise CLIError(f"cannot read data file {name}: {err.strerror or err}") from None
 
 
 def load_sampler(name: str, option: str) -> Any:
@@ -184,10 +218,52 @@ def check_finite(obj: Any, where: str = "") -> None:
             check_finite(v, f"{where}[{i}]")
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON through a temporary file and ``os.replace``."""
-    from bezkit.training.checkpoint import atomic_write_bytes
+def check_output(path: str | Path, *, option: str = "--out", folder: bool = True) -> Path:
+    """:func:`bezkit.training.run_dir.check_output_dir` (``folder=True``) or ``check_output_file``
+    with its error as a :class:`CLIError` naming ``option``: call it before any work."""
+    from bezkit.training.run_dir import OutputPathError, check_output_dir, check_output_file
 
-    path = Path(path)
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
-    return path
+    try:
+        return check_output_dir(path) if folder else check_output_file(path)
+    except OutputPathError as err:
+        raise CLIError(f"{option}: {err}") from None
+
+
+def claim_output_dir(path: str | Path, *, what: str, option: str = "--out") -> RunLock:
+    """Check that folder ``path`` is writable, create it and lock it for this process.
+
+    Returns the held :class:`~bezkit.training.run_dir.RunLock` (keep a reference for as long as
+    the work runs; the lock ends with the process at the latest). A second process claiming the
+    same folder gets a :class:`CLIError` saying another ``what`` is using it. One line at the top
+    of a command: ``lock = claim_output_dir(args.out, what="experiment")``.
+    """
+    from bezkit.training.run_dir import RunLock, RunLocked
+
+    folder = check_output(path, option=option, folder=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return hold_until_done(RunLock(folder, folder=True, what=what).acquire())
+    except RunLocked as err:
+        raise CLIError(f"{option}: {err}") from None
+    except OSError as err:
+        raise CLIError(f"{option}: cannot create {folder}: {err.strerror or err}") from None
+
+
+def hold_until_done(lock: RunLock) -> RunLock:
+    """Keep an acquired lock until the command ends (:func:`release_claimed_outputs`)."""
+    _CLAIMED.append(lock)
+    return lock
+
+
+def release_claimed_outputs() -> None:
+    """Release every lock this process's command claimed (called by ``bezkit.cli.main``: a
+    command run in process, as in the tests, frees its outputs as soon as it returns)."""
+    while _CLAIMED:
+        _CLAIMED.pop().release()
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (:func:`bezkit.training.atomic.write_json`)."""
+    from bezkit.training.atomic import write_json  # lazy: bezkit.training imports torch
+
+    return write_json(path, obj)

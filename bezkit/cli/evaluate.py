@@ -9,6 +9,9 @@ from typing import Any
 from bezkit.cli.common import (
     CLIError,
     check_finite,
+    check_output,
+    data_ref,
+    data_sha256,
     dataset,
     load_sampler,
     nonnegative_int,
@@ -136,8 +139,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--out",
         metavar="FILE",
         default=None,
-        help="also write the JSON to FILE, atomically; an existing FILE is replaced "
-        "(default: stdout only)",
+        help="also write the JSON to FILE, atomically; an existing regular FILE is replaced, a "
+        "symbolic link is followed (its target is replaced), anything else (a folder, a device) "
+        "is refused; FILE is checked before any work (default: stdout only)",
     )
     p.set_defaults(func=run)
     return p
@@ -201,6 +205,14 @@ def evaluate_checkpoint(
             raise CLIError(
                 f"checkpoint {checkpoint} does not record its {role} distribution "
                 f"(not written by 'bezkit train'); pass --{role}"
+            )
+        recorded = data.get(f"{role}_sha256")
+        same_file = data_ref(name) == data.get(role)
+        if recorded is not None and same_file and data_sha256(name) != recorded:
+            raise CLIError(
+                f"the {role} data file {name} changed since {checkpoint} was trained on it (its "
+                f"SHA-256 is no longer {recorded[:12]}...); restore it, or pass --{role} "
+                "explicitly with another file to evaluate against that"
             )
     src, tgt = load_sampler(names["source"], "source"), load_sampler(names["target"], "target")
 
@@ -281,6 +293,7 @@ def evaluate_checkpoint(
 
 
 def run(args: argparse.Namespace) -> int:
+    out = None if args.out is None else check_output(args.out, option="--out", folder=False)
     report = evaluate_checkpoint(
         args.checkpoint,
         n=args.n,
@@ -295,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         rtol=args.rtol,
     )
     text = json.dumps(report, indent=2, allow_nan=False)
-    if args.out is not None:
-        write_json_atomic(args.out, report)
+    if out is not None:
+        write_json_atomic(out, report)
     print(text)
     return 0

@@ -26,7 +26,7 @@ import argparse
 import shlex
 import sys
 
-from bezkit.cli.common import CLIError, dataset, positive_int
+from bezkit.cli.common import CLIError, claim_output_dir, dataset, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -214,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise CLIError(str(err)) from None
+    _lock = claim_output_dir(args.out, what="experiment")  # writable, ours until we exit
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
         results = run_experiment(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,175 +14,14 @@ from bezkit.cli.common import (
     CLIError,
     Parser,
     check_finite,
-    nonnegative_float,
+    check_output,
     nonnegative_int,
-    positive_float,
     positive_int,
     write_json_atomic,
 )
+from bezkit.cli.images_options import DESCRIPTION, add_pair_options, add_preset_options
 
 __all__ = ["add_parser", "run"]
-
-PRESET_NAMES = ("digits", "cifar10")
-
-DESCRIPTION = """\
-Rectified flows, reflow, distillation, Bezier distillation and B-DENSE on images. The methods are
-the 2D ones (docs/METHODS.md); only the data, the U-Net and the evaluation change.
-
-presets:
-  digits    scikit-learn's 8x8 digits (offline), a 190k-parameter U-Net, CPU, minutes per stage
-  cifar10   CIFAR-10 32x32 (--data-root), a 50.7M-parameter DDPM++-like U-Net, GPUs: bf16
-            autocast, EMA, warm-up, checkpoints every 5000 steps; run it under torchrun
-
-stages (each resumes after an interruption: run the same command again):
-  train     the 1-RF on independent (noise, image) pairs                 -> OUT.safetensors
-  reflow    the teacher's ODE pairs as resumable shards in --pairs, then the (k+1)-RF trained
-            on them from the teacher's weights
-  distill   a student from the teacher's pairs in --pairs (generated first if missing):
-            --method distill (one/N-step), bezier (Bezier distillation), bdense (B-DENSE)
-  evaluate  Euler samples at several step counts: W2, sliced W2 and the digits Frechet
-            distance (digits) or FID (CIFAR-10), with noise floors, as JSON
-
-A typical digits session (a few minutes on one CPU thread):
-
-  bezkit images train    --preset digits --out runs/digits/1rf
-  bezkit images reflow   --preset digits --teacher runs/digits/1rf --pairs runs/digits/pairs-1rf \\
-                         --out runs/digits/2rf
-  bezkit images distill  --preset digits --method distill --teacher runs/digits/2rf \\
-                         --pairs runs/digits/pairs-2rf --out runs/digits/2rf-distill
-  bezkit images distill  --preset digits --method bezier --teacher runs/digits/1rf \\
-                         --pairs runs/digits/reverse-1rf --out runs/digits/bezier
-  bezkit images evaluate runs/digits/1rf runs/digits/2rf-distill runs/digits/bezier
-
-On GPUs: torchrun --nproc_per_node=8 -m bezkit images train --preset cifar10 --data-root DATA ...
-(see docs/IMAGES.md for every command and the expected cost).
-"""
-
-
-# -- arguments -------------------------------------------------------------------------------------
-
-
-def _common(p: argparse.ArgumentParser, *, stage: str | None) -> None:
-    g = p.add_argument_group("preset and machine")
-    if stage is None:
-        g.add_argument(
-            "--preset",
-            choices=PRESET_NAMES,
-            default=None,
-            help="data and evaluation settings (default: the checkpoint's preset)",
-        )
-    else:
-        g.add_argument(
-            "--preset", choices=PRESET_NAMES, default="digits", help="data, model and settings"
-        )
-    g.add_argument(
-        "--data-root",
-        metavar="DIR",
-        default=None,
-        help="CIFAR-10: the folder holding cifar-10-batches-py/ (digits need none)",
-    )
-    g.add_argument(
-        "--device",
-        default=None,
-        metavar="DEV",
-        help="cpu, cuda, cuda:1, mps or auto (default: the preset's; under torchrun each "
-        "process uses cuda:LOCAL_RANK)",
-    )
-    g.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="torch CPU threads (default: the preset's, 1 for digits)",
-    )
-    g.add_argument("--quiet", action="store_true", help="no progress bars and no summary line")
-    if stage is None:
-        return
-    t = p.add_argument_group(f"optimisation (default: the preset's {stage} stage)")
-    t.add_argument("--steps", type=positive_int, default=None, metavar="N", help="optimizer steps")
-    t.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="pairs per step and per process",
-    )
-    t.add_argument("--lr", type=positive_float, default=None, metavar="LR", help="peak AdamW lr")
-    t.add_argument(
-        "--warmup-steps", type=nonnegative_int, default=None, metavar="N", help="linear warm-up"
-    )
-    t.add_argument(
-        "--ema-decay",
-        type=nonnegative_float,
-        default=None,
-        metavar="D",
-        help="EMA decay of the weights (0: no EMA; the final weights are the EMA ones)",
-    )
-    t.add_argument("--seed", type=nonnegative_int, default=None, metavar="SEED", help="run seed")
-    t.add_argument(
-        "--checkpoint-every",
-        type=nonnegative_int,
-        default=None,
-        metavar="N",
-        help="save the resumable training state OUT.train every N steps (0: at the end only)",
-    )
-    t.add_argument(
-        "--compile", action="store_true", help="torch.compile the model (default: the preset's)"
-    )
-    t.add_argument(
-        "--no-amp", action="store_true", help="no bf16 autocast on CUDA (default: the preset's)"
-    )
-    o = p.add_argument_group("output")
-    o.add_argument(
-        "--out",
-        required=stage == "flow",
-        metavar="PATH",
-        help="writes PATH.safetensors + PATH.json (final weights) and PATH.train.* (the "
-        "resumable training state)" + ("" if stage == "flow" else "; required unless --pairs-only"),
-    )
-    o.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="train again even if PATH exists (default: refuse; an interrupted run resumes)",
-    )
-
-
-def _pair_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("teacher pairs (default: the preset's)")
-    g.add_argument(
-        "--pairs",
-        required=True,
-        metavar="DIR",
-        help="folder of the teacher's pairs: generated, resumed or just verified here",
-    )
-    g.add_argument("--n-pairs", type=positive_int, default=None, metavar="N", help="pairs")
-    g.add_argument(
-        "--teacher-steps",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="Euler steps of the teacher's ODE",
-    )
-    g.add_argument(
-        "--shard-size", type=positive_int, default=None, metavar="N", help="pairs per shard file"
-    )
-    g.add_argument(
-        "--segments",
-        type=positive_int,
-        default=None,
-        metavar="S",
-        help="forward pairs: also keep the teacher's states at t = j/S (B-DENSE needs its "
-        "--branches to divide S)",
-    )
-    g.add_argument(
-        "--pairs-only", action="store_true", help="stop once the pairs are complete (no training)"
-    )
-    g.add_argument(
-        "--init",
-        choices=("teacher", "scratch"),
-        default="teacher",
-        help="the student starts from the teacher's weights or from scratch",
-    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -195,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     tr = sub.add_parser(
         "train", help="train the 1-RF", description="Train the 1-RF on (noise, image) pairs."
     )
-    _common(tr, stage="flow")
+    add_preset_options(tr, stage="flow")
     tr.set_defaults(func=run_train)
 
     rf = sub.add_parser(
@@ -204,9 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Generate (or resume) the teacher's forward ODE pairs in --pairs, then train "
         "the (k+1)-RF on them from the teacher's weights.",
     )
-    _common(rf, stage="reflow")
+    add_preset_options(rf, stage="reflow")
     rf.add_argument("--teacher", required=True, metavar="CKPT", help="the k-RF checkpoint")
-    _pair_options(rf)
+    add_pair_options(rf)
     rf.set_defaults(func=run_reflow)
 
     ds = sub.add_parser(
@@ -216,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "first when missing): forward pairs for distill and bdense, reverse (data-anchored) "
         "pairs for Bezier distillation with --endpoint data.",
     )
-    _common(ds, stage="distill")
+    add_preset_options(ds, stage="distill")
     ds.add_argument(
         "--method", choices=("distill", "bezier", "bdense"), default="distill", help="the student"
     )
@@ -228,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="teacher checkpoint; bezier: repeat it for one teacher per guide (the first "
         "gives the endpoint)",
     )
-    _pair_options(ds)
+    add_pair_options(ds)
     m = ds.add_argument_group("method options")
     m.add_argument(
         "--distill-steps",
@@ -276,7 +116,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "real train images; CIFAR-10: W2, sliced W2 and FID (with --fid-weights). Prints JSON.",
     )
     ev.add_argument("checkpoints", nargs="+", metavar="CKPT", help="stage outputs to evaluate")
-    _common(ev, stage=None)
+    add_preset_options(ev, stage=None)
     ev.add_argument(
         "--steps",
         type=positive_int,
@@ -387,31 +227,59 @@ def _preset(args: argparse.Namespace, stage: str | None) -> Any:
     return preset
 
 
-def _need_out(args: argparse.Namespace) -> None:
-    if args.out is None and not args.pairs_only:
-        raise CLIError("--out is required (unless --pairs-only)")
-
-
 def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a stage; bad input (missing files, clashing folders, wrong settings) -> CLIError."""
     from bezkit.training.checkpoint import CheckpointError
+    from bezkit.training.run_dir import OutputPathError, RunLocked
 
     try:
         return fn(*args, **kwargs)
     except (FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
         raise CLIError(str(err)) from None
+    except (OutputPathError, RunLocked) as err:  # unwritable output, another job on it
+        raise CLIError(str(err)) from None
     except FloatingPointError as err:
         raise CLIError(f"training diverged: {err}", code=1) from None
 
 
-def _summary(session: _Session, result: Any, device: Any) -> None:
+def _summary(session: _Session, result: Any) -> None:
     meta = result.metadata
     resumed = "" if result.resumed_from is None else f", resumed at step {result.resumed_from}"
     loss = meta.get("final_loss")
     session.say(
         f"saved {result.path}: {meta['images']['stage']}, step {meta['step']}, loss "
-        f"{loss:.4f}{resumed}, {result.train_seconds:.1f} s on {device}"
+        f"{loss:.4f}{resumed}, {result.train_seconds:.1f} s on {session.device}"
     )
+
+
+def _stage_command(
+    args: argparse.Namespace, stage: str, body: Callable[[_Session, Any], Any]
+) -> int:
+    """The pattern of every training command: the preset with the command line's changes, the
+    session (process group, threads), the stage's ``body(session, preset)``, its summary line
+    (when it returns a ``StageResult``), and the session closed whatever happens. Unwritable
+    outputs (``--out``, ``--pairs``) are errors before any work."""
+    from bezkit.experiments.images.outputs import check_stage_output
+    from bezkit.training.run_dir import OutputPathError
+
+    preset = _preset(args, stage)
+    if stage != "flow" and args.out is None and not args.pairs_only:
+        raise CLIError("--out is required (unless --pairs-only)")
+    if getattr(args, "pairs", None) is not None:
+        check_output(args.pairs, option="--pairs", folder=True)
+    if args.out is not None:
+        try:
+            check_stage_output(args.out)
+        except OutputPathError as err:
+            raise CLIError(f"--out: {err}") from None
+    session = _Session(args, preset)
+    try:
+        result = body(session, preset)
+        if result is not None:
+            _summary(session, result)
+    finally:
+        session.close()
+    return 0
 
 
 def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher: str,
@@ -436,84 +304,78 @@ def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """``bezkit images train``: the 1-RF."""
     from bezkit.experiments.images import train_rectified_flow
 
-    preset = _preset(args, "flow")
-    session = _Session(args, preset)
-    try:
-        result = _friendly(
+    def body(session: _Session, preset: Any) -> Any:
+        return _friendly(
             train_rectified_flow, preset, args.out, data_root=args.data_root,
             device=session.device, overwrite=args.overwrite, progress=session.progress,
         )  # fmt: skip
-        _summary(session, result, session.device)
-    finally:
-        session.close()
-    return 0
+
+    return _stage_command(args, "flow", body)
 
 
 def run_reflow(args: argparse.Namespace) -> int:
+    """``bezkit images reflow``: the teacher's forward pairs, then the (k+1)-RF."""
     from bezkit.experiments.images import train_from_pairs
 
-    preset = _preset(args, "reflow")
-    _need_out(args)
-    session = _Session(args, preset)
-    try:
+    def body(session: _Session, preset: Any) -> Any:
         _generate(session, args, preset, args.teacher, "forward", args.segments)
-        if not args.pairs_only:
-            result = _friendly(
-                train_from_pairs, "reflow", args.teacher, args.pairs, preset, args.out,
-                init=args.init, device=session.device, overwrite=args.overwrite,
-                progress=session.progress,
-            )  # fmt: skip
-            _summary(session, result, session.device)
-    finally:
-        session.close()
-    return 0
+        if args.pairs_only:
+            return None
+        return _friendly(
+            train_from_pairs, "reflow", args.teacher, args.pairs, preset, args.out,
+            init=args.init, device=session.device, overwrite=args.overwrite,
+            progress=session.progress,
+        )  # fmt: skip
+
+    return _stage_command(args, "reflow", body)
+
+
+def _bezier_options(args: argparse.Namespace) -> Any:
+    from bezkit.methods.bezier_distill import BezierDistillConfig
+
+    bezier = BezierDistillConfig(
+        order=args.order,
+        placement=args.placement,
+        guide_state=args.guide_state,
+        endpoint=args.endpoint,
+        target=args.target_kind,
+        distill_steps=args.distill_steps if args.distill_steps > 1 else None,
+    )
+    try:
+        bezier.validate(len(args.teacher))
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    return bezier
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    """``bezkit images distill``: the teacher's pairs, then a distill / Bezier / B-DENSE student."""
     from bezkit.experiments.images import train_from_pairs
-    from bezkit.methods.bezier_distill import BezierDistillConfig
 
-    preset = _preset(args, "distill")
-    _need_out(args)
     if args.method != "bezier" and len(args.teacher) != 1:
         raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
-    bezier = None
-    if args.method == "bezier":
-        bezier = BezierDistillConfig(
-            order=args.order,
-            placement=args.placement,
-            guide_state=args.guide_state,
-            endpoint=args.endpoint,
-            target=args.target_kind,
-            distill_steps=args.distill_steps if args.distill_steps > 1 else None,
-        )
-        try:
-            bezier.validate(len(args.teacher))
-        except ValueError as err:
-            raise CLIError(str(err)) from None
-        direction = "reverse" if args.endpoint == "data" else "forward"
-    else:
-        direction = "forward"
-    segments = args.segments
-    if args.method == "bdense" and segments is None and preset.segments % preset.branches:
-        segments = preset.branches
-    session = _Session(args, preset)
-    try:
+    bezier = _bezier_options(args) if args.method == "bezier" else None
+    direction = "reverse" if bezier is not None and args.endpoint == "data" else "forward"
+
+    def body(session: _Session, preset: Any) -> Any:
+        segments = args.segments
+        if args.method == "bdense" and segments is None and preset.segments % preset.branches:
+            segments = preset.branches
         _generate(session, args, preset, args.teacher[0], direction,
                   segments if direction == "forward" else 1)  # fmt: skip
-        if not args.pairs_only:
-            result = _friendly(
-                train_from_pairs, args.method, args.teacher, args.pairs, preset, args.out,
-                init=args.init, distill_steps=args.distill_steps, bezier=bezier,
-                restarts=args.restarts, device=session.device, overwrite=args.overwrite,
-                progress=session.progress,
-            )  # fmt: skip
-            _summary(session, result, session.device)
-    finally:
-        session.close()
-    return 0
+        if args.pairs_only:
+            return None
+        return _friendly(
+            train_from_pairs, args.method, args.teacher, args.pairs, preset, args.out,
+            init=args.init, distill_steps=args.distill_steps, bezier=bezier,
+            restarts=args.restarts, device=session.device, overwrite=args.overwrite,
+            progress=session.progress,
+        )  # fmt: skip
+
+    return _stage_command(args, "distill", body)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -521,6 +383,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bezkit.training.checkpoint import CheckpointError
     from bezkit.training.model_io import load_model
 
+    if args.out is not None:  # unwritable outputs: errors before any sampling
+        check_output(args.out, option="--out", folder=False)
+    if args.grid is not None:
+        check_output(args.grid, option="--grid", folder=False)
     reports = []
     session = None
     for ckpt in args.checkpoints:

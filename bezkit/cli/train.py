@@ -10,8 +10,12 @@ from typing import Any
 from bezkit.cli.common import (
     CLIError,
     Given,
+    check_output,
+    data_ref,
+    data_sha256,
     dataset,
     given,
+    hold_until_done,
     load_sampler,
     nonnegative_float,
     nonnegative_int,
@@ -19,7 +23,7 @@ from bezkit.cli.common import (
     positive_int,
 )
 
-__all__ = ["COUPLINGS", "add_parser", "run"]
+__all__ = ["CHANGEABLE_ON_RESUME", "COUPLINGS", "RUN_SETTINGS", "add_parser", "run"]
 
 COUPLINGS: tuple[str, ...] = ("independent", "minibatch-ot", "sinkhorn", "full-ot")
 TARGET_KINDS: tuple[str, ...] = ("tangent", "endpoint")
@@ -45,16 +49,21 @@ couplings:
   full-ot        one exact OT problem on --full-ot-points pairs, solved once; batches are drawn
                  from those pairs (the straight-transport reference)
 
-output: --out PATH writes PATH.safetensors (weights: model.*, ema.*, optimizer.*) and PATH.json
-(model spec, train_config, data, coupling, objective, step, losses, SHA-256 of the weights).
-An existing checkpoint is never replaced without --overwrite.
+output: --out PATH writes PATH.safetensors (weights: model.*, ema.*, optimizer.*, and in its
+header the metadata: model spec, train_config, the run's settings, data and their SHA-256,
+coupling, objective, step, losses, a SHA-256 over all of it) and PATH.json, a copy of the
+metadata. Every checkpoint (each --checkpoint-every and the last) is committed in one atomic
+step, so a kill at any moment leaves the previous checkpoint or the new one. An existing
+checkpoint is never replaced without --overwrite; PATH.lock keeps a second run off the same
+--out. The output folder is checked for writing (and free space) before any training.
 
 resuming: --resume CKPT continues the run saved in CKPT (weights, EMA, optimizer, step) up to
 --steps. Without --steps it finishes the interrupted run, exactly as if it had not stopped; a
-larger --steps extends it (the cosine learning-rate schedule is stretched to the new total). The
-run's settings (data, coupling, objective, model size, batch size, lr, EMA decay, seed) come from
-the checkpoint; giving one of them with a different value is an error. Without --out the
-checkpoint is updated in place.
+larger --steps extends it (the cosine learning-rate schedule is stretched to the new total). Every
+setting of the run (data, coupling, objective, model size, batch size, lr, EMA decay, seed,
+--checkpoint-every) comes from the checkpoint; giving one with a different value is an error
+(--checkpoint-every may be changed), and so is a data file whose content changed. A checkpoint
+that does not record its run is refused. Without --out the checkpoint is updated in place.
 
 examples:
   bezkit train --out flow
@@ -222,6 +231,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--checkpoint-every",
         type=nonnegative_int,
         default=0,
+        action=Given,
         metavar="N",
         help="also save a resumable checkpoint to --out every N steps; 0 saves only at the end",
     )
@@ -236,68 +246,116 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 # -- settings ------------------------------------------------------------------------------------
 
-
-def _data_ref(name: str) -> str:
-    """A dataset name as given; a data file as an absolute path (the checkpoint works anywhere)."""
-    if name.lower().endswith((".npy", ".csv")):
-        return str(Path(name).resolve())
-    return name
-
-
-def _coupling_meta(args: argparse.Namespace) -> dict[str, Any]:
-    if args.coupling == "sinkhorn":
-        return {"name": "sinkhorn", "reg": args.sinkhorn_reg}
-    if args.coupling == "full-ot":
-        return {"name": "full-ot", "n_points": args.full_ot_points, "seed": args.seed}
-    return {"name": args.coupling}
+# every setting that defines a run; recorded in each checkpoint under "run"
+RUN_SETTINGS: tuple[str, ...] = (
+    "source",
+    "target",
+    "coupling",
+    "sinkhorn_reg",
+    "full_ot_points",
+    "target_kind",
+    "time_sampling",
+    "hidden",
+    "depth",
+    "steps",
+    "batch_size",
+    "lr",
+    "ema_decay",
+    "seed",
+    "checkpoint_every",
+)
+# settings a resume may change: they do not change the weights a step produces
+CHANGEABLE_ON_RESUME: tuple[str, ...] = ("steps", "checkpoint_every")
 
 
 def _warn(message: str) -> None:
     print(f"bezkit train: warning: {message}", file=sys.stderr)
 
 
-def _adopt(args: argparse.Namespace, dest: str, value: Any, *, shown: Any = None) -> None:
-    """Use the resumed checkpoint's ``value`` for ``dest`` unless the user gave a different one."""
-    mine = getattr(args, dest)
-    if given(args, dest) and (_data_ref(mine) if dest in ("source", "target") else mine) != value:
-        flag = "--" + dest.replace("_", "-")
+def _settings(args: argparse.Namespace, *, only_given: bool) -> dict[str, Any]:
+    """The run settings from the command line (data files as absolute paths)."""
+    out = {}
+    for name in RUN_SETTINGS:
+        if only_given and not given(args, name):
+            continue
+        value = getattr(args, name)
+        out[name] = data_ref(value) if name in ("source", "target") else value
+    return out
+
+
+def _resume_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """The settings of the run in ``--resume`` merged with the options given; returns
+    ``(settings, step reached)``. Anything that does not fit is a :class:`CLIError`."""
+    from bezkit.training import CheckpointError
+    from bezkit.training.resume import ResumeError, merge_settings, read_resume_point
+
+    try:
+        point = read_resume_point(args.resume, required=RUN_SETTINGS)
+        settings = merge_settings(
+            point.settings, _settings(args, only_given=True), changeable=CHANGEABLE_ON_RESUME
+        )
+    except (FileNotFoundError, CheckpointError, ResumeError) as err:
+        raise CLIError(f"--resume: {err}") from None
+    if settings["steps"] <= point.step:
+        what = (
+            f"--steps {settings['steps']} must exceed"
+            if given(args, "steps")
+            else "the resumed run is complete: pass a --steps that exceeds"
+        )
         raise CLIError(
-            f"{flag} {mine} conflicts with the resumed checkpoint, which has "
-            f"{value if shown is None else shown}; leave {flag} out to continue "
-            "with the checkpoint's value"
+            f"{what} the step of the resumed checkpoint ({point.step}); --steps is the new total"
         )
-    setattr(args, dest, value)
+    for role in ("source", "target"):
+        recorded = point.settings.get(f"{role}_sha256")
+        if recorded is not None and data_sha256(settings[role]) != recorded:
+            raise CLIError(
+                f"--resume: the {role} data file {settings[role]} changed since the run started "
+                f"(its SHA-256 is no longer {recorded[:12]}...); resuming would train on other "
+                "data: restore the file or start a new run"
+            )
+    return settings, point.step
 
 
-def _apply_resume(args: argparse.Namespace, meta: dict[str, Any]) -> None:
-    """Fill the run-defining options from a checkpoint's metadata (in place)."""
-    cfg = meta.get("train_config") or {}
-    for dest in ("batch_size", "lr", "seed"):
-        if dest in cfg:
-            _adopt(args, dest, cfg[dest])
-    if "ema_decay" in cfg:
-        _adopt(args, "ema_decay", cfg["ema_decay"] or 0.0, shown=cfg["ema_decay"] or "0 (no EMA)")
-    model_cfg = (meta.get("model") or {}).get("config", {})
-    if meta.get("model", {}).get("class") == "MLPVelocity":
-        for dest in ("hidden", "depth"):
-            _adopt(args, dest, model_cfg[dest])
-    data, coupling, objective = meta.get("data"), meta.get("coupling"), meta.get("objective")
-    if data is None or coupling is None or objective is None:
-        _warn(
-            "the checkpoint has no data/coupling/objective metadata (it was not completed by "
-            "'bezkit train'); using --source, --target, --coupling, --target-kind and "
-            "--time-sampling from the command line"
-        )
-        return
-    _adopt(args, "source", data["source"])
-    _adopt(args, "target", data["target"])
-    _adopt(args, "coupling", coupling["name"])
-    if "reg" in coupling:
-        _adopt(args, "sinkhorn_reg", coupling["reg"])
-    if "n_points" in coupling:
-        _adopt(args, "full_ot_points", coupling["n_points"])
-    _adopt(args, "target_kind", objective["target_kind"])
-    _adopt(args, "time_sampling", objective["time_sampling"])
+def _coupling(settings: dict[str, Any], source: Any, target: Any) -> Any:
+    from bezkit.couplings import FullOTCoupling, IndependentCoupling, MinibatchOTCoupling
+
+    name = settings["coupling"]
+    if name == "independent":
+        return IndependentCoupling(source, target)
+    if name == "minibatch-ot":
+        return MinibatchOTCoupling(source, target, method="exact")
+    if name == "sinkhorn":
+        return MinibatchOTCoupling(source, target, method="sinkhorn", reg=settings["sinkhorn_reg"])
+    if settings["full_ot_points"] < 2:
+        raise CLIError(f"--full-ot-points must be >= 2, got {settings['full_ot_points']}")
+    return FullOTCoupling(
+        source, target, n_points=settings["full_ot_points"], seed=settings["seed"]
+    )
+
+
+def _run_metadata(settings: dict[str, Any]) -> dict[str, Any]:
+    """What every checkpoint of the run carries beside the training state."""
+    name = settings["coupling"]
+    coupling: dict[str, Any] = {"name": name}
+    if name == "sinkhorn":
+        coupling["reg"] = settings["sinkhorn_reg"]
+    if name == "full-ot":
+        coupling.update(n_points=settings["full_ot_points"], seed=settings["seed"])
+    return {
+        "run": settings,
+        "data": {
+            key: settings[key]
+            for key in ("source", "target", "source_sha256", "target_sha256")
+            if settings[key] is not None  # a named dataset has no file to hash
+        },
+        "coupling": coupling,
+        "objective": {
+            "path": "linear",
+            "target_kind": settings["target_kind"],
+            "time_sampling": settings["time_sampling"],
+        },
+        "command": "bezkit train",
+    }
 
 
 def _check_device(name: str) -> Any:
@@ -315,155 +373,148 @@ def _check_device(name: str) -> Any:
         raise CLIError(str(err)) from None
 
 
-def _coupling(args: argparse.Namespace, source: Any, target: Any) -> Any:
-    from bezkit.couplings import FullOTCoupling, IndependentCoupling, MinibatchOTCoupling
+def _interrupted_step(stem: Path) -> tuple[int, int] | None:
+    """``(step, total)`` if the checkpoint ``stem`` holds a run that stopped before its end."""
+    from bezkit.training.checkpoint import CheckpointError, read_metadata
 
-    if args.coupling == "independent":
-        return IndependentCoupling(source, target)
-    if args.coupling == "minibatch-ot":
-        return MinibatchOTCoupling(source, target, method="exact")
-    if args.coupling == "sinkhorn":
-        return MinibatchOTCoupling(source, target, method="sinkhorn", reg=args.sinkhorn_reg)
-    if args.full_ot_points < 2:
-        raise CLIError(f"--full-ot-points must be >= 2, got {args.full_ot_points}")
-    return FullOTCoupling(source, target, n_points=args.full_ot_points, seed=args.seed)
-
-
-def _snapshot(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
+        meta = read_metadata(stem)[2]
+    except (OSError, CheckpointError):
         return None
+    step = meta.get("step")
+    total = (meta.get("run") or {}).get("steps", (meta.get("train_config") or {}).get("steps"))
+    if isinstance(step, int) and isinstance(total, int) and step < total:
+        return step, total
+    return None
+
+
+def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Path, Any]:
+    """Check ``--out`` before any work, lock it for this run and refuse to replace a checkpoint
+    (saying ``--resume`` when it holds an interrupted run). Returns ``(stem, lock)``."""
+    from bezkit.training.checkpoint import checkpoint_files
+    from bezkit.training.run_dir import RunLock, RunLocked
+
+    st_path, js_path = checkpoint_files(out)
+    for path in (st_path, js_path):
+        check_output(path, option="--out", folder=False)
+    stem = st_path.with_suffix("")
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        lock = hold_until_done(RunLock(stem, folder=False, what="'bezkit train'").acquire())
+    except RunLocked as err:
+        raise CLIError(f"--out: {err}") from None
+    in_place = resume is not None and checkpoint_files(resume)[0].resolve() == st_path.resolve()
+    if not (overwrite or in_place) and (st_path.exists() or js_path.exists()):
+        existing = st_path if st_path.exists() else js_path
+        stopped = _interrupted_step(stem)
+        if stopped is not None:
+            raise CLIError(
+                f"{existing} holds an interrupted run (step {stopped[0]} of {stopped[1]}): "
+                f"continue it with --resume {stem}; --overwrite would throw that progress away"
+            )
+        raise CLIError(
+            f"checkpoint {existing} already exists; pass --overwrite to replace it "
+            "or choose another --out"
+        )
+    return stem, lock
 
 
 # -- the command ---------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from bezkit.models import MLPVelocity
+    from bezkit.methods import new_mlp
     from bezkit.models.factory import build_model
     from bezkit.paths import LinearPath, make_time_sampler
-    from bezkit.training import (
-        CheckpointError,
-        FlowMatchingLoss,
-        TrainConfig,
-        load_checkpoint,
-        train,
+    from bezkit.training import FlowMatchingLoss, TrainConfig, load_checkpoint, train
+    from bezkit.training.memory import (
+        MemoryEstimateError,
+        check_fits_in_memory,
+        estimate_step_bytes,
     )
-    from bezkit.training.model_io import checkpoint_files, update_metadata
 
-    prior: dict[str, Any] | None = None
+    step = 0
     if args.resume is not None:
-        try:
-            prior = load_checkpoint(args.resume).metadata
-        except (FileNotFoundError, CheckpointError) as err:
-            raise CLIError(f"--resume: {err}") from None
-        if not isinstance(prior.get("step"), int) or "train_config" not in prior:
-            raise CLIError(
-                f"--resume: {args.resume} is not a training checkpoint (no step or "
-                "train_config in its metadata)"
-            )
-        if not given(args, "steps"):
-            args.steps = int(prior["train_config"].get("steps", args.steps))
-        if args.steps <= prior["step"]:
-            what = (
-                f"--steps {args.steps} must exceed"
-                if given(args, "steps")
-                else "the resumed run is complete: pass a --steps that exceeds"
-            )
-            raise CLIError(
-                f"{what} the step of the resumed checkpoint ({prior['step']}); "
-                "--steps is the new total"
-            )
-        _apply_resume(args, prior)
+        settings, step = _resume_settings(args)
+    else:
+        settings = _settings(args, only_given=False)
+        for role in ("source", "target"):
+            settings[f"{role}_sha256"] = data_sha256(settings[role])
+    ema_decay = settings["ema_decay"] or None
+    if ema_decay is not None and not ema_decay < 1.0:
+        raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {settings['ema_decay']}")
+    try:
+        check_fits_in_memory(
+            estimate_step_bytes(
+                batch_size=settings["batch_size"],
+                hidden=settings["hidden"],
+                depth=settings["depth"],
+                coupling=settings["coupling"],
+            ),
+            what=f"--batch-size {settings['batch_size']} with --coupling {settings['coupling']}",
+        )
+    except MemoryEstimateError as err:
+        raise CLIError(str(err)) from None
 
     out = args.out if args.out is not None else (args.resume or DEFAULT_OUT)
-    st_path, js_path = checkpoint_files(out)
-    in_place = args.resume is not None and tuple(
-        p.resolve() for p in checkpoint_files(args.resume)
-    ) == (st_path.resolve(), js_path.resolve())
-    if not (args.overwrite or in_place) and (st_path.exists() or js_path.exists()):
-        existing = st_path if st_path.exists() else js_path
-        raise CLIError(
-            f"checkpoint {existing} already exists; pass --overwrite to replace it "
-            "or choose another --out"
-        )
+    stem, _lock = _claim_output(out, overwrite=args.overwrite, resume=args.resume)
 
     device = _check_device(args.device)
-    source, target = load_sampler(args.source, "source"), load_sampler(args.target, "target")
-    ema_decay = args.ema_decay or None
-    if ema_decay is not None and not ema_decay < 1.0:
-        raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {args.ema_decay}")
-    if ema_decay is not None and ema_decay**args.steps > 0.05 and prior is None:
+    source = load_sampler(settings["source"], "source")
+    target = load_sampler(settings["target"], "target")
+    steps = settings["steps"]
+    if ema_decay is not None and ema_decay**steps > 0.05 and args.resume is None:
         _warn(
-            f"with --ema-decay {ema_decay} and {args.steps} steps the EMA weights still hold "
-            f"{100 * ema_decay**args.steps:.0f}% of the initial weights; train longer, lower "
+            f"with --ema-decay {ema_decay} and {steps} steps the EMA weights still hold "
+            f"{100 * ema_decay**steps:.0f}% of the initial weights; train longer, lower "
             "--ema-decay, or evaluate with --weights model"
         )
-
-    if prior is not None:
-        try:
-            model = build_model(prior["model"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CLIError(f"--resume: cannot rebuild the model of {args.resume}: {err}") from None
+    if args.resume is not None:
+        model = build_model(load_checkpoint(args.resume, verify=False).metadata["model"])
     else:
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
-            torch.manual_seed(args.seed)
-            model = MLPVelocity(2, hidden=args.hidden, depth=args.depth)
-
-    base = dict(prior["train_config"]) if prior is not None else {}
-    known = TrainConfig.__dataclass_fields__
-    base = {k: v for k, v in base.items() if k in known}
-    base.update(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        ema_decay=ema_decay,
-        seed=args.seed,
-        device=str(device),
-        progress=not args.quiet,
-        desc="bezkit train",
-        checkpoint_path=str(st_path.with_suffix("")),
-        checkpoint_every=args.checkpoint_every or args.steps,
-        prefetch=2 if args.coupling in ("minibatch-ot", "sinkhorn") else 0,
-    )
+        model = new_mlp(
+            2, hidden=settings["hidden"], depth=settings["depth"], seed=settings["seed"]
+        )
     try:
-        config = TrainConfig(**base)
+        config = TrainConfig(
+            steps=steps,
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            ema_decay=ema_decay,
+            seed=settings["seed"],
+            device=str(device),
+            progress=not args.quiet,
+            desc="bezkit train",
+            checkpoint_path=str(stem),
+            checkpoint_every=settings["checkpoint_every"] or steps,
+            prefetch=2 if settings["coupling"] in ("minibatch-ot", "sinkhorn") else 0,
+        )
     except ValueError as err:
         raise CLIError(str(err)) from None
-    coupling = _coupling(args, source, target)
+    coupling = _coupling(settings, source, target)
     loss = FlowMatchingLoss(
-        LinearPath(), target=args.target_kind, time_sampler=make_time_sampler(args.time_sampling)
+        LinearPath(),
+        target=settings["target_kind"],
+        time_sampler=make_time_sampler(settings["time_sampling"]),
     )
-    extra = {
-        "data": {"source": _data_ref(args.source), "target": _data_ref(args.target)},
-        "coupling": _coupling_meta(args),
-        "objective": {
-            "path": "linear",
-            "target_kind": args.target_kind,
-            "time_sampling": args.time_sampling,
-        },
-        "command": "bezkit train",
-    }
-
-    before = _snapshot(js_path)
     try:
-        result = train(model, loss, coupling.sample, config, resume_from=args.resume)
+        result = train(
+            model,
+            loss,
+            coupling.sample,
+            config,
+            resume_from=args.resume,
+            checkpoint_metadata=_run_metadata(settings),
+        )
     except FloatingPointError as err:
         raise CLIError(f"training diverged: {err}", code=1) from None
-    finally:
-        # every checkpoint this run wrote (also one left by an interrupted run) gets the data,
-        # coupling and objective it was trained with, so it can be evaluated and resumed
-        if _snapshot(js_path) not in (before, None):
-            update_metadata(st_path, extra)
 
     if not args.quiet:
         tail = result.losses[-50:]
         final = sum(tail) / len(tail) if tail else float("nan")
         print(
-            f"saved {st_path} and {js_path.name}: step {config.steps}, loss {final:.4f} "
-            f"(mean of the last {len(tail)} steps), {result.wall_seconds:.1f} s on {device}"
+            f"saved {stem}.safetensors and {stem.name}.json: step {steps} (from {step}), loss "
+            f"{final:.4f} (mean of the last {len(tail)} steps), {result.wall_seconds:.1f} s on "
+            f"{device}"
         )
     return 0

@@ -17,6 +17,11 @@ A reflow round needs millions of pairs ``(X0, X1 = ODE_teacher(X0))`` (METHODS.m
   every shard is done, ``complete: true`` and the list of shard records. Running again on a folder
   made with a different configuration is an error: nothing is silently overwritten.
 - Under torchrun, rank ``r`` of ``W`` generates the shards ``i`` with ``i % W == r``.
+- Each rank holds a lock on the folder (``generator-rank<r>.lock``) while it generates: a second
+  generator started on the same folder gets :class:`bezkit.training.run_dir.RunLocked` at once
+  instead of racing the first. The kernel drops the lock when a process dies.
+- Shard files have a deterministic header, so identical shards are identical bytes (same
+  SHA-256) and a resumed run can tell a good shard from a stale one.
 
 ``PairShardDataset`` reads a complete folder lazily: shards are memory-mapped on demand (at most
 ``max_open`` at a time) and only the requested rows are read, so memory stays bounded however many
@@ -53,7 +58,8 @@ from bezkit.couplings.pairs import Pairs
 from bezkit.data.toy2d import Sampler
 from bezkit.solvers.fixed_step import Velocity
 from bezkit.solvers.ode import solve_ode
-from bezkit.training.atomic import atomic_write, sha256_file
+from bezkit.training.atomic import atomic_write, sha256_file, write_json
+from bezkit.training.run_dir import RunLock
 
 __all__ = [
     "FORMAT",
@@ -100,13 +106,7 @@ def teacher_fingerprint(teacher: Velocity) -> str | None:
 
 
 def _write_json(target: Path, obj: dict[str, Any]) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    atomic_write(target, write)
+    write_json(target, obj, sort_keys=True)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -224,7 +224,9 @@ def _write_shard(out_dir: Path, index: int, x0: Tensor, x1: Tensor) -> None:
     """The shard file first, then its record: the record is the proof the shard is complete."""
     shard_path = out_dir / shard_file_name(index)
     tensors = {"x0": x0.contiguous(), "x1": x1.contiguous()}
-    meta = {"index": str(index), "count": str(x0.shape[0])}
+    # one header key: safetensors writes several metadata keys in a random order, which made
+    # identical shards differ in their bytes and their SHA-256
+    meta = {"bezkit": json.dumps({"count": x0.shape[0], "index": index}, sort_keys=True)}
     atomic_write(shard_path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     record = {
         "index": index,
@@ -276,69 +278,75 @@ def generate_pair_shards(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    data_shape = getattr(source_sampler, "data_shape", None)
-    if data_shape is None:  # probe one sample; the shards use their own generators
-        data_shape = source_sampler.sample(1, torch.Generator().manual_seed(0)).shape[1:]
-    config = {
-        "format": FORMAT,
-        "n_pairs": n_pairs,
-        "shard_size": shard_size,
-        "steps": steps,
-        "method": method,
-        "seed": seed,
-        "data_shape": list(data_shape),
-        "teacher": teacher_id if teacher_id is not None else teacher_fingerprint(teacher),
-    }
-    manifest_exists = _check_folder(out_dir, config)
-    _barrier()  # under torchrun: every rank has checked the folder before any rank writes to it
-    if not manifest_exists and not (out_dir / MANIFEST_NAME).is_file():
-        manifest = {"format": FORMAT, "config": config, "complete": False, "shards": []}
-        _write_json(out_dir / MANIFEST_NAME, manifest)  # identical content from every rank
-
-    counts = _shard_counts(n_pairs, shard_size)
-    mine = [i for i in range(len(counts)) if i % world_size == rank]
-    generated, skipped, nfe_total = [], [], 0
-    show = progress and (rank == 0)
-    bar = tqdm(
-        total=sum(counts[i] for i in mine), unit="pair", desc="reflow pairs", disable=not show
-    )
-    was_training = bool(getattr(teacher, "training", False))
-    if isinstance(teacher, nn.Module):
-        teacher.eval()
+    # one generator per rank and folder: a second job on the same folder is refused, not raced
+    lock = RunLock(out_dir / f"generator-rank{rank}", folder=False, what="pair generator")
+    lock.acquire()
     try:
-        for index in mine:
-            if _verified_record(out_dir, index, counts[index]) is not None:
-                skipped.append(index)
-                bar.update(counts[index])
-                continue
-            generator = torch.Generator().manual_seed(shard_seed(seed, index))
-            x0, x1, nfe = _generate_shard(
-                teacher, source_sampler, counts[index], generator,
-                steps=steps, method=method, batch_size=batch_size, device=device,
-            )  # fmt: skip
-            if not torch.isfinite(x1).all():
-                raise ValueError(f"the teacher produced NaN or inf in shard {index}")
-            _write_shard(out_dir, index, x0, x1)
-            generated.append(index)
-            nfe_total += nfe
-            bar.update(counts[index])
-    finally:
-        bar.close()
-        if was_training and isinstance(teacher, nn.Module):
-            teacher.train()
+        data_shape = getattr(source_sampler, "data_shape", None)
+        if data_shape is None:  # probe one sample; the shards use their own generators
+            data_shape = source_sampler.sample(1, torch.Generator().manual_seed(0)).shape[1:]
+        config = {
+            "format": FORMAT,
+            "n_pairs": n_pairs,
+            "shard_size": shard_size,
+            "steps": steps,
+            "method": method,
+            "seed": seed,
+            "data_shape": list(data_shape),
+            "teacher": teacher_id if teacher_id is not None else teacher_fingerprint(teacher),
+        }
+        manifest_exists = _check_folder(out_dir, config)
+        _barrier()  # under torchrun: every rank has checked the folder before any rank writes to it
+        if not manifest_exists and not (out_dir / MANIFEST_NAME).is_file():
+            manifest = {"format": FORMAT, "config": config, "complete": False, "shards": []}
+            _write_json(out_dir / MANIFEST_NAME, manifest)  # identical content from every rank
 
-    _barrier()  # under torchrun: every rank returns with the folder complete
-    complete = _finalize_manifest(out_dir, config, counts)
-    return ShardGenerationReport(
-        out_dir=out_dir,
-        n_pairs=n_pairs,
-        n_shards=len(counts),
-        generated=tuple(generated),
-        skipped=tuple(skipped),
-        complete=complete,
-        nfe=nfe_total,
-        wall_seconds=time.perf_counter() - start,
-    )
+        counts = _shard_counts(n_pairs, shard_size)
+        mine = [i for i in range(len(counts)) if i % world_size == rank]
+        generated, skipped, nfe_total = [], [], 0
+        show = progress and (rank == 0)
+        bar = tqdm(
+            total=sum(counts[i] for i in mine), unit="pair", desc="reflow pairs", disable=not show
+        )
+        was_training = bool(getattr(teacher, "training", False))
+        if isinstance(teacher, nn.Module):
+            teacher.eval()
+        try:
+            for index in mine:
+                if _verified_record(out_dir, index, counts[index]) is not None:
+                    skipped.append(index)
+                    bar.update(counts[index])
+                    continue
+                generator = torch.Generator().manual_seed(shard_seed(seed, index))
+                x0, x1, nfe = _generate_shard(
+                    teacher, source_sampler, counts[index], generator,
+                    steps=steps, method=method, batch_size=batch_size, device=device,
+                )  # fmt: skip
+                if not torch.isfinite(x1).all():
+                    raise ValueError(f"the teacher produced NaN or inf in shard {index}")
+                _write_shard(out_dir, index, x0, x1)
+                generated.append(index)
+                nfe_total += nfe
+                bar.update(counts[index])
+        finally:
+            bar.close()
+            if was_training and isinstance(teacher, nn.Module):
+                teacher.train()
+
+        _barrier()  # under torchrun: every rank returns with the folder complete
+        complete = _finalize_manifest(out_dir, config, counts)
+        return ShardGenerationReport(
+            out_dir=out_dir,
+            n_pairs=n_pairs,
+            n_shards=len(counts),
+            generated=tuple(generated),
+            skipped=tuple(skipped),
+            complete=complete,
+            nfe=nfe_total,
+            wall_seconds=time.perf_counter() - start,
+        )
+    finally:
+        lock.release()
 
 
 def _finalize_manifest(out_dir: Path, config: dict[str, Any], counts: list[int]) -> bool:

@@ -54,6 +54,7 @@ __all__ = [
     "file_md5",
     "read_cifar10_batch",
     "uint8_to_unit_range",
+    "write_cifar10_fixture",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -341,3 +342,25 @@ class CIFAR10Dataset(Dataset[tuple[Tensor, int]]):
 
     def __repr__(self) -> str:
         return f"CIFAR10Dataset(split={self.split!r}, n={len(self)}, flip={self.flip})"
+
+
+def write_cifar10_fixture(root: str | Path, *, per_file: int = 4, seed: int = 0) -> Path:
+    """Write random images in the official on-disk format (``root/cifar-10-batches-py`` with
+    ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``, protocol-2 pickles with bytes keys,
+    uint8 rows of 3072 values) for tests and checks without the real data; returns the folder.
+    Their md5 sums are not the official ones: read them with ``verify=False``."""
+    folder = Path(root) / CIFAR10_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate([*CIFAR10_SPLIT_FILES["train"], *CIFAR10_SPLIT_FILES["test"]]):
+        batch = {
+            b"batch_label": f"fixture batch {i}".encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, size=per_file)],
+            b"data": rng.integers(0, 256, size=(per_file, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}_{j}.png".encode() for j in range(per_file)],
+        }
+        data = pickle.dumps(batch, protocol=2)
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / name)
+    return folder

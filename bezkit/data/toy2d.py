@@ -177,30 +177,72 @@ class ArraySampler:
         return f"ArraySampler(name={self.name!r}, n={self.points.shape[0]})"
 
 
-def load_points(path: str | Path) -> Tensor:
-    """Load an ``(n, d)`` array from a ``.npy`` or ``.csv`` file (CSV: comma separated, an optional
-    header line of non-numbers is skipped). Errors name the file and what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+def _read_array(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    elif suffix == ".csv":
-        with path.open() as fh:
-            first = fh.readline()
         try:
-            [float(v) for v in first.strip().split(",")]
+            return np.load(path, allow_pickle=False)
+        except EOFError:
+            raise ValueError(f"data file {path} is empty (no .npy header)") from None
+        except ValueError as err:  # pickled objects, a damaged header, a truncated array
+            raise ValueError(f"cannot read data file {path} as .npy: {err}") from None
+    if suffix == ".csv":
+        text = path.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            raise ValueError(f"data file {path} is empty")
+        try:
+            [float(v) for v in lines[0].strip().split(",")]
             skip = 0
         except ValueError:
-            skip = 1
-        arr = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    else:
-        raise ValueError(f"unsupported data file type {suffix!r} for {path}; use .npy or .csv")
+            skip = 1  # a header line
+        if len(lines) <= skip:
+            raise ValueError(f"data file {path} has a header but no rows")
+        try:
+            return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+        except ValueError as err:
+            raise ValueError(f"cannot read data file {path} as CSV numbers: {err}") from None
+    raise ValueError(f"unsupported data file type {suffix!r} for {path}; use .npy or .csv")
+
+
+def load_points(path: str | Path) -> Tensor:
+    """Load an ``(n, d)`` array of real numbers from a ``.npy`` or ``.csv`` file (CSV: comma
+    separated, an optional header line of non-numbers is skipped), as float32.
+
+    Refused, with an error naming the file and the problem: a missing file or a folder, an empty
+    or damaged file, pickled objects, an array that is not 2D or has no rows, non-numbers
+    (strings, booleans), complex numbers, NaN or inf, and values beyond float32's range
+    (|x| > 3.4e38, which would become inf).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"data file {path} is a folder; give a .npy or .csv file")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    arr = _read_array(path)
+    if np.iscomplexobj(arr):
+        raise TypeError(
+            f"data file {path} holds complex numbers ({arr.dtype}); give real coordinates "
+            "(e.g. np.stack([z.real, z.imag], axis=1))"
+        )
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"data file {path} must hold numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"data file {path} must hold an (n, d) array, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"data file {path} must hold numbers, got dtype {arr.dtype}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"data file {path} holds no points (shape {arr.shape})")
+    wide = arr.astype(np.float64)
+    if not np.isfinite(wide).all():
+        row = int(np.nonzero(~np.isfinite(wide).all(axis=1))[0][0])
+        raise ValueError(f"data file {path} contains NaN or inf, first at row {row}")
+    limit = float(np.finfo(np.float32).max)
+    too_big = np.abs(wide) > limit
+    if too_big.any():
+        row = int(np.nonzero(too_big.any(axis=1))[0][0])
+        raise ValueError(
+            f"data file {path} has values beyond float32's range (|x| > {limit:.3g}), first at "
+            f"row {row}; rescale the data"
+        )
     return check_points(torch.from_numpy(arr.astype(np.float32)), name=f"data file {path}")
 
 

@@ -11,6 +11,7 @@ from bezkit.methods.bdense import (
     BDenseLoss,
     BDenseResult,
     bdense_distill,
+    bdense_train,
     branched_from_teacher,
     make_trajectory_pool,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "BezierDistillResult",
     "ReflowRound",
     "bdense_distill",
+    "bdense_train",
     "bezier_distill",
     "branched_from_teacher",
     "distill",

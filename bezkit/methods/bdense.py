@@ -17,11 +17,12 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from bezkit.couplings.pairs import PairPool, Pairs
+from bezkit.couplings.pairs import Coupling, PairPool, Pairs
 from bezkit.data.toy2d import Sampler
 from bezkit.models.branched import BranchedVelocity, branch_times
 from bezkit.models.ensemble import seed_block_size
@@ -35,6 +36,7 @@ __all__ = [
     "BDenseLoss",
     "BDenseResult",
     "bdense_distill",
+    "bdense_train",
     "branched_from_teacher",
     "make_trajectory_pool",
 ]
@@ -127,7 +129,7 @@ class BDenseLoss:
         stacked = torch.stack(states, dim=1)  # (n, K+1, *d)
         x_in = stacked[torch.arange(n, device=stacked.device), start]
         grid = torch.tensor((0.0, *self.times), dtype=x_in.dtype, device=x_in.device)
-        branches = model.branches(x_in, grid[start])  # (n, K, *d)
+        branches = model(x_in, grid[start], branches=True)  # (n, K, *d), through forward
         sq = (branches - stacked[:, 1:]).pow(2).reshape(n, k, -1).mean(-1)  # (n, K)
         active = (torch.arange(k, device=sq.device)[None, :] >= start[:, None]).to(sq.dtype)
         w = self.weights.to(sq)[None, :] * active
@@ -196,8 +198,10 @@ def bdense_distill(
     teacher_steps: int = 100,
     teacher_solver: str = "euler",
     pair_seed: int = 0,
+    resume_from: str | Path | None = None,
 ) -> BDenseResult:
-    """Distil the teacher's whole trajectory into a K-branch student initialised from it."""
+    """Distil the teacher's whole trajectory into a K-branch student initialised from it
+    (the pool of ``make_trajectory_pool``, then ``bdense_train``)."""
     pool = make_trajectory_pool(
         teacher,
         source,
@@ -207,6 +211,27 @@ def bdense_distill(
         teacher_solver=teacher_solver,
         seed=pair_seed,
     )
+    result = bdense_train(
+        teacher, pool, config, num_branches=num_branches, weights=weights, restarts=restarts,
+        resume_from=resume_from,
+    )  # fmt: skip
+    return BDenseResult(result=result, pool=pool)
+
+
+def bdense_train(
+    teacher: nn.Module,
+    pairs: Coupling,
+    config: TrainConfig,
+    *,
+    num_branches: int = 4,
+    weights: Sequence[float] | None = None,
+    restarts: bool = False,
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train a K-branch student (``branched_from_teacher``) with ``BDenseLoss`` on trajectory
+    pairs ``pairs`` (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``), e.g. a
+    ``make_trajectory_pool`` or a folder of teacher segments; ``resume_from`` continues an
+    interrupted run from its training state."""
     student = branched_from_teacher(teacher, num_branches)
     loss = BDenseLoss(num_branches, weights=weights, restarts=restarts)
-    return BDenseResult(result=train(student, loss, pool.sample, config), pool=pool)
+    return train(student, loss, pairs.sample, config, resume_from=resume_from)

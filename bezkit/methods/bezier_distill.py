@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -212,13 +213,16 @@ def bezier_distill(
     cfg: BezierDistillConfig | None = None,
     *,
     progress: bool = False,
+    resume_from: str | Path | None = None,
 ) -> BezierDistillResult:
-    """Build the Bezier pairs once, then train a student on the Bezier path's regression target."""
+    """Build the Bezier pairs once, then train a student on the Bezier path's regression target
+    (``resume_from``: continue an interrupted training run from its state)."""
     cfg = cfg or BezierDistillConfig()
     pool = make_bezier_pairs(teachers, source, target, cfg, progress=progress)
     student = student_from(teachers[cfg.endpoint_teacher], cfg.init, seed=config.seed)
     sampler = distill_times(cfg.distill_steps) if cfg.distill_steps else None
     result = train_flow(
-        pool, student, config, path=BezierPath(cfg.order), target=cfg.target, time_sampler=sampler
-    )
+        pool, student, config, path=BezierPath(cfg.order), target=cfg.target,
+        time_sampler=sampler, resume_from=resume_from,
+    )  # fmt: skip
     return BezierDistillResult(result=result, pool=pool)

@@ -10,6 +10,8 @@ This is the flow-matching loss with a discrete time sampler, so it reuses the sa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
 from bezkit.couplings.pairs import Coupling
@@ -28,9 +30,13 @@ def distill(
     *,
     steps: int = 1,
     init: Init = "teacher",
+    resume_from: str | Path | None = None,
 ) -> TrainResult:
     """Distil the teacher's pairing ``pairs`` into a ``steps``-step student:
     ``min_theta E_{t in {0, 1/N, ..., (N-1)/N}} ||v_theta(Z_t, t) - (Z1 - Z0)||^2`` (``N = steps``),
-    starting from a copy of the teacher (``init="teacher"``) or a fresh network (``"scratch"``)."""
+    starting from a copy of the teacher (``init="teacher"``) or a fresh network (``"scratch"``);
+    ``resume_from`` continues an interrupted run from its training state."""
     student = student_from(teacher, init, seed=config.seed)
-    return train_flow(pairs, student, config, time_sampler=distill_times(steps))
+    return train_flow(
+        pairs, student, config, time_sampler=distill_times(steps), resume_from=resume_from
+    )

@@ -10,6 +10,7 @@ the full-OT-map flow is ``train_flow(FullOTCoupling(...))``; the (k+1)-RF is ``t
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -56,7 +57,9 @@ def train_flow(
     path: BezierPath | None = None,
     target: TargetKind = "tangent",
     time_sampler: TimeSampler | None = None,
+    resume_from: str | Path | None = None,
 ) -> TrainResult:
-    """Regress ``model`` on ``path``'s ``target`` for pairs drawn from ``coupling``."""
+    """Regress ``model`` on ``path``'s ``target`` for pairs drawn from ``coupling``;
+    ``resume_from`` continues an interrupted run from its training state (``train``)."""
     loss = FlowMatchingLoss(path, target=target, time_sampler=time_sampler)
-    return train(model, loss, coupling.sample, config)
+    return train(model, loss, coupling.sample, config, resume_from=resume_from)

@@ -1,4 +1,5 @@
-"""Metrics: Wasserstein distances, straightness and cost, crossings."""
+"""Metrics: Wasserstein distances, straightness and cost, crossings, Frechet distances (digits
+features offline, FID)."""
 
 from bezkit.metrics.crossings import (
     CrossingStats,
@@ -8,6 +9,22 @@ from bezkit.metrics.crossings import (
     segment_crossings,
     segments_cross,
     trajectory_crossings,
+)
+from bezkit.metrics.digits_classifier import (
+    DigitsClassifier,
+    digits_features,
+    digits_frechet_distance,
+    load_digits_classifier,
+)
+from bezkit.metrics.feature_cache import cache_dir
+from bezkit.metrics.fid import cifar10_fid, cifar10_train_statistics, inception_statistics
+from bezkit.metrics.frechet import RunningMoments, frechet_distance, gaussian_statistics
+from bezkit.metrics.inception import (
+    FID_WEIGHTS_ENV,
+    FID_WEIGHTS_URL,
+    FIDInceptionV3,
+    fid_backend,
+    load_fid_inception,
 )
 from bezkit.metrics.straightness import (
     curvature,
@@ -25,11 +42,27 @@ from bezkit.metrics.wasserstein import (
 )
 
 __all__ = [
+    "FID_WEIGHTS_ENV",
+    "FID_WEIGHTS_URL",
     "CrossingStats",
+    "DigitsClassifier",
+    "FIDInceptionV3",
+    "RunningMoments",
     "SegmentCrossings",
+    "cache_dir",
+    "cifar10_fid",
+    "cifar10_train_statistics",
     "coupling_crossings",
     "crossing_mask",
     "curvature",
+    "digits_features",
+    "digits_frechet_distance",
+    "fid_backend",
+    "frechet_distance",
+    "gaussian_statistics",
+    "inception_statistics",
+    "load_digits_classifier",
+    "load_fid_inception",
     "noise_floor",
     "normalised_straightness",
     "path_energy",

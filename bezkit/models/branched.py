@@ -78,5 +78,13 @@ class BranchedVelocity(nn.Module):
         steps=steps).x`` (see ``bezkit/solvers/branched.py``; ``steps`` must divide K)."""
         return sample_bdense(self, x, steps=steps).x
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, *, branches: bool = False) -> Tensor:
+        """The velocity ``u_K(x, s)`` of the last branch, shape ``(n, *data_shape)``; with
+        ``branches=True`` every branch output ``branch_j(x, s)``, shape ``(n, K, *data_shape)``.
+
+        Losses reach the branches through ``forward`` (``model(x, s, branches=True)``) so that
+        wrappers which only know ``forward`` (``DistributedDataParallel``, which synchronises the
+        gradients there, and ``torch.compile``) see the call."""
+        if branches:
+            return self.branches(x, t)
         return self.velocities(x, t)[:, -1]

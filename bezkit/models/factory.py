@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from bezkit.models.branched import BranchedVelocity
+from bezkit.models.unwrap import unwrap_model
 
 __all__ = ["MODEL_CLASSES", "build_model", "model_spec"]
 
@@ -24,9 +25,10 @@ MODEL_CLASSES: dict[str, str] = {
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"class": name, "config": kwargs}``, JSON-able, with ``build_model(model_spec(m))`` an
-    untrained model of the same architecture. A DDP wrapper is unwrapped; a ``BranchedVelocity``
-    nests its trunk's spec under ``"net"``. ``TypeError`` for a class not in ``MODEL_CLASSES``."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    untrained model of the same architecture. DDP and torch.compile wrappers are unwrapped
+    (:func:`bezkit.models.unwrap.unwrap_model`); a ``BranchedVelocity`` nests its trunk's spec
+    under ``"net"``. ``TypeError`` for a class not in ``MODEL_CLASSES``."""
+    model = unwrap_model(model)
     if isinstance(model, BranchedVelocity):
         return {
             "class": "BranchedVelocity",

@@ -52,10 +52,22 @@ class MLPVelocity(nn.Module):
         }
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        if x.ndim != 2 or x.shape[1] != self.dim:
+        """``v(x, t)`` for ``x`` of shape ``(n, dim)`` and ``t`` of shape ``(n,)``, in the dtype of
+        the weights (a mismatch is a ``ValueError`` saying which conversion to make)."""
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"MLPVelocity expects x of shape (n, {self.dim}), got {got}")
+        if not isinstance(t, Tensor):
             raise ValueError(
-                f"MLPVelocity expects x of shape (n, {self.dim}), got {tuple(x.shape)}"
+                f"t must be a tensor of shape ({x.shape[0]},), got {type(t).__name__} {t!r}; "
+                "use torch.full((n,), t)"
             )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        weight = self.net[0].weight
+        if x.dtype != weight.dtype:
+            raise ValueError(
+                f"MLPVelocity has {weight.dtype} weights but x is {x.dtype}: use "
+                f"x.to({weight.dtype}) (or convert the model, e.g. model.double())"
+            )
         return self.net(torch.cat([x, self.time_embedding(t).to(x.dtype)], dim=1))

@@ -31,7 +31,7 @@ class BezierGeometry:
         t: the time of the marked point.
         point: ``B(t)``.
         tangent: ``B'(t)``, the velocity the ``tangent`` target regresses.
-        endpoint_velocity: ``(X1 - B(t)) / (1 - t)`` (t clipped to ``t_max``), the ``endpoint``
+        endpoint_velocity: ``(X1 - B(t)) / (1 - t)``, the ``endpoint``
             target.
     """
 
@@ -49,12 +49,13 @@ class BezierGeometry:
 
 
 def bezier_geometry(
-    control_points: Any, t: float = 0.5, *, n_points: int = 201, t_max: float = 0.999
+    control_points: Any, t: float = 0.5, *, n_points: int = 201, t_max: float | None = None
 ) -> BezierGeometry:
     """The curve, the point, the tangent and the endpoint target of one 2D Bezier curve.
 
     Computed with :class:`bezkit.paths.BezierPath` and :func:`bezkit.paths.regression_target`,
-    the same code that builds training targets. ``t`` is clipped into [0, 1].
+    the same code that builds training targets. ``t`` is clipped into [0, 1]. ``t_max`` is
+    accepted for old callers and ignored: the endpoint target is exact for every t.
     """
     cp = as_points2d(control_points, "control_points")
     if cp.shape[0] < 2:
@@ -70,7 +71,7 @@ def bezier_geometry(
     t = float(min(1.0, max(0.0, float(t))))
     tt = torch.tensor([t], dtype=torch.float64)
     sample = path.sample(x0, x1, tt, guides)
-    endpoint = regression_target(sample, "endpoint", t_max=t_max)
+    endpoint = regression_target(sample, "endpoint")
     return BezierGeometry(
         control_points=cp,
         curve=curve.numpy(),

@@ -11,7 +11,8 @@ source samples blue, targets orange, generated samples green, crossing segments 
 
 One module per family of figures:
 
-- :mod:`bezkit.plot.style`: :data:`COLORS` and the axes helpers every figure uses;
+- :mod:`bezkit.plot.style`: :data:`COLORS`, :func:`use_style` (sizes and fonts of every lesson
+  figure), legends off the data, robust axis limits;
 - :mod:`bezkit.plot.trajectories`: samples, trajectories, a coupling's segments (lessons 01, 02);
 - :mod:`bezkit.plot.bezier`: Bezier curves, training curves and targets (lessons 03, 04);
 - :mod:`bezkit.plot.bdense`: B-DENSE branches (lesson 06);
@@ -37,18 +38,32 @@ from bezkit.plot.results import (
     plot_paired_differences,
     plot_w2_vs_steps,
 )
-from bezkit.plot.style import COLORS
+from bezkit.plot.style import (
+    COLORS,
+    MODE_COLORS,
+    place_legend,
+    robust_limits,
+    style_context,
+    use_style,
+)
 from bezkit.plot.training import plot_loss
-from bezkit.plot.trajectories import plot_coupling_segments, plot_samples, plot_trajectories
+from bezkit.plot.trajectories import (
+    plot_coupling_segments,
+    plot_samples,
+    plot_trajectories,
+    source_modes,
+)
 
 __all__ = [
     "COLORS",
+    "MODE_COLORS",
     "BezierGeometry",
     "SegmentCrossings",
     "bezier_geometry",
     "branch_errors",
     "crossing_mask",
     "degree_elevate",
+    "place_legend",
     "plot_bezier",
     "plot_bezier_pairs",
     "plot_branches",
@@ -62,7 +77,11 @@ __all__ = [
     "plot_targets",
     "plot_trajectories",
     "plot_w2_vs_steps",
+    "robust_limits",
     "segment_crossings",
+    "source_modes",
+    "style_context",
     "subsample",
     "to_numpy",
+    "use_style",
 ]

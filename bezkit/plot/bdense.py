@@ -12,7 +12,7 @@ from matplotlib.collections import LineCollection
 
 from bezkit.arrays import subsample, to_numpy
 from bezkit.metrics.branches import teacher_branch_states
-from bezkit.plot.style import COLORS, finish_axes, new_axes
+from bezkit.plot.style import COLORS, finish_axes, new_axes, place_legend
 
 __all__ = ["plot_branches"]
 
@@ -49,8 +49,8 @@ def plot_branches(
     if k is None:
         raise ValueError("give a model, teacher states, or both")
     times = getattr(model, "times", None) or tuple(j / k for j in range(1, k + 1))
-    cmap = plt.get_cmap("viridis")
-    colors = [cmap(0.15 + 0.75 * j / max(1, k - 1)) for j in range(k)]
+    cmap = plt.get_cmap("viridis")  # its dark half: the light end is yellow, unreadable on white
+    colors = [cmap(0.05 + 0.6 * j / max(1, k - 1)) for j in range(k)]
     start = x[idx]
     if states is not None:
         lines = np.concatenate([start[None], states], axis=0).transpose(1, 0, 2)
@@ -105,7 +105,7 @@ def plot_branches(
         ax.scatter(
             [], [], s=28, facecolors="none", edgecolors="black", label="teacher $Z_{t_j}$ (hollow)"
         )
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    place_legend(ax, where="below")
     ax.autoscale_view()
     finish_axes(ax, title, lim)
     return ax

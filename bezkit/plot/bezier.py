@@ -17,7 +17,7 @@ from bezkit.arrays import as_points2d, subsample
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.bezier_geometry import bezier_geometry
 from bezkit.paths.targets import regression_target
-from bezkit.plot.style import COLORS, finish_axes, new_axes
+from bezkit.plot.style import COLORS, finish_axes, new_axes, place_legend
 
 __all__ = ["bezier_path_for", "pair_parts", "plot_bezier", "plot_bezier_pairs", "plot_targets"]
 
@@ -94,7 +94,7 @@ def plot_bezier(
             ax.plot([], [], color=c, lw=1.8, label=name)  # legend entry for the arrow
             ax.update_datalim([p + d])  # annotations do not widen the axes by themselves
         ax.autoscale_view()
-    ax.legend(loc="best", fontsize=8)
+    place_legend(ax, where="below")
     finish_axes(ax, title, None)
     return ax
 
@@ -206,7 +206,7 @@ def plot_bezier_pairs(
     ax.scatter(
         b[:, 0], b[:, 1], s=10, color=COLORS["target"], label="$X_1$", zorder=4, linewidths=0
     )
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    place_legend(ax, where="below")
     ax.autoscale_view()
     finish_axes(ax, title, lim)
     return ax
@@ -221,7 +221,7 @@ def plot_targets(
     ax: Axes | None = None,
     max_pairs: int | None = 30,
     seed: int = 0,
-    t_max: float = 0.999,
+    t_max: float | None = None,
     show_curves: bool = True,
     title: str | None = None,
     lim: float | None = None,
@@ -258,7 +258,7 @@ def plot_targets(
     rem = 1.0 - t
     kinds = ("tangent", "endpoint") if target == "both" else (target,)
     for kind in kinds:
-        v = regression_target(sample, kind, t_max=t_max).numpy() * rem
+        v = regression_target(sample, kind).numpy() * rem
         ax.quiver(
             p[:, 0],
             p[:, 1],
@@ -277,12 +277,8 @@ def plot_targets(
     ax.scatter(p[:, 0], p[:, 1], s=12, color="black", zorder=6, label=f"$B({t:.2f})$", linewidths=0)
     handles, labels = ax.get_legend_handles_labels()
     keep = [i for i, name in enumerate(labels) if name not in ("$X_0$", "$X_1$")]
-    ax.legend(
-        [handles[i] for i in keep],
-        [labels[i] for i in keep],
-        loc="upper right",
-        fontsize=7,
-        framealpha=0.8,
+    place_legend(
+        ax, where="below", handles=[handles[i] for i in keep], labels=[labels[i] for i in keep]
     )
     ax.autoscale_view()
     finish_axes(ax, title, lim)

@@ -38,7 +38,7 @@ def plot_loss(
     if logy:
         ax.set_yscale("log")
     if ax.lines:
-        ax.legend(fontsize=8)
+        ax.legend()
     if title:
         ax.set_title(title)
     return ax

@@ -17,9 +17,14 @@ from matplotlib.collections import LineCollection
 
 from bezkit.arrays import as_points2d, subsample, to_numpy
 from bezkit.metrics.crossings import coupling_crossings, crossing_mask, segment_crossings
-from bezkit.plot.style import COLORS, finish_axes, new_axes
+from bezkit.plot.style import COLORS, MODE_COLORS, finish_axes, new_axes, place_legend
 
-__all__ = ["plot_coupling_segments", "plot_samples", "plot_trajectories"]
+__all__ = [
+    "plot_coupling_segments",
+    "plot_samples",
+    "plot_trajectories",
+    "source_modes",
+]
 
 
 def plot_samples(
@@ -49,9 +54,21 @@ def plot_samples(
             arr[:, 0], arr[:, 1], s=s, alpha=alpha, color=c or f"C{i}", label=name, linewidths=0
         )
     if any(name for name, _, _ in sets):
-        ax.legend(loc="upper right", markerscale=3, fontsize=8)
+        place_legend(ax, where="below", markerscale=3)
     finish_axes(ax, title, lim)
     return ax
+
+
+def source_modes(x0: Any, n_modes: int = 8) -> np.ndarray:
+    """Which of ``n_modes`` equal angular sectors around the centroid of ``x0`` each start point
+    lies in (``(n,)`` ints in ``0..n_modes-1``), sector ``k`` centred on the angle
+    ``2 pi k / n_modes``: for the 8-Gaussians source each Gaussian is one sector."""
+    pts = as_points2d(x0, "x0")
+    if n_modes < 1:
+        raise ValueError(f"n_modes must be >= 1, got {n_modes}")
+    d = pts - pts.mean(axis=0)
+    angle = np.mod(np.arctan2(d[:, 1], d[:, 0]) + np.pi / n_modes, 2 * np.pi)
+    return np.minimum((angle / (2 * np.pi / n_modes)).astype(int), n_modes - 1)
 
 
 def plot_trajectories(
@@ -61,34 +78,55 @@ def plot_trajectories(
     max_paths: int | None = 200,
     seed: int = 0,
     color: str | None = None,
-    alpha: float = 0.35,
-    linewidth: float = 0.8,
+    color_by: str | None = "mode",
+    modes: Any = None,
+    n_modes: int = 8,
+    alpha: float = 0.5,
+    linewidth: float = 0.9,
     show_ends: bool = True,
     title: str | None = None,
     lim: float | None = None,
+    legend: str | None = "below",
 ) -> Axes:
     """Draw ``max_paths`` of the polylines in ``trajectory`` of shape ``(T+1, n, 2)`` (a solver's
-    recorded states), start points in the source colour and end points in the generated one."""
+    recorded states), with their start points ``Z_0`` and end points ``Z_1`` (black).
+
+    Colours: ``color`` draws every path in one colour; otherwise ``color_by="mode"`` gives each
+    path the colour of the source mode it starts from (``modes``: one integer label per path of
+    the full ``trajectory``, default :func:`source_modes` with ``n_modes`` sectors), so paths that
+    cross or swap modes stand out; ``color_by=None`` draws them grey. ``legend``: ``"below"``,
+    ``"right"``, ``"inside"`` (:func:`~bezkit.plot.style.place_legend`) or None."""
     traj = to_numpy(trajectory)
     if traj.ndim != 3 or traj.shape[2] != 2 or traj.shape[0] < 2:
         raise ValueError(f"trajectory must have shape (T+1, n, 2) with T >= 1, got {traj.shape}")
+    if color_by not in ("mode", None):
+        raise ValueError(f"color_by must be 'mode' or None, got {color_by!r}")
     ax = new_axes(ax)
     idx = subsample(traj.shape[1], max_paths, seed)
     paths = np.transpose(traj[:, idx], (1, 0, 2))  # (m, T+1, 2)
+    if color is None and color_by == "mode":
+        labels = source_modes(traj[0], n_modes) if modes is None else np.asarray(modes, dtype=int)
+        if labels.shape != (traj.shape[1],):
+            raise ValueError(
+                f"modes needs one label per path ({traj.shape[1]}), got {labels.shape}"
+            )
+        path_colors = [MODE_COLORS[k % len(MODE_COLORS)] for k in labels[idx]]
+        start_colors = path_colors
+        label = "trajectories (colour: source mode)"
+    else:
+        path_colors = [color or COLORS["trajectory"]] * len(idx)
+        start_colors = [COLORS["source"]] * len(idx)
+        label = "trajectories"
     lines = LineCollection(
-        list(paths),
-        colors=color or COLORS["trajectory"],
-        alpha=alpha,
-        linewidths=linewidth,
-        label="trajectories",
+        list(paths), colors=path_colors, alpha=alpha, linewidths=linewidth, label=label
     )
     ax.add_collection(lines)
     if show_ends:
         ax.scatter(
             paths[:, 0, 0],
             paths[:, 0, 1],
-            s=6,
-            color=COLORS["source"],
+            s=9,
+            c=start_colors,
             label="$Z_0$",
             zorder=3,
             linewidths=0,
@@ -96,15 +134,16 @@ def plot_trajectories(
         ax.scatter(
             paths[:, -1, 0],
             paths[:, -1, 1],
-            s=6,
-            color=COLORS["generated"],
+            s=7,
+            color="black",
             label="$Z_1$",
             zorder=3,
             linewidths=0,
         )
-        ax.legend(loc="upper right", markerscale=2, fontsize=8)
     ax.autoscale_view()
     finish_axes(ax, title, lim)
+    if legend is not None:
+        place_legend(ax, where=legend, markerscale=2)
     return ax
 
 
@@ -164,7 +203,7 @@ def plot_coupling_segments(
                 linewidths=1.2,
                 label=f"same time ($|t_i - t_j| < {same_time:g}$)",
             )
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    place_legend(ax, where="below")
     ax.autoscale_view()
     if title is None and highlight_crossings:
         pairs = coupling_crossings(torch.as_tensor(a), torch.as_tensor(b)).pairs

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bezkit.solvers.dopri5 import dopri5
 from bezkit.solvers.fixed_step import FIXED_STEP, Velocity
@@ -37,9 +37,24 @@ class ODESolution:
     nfe: int
 
 
-def _check_inputs(x: Tensor, method: str, steps: int, t_start: float, t_end: float) -> None:
+def _check_inputs(
+    model: Velocity, x: Tensor, method: str, steps: int, t_start: float, t_end: float
+) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
-        raise ValueError("x must be a floating tensor of shape (n, *data_shape)")
+        got = (
+            f"{x.dtype} tensor of shape {tuple(x.shape)}"
+            if isinstance(x, Tensor)
+            else type(x).__name__
+        )
+        raise ValueError(f"x must be a floating tensor of shape (n, *data_shape), got {got}")
+    if isinstance(model, nn.Module):
+        dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        if dtypes and x.dtype not in dtypes:
+            want = ", ".join(sorted(str(d) for d in dtypes))
+            raise ValueError(
+                f"x is {x.dtype} but the model's weights are {want}: convert one of them "
+                "(e.g. x.float() or model.double())"
+            )
     if not torch.isfinite(x).all():
         raise ValueError("initial state x contains NaN or inf")
     if method not in SOLVERS:
@@ -49,6 +64,29 @@ def _check_inputs(x: Tensor, method: str, steps: int, t_start: float, t_end: flo
     for name, val in (("t_start", t_start), ("t_end", t_end)):
         if not 0.0 <= val <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {val}")
+
+
+def _checked(model: Velocity) -> Velocity:
+    """``model`` with its output checked: a floating tensor of the shape of ``x``. Without this a
+    (1, d) or (d,) or scalar output would broadcast silently into a wrong solution."""
+
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        out = model(x, t)
+        if not isinstance(out, Tensor):
+            raise ValueError(
+                f"the velocity model returned {type(out).__name__}; it must return a tensor of "
+                f"shape {tuple(x.shape)} (the shape of x)"
+            )
+        if out.shape != x.shape:
+            raise ValueError(
+                f"the velocity model returned shape {tuple(out.shape)} for x of shape "
+                f"{tuple(x.shape)}; it must return one velocity per point, the shape of x"
+            )
+        if not out.is_floating_point():
+            raise ValueError(f"the velocity model returned dtype {out.dtype}; expected {x.dtype}")
+        return out
+
+    return velocity
 
 
 @torch.no_grad()
@@ -67,9 +105,12 @@ def solve_ode(
     """Integrate ``dZ/dt = model(Z, t)`` from ``t_start`` to ``t_end`` starting at ``x``.
 
     Set ``t_start=1.0, t_end=0.0`` for the reverse flow (data -> noise). ``record=True`` keeps
-    every state on the grid (memory ``steps * x.numel()``).
+    every state on the grid (memory ``steps * x.numel()``). A model whose output is not a floating
+    tensor of the shape of ``x``, or whose weights have another dtype than ``x``, is a
+    ``ValueError`` naming the expected shape and dtype.
     """
-    _check_inputs(x, method, steps, t_start, t_end)
+    _check_inputs(model, x, method, steps, t_start, t_end)
+    model = _checked(model)
     if method == "dopri5":
         res = dopri5(model, x, t_start, t_end, atol=atol, rtol=rtol, record=record)
         traj = torch.stack(res.states) if record else None

@@ -25,6 +25,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
+from bezkit.models.unwrap import unwrap_model  # re-exported: the DDP helpers' counterpart
+
 __all__ = [
     "DistributedContext",
     "ShardSampler",
@@ -133,11 +135,6 @@ def wrap_ddp(model: nn.Module) -> nn.Module:
     if device.type == "cuda":
         return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
     return nn.parallel.DistributedDataParallel(model)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model inside a DDP wrapper (for checkpoints and EMA), or the model itself."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def all_reduce_mean(value: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
 """Save a trained model with its metadata and load it back, in the checkpoint format of
-:mod:`bezkit.training.checkpoint` (safetensors + JSON, atomic writes, SHA-256 verified).
+:mod:`bezkit.training.checkpoint` (one safetensors file carrying its metadata, committed
+atomically, SHA-256 verified over tensors and metadata; a JSON copy beside it).
 
 The tensor layout is the one the trainer writes (``bezkit.training.trainer``), so a trainer
 checkpoint and a :func:`save_model` file load the same way:
@@ -16,19 +17,17 @@ on, ...).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
 from bezkit.models.factory import build_model, model_spec
+from bezkit.models.unwrap import unwrap_model
 from bezkit.training.checkpoint import (
     CheckpointError,
-    _paths,
-    atomic_write_bytes,
+    checkpoint_files,
     load_checkpoint,
-    read_metadata,
     save_checkpoint,
 )
 from bezkit.training.ema import EMA
@@ -39,21 +38,12 @@ __all__ = ["checkpoint_files", "load_model", "model_tensors", "save_model", "upd
 RESERVED_KEYS = frozenset({"format", "sha256", "versions"})
 
 
-def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
-    """The ``(.safetensors, .json)`` files a checkpoint path names (either suffix is dropped)."""
-    return _paths(path)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel
-
-
 def model_tensors(model: nn.Module, ema: nn.Module | EMA | None = None) -> dict[str, Tensor]:
     """``{"model.<name>": ...}`` and, with ``ema``, ``{"ema.<name>": ...}`` (trainer layout)."""
-    state = _unwrap(model).state_dict()
+    state = unwrap_model(model).state_dict()
     tensors = {f"model.{k}": v for k, v in state.items()}
     if ema is not None:
-        ema_state = (ema.model if isinstance(ema, EMA) else _unwrap(ema)).state_dict()
+        ema_state = (ema.model if isinstance(ema, EMA) else unwrap_model(ema)).state_dict()
         if ema_state.keys() != state.keys() or any(
             ema_state[k].shape != state[k].shape for k in state
         ):
@@ -126,15 +116,16 @@ def load_model(
 
 
 def update_metadata(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into a checkpoint's top-level metadata; rewrite its JSON atomically.
+    """Merge ``updates`` into a checkpoint's top-level metadata; returns the new metadata.
 
-    The tensors are not touched, so the recorded SHA-256 stays valid (and an altered tensor file is
-    still refused when loaded). Returns the new metadata.
+    The checkpoint is verified, then rewritten in one atomic step with the same tensors and a new
+    digest (which covers the metadata), and its JSON copy is rewritten.
     """
     reserved = RESERVED_KEYS & updates.keys()
     if reserved:
         raise ValueError(f"metadata keys {sorted(reserved)} are reserved for the checkpoint format")
-    _, js_path, meta = read_metadata(path)
+    ckpt = load_checkpoint(path)
+    meta = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "sha256")}
     meta.update(updates)
-    atomic_write_bytes(js_path, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
-    return meta
+    save_checkpoint(ckpt.path, ckpt.tensors, meta, overwrite=True)
+    return load_checkpoint(ckpt.path, verify=False).metadata

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from bezkit.couplings.pairs import Pairs
 from bezkit.models.factory import model_spec
-from bezkit.training.checkpoint import load_checkpoint, save_checkpoint
+from bezkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import get_rank, unwrap_model, wrap_ddp
@@ -126,8 +127,13 @@ def _save(
     step: int,
     config: TrainConfig,
     losses: list[float],
+    run_metadata: dict[str, Any],
 ) -> None:
-    tensors = {f"model.{k}": v for k, v in getattr(model, "module", model).state_dict().items()}
+    """One resumable checkpoint, committed atomically: weights, EMA, optimizer moments, step,
+    losses, the config and the caller's ``run_metadata`` (what a resume needs to rebuild the run:
+    data, coupling, objective, ...), in every checkpoint, periodic or final."""
+    plain = unwrap_model(model)
+    tensors = {f"model.{k}": v for k, v in plain.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     opt_state = opt.state_dict()
@@ -135,7 +141,8 @@ def _save(
         for key, val in state.items():
             tensors[f"optimizer.{idx}.{key}"] = torch.as_tensor(val)
     meta = {
-        "model": model_spec(model),
+        **run_metadata,
+        "model": model_spec(plain),
         "train_config": config.to_dict(),
         "step": step,
         "optimizer_param_groups": opt_state["param_groups"],
@@ -151,18 +158,28 @@ def _resume(
     ema: EMA | None,
     device: torch.device,
 ) -> tuple[int, list[float]]:
+    """Load a checkpoint written by :func:`_save` into the model, EMA and optimizer; returns
+    ``(step, losses)``. A checkpoint that lacks any part of the training state is refused."""
     ckpt = load_checkpoint(path)
-    getattr(model, "module", model).load_state_dict(ckpt.model_state)
+    meta = ckpt.metadata
+    missing = [k for k in ("step", "optimizer_param_groups") if k not in meta]
+    if missing or (not ckpt.section("optimizer") and meta.get("step", 0) > 0):
+        raise CheckpointError(
+            f"{ckpt.path} is not a resumable training checkpoint (it has no "
+            f"{', '.join(missing) or 'optimizer state'})"
+        )
+    unwrap_model(model).load_state_dict(ckpt.model_state)
     if ema is not None:
         ema_state = ckpt.section("ema")
-        if ema_state:
-            ema.load_state_dict(ema_state)
+        if not ema_state:
+            raise CheckpointError(f"{ckpt.path} has no EMA weights, but this run uses EMA")
+        ema.load_state_dict(ema_state)
     state: dict[int, dict[str, Tensor]] = {}
     for key, val in ckpt.section("optimizer").items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = val.to(device) if name != "step" else val
-    opt.load_state_dict({"state": state, "param_groups": ckpt.metadata["optimizer_param_groups"]})
-    return int(ckpt.metadata["step"]), list(ckpt.metadata.get("losses", []))
+    opt.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+    return int(meta["step"]), list(meta.get("losses", []))
 
 
 def train(
@@ -172,8 +189,15 @@ def train(
     config: TrainConfig,
     *,
     resume_from: str | Path | None = None,
+    checkpoint_metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place to minimise ``loss_fn`` on batches from ``sample_batch``."""
+    """Train ``model`` in place to minimise ``loss_fn`` on batches from ``sample_batch``.
+
+    With ``config.checkpoint_path`` and ``config.checkpoint_every``, rank 0 saves a resumable
+    checkpoint every ``checkpoint_every`` steps and at the end, each carrying
+    ``checkpoint_metadata`` (JSON-able: whatever the caller needs to rebuild the run on resume).
+    ``resume_from`` continues from such a checkpoint exactly where it stopped.
+    """
     device = choose_device(config.device)
     rank = get_rank()
     seed = config.seed + rank
@@ -183,7 +207,8 @@ def train(
         model = wrap_ddp(model)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
-    ema = EMA(getattr(model, "module", model), config.ema_decay) if config.ema_decay else None
+    ema = EMA(unwrap_model(model), config.ema_decay) if config.ema_decay else None
+    run_metadata = dict(checkpoint_metadata or {})
     start, losses = 0, []
     if resume_from is not None:
         start, losses = _resume(resume_from, model, opt, ema, device)
@@ -217,7 +242,7 @@ def train(
         opt.step()
         sched.step()
         if ema is not None:
-            ema.update(getattr(model, "module", model))
+            ema.update(unwrap_model(model))
         losses.append(float(loss.detach()))
         bar.update(1)
         if step % 50 == 0:
@@ -229,7 +254,7 @@ def train(
             and rank == 0
             and (done % config.checkpoint_every == 0 or done == config.steps)
         ):
-            _save(config.checkpoint_path, model, opt, ema, done, config, losses)
+            _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata)
     bar.close()
     given.eval()
     return TrainResult(

@@ -26,7 +26,7 @@ Colours are those of :data:`bezkit.plot.COLORS`.
 
 One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every builder returns),
 :mod:`~bezkit.widgets.bezier` (lesson 03), :mod:`~bezkit.widgets.reflow` (lesson 02),
-:mod:`~bezkit.widgets.steps` (lessons 01 and 04), :mod:`~bezkit.widgets.guides` (lesson 04),
+:mod:`~bezkit.widgets.steps` (lessons 01 and 04; one builder, :func:`solver_steps_widget`), :mod:`~bezkit.widgets.guides` and :mod:`~bezkit.widgets.student` (lesson 04),
 :mod:`~bezkit.widgets.bdense` (lesson 06) and :mod:`~bezkit.widgets.results` (lesson 05).
 """
 
@@ -45,7 +45,8 @@ from bezkit.widgets.bezier import DEFAULT_CONTROL_POINTS, bezier_widget
 from bezkit.widgets.guides import guide_widget
 from bezkit.widgets.reflow import reflow_widget, trajectory_summary
 from bezkit.widgets.results import error_accumulation_widget
-from bezkit.widgets.steps import compare_steps_widget, steps_widget
+from bezkit.widgets.steps import compare_steps_widget, solver_steps_widget, steps_widget
+from bezkit.widgets.student import student_widget
 
 __all__ = [
     "DEFAULT_CONTROL_POINTS",
@@ -56,6 +57,8 @@ __all__ = [
     "error_accumulation_widget",
     "guide_widget",
     "reflow_widget",
+    "solver_steps_widget",
     "steps_widget",
+    "student_widget",
     "trajectory_summary",
 ]

@@ -85,14 +85,13 @@ def bdense_widget(
     ks = list(data)
     k0 = ks[-1] if K is None else min(ks, key=lambda v: (abs(v - K), v))
 
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.58, 0.42],
-            subplot_titles=["branch j against the teacher", "per-branch error"],
-            horizontal_spacing=0.1,
-        )
+    # the whole figure first, then one FigureWidget: its first state holds every trace
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.58, 0.42],
+        subplot_titles=["branch j against the teacher", "per-branch error"],
+        horizontal_spacing=0.1,
     )
     fig.add_scatter(
         name="teacher paths",
@@ -174,6 +173,7 @@ def bdense_widget(
         "K": k0,
         "busy": False,
     }
+    fig = go.FigureWidget(fig)
     traces = {tr.name: tr for tr in fig.data}
 
     def refresh() -> None:

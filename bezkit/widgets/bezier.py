@@ -14,6 +14,7 @@ from bezkit.arrays import to_numpy
 from bezkit.paths.bezier_geometry import bezier_geometry, degree_elevate
 from bezkit.plot.style import COLORS
 from bezkit.widgets.base import WidgetBundle, arrow_trace, format_value
+from bezkit.widgets.drag import DragPoints, PlotBox, pinned_layout, stack_over
 
 __all__ = ["DEFAULT_CONTROL_POINTS", "bezier_widget"]
 
@@ -34,9 +35,12 @@ def bezier_widget(
     step: float = 0.05,
     n_points: int = 101,
 ) -> WidgetBundle:
-    """Sliders move the control points of a Bezier curve of ``order`` (2: quadratic, 3: cubic).
+    """Drag the control points of a Bezier curve of ``order`` (2: quadratic, 3: cubic) with the
+    mouse, or move them precisely with the sliders (both stay in sync).
 
-    Controls: ``P{i}_x``, ``P{i}_y`` for each control point ``P_0 = X0, .., P_n = X1`` (range
+    Controls: ``points``, the :class:`~bezkit.widgets.drag.DragPoints` layer over the figure
+    (its ``points`` trait is what a mouse drag writes; setting it from Python moves the sliders and
+    redraws), ``P{i}_x``, ``P{i}_y`` for each control point ``P_0 = X0, .., P_n = X1`` (range
     ``[-limit, limit]``); ``t`` in [0, 1]; ``chord`` puts the guides on the chord,
     ``P_i = X0 + (i / n)(X1 - X0)`` (the line, degree-elevated to order n: the curve *is* the
     straight path); ``elevate`` shows the order ``n + 1`` control polygon of the same curve.
@@ -101,7 +105,7 @@ def bezier_widget(
     )
 
     pad = 0.5
-    rng = [-limit - pad, limit + pad]
+    plot_box = PlotBox.square(-limit - pad, limit + pad)
     end_colors = [COLORS["source"]] + [COLORS["control"]] * (order - 1) + [COLORS["target"]]
     fig = go.FigureWidget(
         data=[
@@ -127,15 +131,14 @@ def bezier_widget(
             arrow_trace("endpoint target", COLORS["endpoint"]),
         ],
         layout=go.Layout(
-            width=560,
-            height=520,
-            margin=dict(l=30, r=10, t=40, b=30),
-            xaxis=dict(range=rng, zeroline=False),
-            yaxis=dict(range=rng, zeroline=False, scaleanchor="x", scaleratio=1),
-            legend=dict(orientation="h", y=-0.08),
-            title=dict(text=f"Bezier curve of order {order}", x=0.5),
+            **pinned_layout(plot_box),
+            legend=dict(orientation="h", y=-0.07, yanchor="top", x=0.0),
+            title=dict(text=f"Bezier curve of order {order}: drag the points", x=0.5),
         ),
     )
+    roles = ["X0", *(f"G{i}" for i in range(1, order)), "X1"]
+    drag = DragPoints(cp0, plot_box, colors=end_colors, labels=roles)
+    controls["points"] = drag
     readout = widgets.HTML()
     state: dict[str, Any] = {"order": order, "busy": False}
     guide_keys = [f"P{i}_{a}" for i in range(1, order) for a in "xy"]
@@ -170,6 +173,14 @@ def bezier_widget(
             fig.data[5].x, fig.data[5].y = [p[0], tan_end[0]], [p[1], tan_end[1]]
             fig.data[6].x, fig.data[6].y = [p[0], end_end[0]], [p[1], end_end[1]]
         state.update(geometry=geo, max_chord_gap=gap, elevated=elevated)
+        drawn = pts.tolist()
+        if drag.points != drawn or drag.locked != locked():
+            state["busy"] = True
+            try:
+                drag.locked = locked()
+                drag.points = drawn
+            finally:
+                state["busy"] = False
         lines = [
             f"<b>t</b> = {geo.t:.2f} &nbsp; <b>B(t)</b> = {format_value(p)}",
             f"<span style='color:{COLORS['tangent']}'><b>B'(t)</b> = {format_value(geo.tangent)}</span>"
@@ -183,6 +194,12 @@ def bezier_widget(
         if not state["busy"]:
             refresh()
 
+    def show_guides_on_chord() -> None:
+        pts = current_points()
+        for i in range(1, order):
+            controls[f"P{i}_x"].value = float(np.clip(pts[i, 0], -limit, limit))
+            controls[f"P{i}_y"].value = float(np.clip(pts[i, 1], -limit, limit))
+
     def on_chord(_change: Any = None) -> None:
         on = bool(controls["chord"].value)
         state["busy"] = True
@@ -190,10 +207,32 @@ def bezier_widget(
             for key in guide_keys:
                 controls[key].disabled = on
             if on:  # show where the guides went
-                pts = current_points()
-                for i in range(1, order):
-                    controls[f"P{i}_x"].value = float(np.clip(pts[i, 0], -limit, limit))
-                    controls[f"P{i}_y"].value = float(np.clip(pts[i, 1], -limit, limit))
+                show_guides_on_chord()
+        finally:
+            state["busy"] = False
+        refresh()
+
+    def locked() -> list[bool]:
+        on = bool(controls["chord"].value)
+        return [on and 0 < i < order for i in range(order + 1)]
+
+    def on_drag(change: Any) -> None:
+        """A handle was dragged (or ``points`` set from Python): move the sliders, redraw once."""
+        if state["busy"]:
+            return
+        new = np.clip(np.asarray(change["new"], dtype=np.float64), -limit, limit)
+        if new.shape != (order + 1, 2):
+            raise ValueError(f"points must be {order + 1} (x, y) pairs, got shape {new.shape}")
+        chord = bool(controls["chord"].value)
+        state["busy"] = True
+        try:
+            for i in range(order + 1):
+                if chord and 0 < i < order:
+                    continue  # guides follow the chord, they are not dragged
+                controls[f"P{i}_x"].value = float(new[i, 0])
+                controls[f"P{i}_y"].value = float(new[i, 1])
+            if chord:
+                show_guides_on_chord()
         finally:
             state["busy"] = False
         refresh()
@@ -205,7 +244,9 @@ def bezier_widget(
             on_change()
 
     for key, ctrl in controls.items():
-        if key == "chord":
+        if key == "points":
+            ctrl.observe(on_drag, names="points")
+        elif key == "chord":
             ctrl.observe(on_chord, names="value")
         elif key in ("P0_x", "P0_y", f"P{order}_x", f"P{order}_y"):
             ctrl.observe(on_endpoint, names="value")
@@ -216,7 +257,7 @@ def bezier_widget(
         [
             widgets.HBox(
                 [
-                    fig,
+                    stack_over(fig, drag),
                     widgets.VBox(
                         [*rows, controls["t"], controls["chord"], controls["elevate"], readout]
                     ),

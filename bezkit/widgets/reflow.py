@@ -112,14 +112,13 @@ def reflow_widget(
 
     cols = 1 + len(metrics)
     width = 480 + 210 * len(metrics)  # pixels: the trajectories, then one narrow panel per metric
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=cols,
-            column_widths=[480 / width] + [210 / width] * len(metrics),
-            subplot_titles=["trajectories", *metrics],
-            horizontal_spacing=0.08,
-        )
+    # the whole figure first, then one FigureWidget: its first state holds every trace
+    fig = make_subplots(
+        rows=1,
+        cols=cols,
+        column_widths=[480 / width] + [210 / width] * len(metrics),
+        subplot_titles=["trajectories", *metrics],
+        horizontal_spacing=0.08,
     )
     fig.add_scatter(
         name="trajectories",
@@ -201,6 +200,7 @@ def reflow_widget(
     }
     readout = widgets.HTML()
     state: dict[str, Any] = {"rounds": data, "indices": idx}
+    fig = go.FigureWidget(fig)
     traces = {tr.name: tr for tr in fig.data}
 
     def refresh() -> None:

@@ -1,10 +1,16 @@
-"""Sampling with few or many solver steps (lessons 01 and 04): one model and a solver
-(:func:`steps_widget`), or several models with Euler steps (:func:`compare_steps_widget`)."""
+"""Sampling with few or many solver steps (lessons 01 and 04).
+
+One builder, :func:`solver_steps_widget`: models x fixed-step solvers x number of steps, each
+choice solved once and cached, the samples over the reference on the left and W2 against the
+steps (or the NFE) of every choice computed so far on the right. :func:`steps_widget` (one model,
+a solver dropdown) and :func:`compare_steps_widget` (several models, Euler) are that builder with
+their own defaults."""
 
 from __future__ import annotations
 
 import html
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,12 +25,12 @@ from bezkit.arrays import subsample, to_numpy
 from bezkit.data.toy2d import Sampler
 from bezkit.metrics.wasserstein import noise_floor as w2_noise_floor
 from bezkit.metrics.wasserstein import wasserstein2
-from bezkit.plot.style import COLORS
+from bezkit.plot.style import COLORS, MODE_COLORS
 from bezkit.solvers.fixed_step import FIXED_STEP
 from bezkit.solvers.ode import solve_ode
 from bezkit.widgets.base import WidgetBundle, polylines
 
-__all__ = ["compare_steps_widget", "steps_widget"]
+__all__ = ["compare_steps_widget", "solver_steps_widget", "steps_widget"]
 
 
 def steps_widget(
@@ -55,9 +61,6 @@ def steps_widget(
     ``{(method, steps): {"w2", "nfe", "seconds", ...}}``; ``state["current"]`` is the one drawn.
     The model is put in eval mode.
     """
-    methods = [m for m in methods if m in FIXED_STEP]
-    if not methods:
-        raise ValueError(f"steps_widget needs fixed-step solvers among {list(FIXED_STEP)}")
     if isinstance(source, Tensor):
         x0 = source.float()
     else:
@@ -66,181 +69,19 @@ def steps_widget(
         reference = target.sample(x0.shape[0], torch.Generator().manual_seed(seed + 1))
     if noise_floor is None and target is not None:
         noise_floor = w2_noise_floor(target, x0.shape[0], seed=seed + 2)
-    ref = None if reference is None else to_numpy(reference)
-    path_idx = subsample(x0.shape[0], m_paths, seed)
-    max_steps = max(1, int(max_steps))
-    max_nfe = max_steps * max(FIXED_STEP[m][1] for m in methods)
-
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.58, 0.42],
-            subplot_titles=["samples", "W2 against NFE"],
-            horizontal_spacing=0.1,
-        )
-    )
-    fig.add_scatter(
-        name="reference",
-        mode="markers",
-        row=1,
-        col=1,
-        x=[] if ref is None else ref[:, 0],
-        y=[] if ref is None else ref[:, 1],
-        marker=dict(size=3, color=COLORS["target"], opacity=0.35),
-    )
-    fig.add_scatter(
-        name="generated",
-        mode="markers",
-        row=1,
-        col=1,
-        marker=dict(size=3, color=COLORS["generated"], opacity=0.7),
-    )
-    fig.add_scatter(
-        name="paths",
-        mode="lines+markers",
-        row=1,
-        col=1,
-        line=dict(color=COLORS["trajectory"], width=1),
-        marker=dict(size=3, color=COLORS["trajectory"]),
-    )
-    fig.add_scatter(
-        name="noise floor",
-        mode="lines",
-        row=1,
-        col=2,
-        x=[1, max_nfe] if noise_floor is not None else [],
-        y=[noise_floor] * 2 if noise_floor is not None else [],
-        line=dict(color=COLORS["floor"], dash="dash"),
-    )
-    for i, m in enumerate(methods):
-        fig.add_scatter(
-            name=f"W2 {m}",
-            mode="lines+markers",
-            row=1,
-            col=2,
-            x=[],
-            y=[],
-            line=dict(color=f"hsl({(i * 85) % 360}, 60%, 40%)"),
-        )
-    fig.add_scatter(
-        name="current",
-        mode="markers",
-        row=1,
-        col=2,
-        x=[],
-        y=[],
-        marker=dict(size=14, color=COLORS["crossing"], symbol="circle-open", line=dict(width=3)),
-        showlegend=False,
-    )
-    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
-    if lim is not None:
-        fig.update_xaxes(range=[-lim, lim], row=1, col=1)
-        fig.update_yaxes(range=[-lim, lim], row=1, col=1)
-    fig.update_xaxes(type="log", title_text="NFE", row=1, col=2)
-    fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
-    fig.update_layout(
-        width=900,
-        height=440,
-        margin=dict(l=30, r=10, t=40, b=30),
-        legend=dict(orientation="h", y=-0.12),
-    )
-
-    controls: dict[str, widgets.Widget] = {
-        "steps": widgets.IntSlider(
-            value=min(max(1, int(steps)), max_steps),
-            min=1,
-            max=max_steps,
-            step=1,
-            description="steps",
-            continuous_update=False,
-        ),
-        "method": widgets.Dropdown(options=list(methods), value=methods[0], description="solver"),
-    }
-    readout = widgets.HTML()
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    state: dict[str, Any] = {
-        "results": results,
-        "x0": x0,
-        "reference": reference,
-        "noise_floor": noise_floor,
-        "current": None,
-    }
-    traces = {tr.name: tr for tr in fig.data}
-    model.eval()
-
-    def compute(method: str, k: int) -> dict[str, Any]:
-        import time
-
-        t0 = time.perf_counter()
-        sol = solve_ode(model, x0, method=method, steps=k, record=True)
-        out: dict[str, Any] = {
-            "nfe": sol.nfe,
-            "x": sol.x,
-            "trajectory": sol.trajectory,
-            "w2": math.nan,
-            "error": None,
-        }
-        if not torch.isfinite(sol.x).all():
-            out["error"] = "the samples contain NaN or inf"
-        elif reference is not None:
-            out["w2"] = wasserstein2(sol.x, reference)
-        out["seconds"] = time.perf_counter() - t0
-        return out
-
-    def refresh() -> None:
-        method, k = controls["method"].value, int(controls["steps"].value)
-        key = (method, k)
-        if key not in results:
-            try:
-                results[key] = compute(method, k)
-            except (ValueError, RuntimeError, FloatingPointError) as err:
-                results[key] = {
-                    "nfe": k * FIXED_STEP[method][1],
-                    "x": None,
-                    "trajectory": None,
-                    "w2": math.nan,
-                    "error": str(err),
-                    "seconds": 0.0,
-                }
-        res = results[key]
-        with fig.batch_update():
-            if res["x"] is not None:
-                x = to_numpy(res["x"])
-                paths = np.transpose(to_numpy(res["trajectory"])[:, path_idx], (1, 0, 2))
-                px, py = polylines(paths)
-                traces["generated"].x, traces["generated"].y = x[:, 0], x[:, 1]
-                traces["paths"].x, traces["paths"].y = px, py
-            for m in methods:
-                pts = sorted(
-                    (r["nfe"], r["w2"])
-                    for (mm, _), r in results.items()
-                    if mm == m and math.isfinite(r["w2"])
-                )
-                traces[f"W2 {m}"].x = [p[0] for p in pts]
-                traces[f"W2 {m}"].y = [p[1] for p in pts]
-            ok = math.isfinite(res["w2"])
-            traces["current"].x = [res["nfe"]] if ok else []
-            traces["current"].y = [res["w2"]] if ok else []
-        state["current"] = {"method": method, "steps": k, "nfe": res["nfe"], "w2": res["w2"]}
-        text = f"<b>{html.escape(method)}</b>, {k} step(s): <b>NFE = {res['nfe']}</b>"
-        if reference is not None:
-            text += f" &nbsp; W2 = {res['w2']:.3f}"
-        if noise_floor is not None:
-            text += f" (noise floor {noise_floor:.3f})"
-        if res["error"]:
-            text += (
-                f" &nbsp; <span style='color:{COLORS['crossing']}'>"
-                f"{html.escape(res['error'])}</span>"
-            )
-        readout.value = text
-
-    controls["steps"].observe(lambda _c: refresh(), names="value")
-    controls["method"].observe(lambda _c: refresh(), names="value")
-    refresh()
-    box = widgets.VBox([widgets.HBox([controls["steps"], controls["method"]]), readout, fig])
-    return WidgetBundle(
-        box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
+    return solver_steps_widget(
+        {"model": model},
+        x0,
+        reference,
+        methods=methods,
+        noise_floor=noise_floor,
+        max_steps=max_steps,
+        steps=steps,
+        precompute=(),
+        m_paths=m_paths,
+        seed=seed,
+        lim=lim,
+        x_axis="nfe",
     )
 
 
@@ -266,33 +107,103 @@ def compare_steps_widget(
     ``generated``, ``noise floor``, ``W2 <name>`` per model, ``current``. ``state["results"]``
     caches ``{(name, steps): {"w2", "nfe", "x"}}``; ``state["current"]`` is the one drawn.
     """
+    return solver_steps_widget(
+        models,
+        x0,
+        reference,
+        methods=("euler",),
+        noise_floor=noise_floor,
+        max_steps=max_steps,
+        steps=steps,
+        model=model,
+        precompute=precompute,
+        m_paths=0,
+        lim=lim,
+        x_axis="steps",
+        show_model=True,
+    )
+
+
+def solver_steps_widget(
+    models: Mapping[str, nn.Module],
+    x0: Tensor,
+    reference: Tensor | None,
+    *,
+    methods: Sequence[str] = ("euler",),
+    noise_floor: float | None = None,
+    max_steps: int = 16,
+    steps: int = 1,
+    model: str | None = None,
+    precompute: Sequence[int] = (1,),
+    m_paths: int = 0,
+    seed: int = 0,
+    lim: float | None = None,
+    x_axis: str = "steps",
+    show_model: bool | None = None,
+) -> WidgetBundle:
+    """Pick a model, a fixed-step solver and a number of steps: the samples from ``x0`` and W2.
+
+    Each choice ``(model, method, steps)`` is solved once from ``x0`` and cached, with its NFE
+    (steps x evaluations per step) and W2 to ``reference`` (NaN without one, or when the samples
+    are not finite: the readout then says why instead of raising). ``precompute`` step counts are
+    solved for every model with the first method at once. The left panel shows the current
+    samples over ``reference`` and, with ``m_paths > 0``, the solver's polylines of ``m_paths``
+    seeded samples; the right panel W2 against ``x_axis`` (``"steps"`` or ``"nfe"``) for every
+    series computed so far, with the ``noise_floor``.
+
+    Controls: ``steps`` (``IntSlider`` 1..``max_steps``, ``continuous_update=False``), ``model``
+    (a dropdown, when there are several models or ``show_model``) and ``method`` (a dropdown,
+    when there are several methods). One series per model, or per method when only the method is
+    chosen, or per ``model/method``. Traces: ``reference``, ``generated``, ``paths`` (with
+    ``m_paths``), ``noise floor``, ``W2 <series>`` and ``current``. ``state["results"]`` caches
+    ``{(series, steps): {"w2", "nfe", "x", "trajectory", "error", "seconds"}}``;
+    ``state["current"]`` is ``{"model", "method", "steps", "nfe", "w2"}`` of the one drawn.
+    Every model is put in eval mode.
+    """
     if not models:
-        raise ValueError("compare_steps_widget needs at least one model")
+        raise ValueError("a steps widget needs at least one model")
     names = list(models)
     model = names[0] if model is None else model
     if model not in models:
         raise ValueError(f"unknown model {model!r}; have {names}")
-    max_steps = max(1, int(max_steps))
-    ref = to_numpy(reference)
+    methods = [m for m in methods if m in FIXED_STEP]
+    if not methods:
+        raise ValueError(f"a steps widget needs fixed-step solvers among {list(FIXED_STEP)}")
+    if x_axis not in ("steps", "nfe"):
+        raise ValueError(f"x_axis must be 'steps' or 'nfe', got {x_axis!r}")
+    show_model = len(names) > 1 if show_model is None else bool(show_model)
+    show_method = len(methods) > 1
     x0 = x0.float()
+    ref = None if reference is None else to_numpy(reference)
+    path_idx = subsample(x0.shape[0], m_paths, seed) if m_paths > 0 else None
+    max_steps = max(1, int(max_steps))
     for mod in models.values():
         mod.eval()
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.55, 0.45],
-            subplot_titles=["samples", "W2 against Euler steps"],
-            horizontal_spacing=0.1,
-        )
+
+    def series(name: str, method: str) -> str:
+        if show_model and not show_method:
+            return name
+        if show_method and not show_model:
+            return method
+        return f"{name}/{method}" if show_model else name
+
+    all_series = list(dict.fromkeys(series(n, m) for n in names for m in methods))
+    max_x = max_steps * (max(FIXED_STEP[m][1] for m in methods) if x_axis == "nfe" else 1)
+    # the whole figure first, then one FigureWidget: its first state holds every trace
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.56, 0.44],
+        subplot_titles=["samples", f"W2 against {'NFE' if x_axis == 'nfe' else 'steps'}"],
+        horizontal_spacing=0.1,
     )
     fig.add_scatter(
         name="reference",
         mode="markers",
         row=1,
         col=1,
-        x=ref[:, 0],
-        y=ref[:, 1],
+        x=[] if ref is None else ref[:, 0],
+        y=[] if ref is None else ref[:, 1],
         marker=dict(size=3, color=COLORS["target"], opacity=0.35),
     )
     fig.add_scatter(
@@ -302,22 +213,31 @@ def compare_steps_widget(
         col=1,
         marker=dict(size=3, color=COLORS["generated"], opacity=0.7),
     )
+    if path_idx is not None:
+        fig.add_scatter(
+            name="paths",
+            mode="lines+markers",
+            row=1,
+            col=1,
+            line=dict(color=COLORS["trajectory"], width=1),
+            marker=dict(size=3, color=COLORS["trajectory"]),
+        )
     fig.add_scatter(
         name="noise floor",
         mode="lines",
         row=1,
         col=2,
-        x=[1, max_steps] if noise_floor is not None else [],
+        x=[1, max_x] if noise_floor is not None else [],
         y=[noise_floor] * 2 if noise_floor is not None else [],
         line=dict(color=COLORS["floor"], dash="dash"),
     )
-    for i, name in enumerate(names):
+    for i, label in enumerate(all_series):
         fig.add_scatter(
-            name=f"W2 {name}",
+            name=f"W2 {label}",
             mode="lines+markers",
             row=1,
             col=2,
-            line=dict(color=f"hsl({(i * 67) % 360}, 60%, 42%)"),
+            line=dict(color=MODE_COLORS[i % len(MODE_COLORS)]),
         )
     fig.add_scatter(
         name="current",
@@ -331,78 +251,134 @@ def compare_steps_widget(
     if lim is not None:
         fig.update_xaxes(range=[-lim, lim], row=1, col=1)
         fig.update_yaxes(range=[-lim, lim], row=1, col=1)
-    fig.update_xaxes(type="log", title_text="Euler steps (NFE)", row=1, col=2)
+    x_title = "NFE" if x_axis == "nfe" else "Euler steps (NFE)" if methods == ["euler"] else "steps"
+    fig.update_xaxes(type="log", title_text=x_title, row=1, col=2)
     fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
     fig.update_layout(
-        width=940,
+        width=920,
         height=460,
-        margin=dict(l=30, r=10, t=40, b=30),
+        margin=dict(l=40, r=10, t=40, b=30),
         legend=dict(orientation="h", y=-0.14),
+        font=dict(size=13),
     )
-    controls: dict[str, widgets.Widget] = {
-        "model": widgets.Dropdown(options=names, value=model, description="model"),
-        "steps": widgets.IntSlider(
-            value=min(max(1, int(steps)), max_steps),
-            min=1,
-            max=max_steps,
-            step=1,
-            description="steps",
-            continuous_update=False,
-        ),
-    }
+
+    controls: dict[str, widgets.Widget] = {}
+    if show_model:
+        controls["model"] = widgets.Dropdown(options=names, value=model, description="model")
+    controls["steps"] = widgets.IntSlider(
+        value=min(max(1, int(steps)), max_steps),
+        min=1,
+        max=max_steps,
+        step=1,
+        description="steps",
+        continuous_update=False,
+    )
+    if show_method:
+        controls["method"] = widgets.Dropdown(
+            options=list(methods), value=methods[0], description="solver"
+        )
     readout = widgets.HTML()
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    state: dict[str, Any] = {"results": results, "current": None, "noise_floor": noise_floor}
+    state: dict[str, Any] = {
+        "results": results,
+        "x0": x0,
+        "reference": reference,
+        "noise_floor": noise_floor,
+        "current": None,
+    }
+    fig = go.FigureWidget(fig)
     traces = {tr.name: tr for tr in fig.data}
 
-    def compute(name: str, k: int) -> dict[str, Any]:
-        if (name, k) not in results:
+    def compute(name: str, method: str, k: int) -> dict[str, Any]:
+        key = (series(name, method), k)
+        if key in results:
+            return results[key]
+        t0 = time.perf_counter()
+        try:
             with torch.no_grad():
-                sol = solve_ode(models[name], x0, method="euler", steps=k)
-            ok = bool(torch.isfinite(sol.x).all())
-            results[(name, k)] = {
-                "x": sol.x,
+                sol = solve_ode(
+                    models[name], x0, method=method, steps=k, record=path_idx is not None
+                )
+            res: dict[str, Any] = {
                 "nfe": sol.nfe,
-                "w2": wasserstein2(sol.x, reference) if ok else math.nan,
-                "error": None if ok else "the samples contain NaN or inf",
+                "x": sol.x,
+                "trajectory": sol.trajectory,
+                "w2": math.nan,
+                "error": None,
             }
-        return results[(name, k)]
+            if not torch.isfinite(sol.x).all():
+                res["error"] = "the samples contain NaN or inf"
+            elif reference is not None:
+                res["w2"] = wasserstein2(sol.x, reference)
+        except (ValueError, RuntimeError, FloatingPointError) as err:
+            res = {
+                "nfe": k * FIXED_STEP[method][1],
+                "x": None,
+                "trajectory": None,
+                "w2": math.nan,
+                "error": str(err),
+            }
+        res["seconds"] = time.perf_counter() - t0
+        results[key] = res
+        return res
 
     for k in precompute:
         if 1 <= int(k) <= max_steps:
             for name in names:
-                compute(name, int(k))
+                compute(name, methods[0], int(k))
+
+    def choice() -> tuple[str, str, int]:
+        name = controls["model"].value if "model" in controls else model
+        method = controls["method"].value if "method" in controls else methods[0]
+        return name, method, int(controls["steps"].value)
 
     def refresh() -> None:
-        name, k = controls["model"].value, int(controls["steps"].value)
-        res = compute(name, k)
-        x = to_numpy(res["x"])
+        name, method, k = choice()
+        res = compute(name, method, k)
         with fig.batch_update():
-            traces["generated"].x, traces["generated"].y = x[:, 0], x[:, 1]
-            for nm in names:
+            if res["x"] is not None:
+                x = to_numpy(res["x"])
+                traces["generated"].x, traces["generated"].y = x[:, 0], x[:, 1]
+                if path_idx is not None:
+                    paths = np.transpose(to_numpy(res["trajectory"])[:, path_idx], (1, 0, 2))
+                    traces["paths"].x, traces["paths"].y = polylines(paths)
+            for label in all_series:
                 pts = sorted(
-                    (kk, r["w2"])
-                    for (mm, kk), r in results.items()
-                    if mm == nm and math.isfinite(r["w2"])
+                    (r["nfe"] if x_axis == "nfe" else kk, r["w2"])
+                    for (lab, kk), r in results.items()
+                    if lab == label and math.isfinite(r["w2"])
                 )
-                traces[f"W2 {nm}"].x = [p[0] for p in pts]
-                traces[f"W2 {nm}"].y = [p[1] for p in pts]
+                traces[f"W2 {label}"].x = [p[0] for p in pts]
+                traces[f"W2 {label}"].y = [p[1] for p in pts]
             ok = math.isfinite(res["w2"])
-            traces["current"].x = [k] if ok else []
+            traces["current"].x = [res["nfe"] if x_axis == "nfe" else k] if ok else []
             traces["current"].y = [res["w2"]] if ok else []
-        state["current"] = {"model": name, "steps": k, "nfe": res["nfe"], "w2": res["w2"]}
-        text = f"<b>{html.escape(name)}</b>, {k} Euler step(s) (NFE {res['nfe']}): "
-        text += f"W2 = {res['w2']:.3f}"
+        state["current"] = {
+            "model": name,
+            "method": method,
+            "steps": k,
+            "nfe": res["nfe"],
+            "w2": res["w2"],
+        }
+        label = series(name, method)
+        how = "" if label.endswith(method) else f" {html.escape(method)}"
+        text = f"<b>{html.escape(label)}</b>, {k}{how} step(s): "
+        text += f"<b>NFE = {res['nfe']}</b>"
+        if reference is not None:
+            text += f" &nbsp; W2 = {res['w2']:.3f}"
         if noise_floor is not None:
             text += f" (noise floor {noise_floor:.3f})"
         if res["error"]:
-            text += f" <span style='color:{COLORS['crossing']}'>{html.escape(res['error'])}</span>"
+            text += (
+                f" &nbsp; <span style='color:{COLORS['crossing']}'>"
+                f"{html.escape(res['error'])}</span>"
+            )
         readout.value = text
 
-    controls["model"].observe(lambda _c: refresh(), names="value")
-    controls["steps"].observe(lambda _c: refresh(), names="value")
+    for ctrl in controls.values():
+        ctrl.observe(lambda _c: refresh(), names="value")
     refresh()
-    box = widgets.VBox([widgets.HBox([controls["model"], controls["steps"]]), readout, fig])
+    box = widgets.VBox([widgets.HBox(list(controls.values())), readout, fig])
     return WidgetBundle(
         box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
     )

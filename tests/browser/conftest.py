@@ -176,9 +176,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1, serving the empty directory ``lab.root`` (copy notebooks there)."""
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab on 127.0.0.1, serving the empty directory ``lab.root`` (copy notebooks there).
+
+    One server for the module: every lesson's test opens its notebook in it (a kernel each, shut
+    down by the test when it is done), which saves a server start per lesson."""
+    tmp_path = tmp_path_factory.mktemp("lab")
     root = tmp_path / "root"
     home = tmp_path / "jupyter"
     settings = home / "settings"
@@ -259,11 +263,28 @@ class Browser:
 
     page: Any
     console: list[str] = field(default_factory=list)
+    context: Any = None
+
+    def watch(self, page: Any) -> Any:
+        """Record ``page``'s console messages and uncaught errors in ``console``."""
+        page.set_default_timeout(60_000)
+        page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
+        return page
+
+    def fresh_page(self) -> Any:
+        """Close the current page (without its "leave the page?" prompt) and open a new one."""
+        old = self.page
+        self.page = self.watch(self.context.new_page())
+        with contextlib.suppress(Exception):
+            old.close(run_before_unload=False)
+        return self.page
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """A page of a fresh headless Chromium (``CHROMIUM``, a new temporary profile), 1500x1100."""
+    """A page of a fresh headless Chromium (``CHROMIUM``, a new temporary profile), 1500x1100,
+    shared by the module's tests (each one reads only the console lines printed during it)."""
     from playwright.sync_api import sync_playwright
 
     profile = Path(tempfile.mkdtemp(prefix="bezkit-chromium-"))
@@ -284,10 +305,8 @@ def browser() -> Iterator[Browser]:
                     if str(profile) in cmdline and "--type=" not in cmdline:
                         print(f"chromium (pid {pid}): {cmdline}")
                 page = context.pages[0] if context.pages else context.new_page()
-                page.set_default_timeout(60_000)
-                out = Browser(page=page)
-                page.on("console", lambda m: out.console.append(f"[{m.type}] {m.text}"))
-                page.on("pageerror", lambda e: out.console.append(f"[pageerror] {e}"))
+                out = Browser(page=page, context=context)
+                out.watch(page)
                 yield out
             finally:
                 chromium = [p for p in descendants(own_pid) if _uses_profile(p, profile)]

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import bezkit.metrics.frechet as fr
+import bezkit.metrics.digits_classifier as digits_module
+import bezkit.metrics.fid as fid_module
 from bezkit.data.cifar10 import CIFAR10_FOLDER, CIFAR10_SPLIT_FILES
 from bezkit.data.digits import DigitsDataset
-from bezkit.metrics.frechet import (
+from bezkit.metrics import (
     FIDInceptionV3,
+    cache_dir,
     cifar10_fid,
     cifar10_train_statistics,
     digits_features,
@@ -104,7 +106,7 @@ def test_gaussian_statistics_matches_numpy() -> None:
 @pytest.fixture(scope="module")
 def digits_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("bezkit-cache")
-    fr._LOADED.clear()
+    digits_module._LOADED.clear()
     load_digits_classifier(cache)  # trains once (a few seconds) and writes the file
     return cache
 
@@ -112,7 +114,7 @@ def digits_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_classifier_is_accurate_and_cached(digits_cache: Path) -> None:
     path = digits_cache / "digits_classifier_v1.safetensors"
     assert path.is_file()
-    meta = fr._read_metadata(path)
+    meta = digits_module._read_metadata(path)
     assert float(meta["test_accuracy"]) > 0.95
     test = DigitsDataset("test")
     model = load_digits_classifier(digits_cache)
@@ -123,7 +125,7 @@ def test_classifier_is_accurate_and_cached(digits_cache: Path) -> None:
     # a fresh process (empty memo) loads the file instead of training again
     mtime = os.stat(path).st_mtime_ns
     before = digits_features(test.images[:10], cache=digits_cache)
-    fr._LOADED.clear()
+    digits_module._LOADED.clear()
     after = digits_features(test.images[:10], cache=digits_cache)
     assert os.stat(path).st_mtime_ns == mtime
     torch.testing.assert_close(before, after)
@@ -134,10 +136,10 @@ def test_cache_dir_from_environment(
     digits_cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("BEZKIT_CACHE", str(digits_cache))
-    assert fr.cache_dir() == digits_cache
-    assert fr.cache_dir(tmp_path) == tmp_path  # an argument wins over the environment
+    assert cache_dir() == digits_cache
+    assert cache_dir(tmp_path) == tmp_path  # an argument wins over the environment
     monkeypatch.delenv("BEZKIT_CACHE")
-    assert fr.cache_dir() == Path.home() / ".cache" / "bezkit"
+    assert cache_dir() == Path.home() / ".cache" / "bezkit"
 
 
 def test_digits_frechet_orders_sample_quality(digits_cache: Path) -> None:
@@ -247,7 +249,7 @@ def test_train_statistics_are_computed_once_and_cached(
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("statistics should come from the cache")
 
-    monkeypatch.setattr(fr, "load_fid_inception", fail)
+    monkeypatch.setattr(fid_module, "load_fid_inception", fail)
     mu_c, sigma_c = cifar10_train_statistics(tmp_path / "data", fake_weights, cache=cache)
     np.testing.assert_array_equal(mu_c, mu)
     np.testing.assert_array_equal(sigma_c, sigma)

@@ -44,6 +44,13 @@ def test_help_lists_the_stages(capsys: pytest.CaptureFixture[str]) -> None:
         (["images", "reflow", "--teacher", "nope", "--pairs", "p", "--out", "o"], "not found"),
         (["images", "evaluate", "nope"], "not found"),
         (["images", "train", "--ema-decay", "1", "--out", "x"], "--ema-decay must be < 1"),
+        # unwritable outputs are found before any work ("blocker" is a file)
+        (["images", "train", "--out", "blocker/1rf"], "--out: "),
+        (
+            ["images", "reflow", "--teacher", "nope", "--pairs", "blocker/p", "--out", "o"],
+            "--pairs: ",
+        ),
+        (["images", "evaluate", "nope", "--out", "blocker/e.json"], "--out: "),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -51,6 +58,7 @@ def test_bad_input_is_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file, not a folder")
     assert main(argv) == 2
     err = _err(capsys)
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

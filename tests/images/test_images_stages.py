@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from bezkit.couplings.independent import IndependentCoupling
 from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.experiments import images as I
 from bezkit.experiments.images import (
@@ -24,6 +25,7 @@ from bezkit.experiments.images import (
     train_from_pairs,
     train_rectified_flow,
 )
+from bezkit.experiments.images.bezier_pairs import BatchRows
 from bezkit.methods import BDenseLoss, BezierDistillConfig, bezier_distill, distill
 from bezkit.methods.bdense import branched_from_teacher
 from bezkit.methods.flow import student_from, train_flow
@@ -101,7 +103,7 @@ def test_interrupted_training_resumes_exactly(
     reference = train_rectified_flow(preset, tmp_path / "ref", progress=False)
 
     calls = {"n": 0}
-    real = I.IndependentCoupling.sample
+    real = IndependentCoupling.sample
 
     def crashing(self, n, generator=None):  # the 4th batch never comes: a crash at step 3
         calls["n"] += 1
@@ -109,11 +111,11 @@ def test_interrupted_training_resumes_exactly(
             raise _Crash
         return real(self, n, generator)
 
-    monkeypatch.setattr(I.IndependentCoupling, "sample", crashing)
+    monkeypatch.setattr(IndependentCoupling, "sample", crashing)
     with pytest.raises(_Crash):
         train_rectified_flow(preset, tmp_path / "run", progress=False)
     assert not (tmp_path / "run.safetensors").exists()  # no final weights, a state at step 2
-    monkeypatch.setattr(I.IndependentCoupling, "sample", real)
+    monkeypatch.setattr(IndependentCoupling, "sample", real)
     resumed = train_rectified_flow(preset, tmp_path / "run", progress=False)
     assert resumed.resumed_from == 2
     assert _same_weights(resumed.model, reference.model)
@@ -121,11 +123,11 @@ def test_interrupted_training_resumes_exactly(
     again = train_rectified_flow(preset, tmp_path / "run", overwrite=True, progress=False)
     assert again.resumed_from is None and _same_weights(again.model, reference.model)
     other = get_preset(preset, flow={"lr": 1e-4})
-    monkeypatch.setattr(I.IndependentCoupling, "sample", crashing)
+    monkeypatch.setattr(IndependentCoupling, "sample", crashing)
     calls["n"] = 0
     with pytest.raises(_Crash):
         train_rectified_flow(other, tmp_path / "run2", progress=False)
-    monkeypatch.setattr(I.IndependentCoupling, "sample", real)
+    monkeypatch.setattr(IndependentCoupling, "sample", real)
     with pytest.raises(ValueError, match="different settings"):
         train_rectified_flow(preset, tmp_path / "run2", progress=False)
 
@@ -193,7 +195,7 @@ def test_bezier_stage_equals_bezier_distill_on_the_same_pairs(
     # the recipe, with every guide computed up front on the folder's pairs
     p = ShardPairs(run / "rev").all_pairs()
     recipe = bezier_distill(
-        [teacher], I._Rows(p.x0), I._Rows(p.x1), _recipe_config(preset, "distill"),
+        [teacher], BatchRows(p.x0), BatchRows(p.x1), _recipe_config(preset, "distill"),
         dataclasses.replace(cfg, endpoint="independent", n_pairs=len(p.x0)),
     )  # fmt: skip
     for a, b in zip(stage.model.state_dict().values(), recipe.model.state_dict().values(),
@@ -231,7 +233,7 @@ def test_branched_student_starts_as_the_unet_teacher(preset: I.ImagePreset) -> N
 def test_evaluate_is_seeded_and_has_noise_floors(
     run: Path, preset: I.ImagePreset, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from bezkit.metrics.frechet import load_digits_classifier
+    from bezkit.metrics import load_digits_classifier
 
     cache = tmp_path_factory.mktemp("cache")
     load_digits_classifier(cache, epochs=2)  # a quick feature extractor, cached for the test
@@ -302,3 +304,32 @@ def test_stages_under_two_processes(tmp_path: Path, preset: I.ImagePreset) -> No
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
     saved, _ = load_model(tmp_path / "ddp-bdense")
     assert all(torch.equal(saved.state_dict()[k], r0[k]) for k in r0)
+
+
+def test_unwritable_output_is_refused_before_any_work(
+    tmp_path: Path, preset: I.ImagePreset
+) -> None:
+    from bezkit.training.run_dir import OutputPathError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputPathError, match="a-file"):
+        train_rectified_flow(preset, blocker / "1rf", progress=False)
+    with pytest.raises(OutputPathError, match="a-file"):
+        generate_pairs(I.new_unet(preset), preset, blocker / "pairs", progress=False)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_second_job_on_the_same_outputs_is_refused(run: Path, preset: I.ImagePreset) -> None:
+    from bezkit.training.run_dir import RunLock, RunLocked
+
+    other_job = RunLock(run / "fwd", folder=True, what="pair generation")
+    with other_job, pytest.raises(RunLocked, match="pair generation"):
+        generate_pairs(run / "1rf", preset, run / "fwd", progress=False)
+    other_job = RunLock(run / "locked", folder=False, what="training stage")
+    with other_job, pytest.raises(RunLocked, match="training stage"):
+        train_from_pairs("reflow", run / "1rf", run / "fwd", preset, run / "locked",
+                         progress=False)  # fmt: skip
+    assert not (run / "locked.safetensors").exists()
+    # released: the pairs are verified and kept
+    assert all(r.complete for r in generate_pairs(run / "1rf", preset, run / "fwd", progress=False))

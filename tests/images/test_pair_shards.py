@@ -202,3 +202,27 @@ def test_progress_bar_and_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
         _generate(tmp_path / "q", Teacher(), shard_size=0)
     with pytest.raises(ValueError, match="rank"):
         _generate(tmp_path / "r", Teacher(), rank=2, world_size=2)
+
+
+def test_identical_runs_give_identical_bytes(
+    tmp_path: Path, reference: tuple[Path, Tensor, Tensor]
+) -> None:
+    """Shard files are byte-reproducible (issue 11 item 7): the same SHA-256 for the same pairs."""
+    ref, _, _ = reference
+    _generate(tmp_path, Teacher())
+    for i in range(7):
+        name = shard_file_name(i)
+        assert (tmp_path / name).read_bytes() == (ref / name).read_bytes(), name
+    assert (tmp_path / MANIFEST_NAME).read_bytes() == (ref / MANIFEST_NAME).read_bytes()
+
+
+def test_a_second_generator_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    from bezkit.training.run_dir import RunLock, RunLocked
+
+    with (
+        RunLock(tmp_path / "generator-rank0", folder=False),
+        pytest.raises(RunLocked, match="another pair generator is using"),
+    ):
+        _generate(tmp_path, Teacher())
+    assert not list(tmp_path.glob("pairs-*"))
+    assert _generate(tmp_path, Teacher()).complete  # free again once the first one is done

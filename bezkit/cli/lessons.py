@@ -1,0 +1,97 @@
+"""bezkit lessons: the notebooks as a course.
+
+  bezkit lessons list                      the lessons that ship with bezkit
+  bezkit lessons copy DIR [--student]      lessons, checkpoints, CI workflow and README into DIR
+  bezkit lessons student OUT_DIR           student versions (solutions replaced by stubs)
+
+The lessons and their checkpoints ship inside the installed package, so these work after a plain
+`pip install bezkit`. A course folder written by `copy` runs its lessons with `python -m pytest`
+(nbval, see its README.md) and on GitHub Actions (.github/workflows/lessons.yml).
+
+Examples:
+  bezkit lessons copy my-course
+  bezkit lessons copy my-course-students --student
+  bezkit lessons student handouts/ --lesson 03_bezier_curves.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bezkit.cli.common import CLIError
+from bezkit.course import copy_course, kit_files, write_student_versions
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "lessons", help="copy the lessons into a course folder", description=__doc__
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    actions.required = True
+
+    listing = actions.add_parser("list", help="list the lessons that ship with bezkit")
+    listing.set_defaults(func=run)
+
+    copy = actions.add_parser(
+        "copy", help="write a course folder: lessons, checkpoints, CI workflow, README"
+    )
+    copy.add_argument("dir", type=Path, help="the course folder (created if needed)")
+    copy.add_argument(
+        "--student",
+        action="store_true",
+        help="write the student versions (exercise solutions replaced by stubs)",
+    )
+    copy.add_argument(
+        "--overwrite", action="store_true", help="replace existing files (otherwise an error)"
+    )
+    copy.set_defaults(func=run)
+
+    student = actions.add_parser("student", help="write student versions of the lessons")
+    student.add_argument("out_dir", type=Path, help="folder for the student notebooks")
+    student.add_argument(
+        "--lesson",
+        action="append",
+        metavar="NAME",
+        help="only this lesson (file name, repeatable); every lesson without it",
+    )
+    student.add_argument(
+        "--overwrite", action="store_true", help="replace existing files (otherwise an error)"
+    )
+    student.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        kit = kit_files()
+    except FileNotFoundError as err:
+        raise CLIError(str(err)) from err
+    lessons = kit.lessons()
+    if args.action == "list":
+        for path in lessons:
+            print(path.name)
+        print(f"({len(lessons)} lessons, {kit.origin} copy in {kit.root})")
+        return 0
+    try:
+        if args.action == "copy":
+            out = copy_course(args.dir, student=args.student, overwrite=args.overwrite, files=kit)
+            kind = f"student versions, {out.stubs} stubs" if out.student else "solutions"
+            print(f"wrote {len(out.files)} files to {out.root} ({kind})")
+            print(f"next: cd {out.root} && python -m pytest   # runs the lessons under nbval")
+            return 0
+        chosen = lessons
+        if args.lesson:
+            by_name = {p.name: p for p in lessons}
+            unknown = [n for n in args.lesson if n not in by_name]
+            if unknown:
+                raise CLIError(f"no lesson {', '.join(unknown)}; the lessons are {list(by_name)}")
+            chosen = [by_name[n] for n in args.lesson]
+        written = write_student_versions(chosen, args.out_dir, overwrite=args.overwrite)
+    except (FileExistsError, NotADirectoryError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    for w in written:
+        print(f"{w.path}: {w.stubs} exercise stub(s)")
+    return 0

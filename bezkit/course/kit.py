@@ -1,0 +1,197 @@
+"""``bezkit lessons copy``: start a course repository from the lessons.
+
+:func:`copy_course` writes into a folder::
+
+    notebooks/NN_*.ipynb                the lessons (solutions, or student versions)
+    notebooks/sanitize.cfg              nbval's output sanitizers
+    notebooks/README.md, NOTATION.md    the table of lessons, the notation cheat-sheet
+    data/checkpoints/...                the small pretrained flows the lessons load
+    data/results/results.json           the experiment results lesson 05 reads (when shipped)
+    .github/workflows/lessons.yml       GitHub Actions: pytest --nbval-lax on the notebooks
+    pytest.ini, requirements.txt        so that a plain ``python -m pytest`` runs the lessons
+    README.md                           a short guide for the lecturer
+
+Every file is written atomically; existing files are never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bezkit import __version__
+from bezkit.course.kit_files import KitFiles, kit_files
+from bezkit.course.student import notebook_json, read_notebook, student_notebook
+
+__all__ = ["WORKFLOW", "CourseKit", "copy_course", "lecturer_readme"]
+
+WORKFLOW = """\
+# Runs every lesson top to bottom on each push (written by `bezkit lessons copy`).
+name: lessons
+on:
+  push:
+  pull_request:
+  workflow_dispatch:
+jobs:
+  notebooks:
+    runs-on: ubuntu-latest
+    timeout-minutes: 30
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+          cache: pip
+      - name: Install bezkit (CPU torch)
+        run: pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
+      - name: Run the lessons under nbval
+        run: python -m pytest
+"""
+
+PYTEST_INI = """\
+[pytest]
+testpaths = notebooks
+addopts = --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+"""
+
+REQUIREMENTS = f"""\
+# What the lessons and their CI need. Pin bezkit to the version the lessons were written for
+# (or replace the line by a git URL of the bezkit repository).
+bezkit[notebooks,test]=={__version__}
+"""
+
+
+@dataclass(frozen=True)
+class CourseKit:
+    """What :func:`copy_course` wrote: the folder, the files (relative), which version."""
+
+    root: Path
+    files: tuple[Path, ...]
+    student: bool
+    stubs: int
+
+
+def lecturer_readme(lessons: Sequence[str], *, student: bool) -> str:
+    """The course folder's README.md: what is there, how to run and test it."""
+    version = "student versions (exercise solutions replaced by stubs)" if student else "solutions"
+    rows = "\n".join(f"- `notebooks/{name}`" for name in lessons)
+    return f"""\
+# Course notebooks (bezkit {__version__})
+
+Written by `bezkit lessons copy` ({version}).
+
+{rows}
+
+## Run
+
+```bash
+pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
+jupyter lab notebooks/
+```
+
+Each lesson starts with `setup_lesson()`, which seeds torch, uses one thread and finds
+`data/checkpoints/` next to `notebooks/` (set `BEZKIT_CHECKPOINTS` to use another folder).
+
+## Exercises
+
+Each lesson ends with short exercises. A cell tagged `solution` holds the code between
+`# BEGIN SOLUTION` and `# END SOLUTION`; the next cell (tagged `check`) passes it to a check of
+`bezkit.exercises`, which says what is wrong, not just "False". For the students' copy run
+`bezkit lessons student OUT_DIR` (or `bezkit lessons copy DIR --student`): every block becomes
+`raise NotImplementedError(...)` and every check then prints "not implemented yet".
+
+## Test (what `.github/workflows/lessons.yml` runs)
+
+```bash
+python -m pytest        # pytest.ini: --nbval-lax on notebooks/
+```
+
+Every cell must run without error; cells whose first line is `# NBVAL_CHECK_OUTPUT` must also
+print their stored output (deterministic, rounded values only). With the student versions the
+checks print "not implemented yet" and the notebooks still run without error. On CPU the
+lessons take a few minutes in all.
+"""
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_file(source: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_course(
+    out_dir: Path,
+    *,
+    student: bool = False,
+    overwrite: bool = False,
+    files: KitFiles | None = None,
+) -> CourseKit:
+    """Write the course folder described in the module docstring into ``out_dir``.
+
+    ``files`` defaults to :func:`bezkit.course.kit_files` (the installed package's copy). Raises
+    ``FileExistsError`` listing the files it would replace unless ``overwrite``; nothing is written
+    then.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
+    kit = kit_files() if files is None else files
+    lessons = kit.lessons()
+    if not lessons:
+        raise FileNotFoundError(f"no lessons in {kit.notebooks}")
+    plan: dict[Path, Path | bytes] = {}
+    stubs = 0
+    for notebook in lessons:
+        if student:
+            nb, n = student_notebook(read_notebook(notebook), name=notebook.name)
+            stubs += n
+            plan[Path("notebooks") / notebook.name] = notebook_json(nb).encode()
+        else:
+            plan[Path("notebooks") / notebook.name] = notebook
+    for name in ("sanitize.cfg", "README.md", "NOTATION.md"):
+        if (kit.notebooks / name).is_file():
+            plan[Path("notebooks") / name] = kit.notebooks / name
+    for f in sorted(p for p in kit.checkpoints.rglob("*") if p.is_file()):
+        plan[Path("data/checkpoints") / f.relative_to(kit.checkpoints)] = f
+    if kit.results.is_file():
+        plan[Path("data/results/results.json")] = kit.results
+    plan[Path(".github/workflows/lessons.yml")] = WORKFLOW.encode()
+    plan[Path("pytest.ini")] = PYTEST_INI.encode()
+    plan[Path("requirements.txt")] = REQUIREMENTS.encode()
+    readme = lecturer_readme([p.name for p in lessons], student=student)
+    plan[Path("README.md")] = readme.encode()
+
+    existing = [str(rel) for rel in plan if (out_dir / rel).exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
+        raise FileExistsError(f"{out_dir} already has {shown}; pass overwrite to replace them")
+    for rel, what in plan.items():
+        if isinstance(what, bytes):
+            _write_bytes(what, out_dir / rel)
+        else:
+            _copy_file(what, out_dir / rel)
+    return CourseKit(root=out_dir, files=tuple(plan), student=student, stubs=stubs)

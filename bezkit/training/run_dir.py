@@ -1,0 +1,188 @@
+"""Output folders checked before any work, and a lock that gives one run one output.
+
+``check_output_dir(path)`` is called by every command before it trains or samples anything, so a
+read-only folder, a path under ``/proc``, a full disk or a path that names a file is found in a
+second, not after an hour of training:
+
+    path exists and is not a folder                -> OutputPathError
+    path (or its nearest existing parent) is not writable: a probe file cannot be created,
+    written, fsynced and removed there             -> OutputPathError
+    less than ``min_free_bytes`` free on its disk  -> OutputPathError
+
+``check_output_file(path)`` does the same for one output file and refuses a path that exists and is
+not a regular file (a device node such as ``/dev/full``, a FIFO, a folder). A symbolic link to a
+regular file is *followed*: the new content replaces the link's target, atomically, and the link
+stays a link (bezkit resolves it once and writes beside the target). A dangling link is refused.
+
+``RunLock(path)`` is an exclusive, non-blocking lock on ``path`` (an OS advisory lock held through
+an open file, :mod:`filelock`): a second process asking for the same lock gets :class:`RunLocked`
+at once instead of silently overwriting the first run's files. The kernel drops the lock when
+the process exits, however it exits (``kill -9`` included), so a crashed run never leaves a stale
+lock behind; the small lock file itself stays and is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import filelock
+
+__all__ = [
+    "OutputPathError",
+    "RunLock",
+    "RunLocked",
+    "check_output_dir",
+    "check_output_file",
+    "lock_path_for",
+    "resolve_output_file",
+]
+
+# A full disk is found before training, not at the first checkpoint: refuse below this much space.
+MIN_FREE_BYTES = 16 * 1024 * 1024
+
+
+class OutputPathError(OSError):
+    """An output path cannot be written (names what and why)."""
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the lock of this output."""
+
+
+def _existing_ancestor(path: Path) -> Path:
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    return probe
+
+
+def _probe_write(folder: Path) -> None:
+    """Create, write, fsync and remove a small file in ``folder`` (raises OutputPathError)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bezkit-write-test.", suffix=".tmp")
+    except OSError as err:
+        raise OutputPathError(f"cannot write in {folder}: {err.strerror or err}") from err
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"bezkit")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise OutputPathError(f"cannot write in {folder}: {err.strerror or err}") from err
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_output_dir(path: str | Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Check, before any work, that files can be written in folder ``path``; returns it as a Path.
+
+    The folder need not exist (its nearest existing parent is tested, nothing is created).
+    Raises :class:`OutputPathError` naming the path and the reason.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"output folder {path} exists and is not a folder")
+    base = _existing_ancestor(path.absolute())
+    if not base.is_dir():
+        raise OutputPathError(f"cannot create output folder {path}: {base} is not a folder")
+    _probe_write(base)
+    free = shutil.disk_usage(base).free
+    if free < min_free_bytes:
+        raise OutputPathError(
+            f"only {free / 2**20:.1f} MiB free on the disk of {path}; "
+            f"at least {min_free_bytes / 2**20:.0f} MiB are needed"
+        )
+    return path
+
+
+def resolve_output_file(path: str | Path) -> Path:
+    """The regular file that writing ``path`` replaces: ``path`` itself, or the target of a
+    symbolic link. Raises :class:`OutputPathError` for a dangling link and for a path that exists
+    and is not a regular file (a folder, a device such as ``/dev/full``, a FIFO, a socket)."""
+    path = Path(path)
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            raise OutputPathError(f"{path} is a symbolic link to {target}, which does not exist")
+        path = target
+    if path.exists():
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(mode)
+                else "not a regular file (a device, FIFO or socket)"
+            )
+            raise OutputPathError(f"refusing to write {path}: it is {kind}")
+    return path
+
+
+def check_output_file(path: str | Path, *, min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Check that ``path`` can be (re)written as a regular file; returns the path to write.
+
+    :func:`resolve_output_file` (special files and dangling links refused, a link to a regular
+    file resolves to its target), then :func:`check_output_dir` on the folder that will hold it.
+    """
+    path = resolve_output_file(path)
+    check_output_dir(path.parent, min_free_bytes=min_free_bytes)
+    return path
+
+
+def lock_path_for(path: str | Path, *, folder: bool) -> Path:
+    """The lock file of an output: ``FOLDER/.bezkit.lock`` for a folder (``folder=True``), else
+    ``PATH.lock`` beside the file(s) that ``PATH`` names (e.g. a checkpoint prefix)."""
+    path = Path(path)
+    return path / ".bezkit.lock" if folder else path.with_name(path.name + ".lock")
+
+
+class RunLock:
+    """``with RunLock(out, folder=True):`` holds an exclusive lock on the output folder ``out``
+    (``folder=False``: on the file prefix ``out``, e.g. a checkpoint) or raises :class:`RunLocked`
+    at once if another process holds it. ``what`` names the job in the error message."""
+
+    def __init__(self, path: str | Path, *, folder: bool = True, what: str = "run") -> None:
+        self.path = Path(path)
+        self.lock_file = lock_path_for(self.path, folder=folder)
+        self.what = what
+        self._lock: filelock.BaseFileLock | None = None
+
+    def acquire(self) -> RunLock:
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.lock_file), timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise RunLocked(
+                f"another {self.what} is using {self.path} (lock {self.lock_file} is held); "
+                "wait for it to finish or choose another output"
+            ) from None
+        self._lock = lock
+        return self
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock is not None and self._lock.is_locked
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,267 @@
+"""The course kit: the setup call, student versions, `bezkit lessons`, and the packaged lessons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from bezkit.cli import main
+from bezkit.course import (
+    BEGIN,
+    END,
+    STUB,
+    copy_course,
+    kit_files,
+    lesson_root,
+    setup_lesson,
+    student_notebook,
+    student_source,
+    write_student_versions,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SOLUTION = f"""import math
+
+
+def tangent(points, t):
+    {BEGIN}
+    n = len(points) - 1
+    return n * (points[1] - points[0])
+    {END}
+
+
+{BEGIN}
+ANSWER = 3
+{END}
+print("done")"""
+
+
+def make_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A lesson"),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)"),
+        nbformat.v4.new_code_cell(SOLUTION, metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell(
+            "# NBVAL_CHECK_OUTPUT\ncheck(tangent)", metadata={"tags": ["check"]}
+        ),
+    ]
+    for cell in nb.cells[1:]:
+        cell.outputs = [nbformat.v4.new_output("stream", text="stored\n")]
+        cell.execution_count = 1
+    return nb
+
+
+def test_student_source_replaces_each_block_at_its_indentation():
+    out, blocks = student_source(SOLUTION)
+    assert blocks == 2
+    assert f"    {STUB}" in out.splitlines()  # inside the function
+    assert STUB in out.splitlines()  # at top level
+    assert "n * (points" not in out and "ANSWER = 3" not in out
+    assert out.splitlines()[0] == "import math" and out.splitlines()[-1] == 'print("done")'
+    compile(out, "student", "exec")  # still valid Python
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (f"{BEGIN}\nx = 1", "without # END"),
+        (f"x = 1\n{END}", "without # BEGIN"),
+        (f"{BEGIN}\n{BEGIN}\n{END}", "inside another"),
+    ],
+)
+def test_student_source_rejects_broken_markers(source, problem):
+    with pytest.raises(ValueError, match=problem):
+        student_source(source, where="lesson.ipynb cell 4")
+
+
+def test_student_notebook_stubs_solutions_and_keeps_the_rest():
+    nb = make_notebook()
+    student, stubs = student_notebook(nb, name="lesson.ipynb")
+    assert stubs == 2
+    assert nb.cells[2].source == SOLUTION  # the original is untouched
+    assert student.cells[1] == nb.cells[1]  # other cells, outputs included, unchanged
+    assert student.cells[2].outputs == [] and student.cells[2].execution_count is None
+    assert BEGIN not in student.cells[2].source
+    assert student.cells[3].source == "check(tangent)"  # no NBVAL marker, no stored output
+    assert student.cells[3].outputs == []
+    assert student.metadata["bezkit"]["version"] == "student"
+
+
+def test_student_notebook_refuses_untagged_or_empty_solutions():
+    nb = make_notebook()
+    nb.cells[2].metadata["tags"] = []
+    with pytest.raises(ValueError, match="cell 2 has # BEGIN SOLUTION/# END SOLUTION markers"):
+        student_notebook(nb, name="x.ipynb")
+    nb = make_notebook()
+    nb.cells[1].metadata["tags"] = ["solution"]
+    with pytest.raises(ValueError, match="cell 1 is tagged 'solution' but has no"):
+        student_notebook(nb, name="x.ipynb")
+
+
+def test_write_student_versions_is_atomic_and_never_overwrites(tmp_path):
+    src = tmp_path / "lesson.ipynb"
+    nbformat.write(make_notebook(), src)
+    out = tmp_path / "students"
+    (written,) = write_student_versions([src], out)
+    assert written.stubs == 2 and written.path == out / "lesson.ipynb"
+    assert STUB in nbformat.read(written.path, as_version=4).cells[2].source
+    with pytest.raises(FileExistsError, match=r"lesson\.ipynb"):
+        write_student_versions([src], out)
+    write_student_versions([src], out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["lesson.ipynb"]  # no temporary files left
+    with pytest.raises(ValueError, match="no notebooks"):
+        write_student_versions([], out)
+
+
+def test_every_lesson_has_tagged_exercises_that_stub_cleanly():
+    kit = kit_files()
+    counts = {}
+    for path in kit.lessons():
+        nb = nbformat.read(path, as_version=4)
+        student, stubs = student_notebook(nb, name=path.name)
+        counts[path.name] = stubs
+        for cell in student.cells:
+            if cell.cell_type == "code":
+                assert BEGIN not in cell.source and END not in cell.source
+    with_exercises = [n for n, c in counts.items() if c]
+    assert len(with_exercises) >= 6, counts  # every lesson but 05 (its owner adds them)
+
+
+def test_setup_lesson(tmp_path, monkeypatch):
+    (tmp_path / "data" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.delenv("BEZKIT_CHECKPOINTS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        lesson = setup_lesson(seed=3, style=False)
+        assert lesson.root == tmp_path and lesson.checkpoints == tmp_path / "data" / "checkpoints"
+        assert lesson.seed == 3 and lesson.retrain is False and torch.get_num_threads() == 1
+        assert torch.initial_seed() == 3
+        monkeypatch.chdir(tmp_path)
+        assert lesson_root() == tmp_path
+        (tmp_path / "data" / "checkpoints").rmdir()  # no local data: the installed copy
+        assert setup_lesson(style=False).checkpoints == kit_files().checkpoints
+        monkeypatch.setenv("BEZKIT_CHECKPOINTS", str(tmp_path / "nowhere"))
+        with pytest.raises(FileNotFoundError, match="BEZKIT_CHECKPOINTS"):
+            setup_lesson(style=False)
+        with pytest.raises(ValueError, match="threads"):
+            setup_lesson(threads=0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_copy_course_writes_lessons_checkpoints_workflow_and_readme(tmp_path):
+    kit = copy_course(tmp_path / "course")
+    root = kit.root
+    lessons = sorted(p.name for p in (root / "notebooks").glob("*.ipynb"))
+    assert lessons == [p.name for p in kit_files().lessons()]
+    for name in ("8gaussians-moons-1rf.safetensors", "images/digits-1rf.safetensors"):
+        src, dst = kit_files().checkpoints / name, root / "data" / "checkpoints" / name
+        assert dst.read_bytes() == src.read_bytes()
+    yaml = pytest.importorskip("yaml")  # PyYAML comes with jupyter; the check needs it only here
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "lessons.yml").read_text())
+    steps = workflow["jobs"]["notebooks"]["steps"]
+    assert any("pytest" in s.get("run", "") for s in steps)
+    assert "--nbval-lax" in (root / "pytest.ini").read_text()
+    assert (root / "notebooks" / "NOTATION.md").is_file()
+    assert "bezkit lessons student" in (root / "README.md").read_text()
+    with pytest.raises(FileExistsError, match="already has"):
+        copy_course(root)
+
+    students = copy_course(tmp_path / "students", student=True)
+    assert students.stubs >= 12
+    nb = nbformat.read(students.root / "notebooks" / "03_bezier_curves.ipynb", as_version=4)
+    text = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    assert STUB in text and BEGIN not in text
+
+
+def test_cli_lessons(tmp_path, capsys):
+    assert main(["lessons", "list"]) == 0
+    assert "01_rectified_flow.ipynb" in capsys.readouterr().out
+    assert main(["lessons", "copy", str(tmp_path / "c"), "--student"]) == 0
+    assert "student versions" in capsys.readouterr().out
+    assert main(["lessons", "copy", str(tmp_path / "c")]) == 2
+    assert "already has" in capsys.readouterr().err
+    assert (
+        main(["lessons", "student", str(tmp_path / "s"), "--lesson", "03_bezier_curves.ipynb"]) == 0
+    )
+    assert [p.name for p in (tmp_path / "s").iterdir()] == ["03_bezier_curves.ipynb"]
+    assert main(["lessons", "student", str(tmp_path / "s"), "--lesson", "99_nope.ipynb"]) == 2
+    assert "no lesson 99_nope.ipynb" in capsys.readouterr().err
+
+
+def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
+    """Build the wheel from a clean copy of the project, unpack it, run `bezkit lessons` from it."""
+    project = tmp_path / "project"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    extra = [
+        b"setup.py",
+        b"MANIFEST.in",
+        *[str(p.relative_to(ROOT)).encode() for p in (ROOT / "bezkit").rglob("*.py")],
+    ]
+    for rel in {r.decode() for r in tracked + extra if r}:
+        if (ROOT / rel).is_file() and not rel.startswith(("tests/", "benchmarks/")):
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / rel, project / rel)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            ".",
+        ],
+        cwd=project,
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("bezkit-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for lesson in kit_files().lessons():
+        assert f"bezkit/course/kit/notebooks/{lesson.name}" in names
+    assert "bezkit/course/kit/data/checkpoints/8gaussians-moons-1rf.safetensors" in names
+    for name in ("sanitize.cfg", "README.md", "NOTATION.md"):
+        assert f"bezkit/course/kit/notebooks/{name}" in names
+
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-m", "bezkit", "lessons", "copy", str(tmp_path / "course")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert "wrote" in out.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "bezkit", "lessons", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert f"packaged copy in {site / 'bezkit' / 'course' / 'kit'}" in listed
+    assert (tmp_path / "course" / "data" / "checkpoints" / "8gaussians-moons-1rf.json").is_file()

@@ -1,0 +1,154 @@
+"""Output checks before any work, and the run lock (bezkit.training.run_dir)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bezkit.training.run_dir import (
+    OutputPathError,
+    RunLock,
+    RunLocked,
+    check_output_dir,
+    check_output_file,
+    lock_path_for,
+)
+
+
+def test_a_fresh_nested_folder_is_accepted_and_not_created(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    assert check_output_dir(out) == out
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # the write probe is removed
+
+
+def test_a_file_given_as_output_folder_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(OutputPathError, match="not a folder"):
+        check_output_dir(f)
+    with pytest.raises(OutputPathError, match="is not a folder"):
+        check_output_dir(f / "below")
+
+
+def test_an_unwritable_folder_is_refused() -> None:
+    # /proc refuses new files even for root (a chmod'ed folder would not stop root)
+    with pytest.raises(OutputPathError, match="cannot write in /proc"):
+        check_output_dir("/proc/bezkit-out")
+
+
+def test_a_full_disk_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OutputPathError, match="MiB free"):
+        check_output_dir(tmp_path, min_free_bytes=2**62)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_special_files_are_refused_as_output_files(tmp_path: Path) -> None:
+    with pytest.raises(OutputPathError, match="not a regular file"):
+        check_output_file("/dev/null")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputPathError, match="not a regular file"):
+        check_output_file(fifo)
+    with pytest.raises(OutputPathError, match="a folder"):
+        check_output_file(tmp_path)
+
+
+def test_a_symlink_output_resolves_to_its_target_and_a_dangling_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert check_output_file(link) == target
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "missing" / "x.json")
+    with pytest.raises(OutputPathError, match="does not exist"):
+        check_output_file(dangling)
+
+
+def test_lock_file_names(tmp_path: Path) -> None:
+    assert lock_path_for(tmp_path / "run", folder=True) == tmp_path / "run" / ".bezkit.lock"
+    assert lock_path_for(tmp_path / "flow", folder=False) == tmp_path / "flow.lock"
+
+
+def test_a_second_lock_on_the_same_output_is_refused_and_released_after(tmp_path: Path) -> None:
+    with RunLock(tmp_path / "flow", folder=False, what="training run") as lock:
+        assert lock.held
+        with pytest.raises(RunLocked, match="another training run is using"):
+            RunLock(tmp_path / "flow", folder=False, what="training run").acquire()
+        RunLock(tmp_path / "other", folder=False).acquire().release()  # other outputs are free
+    assert not lock.held
+    with RunLock(tmp_path / "flow", folder=False):  # free again
+        pass
+
+
+def test_the_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
+    """A crash never leaves a stale lock: the kernel drops it with the process."""
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        from bezkit.training.run_dir import RunLock
+        lock = RunLock({str(tmp_path / "run")!r}, folder=True).acquire()
+        print("locked", flush=True)
+        sys.stdin.read()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"locked"
+        with pytest.raises(RunLocked):
+            RunLock(tmp_path / "run", folder=True).acquire()
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with RunLock(tmp_path / "run", folder=True):
+        pass
+
+
+def test_atomic_writes_follow_links_and_refuse_special_files(tmp_path: Path) -> None:
+    from bezkit.training.atomic import remove_stale_temp_files, write_json
+
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert write_json(link, {"a": 1}) == target
+    assert link.is_symlink() and target.read_text() == '{\n  "a": 1\n}\n'
+    with pytest.raises(OutputPathError, match="not a regular file"):
+        write_json("/dev/null", {"a": 1})
+    with pytest.raises(ValueError, match="Out of range float"):
+        write_json(tmp_path / "nan.json", {"a": float("nan")})
+    assert not (tmp_path / "nan.json").exists()
+    stale = tmp_path / ".real.json.abc123.tmp"
+    stale.write_text("half")
+    other = tmp_path / ".other.json.abc123.tmp"
+    other.write_text("not ours")
+    assert remove_stale_temp_files(target) == [stale]
+    assert other.exists() and not stale.exists()
+
+
+def test_cli_claim_output_dir_refuses_a_second_claim(tmp_path: Path) -> None:
+    from bezkit.cli.common import CLIError, claim_output_dir, release_claimed_outputs
+
+    lock = claim_output_dir(tmp_path / "exp", what="experiment")
+    assert (tmp_path / "exp").is_dir()
+    with pytest.raises(CLIError, match="--out: another experiment is using"):
+        claim_output_dir(tmp_path / "exp", what="experiment")
+    release_claimed_outputs()  # what bezkit.cli.main does when a command ends
+    assert not lock.held
+    claim_output_dir(tmp_path / "exp", what="experiment")  # free again
+    release_claimed_outputs()
+    with pytest.raises(CLIError, match="--out: cannot write in /proc"):
+        claim_output_dir("/proc/x", what="experiment")
