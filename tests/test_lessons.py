@@ -3,7 +3,6 @@ when present, trained when absent). The results.json readers are tested in test_
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
