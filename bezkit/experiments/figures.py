@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.pyplot as plt
 import torch
@@ -96,7 +96,7 @@ def _save(fig: plt.Figure, out_dir: Path, name: str, names: list[str]) -> None:
 def _experiment_figures(
     exp: Mapping[str, Any], paths: Mapping[tuple[str, int], torch.Tensor], out_dir: Path
 ) -> list[str]:
-    slug, names = _slug(exp), []
+    slug, names = _slug(exp), cast(list[str], [])
     floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
     if exp.get("chains"):
         fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))

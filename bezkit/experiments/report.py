@@ -41,7 +41,7 @@ def _students(exp: dict[str, Any]) -> list[str]:
     if not ks:
         return []
     lines = ["### Students of the k-RF: W2 at the NFE each is made for", ""]
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for m, by_k in metric_by_k(exp).items():
         spec = STUDENTS.get(m)
         rows[m] = {"NFE": str(spec.nfe if spec else 1), "what": spec.about if spec else ""}
@@ -55,11 +55,11 @@ def _students(exp: dict[str, Any]) -> list[str]:
         "An interval that contains 0 means *not distinguishable*.",
         "",
     ]
-    rows = {}
+    paired_rows: dict[str, dict[str, Any]] = {}
     for k in ks:
         for m, iv in paired_table(exp, k).items():
-            rows.setdefault(m, {})[f"k={k}"] = iv
-    lines += [format_table(rows, row_label="method"), ""]
+            paired_rows.setdefault(m, {})[f"k={k}"] = iv
+    lines += [format_table(paired_rows, row_label="method"), ""]
     twins: dict[str, dict[str, Any]] = {}
     for k in ks:
         for m, iv in twin_table(exp, k).items():
@@ -77,11 +77,11 @@ def _students(exp: dict[str, Any]) -> list[str]:
     lines += _restart_tables(exp, ks)
     exact = {m: v for m, v in metric_by_k(exp, field="w2_exact").items() if v}
     if exact:
-        rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in exact.items()}
+        exact_rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in exact.items()}
         lines += [
             "### Exact W2 (POT) at the own NFE, where computed",
             "",
-            format_table(rows, row_label="method"),
+            format_table(exact_rows, row_label="method"),
             "",
         ]
     return lines
@@ -140,7 +140,7 @@ def _chains(exp: dict[str, Any]) -> list[str]:
         "Paired differences between chains (chain minus reflow chain, same seeds and draws):",
         "",
     ]
-    rows = {}
+    diff_rows: dict[str, dict[str, Any]] = {}
     for field, label in (
         ("w2_many_steps", "W2 @many"),
         ("w2_one_step", "W2 @1"),
@@ -148,8 +148,8 @@ def _chains(exp: dict[str, Any]) -> list[str]:
     ):
         for kind, by_k in chain_difference_by_k(exp, field).items():
             for k, iv in by_k.items():
-                rows.setdefault(f"{kind} - reflow, k={k}", {})[label] = iv
-    lines += [format_table(rows, row_label="difference"), ""]
+                diff_rows.setdefault(f"{kind} - reflow, k={k}", {})[label] = iv
+    lines += [format_table(diff_rows, row_label="difference"), ""]
     return lines
 
 

@@ -175,7 +175,7 @@ def lesson_results(
         return dict(results)
     if verbose:
         print(f"{path.name} not found: running a small experiment instead")
-    results = quick_results(config)
+    ran = quick_results(config)
     if verbose:
-        print(f"ran {results['command']} in {results['wall_seconds']:.0f} s")
-    return results
+        print(f"ran {ran['command']} in {ran['wall_seconds']:.0f} s")
+    return ran

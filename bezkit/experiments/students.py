@@ -20,6 +20,7 @@ from bezkit.experiments.pools import Pool, PoolMaker
 from bezkit.experiments.protocol import StudentSpec
 from bezkit.methods.bdense import BDenseLoss, branched_from_teacher
 from bezkit.methods.flow import student_from
+from bezkit.models.branched import BranchedVelocity
 from bezkit.paths.bezier import BezierPath
 from bezkit.solvers.branched import sample_bdense
 from bezkit.training.objectives import FlowMatchingLoss
@@ -74,4 +75,6 @@ def student_setup(
 def restart_samples(model: nn.Module, x0: Tensor, steps: int) -> Tensor:
     """B-DENSE's own few-step sampler: hop through the branch times, restarting from the branch
     outputs (``steps`` must divide the number of branches)."""
+    if not isinstance(model, BranchedVelocity):
+        raise TypeError(f"the restart sampler needs a B-DENSE student, got {type(model).__name__}")
     return sample_bdense(model, x0, steps=steps).x
