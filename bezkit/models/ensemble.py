@@ -236,8 +236,12 @@ class EnsembleVelocity(nn.Module):
         out = vmap(one)(prefixed, x.reshape(s, n, *x.shape[1:]), t.reshape(s, n))
         return out.reshape(s * n, *out.shape[2:])
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """The S velocity fields on their seed blocks: ``cat_s models[s](x_s, t_s)``."""
+    def forward(self, x: Tensor, t: Tensor, *, branches: bool = False) -> Tensor:
+        """The S velocity fields on their seed blocks: ``cat_s models[s](x_s, t_s)``; with
+        ``branches=True`` (``BranchedVelocity``'s convention, used by ``BDenseLoss``) the branch
+        outputs ``cat_s models[s].branches(x_s, t_s)``."""
+        if branches:
+            return self.branches(x, t)
         return self.call("forward", x, t)
 
     def branches(self, x: Tensor, t: Tensor) -> Tensor:
