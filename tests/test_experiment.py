@@ -129,7 +129,7 @@ def test_secant_students_are_named_only_and_train_on_their_own_grid(tiny_round):
     in the default or the full table (run by naming them)."""
     assert set(OPTIONAL_STUDENTS) == {"bezier-quadratic-2-secant", "bezier-quadratic-4-secant"}
     full = ExperimentConfig.full().methods
-    assert not set(OPTIONAL_STUDENTS) & (set(DEFAULT_STUDENTS) | set(full))
+    assert not set(OPTIONAL_STUDENTS) & (set(DEFAULT_STUDENTS) | set(EXTRA_STUDENTS) | set(full))
     ExperimentConfig(methods=OPTIONAL_STUDENTS, chains=(), baselines=()).validate()
     teacher, _, pools = tiny_round
     for n in (2, 4):
