@@ -27,6 +27,10 @@ __all__ = ["FlowMatchingLoss"]
 
 
 class FlowMatchingLoss:
+    """``loss(model, pairs, generator)``: the regression above on ``path`` (default linear) with
+    ``target`` (``tangent``, ``endpoint`` or ``secant`` with ``grid_steps=N``) at times drawn by
+    ``time_sampler`` (default ``U[0, 1]``)."""
+
     def __init__(
         self,
         path: BezierPath | None = None,
