@@ -44,6 +44,7 @@ def cpu_model() -> str:
 
 
 def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else ``os.cpu_count()``."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -51,6 +52,7 @@ def usable_cores() -> int:
 
 
 def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, ``"a / b / c"`` (``"n/a"`` where unknown)."""
     try:
         return "{:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg())
     except OSError:
@@ -58,6 +60,7 @@ def load_average() -> str:
 
 
 def versions() -> str:
+    """Python, torch, numpy, scipy and POT versions, for the results header."""
     import ot
     import scipy
 
@@ -92,10 +95,12 @@ def command_line() -> str:
 
 
 def now() -> str:
+    """The local date and time with its zone, to the minute."""
     return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table: the header row, the separator, one line per row (cells by ``str``)."""
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
@@ -136,6 +141,7 @@ class StepClock:
         return self.loss_fn(model, pairs, generator)
 
     def stop(self) -> None:
+        """Stamp the end of the last step (call once ``train`` has returned)."""
         self.stamps.append(time.perf_counter())
 
     def per_step(self, warmup: int) -> tuple[float, float]:

@@ -178,7 +178,12 @@ def main() -> None:
             table,
         ]
     )
-    write_section(SECTION, "Seed ensembles: trained together vs one at a time", body)
+    # the default model has its own section; other widths get one each (e.g. --hidden 128, --quick)
+    key, title = SECTION, "Seed ensembles: trained together vs one at a time"
+    if (args.hidden, args.depth) != (defaults.hidden, defaults.depth):
+        key = f"{SECTION}-hidden{args.hidden}-depth{args.depth}"
+        title += f" (hidden {args.hidden}, depth {args.depth})"
+    write_section(key, title, body)
 
 
 HEADERS = [

@@ -64,6 +64,7 @@ LABELS = {
 
 
 def parse_args() -> argparse.Namespace:
+    """The command line of this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "images-digits", help="run folder")
     p.add_argument("--export", type=Path, default=None, help="write the notebook's checkpoints")
@@ -98,6 +99,7 @@ def export(src: Path, dst: Path, evaluation: dict) -> int:
 
 
 def main() -> None:
+    """Train and evaluate every digits stage, then record the results."""
     args = parse_args()
     torch.set_num_threads(1)
     preset = get_preset("digits")

@@ -51,6 +51,8 @@ SECTION = "ot_overhead"
 
 @dataclass(frozen=True)
 class Config:
+    """One cell of the grid: batch size, torch threads, pairing and prefetch depth."""
+
     batch: int
     threads: int
     coupling: str  # "independent" | "ot-emd" | "ot-hungarian"
@@ -58,6 +60,7 @@ class Config:
 
 
 def per_batch(values: list[int], batch_sizes: list[int], name: str) -> dict[int, int]:
+    """One value for every batch size, or one per batch size in order, as a dict."""
     if len(values) == 1:
         return dict.fromkeys(batch_sizes, values[0])
     if len(values) != len(batch_sizes):
@@ -66,6 +69,7 @@ def per_batch(values: list[int], batch_sizes: list[int], name: str) -> dict[int,
 
 
 def make_coupling(name: str, source, target):
+    """``"independent"`` or ``"ot-<solver>"`` (exact minibatch OT with that solver)."""
     if name == "independent":
         return IndependentCoupling(source, target)
     return MinibatchOTCoupling(source, target, method="exact", solver=name.removeprefix("ot-"))
@@ -121,7 +125,8 @@ def check_determinism(args, source, target, batch: int) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
     p.add_argument(
@@ -161,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the issue's bound on the OT overhead at the smallest batch size",
     )
     p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the grid, print the table and verdicts, and (unless ``--no-write``) update RESULTS.md."""
+    args = parse_args(argv)
 
     t_start = time.perf_counter()
     load_before, date = load_average(), now()

@@ -35,6 +35,7 @@ class ReferenceExactOTCFM:
 
     @staticmethod
     def plan(x0: Tensor, x1: Tensor) -> np.ndarray:
+        """The exact plan ``ot.emd(unif(n), unif(m), ||x0_i - x1_j||^2)``; uniform if it fails."""
         n, m = x0.shape[0], x1.shape[0]
         cost = torch.cdist(x0.reshape(n, -1), x1.reshape(m, -1)) ** 2
         pi = ot.emd(ot.unif(n), ot.unif(m), cost.detach().cpu().numpy())
@@ -43,6 +44,7 @@ class ReferenceExactOTCFM:
         return pi
 
     def sample_plan(self, x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+        """``n`` index pairs drawn with replacement from the plan (numpy's global state)."""
         pi = self.plan(x0, x1)
         p = pi.ravel() / pi.sum()
         k = np.random.choice(pi.size, size=x0.shape[0], replace=True, p=p)
@@ -52,6 +54,8 @@ class ReferenceExactOTCFM:
     def sample_location_and_conditional_flow(
         self, x0: Tensor, x1: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(t, x_t, u_t)`` on OT-paired points: ``t ~ U[0, 1]``,
+        ``x_t = t x1 + (1 - t) x0 + sigma eps`` and ``u_t = x1 - x0``."""
         x0, x1 = self.sample_plan(x0, x1)
         t = torch.rand(x0.shape[0]).type_as(x0)
         eps = torch.randn_like(x0)

@@ -97,6 +97,8 @@ def check_reference(source, target, n: int = 256) -> str:
 
 
 def torchcfm_loss(matcher):
+    """torchcfm's loss ``||v(x_t, t) - u_t||^2``; ``matcher`` draws the pairing and ``t``."""
+
     def loss(model, pairs, generator):  # generator unused: torchcfm draws t from torch's state
         t, xt, ut = matcher.sample_location_and_conditional_flow(pairs.x0, pairs.x1)
         return (model(xt, t) - ut).pow(2).mean()
@@ -106,50 +108,20 @@ def torchcfm_loss(matcher):
 
 @torch.no_grad()
 def evaluate(model, source, target, n: int, ode_steps: int, seed: int) -> float:
+    """W2 of ``n`` Euler-sampled points (``ode_steps``) to ``n`` seeded target points."""
     x0 = source.sample(n, torch.Generator().manual_seed(10_000 + seed))
     ref = target.sample(n, torch.Generator().manual_seed(20_000 + seed))
     return wasserstein2(solve_ode(model, x0, method="euler", steps=ode_steps).x, ref)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256])
-    p.add_argument("--steps", type=int, default=2000, help="training steps of every run")
-    p.add_argument("--warmup", type=int, default=50, help="steps left out of the ms/step")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument(
-        "--threads",
-        type=int,
-        nargs="+",
-        default=[1, 2],
-        help="torch.set_num_threads values; every implementation runs at each",
-    )
-    p.add_argument("--prefetch", type=int, default=2, help="bezkit's TrainConfig.prefetch")
-    p.add_argument("--solver", default="emd", choices=["emd", "hungarian"])
-    p.add_argument("--no-serial", action="store_true", help="skip the bezkit prefetch-0 runs")
-    p.add_argument("--impl", default="auto", choices=["auto", "torchcfm", "reference"])
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--source", default="8gaussians")
-    p.add_argument("--target", default="moons")
-    p.add_argument("--eval-n", type=int, default=2000)
-    p.add_argument("--ode-steps", type=int, default=100)
-    p.add_argument("--target-ratio", type=float, default=0.5)
-    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    args = p.parse_args(argv)
+Results = dict[tuple[int, int, str], list[tuple[float, float, float]]]
 
-    t_start = time.perf_counter()
-    load_before, date = load_average(), now()
+
+def run_grid(args: argparse.Namespace, source, target, impls: list[str], make_matcher) -> Results:
+    """Train every (batch, threads, seed, implementation) once; evaluation is not timed."""
     default_threads = torch.get_num_threads()
-    source, target = get_sampler(args.source), get_sampler(args.target)
-    make_matcher, impl_desc = load_matcher(args.impl)
-    ref_check = check_reference(source, target) if args.impl != "reference" else "-"
-    print(f"torchcfm side: {impl_desc}\n{ref_check}", flush=True)
-
-    impls = ["bezkit", *([] if args.no_serial else ["bezkit-serial"]), "torchcfm"]
     # results[(batch, threads, impl)] -> list of (wall s, ms/step, W2) over seeds
-    results: dict[tuple[int, int, str], list[tuple[float, float, float]]] = {}
-    floors: dict[int, float] = {}
+    results: Results = {}
     for k, (batch, threads, seed) in enumerate(
         itertools.product(args.batch_sizes, args.threads, args.seeds)
     ):
@@ -186,6 +158,52 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     torch.set_num_threads(default_threads)
+    return results
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of this benchmark."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256])
+    p.add_argument("--steps", type=int, default=2000, help="training steps of every run")
+    p.add_argument("--warmup", type=int, default=50, help="steps left out of the ms/step")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch.set_num_threads values; every implementation runs at each",
+    )
+    p.add_argument("--prefetch", type=int, default=2, help="bezkit's TrainConfig.prefetch")
+    p.add_argument("--solver", default="emd", choices=["emd", "hungarian"])
+    p.add_argument("--no-serial", action="store_true", help="skip the bezkit prefetch-0 runs")
+    p.add_argument("--impl", default="auto", choices=["auto", "torchcfm", "reference"])
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--source", default="8gaussians")
+    p.add_argument("--target", default="moons")
+    p.add_argument("--eval-n", type=int, default=2000)
+    p.add_argument("--ode-steps", type=int, default=100)
+    p.add_argument("--target-ratio", type=float, default=0.5)
+    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every configuration, print the table and verdicts, and update RESULTS.md."""
+    args = parse_args(argv)
+
+    t_start = time.perf_counter()
+    load_before, date = load_average(), now()
+    source, target = get_sampler(args.source), get_sampler(args.target)
+    make_matcher, impl_desc = load_matcher(args.impl)
+    ref_check = check_reference(source, target) if args.impl != "reference" else "-"
+    print(f"torchcfm side: {impl_desc}\n{ref_check}", flush=True)
+
+    impls = ["bezkit", *([] if args.no_serial else ["bezkit-serial"]), "torchcfm"]
+    results = run_grid(args, source, target, impls, make_matcher)
+    floors: dict[int, float] = {}
     for seed in args.seeds:
         floors[seed] = noise_floor(target, args.eval_n, seed=30_000 + seed)
     floor = statistics.mean(floors.values())

@@ -327,3 +327,10 @@ def test_mlp_ensembles_use_batched_matmuls():
     assert EnsembleVelocity(mlps()).vectorised_by == "batched-matmul"
     branched = [branched_from_teacher(m, 2) for m in mlps()]
     assert EnsembleVelocity(branched).vectorised_by == "batched-matmul"
+
+
+def test_train_and_eval_modes_reach_the_wrapped_architecture():
+    ens = EnsembleVelocity([Scaled(s) for s in range(2)])
+    assert ens.eval() is ens and not ens.template.training
+    ens.train()
+    assert ens.training and ens.template.training

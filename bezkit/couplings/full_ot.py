@@ -18,6 +18,13 @@ __all__ = ["FullOTCoupling"]
 
 
 class FullOTCoupling(PairPool):
+    """``n_points`` sources and targets matched once by the exact OT permutation, then sampled.
+
+    ``sigma = argmin_sigma sum_i ||x0_i - x1_sigma(i)||^2`` over the whole sample (``solver``: POT's
+    ``emd`` or scipy's Hungarian ``linear_sum_assignment``); the pool holds ``(x0_i, x1_sigma(i))``
+    and ``sample(n, generator)`` draws from it uniformly with replacement.
+    """
+
     def __init__(
         self,
         source: Sampler,

@@ -17,6 +17,7 @@ class IndependentCoupling:
         self.source, self.target = source, target
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Pairs:
+        """``n`` sources, then ``n`` targets, from one generator; pair ``i`` is ``(x0_i, x1_i)``."""
         return Pairs(self.source.sample(n, generator), self.target.sample(n, generator))
 
     def __repr__(self) -> str:

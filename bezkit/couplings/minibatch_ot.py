@@ -17,6 +17,14 @@ __all__ = ["MinibatchOTCoupling"]
 
 
 class MinibatchOTCoupling:
+    """Each batch of ``n`` independent draws re-paired by optimal transport (OT-CFM).
+
+    ``method="exact"``: ``x1`` is permuted by
+    ``sigma = argmin_sigma sum_i ||x0_i - x1_sigma(i)||^2`` (``solver``: ``"emd"`` or
+    ``"hungarian"``). ``method="sinkhorn"``: ``n`` index pairs drawn with replacement from the
+    entropic plan ``argmin_pi <pi, C / mean(C)> - reg H(pi)`` (pairs may repeat).
+    """
+
     def __init__(
         self,
         source: Sampler,
@@ -32,6 +40,7 @@ class MinibatchOTCoupling:
         self.method, self.solver, self.reg = method, solver, reg
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Pairs:
+        """Draw ``n`` sources and ``n`` targets independently, then pair them by OT."""
         x0 = self.source.sample(n, generator)
         x1 = self.target.sample(n, generator)
         if self.method == "exact":

@@ -39,18 +39,22 @@ class Pairs:
         return self.x0, self.x1
 
     def to(self, device: torch.device | str) -> Pairs:
+        """The same pairs (and guides) on ``device``."""
         return Pairs(
             self.x0.to(device), self.x1.to(device), tuple(g.to(device) for g in self.guides)
         )
 
     def index(self, idx: Tensor) -> Pairs:
+        """The pairs ``idx`` selects (an index tensor or a boolean mask), guides included."""
         return Pairs(self.x0[idx], self.x1[idx], tuple(g[idx] for g in self.guides))
 
 
 class Coupling(Protocol):
     """How pairs are drawn: ``coupling.sample(n, generator) -> Pairs``."""
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Pairs: ...
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Pairs:
+        """``n`` pairs; the same generator state gives the same pairs."""
+        ...
 
 
 class PairPool:
@@ -68,6 +72,7 @@ class PairPool:
         return len(self.pairs)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Pairs:
+        """``n`` pairs drawn uniformly with replacement from the pool."""
         idx = torch.randint(0, len(self.pairs), (n,), generator=generator)
         return self.pairs.index(idx)
 

@@ -11,7 +11,7 @@ Both generate their pairs once (on first use, or with ``generate()``) and then s
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bezkit.couplings.pairs import PairPool, Pairs
@@ -77,6 +77,8 @@ class _TeacherPairs:
     def _make_pairs(self) -> Pairs:
         start = self.points
         if start is None:
+            if self.sampler is None:  # the constructor demands exactly one of the two
+                raise RuntimeError(f"{type(self).__name__} has neither a sampler nor points")
             start = self.sampler.sample(self.n_pairs, torch.Generator().manual_seed(self.seed))
         end = integrate_in_batches(
             self.teacher,
@@ -92,12 +94,13 @@ class _TeacherPairs:
 
     def generate(self) -> PairPool:
         if self._pool is None:
-            was_training = getattr(self.teacher, "training", False)
-            if hasattr(self.teacher, "eval"):
-                self.teacher.eval()
+            module = self.teacher if isinstance(self.teacher, nn.Module) else None
+            was_training = module is not None and module.training
+            if module is not None:
+                module.eval()
             self._pool = PairPool(self._make_pairs())
-            if was_training:
-                self.teacher.train()
+            if module is not None and was_training:
+                module.train()
             self.generation_count += 1
         return self._pool
 

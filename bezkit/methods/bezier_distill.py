@@ -87,6 +87,27 @@ class BezierDistillConfig:
             return tuple(i / self.order for i in range(1, self.order))
         return check_guide_times(self.guide_times)
 
+    def _check_one_step_guide(self) -> None:
+        if self.placement != "control":
+            raise ValueError(
+                "guide_state='one-step' is the teacher's full step X0 + v(X0, 0), its state at "
+                "s = 1: only placement='control' can use it (a curve cannot interpolate a point "
+                "at s = 1 other than X1)"
+            )
+        if self.guide_times is not None:
+            raise ValueError(
+                "guide_times have no effect with guide_state='one-step' (every guide is the "
+                "full step X0 + v(X0, 0)); leave guide_times unset"
+            )
+
+    def _check_target(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
+        if self.target == "secant" and self.distill_steps is None:
+            raise ValueError(
+                "the secant target is defined on an N-step grid: set distill_steps=N with it"
+            )
+
     def validate(self, num_teachers: int) -> None:
         """Raise a clear error for any inconsistent option (before anything is trained)."""
         BezierPath(self.order)  # order >= 1
@@ -115,23 +136,8 @@ class BezierDistillConfig:
                 f"unknown guide state {self.guide_state!r}; known: {', '.join(GUIDE_STATES)}"
             )
         if self.guide_state == "one-step":
-            if self.placement != "control":
-                raise ValueError(
-                    "guide_state='one-step' is the teacher's full step X0 + v(X0, 0), its state at "
-                    "s = 1: only placement='control' can use it (a curve cannot interpolate a point "
-                    "at s = 1 other than X1)"
-                )
-            if self.guide_times is not None:
-                raise ValueError(
-                    "guide_times have no effect with guide_state='one-step' (every guide is the "
-                    "full step X0 + v(X0, 0)); leave guide_times unset"
-                )
-        if self.target not in TARGETS:
-            raise ValueError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
-        if self.target == "secant" and self.distill_steps is None:
-            raise ValueError(
-                "the secant target is defined on an N-step grid: set distill_steps=N with it"
-            )
+            self._check_one_step_guide()
+        self._check_target()
         if self.distill_steps is not None:
             distill_times(self.distill_steps)
         if self.n_pairs < 1 or self.teacher_steps < 1:

@@ -29,6 +29,8 @@ def distill(
     steps: int = 1,
     init: Init = "teacher",
 ) -> TrainResult:
-    """Distil the teacher's pairing ``pairs`` into an ``steps``-step student."""
+    """Distil the teacher's pairing ``pairs`` into a ``steps``-step student:
+    ``min_theta E_{t in {0, 1/N, ..., (N-1)/N}} ||v_theta(Z_t, t) - (Z1 - Z0)||^2`` (``N = steps``),
+    starting from a copy of the teacher (``init="teacher"``) or a fresh network (``"scratch"``)."""
     student = student_from(teacher, init, seed=config.seed)
     return train_flow(pairs, student, config, time_sampler=distill_times(steps))

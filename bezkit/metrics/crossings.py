@@ -174,6 +174,7 @@ class SegmentCrossings:
 
     @property
     def time_gap(self) -> np.ndarray:
+        """``|t_i - t_j|`` per crossing pair: how far apart in time the two paths pass the point."""
         return np.abs(self.t_i - self.t_j)
 
     def __len__(self) -> int:
@@ -191,15 +192,15 @@ def segment_crossings(x0: Any, x1: Any) -> SegmentCrossings:
     a, b = _segment_pair(x0, x1)
     hit = torch.triu(segments_cross(a[:, None], b[:, None], a[None], b[None]), diagonal=1)
     i, j = (v.numpy() for v in torch.nonzero(hit, as_tuple=True))
-    a, b = a.numpy(), b.numpy()
-    r, w, d = b[i] - a[i], b[j] - a[j], a[j] - a[i]
+    starts, ends = a.numpy(), b.numpy()
+    r, w, d = ends[i] - starts[i], ends[j] - starts[j], starts[j] - starts[i]
 
     def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
 
     denom = cross(r, w)  # never 0 for a proper crossing
     t_i, t_j = cross(d, w) / denom, cross(d, r) / denom
-    return SegmentCrossings(i=i, j=j, point=a[i] + t_i[:, None] * r, t_i=t_i, t_j=t_j)
+    return SegmentCrossings(i=i, j=j, point=starts[i] + t_i[:, None] * r, t_i=t_i, t_j=t_j)
 
 
 # -- Bezier geometry -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from bezkit.data.toy2d import Sampler, check_points
 
-__all__ = ["noise_floor", "sliced_wasserstein2", "wasserstein2"]
+__all__ = ["noise_floor", "reference_noise_floor", "sliced_wasserstein2", "wasserstein2"]
 
 MAX_EXACT_N = 8192
 
@@ -27,7 +27,9 @@ def _flat(x: Tensor, name: str) -> Tensor:
 
 
 def wasserstein2(a: Tensor, b: Tensor) -> float:
-    """Exact W2 between the empirical measures of ``a`` (n, *d) and ``b`` (m, *d)."""
+    """Exact W2 between the empirical measures of ``a`` (n, *d) and ``b`` (m, *d):
+    ``sqrt(min_P sum_ij P_ij ||a_i - b_j||^2)`` over plans ``P`` with marginals ``1/n`` and ``1/m``
+    (float64; at most ``MAX_EXACT_N`` points a side)."""
     a, b = _flat(a, "a"), _flat(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"samples have different dimensions: {a.shape[1]} and {b.shape[1]}")
@@ -40,7 +42,8 @@ def wasserstein2(a: Tensor, b: Tensor) -> float:
 
 
 def sliced_wasserstein2(a: Tensor, b: Tensor, *, n_projections: int = 256, seed: int = 0) -> float:
-    """Sliced W2 with ``n_projections`` seeded random directions (equal sample sizes)."""
+    """Sliced W2 with ``n_projections`` seeded random unit directions (equal sample sizes):
+    ``sqrt(mean_theta mean_i (sort(a theta)_i - sort(b theta)_i)^2)``."""
     a, b = _flat(a, "a"), _flat(b, "b")
     if a.shape != b.shape:
         raise ValueError(

@@ -131,10 +131,11 @@ def _check_same_architecture(models: Sequence[nn.Module]) -> None:
                 f"ensemble models must share one architecture: model {i}'s weights differ in "
                 f"names or shapes from model 0's"
             )
-        if hasattr(first, "config") and first.config() != m.config():
+        first_config, other_config = getattr(first, "config", None), getattr(m, "config", None)
+        if callable(first_config) and callable(other_config) and first_config() != other_config():
             raise ValueError(
                 f"ensemble models must share one architecture: model {i} has config "
-                f"{m.config()}, model 0 has {first.config()}"
+                f"{other_config()}, model 0 has {first_config()}"
             )
 
 
@@ -174,6 +175,14 @@ class EnsembleVelocity(nn.Module):
         self._fast: list[nn.Module | None] = [None]
         with contextlib.suppress(TypeError):
             self._fast[0] = _stacked_form(self, self.template)
+
+    def train(self, mode: bool = True) -> EnsembleVelocity:
+        """Set train / eval mode here and on the wrapped architecture (what its layers see)."""
+        super().train(mode)
+        self.template.train(mode)
+        if self._fast[0] is not None:
+            self._fast[0].train(mode)
+        return self
 
     @property
     def vectorised_by(self) -> str:
@@ -240,14 +249,14 @@ class EnsembleVelocity(nn.Module):
         """The branch times of wrapped ``BranchedVelocity`` models."""
         if not hasattr(self.template, "times"):
             raise AttributeError(f"{type(self.template).__name__} models have no branch times")
-        return self.template.times
+        return tuple(float(x) for x in getattr(self.template, "times"))  # noqa: B009 (typed access)
 
     @property
     def num_branches(self) -> int:
         """The number of branches of wrapped ``BranchedVelocity`` models."""
         if not hasattr(self.template, "num_branches"):
             raise AttributeError(f"{type(self.template).__name__} models have no branches")
-        return self.template.num_branches
+        return int(getattr(self.template, "num_branches"))  # noqa: B009 (typed access)
 
     @torch.no_grad()
     def load_into(
@@ -261,15 +270,14 @@ class EnsembleVelocity(nn.Module):
             raise ValueError(f"need {self.num_models} models to load into, got {len(models)}")
         stacked, buffers = self.stacked_state()
         if params is not None:
-            params = list(params)
-            if [p.shape for p in params] != [p.shape for p in self.params]:
+            given = list(params)
+            if [p.shape for p in given] != [p.shape for p in self.params]:
                 raise ValueError("params must match the ensemble's stacked parameters in shape")
-            stacked = dict(zip(self.param_names, params, strict=True))
-        params = stacked
+            stacked = dict(zip(self.param_names, given, strict=True))
         for s, m in enumerate(models):
             own = dict(m.named_parameters())
             own_buffers = dict(m.named_buffers())
-            for k, v in params.items():
+            for k, v in stacked.items():
                 own[k].copy_(v[s])
             for k, v in buffers.items():
                 own_buffers[k].copy_(v[s])

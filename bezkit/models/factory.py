@@ -23,6 +23,9 @@ MODEL_CLASSES: dict[str, str] = {
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
+    """``{"class": name, "config": kwargs}``, JSON-able, with ``build_model(model_spec(m))`` an
+    untrained model of the same architecture. A DDP wrapper is unwrapped; a ``BranchedVelocity``
+    nests its trunk's spec under ``"net"``. ``TypeError`` for a class not in ``MODEL_CLASSES``."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     if isinstance(model, BranchedVelocity):
         return {
@@ -35,12 +38,15 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
             },
         }
     name = type(model).__name__
-    if name not in MODEL_CLASSES or not hasattr(model, "config"):
+    config = getattr(model, "config", None)
+    if name not in MODEL_CLASSES or not callable(config):
         raise TypeError(f"cannot describe model of class {name}; known: {', '.join(MODEL_CLASSES)}")
-    return {"class": name, "config": model.config()}
+    return {"class": name, "config": config()}
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
+    """The model a ``model_spec`` describes, freshly initialised; only classes in
+    ``MODEL_CLASSES`` (and ``BranchedVelocity``) are built, any other name is a ``ValueError``."""
     name, config = spec.get("class"), dict(spec.get("config", {}))
     if name == "BranchedVelocity":
         net = build_model(config.pop("net"))

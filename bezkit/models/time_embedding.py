@@ -16,6 +16,13 @@ __all__ = ["SinusoidalTimeEmbedding"]
 
 
 class SinusoidalTimeEmbedding(nn.Module):
+    """``t -> [sin(w_0 t), ..., sin(w_{m-1} t), cos(w_0 t), ..., cos(w_{m-1} t)]``, ``m = dim / 2``.
+
+    ``w_k`` log-spaced from ``min_freq`` to ``max_freq`` (see the module docstring); ``dim`` even.
+    """
+
+    freqs: Tensor
+
     def __init__(self, dim: int = 64, *, min_freq: float = 1.0, max_freq: float = 1000.0) -> None:
         super().__init__()
         if dim < 2 or dim % 2:
@@ -26,5 +33,6 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: Tensor) -> Tensor:
+        """Features ``(n, dim)`` of the times ``t`` of shape ``(n,)``, computed in float32."""
         angles = t.float()[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)

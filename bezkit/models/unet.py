@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -133,6 +133,7 @@ class ResidualBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        """``h`` ``(n, in_ch, H, W)`` and ``emb`` ``(n, emb_dim)`` -> ``(n, out_ch, H, W)``."""
         a = self.conv1(F.silu(self.norm1(h)))
         scale, shift = self.emb_proj(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
         a = self.norm2(a) * (1 + scale) + shift
@@ -153,6 +154,7 @@ class SelfAttention(nn.Module):
         self.proj = _zero(nn.Conv2d(channels, channels, 1))
 
     def forward(self, h: Tensor) -> Tensor:
+        """``h + proj(softmax(q^T k / sqrt(d)) v)`` per head, ``q, k, v = qkv(GN(h))``."""
         n, c, height, width = h.shape
         q, k, v = (
             self.qkv(self.norm(h)).reshape(n, 3, self.num_heads, c // self.num_heads, -1).unbind(1)
@@ -173,6 +175,7 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, h: Tensor) -> Tensor:
+        """``(n, C, S, S)`` -> ``(n, C, S/2, S/2)``."""
         return self.conv(h)
 
 
@@ -184,16 +187,50 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, h: Tensor) -> Tensor:
+        """``(n, C, S, S)`` -> ``(n, C, 2S, 2S)``."""
         return self.conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
 
 
 class _Level(nn.Module):
     """The residual blocks (each with optional attention) of one resolution level."""
 
+    blocks: nn.ModuleList
+    attention: nn.ModuleList
+
     def __init__(self, blocks: list[ResidualBlock], attention: list[nn.Module]) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.attention = nn.ModuleList(attention)
+
+
+def _levels(modules: nn.ModuleList) -> list[_Level]:
+    """The entries of a ``ModuleList`` of levels, typed as such."""
+    return [cast(_Level, level) for level in modules]
+
+
+def _level_resolutions(
+    *,
+    channel_mults: tuple[int, ...],
+    num_res_blocks: int,
+    attention_resolutions: tuple[int, ...],
+    dropout: float,
+    image_size: int,
+) -> list[int]:
+    """Check the U-Net's arguments and return each level's resolution ``image_size / 2^i``."""
+    if not channel_mults or min(channel_mults) < 1:
+        raise ValueError(f"channel_mults must be positive ints, got {channel_mults}")
+    if num_res_blocks < 1:
+        raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    factor = 2 ** (len(channel_mults) - 1)
+    if image_size < factor or image_size % factor:
+        raise ValueError(f"image_size {image_size} must be divisible by 2^(levels - 1) = {factor}")
+    resolutions = [image_size // 2**i for i in range(len(channel_mults))]
+    bad = [r for r in attention_resolutions if r not in resolutions]
+    if bad:
+        raise ValueError(f"attention_resolutions {bad} are not among the levels {resolutions}")
+    return resolutions
 
 
 class UNetVelocity(nn.Module):
@@ -230,21 +267,13 @@ class UNetVelocity(nn.Module):
         super().__init__()
         channel_mults = tuple(int(m) for m in channel_mults)
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
-        if not channel_mults or min(channel_mults) < 1:
-            raise ValueError(f"channel_mults must be positive ints, got {channel_mults}")
-        if num_res_blocks < 1:
-            raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        factor = 2 ** (len(channel_mults) - 1)
-        if image_size < factor or image_size % factor:
-            raise ValueError(
-                f"image_size {image_size} must be divisible by 2^(levels - 1) = {factor}"
-            )
-        resolutions = [image_size // 2**i for i in range(len(channel_mults))]
-        bad = [r for r in attention_resolutions if r not in resolutions]
-        if bad:
-            raise ValueError(f"attention_resolutions {bad} are not among the levels {resolutions}")
+        resolutions = _level_resolutions(
+            channel_mults=channel_mults,
+            num_res_blocks=num_res_blocks,
+            attention_resolutions=attention_resolutions,
+            dropout=dropout,
+            image_size=image_size,
+        )
         out_channels = in_channels if out_channels is None else out_channels
         self._config: dict[str, Any] = {
             "in_channels": in_channels,
@@ -332,12 +361,14 @@ class UNetVelocity(nn.Module):
         return t
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """The velocity ``v(x, t)``: ``x`` ``(n, C, S, S)``, ``t`` ``(n,)`` (or a float for all) in
+        [0, 1] -> ``(n, out_channels, S, S)``."""
         t = self._check_inputs(x, t)
         emb = self.time_embedding(t)
 
         h = self.conv_in(x)
         skips = [h]
-        for level, down in enumerate(self.down_levels):
+        for level, down in enumerate(_levels(self.down_levels)):
             for block, attention in zip(down.blocks, down.attention, strict=True):
                 h = attention(block(h, emb))
                 skips.append(h)
@@ -347,7 +378,7 @@ class UNetVelocity(nn.Module):
 
         h = self.mid_block2(self.mid_attention(self.mid_block1(h, emb)), emb)
 
-        for level, up in enumerate(self.up_levels):
+        for level, up in enumerate(_levels(self.up_levels)):
             for block, attention in zip(up.blocks, up.attention, strict=True):
                 h = attention(block(torch.cat([h, skips.pop()], dim=1), emb))
             if level < len(self.upsamples):

@@ -83,6 +83,14 @@ def _expand(w: Tensor, like: Tensor) -> Tensor:
     return w.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+def _sum_in_order(terms: list[Tensor]) -> Tensor:
+    """``terms[0] + terms[1] + ...`` left to right (the order ``sum()`` uses, so the same bits)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
 class BezierPath:
     """A Bezier curve of order ``n >= 1`` from ``X0`` to ``X1`` with ``n - 1`` guide points."""
 
@@ -93,6 +101,7 @@ class BezierPath:
 
     @property
     def num_guides(self) -> int:
+        """``n - 1``: the guide points between ``X0`` and ``X1`` (0 for the straight line)."""
         return self.order - 1
 
     def control_points(self, x0: Tensor, x1: Tensor, guides: Sequence[Tensor] = ()) -> list[Tensor]:
@@ -119,7 +128,7 @@ class BezierPath:
         pts = self.control_points(x0, x1, guides)
         t = check_time(t, x0.shape[0]).to(x0.dtype)
         w = bernstein(self.order, t)
-        return sum(_expand(w[i], x0) * p for i, p in enumerate(pts))
+        return _sum_in_order([_expand(w[i], x0) * p for i, p in enumerate(pts)])
 
     def tangent(self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()) -> Tensor:
         """``B'(t) = n sum_i C(n-1, i) (1-t)^(n-1-i) t^i (P_{i+1} - P_i)``."""
@@ -127,7 +136,7 @@ class BezierPath:
         t = check_time(t, x0.shape[0]).to(x0.dtype)
         w = bernstein(self.order - 1, t)
         diffs = [pts[i + 1] - pts[i] for i in range(self.order)]
-        return self.order * sum(_expand(w[i], x0) * d for i, d in enumerate(diffs))
+        return self.order * _sum_in_order([_expand(w[i], x0) * d for i, d in enumerate(diffs)])
 
     def endpoint_velocity(
         self, x0: Tensor, x1: Tensor, t: Tensor, guides: Sequence[Tensor] = ()
@@ -146,7 +155,10 @@ class BezierPath:
         t = check_time(t, x0.shape[0]).to(x0.dtype)
         n = self.order
         w = bernstein(n - 1, t)
-        return sum(_expand(w[i] * (n / (n - i)), x0) * (x1 - pts[i]) for i in range(n))
+        out = _expand(w[0] * 1.0, x0) * (x1 - pts[0])
+        for i in range(1, n):
+            out = out + _expand(w[i] * (n / (n - i)), x0) * (x1 - pts[i])
+        return out
 
     def secant_velocity(
         self,

@@ -44,7 +44,8 @@ class BezierGeometry:
 
     @property
     def order(self) -> int:
-        return self.control_points.shape[0] - 1
+        """``n``: one less than the number of control points."""
+        return int(self.control_points.shape[0] - 1)
 
 
 def bezier_geometry(

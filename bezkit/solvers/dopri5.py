@@ -35,6 +35,11 @@ _B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 
 
 @dataclass
 class Dopri5Result:
+    """An adaptive solve: the state ``x`` at ``t_end``; ``times`` and ``states`` of the accepted
+    steps (with ``record``; else ``times == [t_start, t_end]`` and no states); ``nfe`` velocity
+    evaluations; ``accepted`` and ``rejected`` steps. A step is accepted when the scaled RMS error
+    ``sqrt(mean(((x5 - x4) / (atol + rtol max(|x|, |x5|)))^2)) <= 1``."""
+
     x: Tensor
     times: list[float]
     states: list[Tensor]

@@ -49,7 +49,9 @@ def heun_step(v: Velocity, x: Tensor, t: float, dt: float) -> Tensor:
 
 
 def rk4_step(v: Velocity, x: Tensor, t: float, dt: float) -> Tensor:
-    """Classic fourth-order Runge-Kutta."""
+    """Classic fourth-order Runge-Kutta: ``x + dt/6 (k1 + 2 k2 + 2 k3 + k4)`` with
+    ``k1 = v(x, t)``, ``k2 = v(x + dt/2 k1, t + dt/2)``, ``k3 = v(x + dt/2 k2, t + dt/2)``,
+    ``k4 = v(x + dt k3, t + dt)``."""
     k1 = call_velocity(v, x, t)
     k2 = call_velocity(v, x + 0.5 * dt * k1, t + 0.5 * dt)
     k3 = call_velocity(v, x + 0.5 * dt * k2, t + 0.5 * dt)

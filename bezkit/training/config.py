@@ -50,4 +50,5 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field by name (JSON-able), as stored in checkpoint metadata."""
         return asdict(self)

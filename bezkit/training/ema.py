@@ -11,6 +11,9 @@ __all__ = ["EMA"]
 
 
 class EMA:
+    """A frozen copy of a model whose weights follow ``theta_ema <- d theta_ema + (1 - d) theta``
+    after every ``update`` (``d = decay``); buffers are copied as they are."""
+
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must lie in (0, 1), got {decay}")
@@ -21,13 +24,16 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - self.decay)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        """One step: ``theta_ema <- theta_ema + (1 - d) (theta - theta_ema)``, buffers copied."""
+        for ema_param, param in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_param.lerp_(param.detach(), 1.0 - self.decay)
+        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The averaged model's state dict (for checkpoints)."""
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the averaged weights from ``state_dict()`` (resume)."""
         self.model.load_state_dict(state)

@@ -122,6 +122,26 @@ def _check_inputs(
         raise RuntimeError("train_ensemble runs in one process; do not launch it under torchrun")
 
 
+@torch.no_grad()
+def _ema_update(ema: Sequence[Tensor], params: Sequence[Tensor], decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * params``, elementwise (so per seed)."""
+    for e, p in zip(ema, params, strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+
+
+def _ema_models(
+    ensemble: EnsembleVelocity, models: Sequence[nn.Module], ema: Sequence[Tensor] | None
+) -> list[nn.Module | None]:
+    """Per seed, a frozen copy of its model holding the EMA weights (``None`` without EMA)."""
+    if ema is None:
+        return [None] * len(models)
+    copies = [copy.deepcopy(m) for m in models]
+    ensemble.load_into(copies, params=ema)
+    for m in copies:
+        m.eval().requires_grad_(False)
+    return list(copies)
+
+
 def train_ensemble(
     models: Sequence[nn.Module],
     loss_fn: BlockLossFn,
@@ -149,7 +169,8 @@ def train_ensemble(
     params = list(ensemble.params)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
-    ema = [p.detach().clone() for p in params] if config.ema_decay else None
+    decay = float(config.ema_decay or 0.0)
+    ema = [p.detach().clone() for p in params] if decay else None
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if config.amp and device.type == "cuda"
@@ -185,9 +206,7 @@ def train_ensemble(
         opt.step()
         sched.step()
         if ema is not None:
-            with torch.no_grad():
-                for e, p in zip(ema, params, strict=True):
-                    e.lerp_(p.detach(), 1.0 - config.ema_decay)
+            _ema_update(ema, params, decay)
         values = per_seed.detach().float().cpu().tolist()
         for s, v in enumerate(values):
             losses[s].append(v)
@@ -197,12 +216,7 @@ def train_ensemble(
     bar.close()
     wall = time.perf_counter() - t0
     ensemble.load_into(models)
-    ema_models: list[nn.Module | None] = [None] * len(models)
-    if ema is not None:
-        ema_models = [copy.deepcopy(m) for m in models]
-        ensemble.load_into(ema_models, params=ema)
-        for m in ema_models:
-            m.eval().requires_grad_(False)
+    ema_models = _ema_models(ensemble, models, ema)
     for m in models:
         m.eval()
     return [

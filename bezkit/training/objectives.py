@@ -27,9 +27,13 @@ __all__ = ["FlowMatchingLoss"]
 
 
 class FlowMatchingLoss:
-    """``loss(model, pairs, generator)``: the regression above on ``path`` (default linear) with
-    ``target`` (``tangent``, ``endpoint`` or ``secant`` with ``grid_steps=N``) at times drawn by
-    ``time_sampler`` (default ``U[0, 1]``)."""
+    """``loss(model, pairs, generator) = mean ||v_theta(B(t), t) - target(t)||^2`` over the batch.
+
+    ``t ~ time_sampler`` (default uniform on [0, 1]) from ``generator``; ``B`` is ``path`` (default
+    the straight line) through ``pairs.guides``; ``target`` is ``"tangent"`` (``B'(t)``),
+    ``"endpoint"`` (``(X1 - B(t)) / (1 - t)``, exact up to t = 1) or ``"secant"`` with
+    ``grid_steps=N`` (``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on the grid ``t_i = i / N``).
+    """
 
     def __init__(
         self,
