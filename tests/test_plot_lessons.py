@@ -40,7 +40,7 @@ def _lines(ax, label: str) -> LineCollection:
 
 def test_new_names_are_exported():
     for name in ("plot_bezier_pairs", "plot_targets", "plot_branches", "branch_errors",
-                 "plot_chains", "plot_paired_differences"):  # fmt: skip
+                 "plot_intervals_by_k", "plot_paired_differences"):  # fmt: skip
         assert name in P.__all__ and callable(getattr(P, name))
 
 

@@ -16,8 +16,9 @@ import pytest
 from scipy import stats
 
 from bezkit.experiments import results as R
+from bezkit.experiments.figures import plot_chains
 from bezkit.experiments.statistics import Interval, paired_difference, seed_means, t_interval
-from bezkit.plot import plot_chains, plot_few_step, plot_intervals_by_k, plot_paired_differences
+from bezkit.plot import plot_few_step, plot_intervals_by_k, plot_paired_differences
 from bezkit.widgets import error_accumulation_widget
 
 SEEDS = [0, 1, 2]

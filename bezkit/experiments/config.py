@@ -32,6 +32,24 @@ __all__ = ["CHAIN_KINDS", "ExperimentConfig"]
 #: The kinds of multi-round chain.
 CHAIN_KINDS: tuple[str, ...] = ("reflow", "anchored", "bezier")
 
+#: Options that must be >= 1.
+_POSITIVE: tuple[str, ...] = (
+    "hidden",
+    "depth",
+    "batch_size",
+    "flow_steps",
+    "baseline_steps",
+    "round_steps",
+    "student_steps",
+    "n_pairs",
+    "teacher_steps",
+    "n_eval",
+    "eval_draws",
+    "many_steps",
+    "n_projections",
+    "bdense_branches",
+)
+
 
 @dataclass
 class ExperimentConfig:
@@ -110,34 +128,8 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Every bad option is an error here, before anything is trained."""
-        for name in ("seeds", "rounds", "student_rounds"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                what = {"seeds": "training seeds", "rounds": "reflow rounds K"}.get(name, name)
-                raise ValueError(f"the number of {what} must be an int >= 1, got {value!r}")
-        if self.student_rounds > self.rounds:
-            raise ValueError(
-                f"student_rounds ({self.student_rounds}) cannot exceed rounds ({self.rounds})"
-            )
-        unknown = [m for m in self.methods if m not in STUDENTS]
-        if unknown:
-            raise ValueError(
-                f"unknown method(s) {', '.join(unknown)}; known: {', '.join(STUDENTS)}"
-            )
-        bad = [b for b in self.baselines if b not in BASELINE_METHODS]
-        if bad:
-            raise ValueError(
-                f"unknown baseline(s) {', '.join(bad)}; known: {', '.join(BASELINE_METHODS)}"
-            )
-        bad = [c for c in self.chains if c not in CHAIN_KINDS]
-        if bad:
-            raise ValueError(
-                f"unknown chain kind(s) {', '.join(bad)}; known: {', '.join(CHAIN_KINDS)}"
-            )
-        if not self.methods and not self.chains:
-            raise ValueError("nothing to run: no methods and no chains selected")
-        if "bezier-cubic-uniform" in self.methods and "otcfm" not in self.baselines:
-            raise ValueError("bezier-cubic-uniform needs the otcfm baseline (its second teacher)")
+        self._validate_counts()
+        self._validate_names()
         if not self.pairs:
             raise ValueError("no (source, target) pairs selected")
         for src, tgt in self.pairs:
@@ -148,24 +140,6 @@ class ExperimentConfig:
                 f"the held-out fraction must lie strictly between 0 and 1, got "
                 f"{self.held_out_fraction!r}"
             )
-        for name in (
-            "hidden",
-            "depth",
-            "batch_size",
-            "flow_steps",
-            "baseline_steps",
-            "round_steps",
-            "student_steps",
-            "n_pairs",
-            "teacher_steps",
-            "n_eval",
-            "eval_draws",
-            "many_steps",
-            "n_projections",
-            "bdense_branches",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.full_ot_points < 2:
             raise ValueError(f"full_ot_points must be >= 2, got {self.full_ot_points}")
         if not self.eval_steps or any(s < 1 for s in self.eval_steps):
@@ -174,6 +148,34 @@ class ExperimentConfig:
             raise ValueError(f"w2 must be 'sliced' or 'exact', got {self.w2!r}")
         if (self.w2 == "exact" or self.exact_methods) and self.n_eval > 8192:
             raise ValueError(f"n_eval must be <= 8192 for exact W2, got {self.n_eval}")
+
+    def _validate_counts(self) -> None:
+        for name in ("seeds", "rounds", "student_rounds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                what = {"seeds": "training seeds", "rounds": "reflow rounds K"}.get(name, name)
+                raise ValueError(f"the number of {what} must be an int >= 1, got {value!r}")
+        if self.student_rounds > self.rounds:
+            raise ValueError(
+                f"student_rounds ({self.student_rounds}) cannot exceed rounds ({self.rounds})"
+            )
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def _validate_names(self) -> None:
+        for what, names, known in (
+            ("method", self.methods, tuple(STUDENTS)),
+            ("baseline", self.baselines, BASELINE_METHODS),
+            ("chain kind", self.chains, CHAIN_KINDS),
+        ):
+            bad = [n for n in names if n not in known]
+            if bad:
+                raise ValueError(f"unknown {what}(s) {', '.join(bad)}; known: {', '.join(known)}")
+        if not self.methods and not self.chains:
+            raise ValueError("nothing to run: no methods and no chains selected")
+        if "bezier-cubic-uniform" in self.methods and "otcfm" not in self.baselines:
+            raise ValueError("bezier-cubic-uniform needs the otcfm baseline (its second teacher)")
         unknown = [m for m in self.exact_methods if m not in self.methods]
         if unknown:
             raise ValueError(f"exact_methods {', '.join(unknown)} are not among the methods run")

@@ -3,12 +3,13 @@ with error bars, the few-step comparison at equal NFE, and the chains' trajector
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.axes import Axes
 
 from bezkit.experiments.protocol import STUDENTS
 from bezkit.experiments.results import (
@@ -16,13 +17,14 @@ from bezkit.experiments.results import (
     experiments,
     metric_by_k,
     paired_table,
+    select_experiment,
     student_rounds,
     twin_table,
 )
 from bezkit.plot.results import plot_few_step, plot_intervals_by_k, plot_paired_differences
 from bezkit.plot.trajectories import plot_trajectories
 
-__all__ = ["few_step_series", "write_figures"]
+__all__ = ["few_step_series", "plot_chains", "write_figures"]
 
 
 def _slug(exp: Mapping[str, Any]) -> str:
@@ -60,6 +62,29 @@ def few_step_series(exp: Mapping[str, Any], k: int) -> dict[str, dict[int, Any]]
         if pts:
             out[f"{m} (restart sampler)"] = pts
     return out
+
+
+def plot_chains(
+    results: Any,
+    field: str = "w2_many_steps",
+    *,
+    ax: Axes | None = None,
+    chains: Sequence[str] | None = None,
+    noise_floor: bool = True,
+    title: str | None = None,
+) -> Axes:
+    """A chain field (see :data:`bezkit.experiments.results.CHAIN_FIELDS`) of one experiment
+    against the round ``k``, one band (95% interval over seeds) per chain; the target noise floor
+    for the W2 fields."""
+    exp = select_experiment(results)
+    series = chain_by_k(exp, field)
+    if chains is not None:
+        series = {c: series[c] for c in chains if c in series}
+    floor = None
+    if noise_floor and field in ("w2_many_steps", "w2_one_step"):
+        floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
+    label = field.replace("_", " ")
+    return plot_intervals_by_k(series, ax=ax, ylabel=label, reference=floor, title=title)
 
 
 def _save(fig: plt.Figure, out_dir: Path, name: str, names: list[str]) -> None:

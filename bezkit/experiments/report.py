@@ -74,13 +74,25 @@ def _students(exp: dict[str, Any]) -> list[str]:
             format_table(twins, row_label="method"),
             "",
         ]
-    restart = [
-        m
-        for m in methods_of(exp, baselines=False)
-        if STUDENTS.get(m, None) and STUDENTS[m].restarts
-    ]
-    for m in restart:
-        rows = {}
+    lines += _restart_tables(exp, ks)
+    exact = {m: v for m, v in metric_by_k(exp, field="w2_exact").items() if v}
+    if exact:
+        rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in exact.items()}
+        lines += [
+            "### Exact W2 (POT) at the own NFE, where computed",
+            "",
+            format_table(rows, row_label="method"),
+            "",
+        ]
+    return lines
+
+
+def _restart_tables(exp: dict[str, Any], ks: list[int]) -> list[str]:
+    lines: list[str] = []
+    for m in methods_of(exp, baselines=False):
+        if m not in STUDENTS or not STUDENTS[m].restarts:
+            continue
+        rows: dict[str, dict[str, Any]] = {}
         for k in ks:
             for field, label in (("w2", "Euler"), ("w2_restart", "restart sampler")):
                 for s in (1, 2, 4):
@@ -93,15 +105,6 @@ def _students(exp: dict[str, Any]) -> list[str]:
             f"### {m}: Euler against its own restart sampler",
             "",
             format_table(rows, row_label="sampler"),
-            "",
-        ]
-    exact = {m: v for m, v in metric_by_k(exp, field="w2_exact").items() if v}
-    if exact:
-        rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in exact.items()}
-        lines += [
-            "### Exact W2 (POT) at the own NFE, where computed",
-            "",
-            format_table(rows, row_label="method"),
             "",
         ]
     return lines

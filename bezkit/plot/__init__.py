@@ -31,7 +31,6 @@ from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree
 from bezkit.plot.bdense import plot_branches
 from bezkit.plot.bezier import plot_bezier, plot_bezier_pairs, plot_targets
 from bezkit.plot.results import (
-    plot_chains,
     plot_few_step,
     plot_intervals_by_k,
     plot_metric_vs_k,
@@ -53,7 +52,6 @@ __all__ = [
     "plot_bezier",
     "plot_bezier_pairs",
     "plot_branches",
-    "plot_chains",
     "plot_coupling_segments",
     "plot_few_step",
     "plot_intervals_by_k",

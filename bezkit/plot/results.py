@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # the figures draw anything with mean / low / high / excludes
     from bezkit.experiments.statistics import Interval
 
 __all__ = [
-    "plot_chains",
     "plot_few_step",
     "plot_intervals_by_k",
     "plot_metric_vs_k",
@@ -201,27 +200,3 @@ def plot_few_step(
     if series:
         ax.legend(fontsize=7)
     return ax
-
-
-def plot_chains(
-    results: Any,
-    field: str = "w2_many_steps",
-    *,
-    ax: Axes | None = None,
-    chains: Sequence[str] | None = None,
-    noise_floor: bool = True,
-    title: str | None = None,
-) -> Axes:
-    """A chain field (see :data:`bezkit.experiments.results.CHAIN_FIELDS`) of one experiment
-    against the round ``k``, one band per chain; the target noise floor for the W2 fields."""
-    from bezkit.experiments.results import chain_by_k, select_experiment
-
-    exp = select_experiment(results)
-    series = chain_by_k(exp, field)
-    if chains is not None:
-        series = {c: series[c] for c in chains if c in series}
-    floor = None
-    if noise_floor and field in ("w2_many_steps", "w2_one_step"):
-        floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
-    label = field.replace("_", " ")
-    return plot_intervals_by_k(series, ax=ax, ylabel=label, reference=floor, title=title)
