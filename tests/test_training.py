@@ -13,6 +13,7 @@ from bezkit.couplings import IndependentCoupling, Pairs
 from bezkit.data import get_sampler
 from bezkit.models import MLPVelocity
 from bezkit.models.unet import UNetVelocity
+from bezkit.paths import BezierPath, distill_times
 from bezkit.training import (
     EMA,
     FlowMatchingLoss,
@@ -222,6 +223,29 @@ def test_flow_matching_loss_formula(gen):
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match="unknown target 'noise'"):
         FlowMatchingLoss(target="noise")
+
+
+def test_flow_matching_loss_secant_target_on_the_grid(gen):
+    """``target="secant"``: ``E_i ||v(B(t_i), t_i) - N (B(t_{i+1}) - B(t_i))||^2`` on the grid."""
+    model = mlp()
+    base = COUPLING.sample(32, gen)
+    guide = torch.randn(32, 2, generator=gen)
+    pairs = Pairs(base.x0, base.x1, (guide,))
+    path, steps = BezierPath(2), 4
+    loss = FlowMatchingLoss(
+        path, target="secant", grid_steps=steps, time_sampler=distill_times(steps)
+    )
+    got = loss(model, pairs, torch.Generator().manual_seed(9))
+    t = distill_times(steps)(32, torch.Generator().manual_seed(9))
+    nxt = t + 1 / steps
+    x_t = path.point(pairs.x0, pairs.x1, t, (guide,))
+    want = steps * (path.point(pairs.x0, pairs.x1, nxt, (guide,)) - x_t)
+    torch.testing.assert_close(got, (model(x_t, t) - want).pow(2).mean())
+    assert "grid_steps=4" in repr(loss)
+    with pytest.raises(ValueError, match="grid_steps=N"):
+        FlowMatchingLoss(path, target="secant")
+    with pytest.raises(ValueError, match="secant target only"):
+        FlowMatchingLoss(path, target="endpoint", grid_steps=2)
 
 
 def test_generator_for_streams_differ():
