@@ -1,5 +1,6 @@
-"""The experiment: bad options fail fast; the quick run writes every file with finite numbers and
-shows what reflow is for (2-RF straighter, fewer crossings than 1-RF)."""
+"""The experiment: the protocol holds for every method (training times, pairs, held-out data), bad
+options fail before any training, and the quick run writes every file with finite numbers and
+intervals, and shows what reflow is for."""
 
 from __future__ import annotations
 
@@ -7,10 +8,38 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from bezkit.cli import main
+from bezkit.couplings.pairs import Pairs
+from bezkit.data.toy2d import get_sampler
 from bezkit.experiments import ExperimentConfig
+from bezkit.experiments.evaluate import evaluate_coupling, make_eval_draws
+from bezkit.experiments.pools import PoolMaker
+from bezkit.experiments.protocol import (
+    DEFAULT_STUDENTS,
+    EXTRA_STUDENTS,
+    OPTIONAL_STUDENTS,
+    STUDENTS,
+    paired_baseline,
+)
+from bezkit.experiments.results import (
+    chain_by_k,
+    coupling_by_k,
+    load_results,
+    metric_by_k,
+    paired_table,
+)
+from bezkit.experiments.seeds import train_seeds
+from bezkit.experiments.students import student_loss, student_setup
+from bezkit.experiments.toy2d import held_out_split
+from bezkit.methods.flow import new_mlp
+from bezkit.training.config import TrainConfig
+from bezkit.training.objectives import FlowMatchingLoss
+from bezkit.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -31,48 +60,206 @@ def _numbers(obj):
         yield obj
 
 
-def test_quick_run_writes_every_file(quick_run):
-    results = json.loads((quick_run / "results.json").read_text())
-    assert (quick_run / "report.md").read_text().startswith("# bezkit 2D experiment")
-    for name in (
-        "8gaussians-to-moons-trajectories.png",
-        "8gaussians-to-moons-w2-vs-k.png",
-        "8gaussians-to-moons-w2-vs-steps.png",
-        "8gaussians-to-moons-straightness-crossings.png",
-    ):
-        assert (quick_run / name).stat().st_size > 10_000
-    nums = list(_numbers(results["experiments"]))
-    assert nums and all(math.isfinite(v) for v in nums)
+# -- the protocol ----------------------------------------------------------------------------------
+
+
+class _TimeRecorder(nn.Module):
+    """Wraps a student and records every time it is called at (``forward`` and ``branches``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.times: list[float] = []
+
+    def forward(self, x, t):
+        self.times += t.tolist()
+        return self.inner(x, t)
+
+    def branches(self, x, t):
+        self.times += t.tolist()
+        return self.inner.branches(x, t)
+
+
+@pytest.fixture(scope="module")
+def tiny_round():
+    source, target = get_sampler("8gaussians"), get_sampler("moons")
+    teacher = new_mlp(2, hidden=16, depth=2, seed=0).eval()
+    second = new_mlp(2, hidden=16, depth=2, seed=1).eval()
+    pools = PoolMaker(source, target, n_pairs=64, teacher_steps=4, num_branches=4, pair_seed=3)
+    return teacher, second, pools
+
+
+@pytest.mark.parametrize("name", list(STUDENTS))
+def test_every_student_trains_only_at_its_own_times(name, tiny_round):
+    """One-step students see t = 0 only, N-step students their grid, B-DENSE s = 0 (or its branch
+    grid when trained for restarts); uniform-t students are the only ones with other times."""
+    teacher, second, pools = tiny_round
+    spec = STUDENTS[name]
+    setup = student_setup(spec, teacher, pools, second_teacher=second)
+    loss = student_loss(spec)
+    rec = _TimeRecorder(setup.model)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        loss(rec, setup.pool.sample(200, g), g)
+    seen = set(rec.times)
+    allowed = spec.allowed_times()
+    if allowed is None:
+        assert spec.steps is None and name.endswith("-uniform")
+        assert len(seen) > 100 and min(seen) >= 0.0 and max(seen) <= 1.0
+    else:
+        assert all(min(abs(t - a) for a in allowed) < 1e-6 for t in seen), (seen, allowed)
+        assert len(seen) == len(allowed)  # every grid time is used
+        if spec.nfe == 1 and not spec.restarts:
+            assert seen == {0.0}
+
+
+def test_no_one_step_bezier_column_and_baselines_at_equal_nfe():
+    # at t = 0 the endpoint target is X1 - X0 for every curve: no one-step Bezier method exists
+    for spec in STUDENTS.values():
+        if spec.order > 1:
+            assert spec.steps != 1
+        assert STUDENTS[paired_baseline(spec.name)].nfe == spec.nfe or spec.steps is None
+        if spec.linear_twin is not None:
+            twin = STUDENTS[spec.linear_twin]
+            assert twin.order == 1 and twin.pairs in ("anchored",) and twin.steps == spec.steps
+
+
+def test_secant_students_are_named_only_and_train_on_their_own_grid(tiny_round):
+    """``*-secant``: the quadratic curve of the anchored pool, its secant on the N-step grid; not
+    in the default or the full table (run by naming them)."""
+    assert set(OPTIONAL_STUDENTS) == {"bezier-quadratic-2-secant", "bezier-quadratic-4-secant"}
+    full = ExperimentConfig.full().methods
+    assert not set(OPTIONAL_STUDENTS) & (set(DEFAULT_STUDENTS) | set(EXTRA_STUDENTS) | set(full))
+    ExperimentConfig(methods=OPTIONAL_STUDENTS, chains=(), baselines=()).validate()
+    teacher, _, pools = tiny_round
+    for n in (2, 4):
+        spec = STUDENTS[f"bezier-quadratic-{n}-secant"]
+        assert (spec.order, spec.target, spec.steps) == (2, "secant", n)
+        assert spec.linear_twin == f"anchored-distill-{n}"
+        loss = student_loss(spec)
+        assert loss.grid_steps == n and loss.target == "secant"
+        same = student_setup(STUDENTS[f"bezier-quadratic-{n}-tangent"], teacher, pools)
+        setup = student_setup(spec, teacher, pools)
+        assert setup.pool is same.pool  # the same pairs and guides as the other quadratic students
+
+
+def test_students_of_one_round_share_their_pairs(tiny_round):
+    teacher, second, pools = tiny_round
+    lin = student_setup(STUDENTS["anchored-distill-2"], teacher, pools)
+    quad = student_setup(STUDENTS["bezier-quadratic-2-endpoint"], teacher, pools)
+    cubic = student_setup(STUDENTS["bezier-cubic-uniform"], teacher, pools, second_teacher=second)
+    for other in (quad, cubic):
+        assert torch.equal(lin.pool.pairs.x0, other.pool.pairs.x0)
+        assert torch.equal(lin.pool.pairs.x1, other.pool.pairs.x1)
+    assert len(lin.pool.pairs.guides) == 0 and len(quad.pool.pairs.guides) == 1
+    assert len(cubic.pool.pairs.guides) == 2
+    assert lin.source is quad.source  # generated once, its cost counted for both
+
+
+def test_train_seeds_is_train_per_seed():
+    source, target = get_sampler("8gaussians"), get_sampler("moons")
+    cfg = TrainConfig(steps=15, batch_size=32, lr=1e-3, progress=False, device="cpu")
+
+    def batches(n, g):
+        return Pairs(source.sample(n, g), target.sample(n, g))
+
+    models = [new_mlp(2, hidden=16, depth=2, seed=s) for s in (0, 1)]
+    solo = [
+        train(new_mlp(2, hidden=16, depth=2, seed=s), FlowMatchingLoss(), batches,
+              TrainConfig(**{**cfg.to_dict(), "seed": seed}))
+        for s, seed in ((0, 5), (1, 9))
+    ]  # fmt: skip
+    together = train_seeds(models, FlowMatchingLoss(), [batches, batches], cfg, [5, 9])
+    for a, b in zip(solo, together, strict=True):
+        np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4, atol=1e-6)
+        for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+            torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+    assert together[0].losses != together[1].losses  # the seeds differ
+    with pytest.raises(ValueError, match="seeds must differ"):
+        train_seeds(models, FlowMatchingLoss(), [batches, batches], cfg, [5, 5])
+
+
+# -- held-out data ---------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def point_file(tmp_path) -> Path:
+    pts = np.random.default_rng(0).normal(size=(500, 2)) * [2.0, 0.5]
+    path = tmp_path / "mine.csv"
+    np.savetxt(path, pts, delimiter=",", header="x,y", comments="")
+    return path
+
+
+def _rows(x: torch.Tensor) -> set[tuple[float, float]]:
+    return {tuple(r) for r in x.tolist()}
+
+
+def test_a_point_file_is_split_with_no_point_in_both_parts(point_file):
+    train_s, held_s, info = held_out_split(str(point_file), 0.2, seed=0)
+    train_rows, held_rows = _rows(train_s.points), _rows(held_s.points)
+    assert info == {"name": str(point_file), "kind": "points", "train": 400, "held_out": 100}
+    assert not train_rows & held_rows
+    assert len(train_rows | held_rows) == 500
+    named = held_out_split("moons", 0.2, seed=0)
+    assert named[0] is named[1] and named[2]["kind"] == "distribution"
+
+
+def test_data_anchored_x1_are_exactly_held_in_data_and_both_sides_are_measured(point_file):
+    train_s, held_s, _ = held_out_split(str(point_file), 0.2, seed=0)
+    teacher = new_mlp(2, hidden=16, depth=2, seed=0).eval()
+    pools = PoolMaker(
+        get_sampler("gaussian"), train_s, n_pairs=300, teacher_steps=4, num_branches=4, pair_seed=1
+    )
+    made = pools.anchored(teacher)
+    x1 = _rows(made.pairs.x1)
+    assert x1 <= _rows(train_s.points) and not x1 & _rows(held_s.points)
+    draws = make_eval_draws(get_sampler("gaussian"), held_s, n=64, draws=2, seed=0)
+    assert not _rows(torch.cat(draws.reference)) - _rows(held_s.points)  # reference: held out
+    stats = evaluate_coupling(made.pairs, draws)
+    assert len(stats["x0_w2"]) == len(stats["x1_w2"]) == 2
+    assert all(math.isfinite(v) and v > 0 for v in stats["x0_w2"] + stats["x1_w2"])
+
+
+def test_user_csv_data_runs_end_to_end(point_file, tmp_path):
+    from bezkit.experiments import run_experiment
+
+    cfg = ExperimentConfig.quick(
+        pairs=[("gaussian", str(point_file))],
+        seeds=2,
+        rounds=1,
+        methods=("rf-distill", "anchored-distill"),
+        baselines=(),
+        chains=("reflow",),
+        flow_steps=60,
+        student_steps=20,
+        n_pairs=128,
+        n_eval=64,
+        progress=False,
+    )
+    results = run_experiment(cfg, tmp_path / "out")
     exp = results["experiments"][0]
-    methods = {(r["method"], r["k"]) for r in exp["runs"]}
-    for m in ("rf", "rf-distill", "anchored-distill", "bezier-quadratic", "bezier-cubic", "bdense"):
-        assert {(m, 1), (m, 2)} <= methods
-    assert {("otcfm", 1), ("full-ot", 1)} <= methods
-    assert all(r["train_seconds"] > 0 for r in exp["runs"])
-    assert set(exp["error_accumulation"]) == {"1", "2"}
+    assert exp["data"]["target"]["held_out"] == 100
+    assert {r["method"] for r in exp["runs"]} == {"rf-distill", "anchored-distill"}
+    assert "100 held out" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_quick_run_reflow_straightens_and_uncrosses(quick_run):
-    exp = json.loads((quick_run / "results.json").read_text())["experiments"][0]
-    rf = {r["k"]: r["metrics"] for r in exp["runs"] if r["method"] == "rf"}
-    assert rf[2]["straightness"] < rf[1]["straightness"]
-    assert rf[2]["crossings_per_trajectory"] < rf[1]["crossings_per_trajectory"]
-    # and the straighter flow is much better at one step
-    assert rf[2]["w2"]["1"] < rf[1]["w2"]["1"]
-
-
-def test_quick_run_refuses_to_overwrite(quick_run, capsys):
-    assert main(["experiment", "--quick", "--quiet", "--out", str(quick_run)]) == 2
-    assert "exists" in capsys.readouterr().err
+# -- bad options -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["--rounds", "0"], "rounds K"),
-        (["--methods", "rf", "magic"], "unknown method"),
+        (["--seeds", "0"], "training seeds must be an int >= 1"),
+        (["--rounds", "0"], "reflow rounds K must be an int >= 1"),
+        (["--held-out-fraction", "1.5"], "strictly between 0 and 1"),
+        (["--held-out-fraction", "0"], "strictly between 0 and 1"),
+        (["--chains", "reflow", "spiral"], "unknown chain kind(s) spiral"),
+        (["--methods", "rf-distill", "magic"], "unknown method(s) magic"),
+        (["--baselines", "ot"], "unknown baseline(s) ot"),
+        (["--rounds", "1", "--student-rounds", "2"], "cannot exceed rounds"),
         (["--pair", "8gaussians:nothing"], "unknown dataset"),
         (["--pair", "moons"], "SOURCE:TARGET"),
+        (["--methods", "bezier-cubic-uniform", "--baselines"], "needs the otcfm baseline"),
     ],
 )
 def test_bad_options_are_clear_errors_before_training(args, match, tmp_path, capsys):
@@ -83,32 +270,79 @@ def test_bad_options_are_clear_errors_before_training(args, match, tmp_path, cap
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="K must be"):
-        ExperimentConfig(rounds=0).validate()
-    with pytest.raises(ValueError, match="n_eval"):
-        ExperimentConfig(n_eval=10_000).validate()
-    with pytest.raises(ValueError, match="eval_steps"):
-        ExperimentConfig(eval_steps=(0, 1)).validate()
+    for bad, match in (
+        (dict(seeds=0), "training seeds"),
+        (dict(seeds=True), "training seeds"),
+        (dict(rounds=0), "K must be"),
+        (dict(held_out_fraction=1.0), "strictly between"),
+        (dict(chains=("loop",)), "unknown chain kind"),
+        (dict(n_eval=10_000, w2="exact"), "n_eval"),
+        (dict(eval_steps=(0, 1)), "eval_steps"),
+        (dict(exact_methods=("bdense-restart",)), "not among the methods"),
+        (dict(methods=(), chains=()), "nothing to run"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            ExperimentConfig(**bad).validate()
+    assert ExperimentConfig.full().seeds >= 5 and ExperimentConfig.full().rounds >= 4
+    assert ExperimentConfig().seeds >= 3 and ExperimentConfig().n_eval >= 4096
+    assert ExperimentConfig().eval_draws >= 2
 
 
-def test_user_csv_data_works(tmp_path):
-    import numpy as np
+# -- the quick run ---------------------------------------------------------------------------------
 
-    from bezkit.experiments import run_experiment
 
-    pts = np.random.default_rng(0).normal(size=(500, 2)) * [2.0, 0.5]
-    np.savetxt(tmp_path / "mine.csv", pts, delimiter=",", header="x,y", comments="")
-    cfg = ExperimentConfig.quick(
-        pairs=[("gaussian", str(tmp_path / "mine.csv"))],
-        rounds=1,
-        methods=("rf", "rf-distill"),
-        flow_steps=100,
-        round_steps=50,
-        n_pairs=300,
-        n_eval=200,
-        m_crossings=50,
-        progress=False,
-    )
-    results = run_experiment(cfg, tmp_path / "out")
-    assert (tmp_path / "out" / "results.json").exists()
-    assert {r["method"] for r in results["experiments"][0]["runs"]} == {"rf", "rf-distill"}
+def test_quick_run_writes_every_file_with_finite_numbers_and_intervals(quick_run):
+    raw = json.loads((quick_run / "results.json").read_text())
+    assert raw["schema_version"] == 2
+    results = load_results(quick_run / "results.json")
+    report = (quick_run / "report.md").read_text()
+    assert report.startswith("# bezkit 2D experiment")
+    for name in (
+        "8gaussians-to-moons-chains.png",
+        "8gaussians-to-moons-paired-differences.png",
+        "8gaussians-to-moons-few-step.png",
+        "8gaussians-to-moons-chain-trajectories.png",
+    ):
+        assert (quick_run / name).stat().st_size > 10_000
+        assert f"({name})" in report
+    nums = list(_numbers(results["experiments"]))
+    assert nums and all(math.isfinite(v) for v in nums)
+    exp = results["experiments"][0]
+    assert exp["seeds"] == [0, 1] and exp["eval_draws"] == 2
+    assert {r["method"] for r in exp["runs"]} == set(DEFAULT_STUDENTS) | {"otcfm"}
+    for by_k in metric_by_k(exp).values():
+        for iv in by_k.values():
+            assert iv.n == 2 and iv.low <= iv.mean <= iv.high and iv.low < iv.high
+    assert set(paired_table(exp, 1)) == set(DEFAULT_STUDENTS) - {
+        "rf-distill",
+        "rf-distill-2",
+        "rf-distill-4",
+    }
+    assert set(chain_by_k(exp)) == {"reflow", "anchored", "bezier"}
+    # both sides of the data-anchored pairs, and the X0 side of what each chain round makes
+    assert 1 in coupling_by_k(exp, "x0_w2")["data-anchored"]
+    assert all(len(c["metrics"]["reverse_x0_w2"]) == 2 for c in exp["chains"])
+    for r in exp["runs"]:
+        b = r["budget"]
+        assert b["steps"] > 0 and b["pairs"] > 0 and b["wall_seconds"] > 0
+        assert b["teacher_nfe"] == b["pairs"] * b["teacher_nfe_per_pair"]
+    assert "Paired differences against plain k-RF distillation" in report
+    assert " [" in report and "mean [95% t-interval]" in report
+    assert "AMD" in report or "Intel" in report or "cores" in report
+
+
+def test_quick_run_chains_name_their_pairs_and_reflow_straightens(quick_run):
+    exp = load_results(quick_run / "results.json")["experiments"][0]
+    rounds = {(c["chain"], c["k"]): c for c in exp["chains"] if c["seed"] == 0}
+    assert rounds[("reflow", 1)]["trained_on"]["pairs"] == "independent"
+    assert rounds[("reflow", 2)]["trained_on"]["pairs"] == "reflow pairs made by round 1"
+    assert rounds[("anchored", 2)]["trained_on"]["pairs"].endswith("made by round 1")
+    straight = chain_by_k(exp, "straightness")["reflow"]
+    assert straight[2].mean < straight[1].mean / 3
+    one_step = chain_by_k(exp, "w2_one_step")["reflow"]
+    assert one_step[2].mean < one_step[1].mean  # the straighter flow is better at one step
+
+
+def test_quick_run_refuses_to_overwrite(quick_run, capsys):
+    assert main(["experiment", "--quick", "--quiet", "--out", str(quick_run)]) == 2
+    assert "exists" in capsys.readouterr().err

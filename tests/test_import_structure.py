@@ -37,12 +37,7 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
 }
 
 # Known offenders today (issue 10); remove an entry when its module is fixed.
-_RESULTS_CYCLE = "cycle experiments.run -> figures -> lessons -> experiments.run (issue 10, item 1)"
-KNOWN_CYCLES: dict[str, str] = {
-    "bezkit.experiments.figures": _RESULTS_CYCLE,
-    "bezkit.experiments.run": _RESULTS_CYCLE,
-    "bezkit.lessons": _RESULTS_CYCLE,
-}
+KNOWN_CYCLES: dict[str, str] = {}
 KNOWN_PRIVATE_IMPORTS: dict[str, str] = {
     "bezkit.training.model_io": "imports training.checkpoint._paths (issue 10, item 5)",
 }
@@ -53,11 +48,7 @@ KNOWN_LAZY_IMPORTS: dict[str, str] = {
     "bezkit.cli.experiment": _HIDDEN,
     "bezkit.cli.images": _HIDDEN,
     "bezkit.cli.train": _HIDDEN,
-    "bezkit.experiments.run": _HIDDEN,
-    "bezkit.lessons": _HIDDEN,
-    "bezkit.plot.results": "imports bezkit.lessons inside a function (issue 10, item 1)",
     "bezkit.training.checkpoint": "imports bezkit (for __version__) and numpy inside functions",
-    "bezkit.widgets.results": "imports bezkit.lessons inside a function (issue 10, item 1)",
     "bezkit.widgets.steps": "imports time inside a callback",
 }
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.quiver import Quiver
-from test_lessons import make_experiment, make_results  # tests/ is on sys.path (rootdir import)
 
 from bezkit import plot as P
 from bezkit.couplings import PairPool, Pairs
@@ -41,7 +40,7 @@ def _lines(ax, label: str) -> LineCollection:
 
 def test_new_names_are_exported():
     for name in ("plot_bezier_pairs", "plot_targets", "plot_branches", "branch_errors",
-                 "plot_error_accumulation"):  # fmt: skip
+                 "plot_intervals_by_k", "plot_paired_differences"):  # fmt: skip
         assert name in P.__all__ and callable(getattr(P, name))
 
 
@@ -137,27 +136,3 @@ def test_plot_branches_draws_branches_teacher_and_errors():
     assert not any(c.get_label() == "teacher" for c in ax.collections)
     with pytest.raises(ValueError, match="give a model"):
         P.plot_branches(None, x0)
-
-
-def test_error_accumulation_plot_lines_baselines_and_floor():
-    exp = make_experiment()
-    ax = P.plot_error_accumulation(exp, "w2", 1)
-    labels = [line.get_label() for line in ax.lines]
-    assert labels[:3] == ["rf", "rf-distill", "bezier-quadratic"]
-    assert "noise floor" in labels
-    assert "OT-CFM (minibatch OT), trained once" in labels
-    assert "full OT map, trained once" in labels
-    rf = ax.lines[0]
-    np.testing.assert_allclose(rf.get_ydata(), [1.5, 0.75])
-    ot = ax.lines[labels.index("OT-CFM (minibatch OT), trained once")]
-    assert ot.get_ydata()[0] == pytest.approx(0.4)
-    assert ax.get_ylabel() == "W2 at 1 step(s)"
-    ax = P.plot_error_accumulation(
-        make_results(1), "straightness", baselines=False, legend=None, logy=True
-    )
-    labels = [line.get_label() for line in ax.lines]
-    assert "noise floor" not in labels and not any("trained once" in x for x in labels)
-    assert ax.get_legend() is None and ax.get_yscale() == "log"
-    ax = P.plot_error_accumulation(exp, "w2", None, methods=["rf"], legend="outside")
-    assert ax.lines[0].get_label() == "rf"
-    assert ax.get_legend() is not None and ax.get_ylabel() == "W2 at the most steps"

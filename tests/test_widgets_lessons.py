@@ -13,9 +13,7 @@ from torch import nn
 pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
-from test_lessons import make_results  # tests/ is on sys.path (rootdir import)
 
-from bezkit.lessons import metric_by_k
 from bezkit.methods import branched_from_teacher, new_mlp
 from bezkit.metrics import wasserstein2
 from bezkit.paths import BezierPath
@@ -24,7 +22,6 @@ from bezkit.widgets import (
     WidgetBundle,
     bdense_widget,
     compare_steps_widget,
-    error_accumulation_widget,
     guide_widget,
 )
 
@@ -146,48 +143,6 @@ def test_compare_steps_widget_caches_and_draws_every_model():
         compare_steps_widget(models, x0, ref, model="other")
     with pytest.raises(ValueError, match="at least one"):
         compare_steps_widget({}, x0, ref)
-
-
-# -- error_accumulation_widget ---------------------------------------------------------------------
-
-
-def test_error_accumulation_widget_reads_the_results():
-    res = make_results(2)
-    b = error_accumulation_widget(res)
-    assert list(b.controls["pair"].options) == ["8gaussians -> moons", "gaussian -> moons"]
-    series = metric_by_k(res["experiments"][0], "w2", 1)
-    for m, row in series.items():
-        assert list(b.trace(m).x) == list(row) and list(b.trace(m).y) == list(row.values())
-    assert list(b.trace("otcfm (trained once)").y) == [0.4, 0.4]
-    assert list(b.trace("noise floor").y) == [0.2, 0.2]
-    b.controls["pair"].value = "gaussian -> moons"
-    assert b.trace("rf").y[0] == pytest.approx(1.6)
-    b.controls["metric"].value = "straightness"
-    assert list(b.trace("noise floor").x) == []  # no noise floor for a non-W2 metric
-    assert b.trace("rf").y[0] == pytest.approx(0.16)
-    b.controls["methods"].value = ("rf-distill",)
-    assert list(b.trace("rf").x) == [] and len(b.trace("rf-distill").x) == 2
-    b.controls["baselines"].value = False
-    assert list(b.trace("otcfm (trained once)").x) == []
-    assert list(b.trace("otcfm steps").x) == []
-    b.controls["k"].value = 1
-    assert b.state["table"] == {"rf-distill": pytest.approx(0.071)}
-    assert list(b.trace("rf-distill steps").x) == [1, 2, 100]
-    assert "round k = 1" in b.readout.value
-
-
-def test_error_accumulation_widget_options_and_errors():
-    res = make_results(1)
-    b = error_accumulation_widget(res, metric="w2@100", methods=["rf"], k=1)
-    assert b.controls["methods"].value == ("rf",)
-    assert b.controls["k"].value == 1
-    assert b.trace("rf").y[1] == pytest.approx(0.375)
-    values = [v for _, v in b.controls["metric"].options]
-    assert values[:3] == ["w2@1", "w2@2", "w2@100"] and "crossings_per_trajectory" in values
-    with pytest.raises(ValueError, match="unknown metric"):
-        error_accumulation_widget(res, metric="fid")
-    with pytest.raises(ValueError, match="no experiment"):
-        error_accumulation_widget({"experiments": []})
 
 
 # -- bdense_widget ---------------------------------------------------------------------------------

@@ -1,19 +1,23 @@
 """bezkit experiment: the 2D error-accumulation experiment (the README's main job).
 
-Trains, for every (source, target) pair and every reflow round k = 1..K: the k-RF, its one-step
-distillation, one-step distillation on data-anchored pairs, quadratic and cubic (multi-teacher)
-Bezier distillation, B-DENSE, and the OT-CFM and full-OT-map baselines. Evaluates W2 at 1, 2, 4, 8
-and 100 Euler steps beside the noise floor, straightness, curvature, crossings, transport cost and
-error accumulation across k. Writes results.json, report.md and PNG figures into --out.
+For every (source, target) pair and training seed: three chains of K rounds in which each round's
+teacher is the previous round's model (plain reflow, data-anchored reflow, Bezier-distilled
+flows); at the first rounds, the students of the k-RF under one protocol (one-step students at
+t = 0, N-step students on their N-step grid, uniform-t variants named as such, equal steps,
+pairs and model); the OT-CFM baseline. Reports mean and 95% interval over seeds for every number,
+paired differences against plain k-RF distillation, both sides of every coupling, each method's
+budget. Writes results.json, report.md and PNG figures into --out.
 
-Defaults need no download: 8gaussians -> moons and gaussian -> moons, K = 3 (about 10 minutes on
-2 CPU cores); --quick runs one pair, K = 2, small budgets (about a minute).
+Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes on 2 CPU cores);
+--quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the whole protocol (5 seeds,
+K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline).
 
 Examples:
   bezkit experiment
   bezkit experiment --quick --out /tmp/quick
-  bezkit experiment --pair 8gaussians:spirals --rounds 2 --methods rf rf-distill bezier-quadratic
-  bezkit experiment --pair gaussian:my_points.csv
+  bezkit experiment --full --out data/results
+  bezkit experiment --pair 8gaussians:spirals --rounds 4 --seeds 5 --chains reflow bezier
+  bezkit experiment --pair gaussian:my_points.csv --held-out-fraction 0.25
 """
 
 from __future__ import annotations
@@ -34,12 +38,27 @@ def _pair(text: str) -> tuple[str, str]:
     return dataset(src), dataset(tgt)
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"the held-out fraction must lie strictly between 0 and 1, got {value}"
+        )
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from bezkit.experiments.config import DEFAULT_METHODS, KNOWN_METHODS, ExperimentConfig
+    from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
+    from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
 
     d = ExperimentConfig()
     p = subparsers.add_parser(
-        "experiment", help="run the 2D error-accumulation experiment", description=__doc__
+        "experiment",
+        help="run the 2D error-accumulation experiment",
+        description=__doc__,
     )
     p.add_argument(
         "--out",
@@ -51,10 +70,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="replace an existing results.json in --out (otherwise an error)",
     )
-    p.add_argument(
-        "--quick",
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="2 seeds, K = 2, tiny budgets: about a minute"
+    )
+    size.add_argument(
+        "--full",
         action="store_true",
-        help="one pair, K = 2, small budgets: about a minute (used by the tests)",
+        help="the whole protocol: 5 seeds, K = 4, a harder pair, every reading",
     )
     p.add_argument(
         "--pair",
@@ -63,47 +86,78 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         dest="pairs",
         metavar="SOURCE:TARGET",
         help="a source:target pair (repeatable); names or .npy/.csv files. Default: "
-        "8gaussians:moons and gaussian:moons (--quick: 8gaussians:moons)",
+        "8gaussians:moons (--full: also gaussian:checkerboard)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help=f"number of training seeds >= 1 (default {d.seeds}; --quick 2, --full 5)",
     )
     p.add_argument(
         "--rounds",
         "-K",
         type=int,
         default=None,
-        help=f"number of reflow rounds K >= 1 (default {d.rounds}; --quick 2)",
+        help=f"chain rounds K >= 1 (default {d.rounds}; --quick 2, --full 4)",
+    )
+    p.add_argument(
+        "--student-rounds",
+        type=int,
+        default=None,
+        help=f"train the students at k = 1..this (default {d.student_rounds}; at most K)",
     )
     p.add_argument(
         "--methods",
         nargs="+",
         default=None,
         metavar="METHOD",
-        help=f"methods to run (default: {' '.join(DEFAULT_METHODS)}); known: "
-        f"{' '.join(KNOWN_METHODS)}",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of every sample, init and batch")
-    p.add_argument(
-        "--flow-steps",
-        type=positive_int,
-        default=None,
-        help=f"training steps of 1-RF, OT-CFM, full-OT (default {d.flow_steps})",
+        help=f"student methods (default: {' '.join(DEFAULT_STUDENTS)}); known: "
+        f"{' '.join(STUDENTS)}",
     )
     p.add_argument(
-        "--round-steps",
-        type=positive_int,
+        "--chains",
+        nargs="*",
         default=None,
-        help=f"training steps of each reflow round and student (default {d.round_steps})",
+        metavar="KIND",
+        help=f"chain kinds (default: all; known: {' '.join(CHAIN_KINDS)}); none: --chains",
     )
     p.add_argument(
-        "--n-pairs",
-        type=positive_int,
+        "--baselines",
+        nargs="*",
         default=None,
-        help=f"pairs generated per round (default {d.n_pairs})",
+        metavar="NAME",
+        help=f"OT baselines (default: otcfm; known: {' '.join(BASELINE_METHODS)})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="first training seed; evaluation draws")
+    p.add_argument(
+        "--held-out-fraction",
+        type=_fraction,
+        default=None,
+        help=f"share of a point file held out as the reference (default {d.held_out_fraction})",
+    )
+    for name, help_ in (
+        ("flow-steps", f"training steps of the 1-RF (default {d.flow_steps})"),
+        ("baseline-steps", f"training steps of the OT baselines (default {d.baseline_steps})"),
+        ("round-steps", f"training steps of each chain round (default {d.round_steps})"),
+        ("student-steps", f"training steps of every student (default {d.student_steps})"),
+        ("n-pairs", f"pairs generated per pool (default {d.n_pairs})"),
+        ("n-eval", f"evaluation samples per draw (default {d.n_eval})"),
+        ("eval-draws", f"evaluation draws (default {d.eval_draws})"),
+    ):
+        p.add_argument(f"--{name}", type=positive_int, default=None, help=help_)
+    p.add_argument(
+        "--w2",
+        choices=("sliced", "exact"),
+        default=None,
+        help=f"W2 estimator of every number (default {d.w2}; exact: POT, n_eval <= 8192)",
     )
     p.add_argument(
-        "--n-eval",
-        type=positive_int,
+        "--exact",
+        nargs="+",
         default=None,
-        help=f"held-out samples for W2 (default {d.n_eval}; at most 8192)",
+        metavar="METHOD",
+        help="students whose W2 at their own NFE is also computed exactly (POT)",
     )
     p.add_argument(
         "--threads",
@@ -111,27 +165,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=1,
         help="torch threads during the run (1 is fastest for these small MLPs)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command writes figure files only
     from bezkit.experiments.config import ExperimentConfig
     from bezkit.experiments.run import run_experiment
 
-    overrides = {
-        name: getattr(args, name)
-        for name in ("rounds", "flow_steps", "round_steps", "n_pairs", "n_eval")
-        if getattr(args, name) is not None
-    }
+    names = (
+        "seeds",
+        "rounds",
+        "student_rounds",
+        "held_out_fraction",
+        "flow_steps",
+        "baseline_steps",
+        "round_steps",
+        "student_steps",
+        "n_pairs",
+        "n_eval",
+        "eval_draws",
+        "w2",
+    )
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.pairs:
         overrides["pairs"] = list(args.pairs)
-    if args.methods:
-        overrides["methods"] = tuple(args.methods)
+    for name, attr in (
+        ("methods", "methods"),
+        ("chains", "chains"),
+        ("baselines", "baselines"),
+        ("exact_methods", "exact"),
+    ):
+        if getattr(args, attr) is not None:
+            overrides[name] = tuple(getattr(args, attr))
     overrides["seed"] = args.seed
     overrides["progress"] = not args.quiet
-    cfg = ExperimentConfig.quick(**overrides) if args.quick else ExperimentConfig(**overrides)
+    if args.quick:
+        cfg = ExperimentConfig.quick(**overrides)
+    elif args.full:
+        cfg = ExperimentConfig.full(**overrides)
+    else:
+        cfg = ExperimentConfig(**overrides)
     try:
         cfg.validate()
     except (ValueError, FileNotFoundError, TypeError) as err:

@@ -2,7 +2,7 @@
 
 The flow trained on these pairs is the straightest coupling a finite sample allows: no swap of two
 partners lowers the cost, so two particles moving along their segments never meet at the same time
-(their segments may still cross at different times; see docs/METHODS.md, section 6). Pairs are then
+(their segments may still cross at different times; see docs/METHODS.md, section 7). Pairs are then
 drawn from the N matched pairs.
 """
 

@@ -1,26 +1,38 @@
 """The 2D error-accumulation experiment (``bezkit experiment``)."""
 
-from bezkit.experiments.config import (
-    ABLATIONS,
-    DEFAULT_METHODS,
-    KNOWN_METHODS,
-    ExperimentConfig,
+from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
+from bezkit.experiments.protocol import (
+    BASELINE_METHODS,
+    DEFAULT_STUDENTS,
+    EXTRA_STUDENTS,
+    OPTIONAL_STUDENTS,
+    STUDENTS,
+    StudentSpec,
 )
-from bezkit.experiments.evaluate import evaluate_flow, evaluate_pairs
-from bezkit.experiments.report import error_accumulation_table, markdown_report
-from bezkit.experiments.run import machine_info, run_experiment
+from bezkit.experiments.run import (
+    lesson_config,
+    lesson_results,
+    machine_info,
+    quick_results,
+    rewrite_report,
+    run_experiment,
+)
 from bezkit.experiments.toy2d import run_experiment_pairs, run_pair
 
 __all__ = [
-    "ABLATIONS",
-    "DEFAULT_METHODS",
-    "KNOWN_METHODS",
+    "BASELINE_METHODS",
+    "CHAIN_KINDS",
+    "DEFAULT_STUDENTS",
+    "EXTRA_STUDENTS",
+    "OPTIONAL_STUDENTS",
+    "STUDENTS",
     "ExperimentConfig",
-    "error_accumulation_table",
-    "evaluate_flow",
-    "evaluate_pairs",
+    "StudentSpec",
+    "lesson_config",
+    "lesson_results",
     "machine_info",
-    "markdown_report",
+    "quick_results",
+    "rewrite_report",
     "run_experiment",
     "run_experiment_pairs",
     "run_pair",

@@ -1,128 +1,184 @@
 """Configuration of the 2D error-accumulation experiment (``bezkit experiment``).
 
-Methods (each trained and evaluated for every reflow round k = 1..K unless noted):
+For every (source, target) pair and every training seed:
 
-- ``rf``: the k-rectified flow (1-RF on independent pairs, then reflow, fine-tuned from the teacher).
-- ``rf-distill``: the k-RF distilled into a one-step student on its own forward pairs.
-- ``anchored-distill``: one-step distillation on the k-RF's *data-anchored* pairs (real X1, X0 from the
-  reverse ODE): order-1 Bezier distillation with a real endpoint. Separates the endpoint's effect
-  from the curve's.
-- ``bezier-quadratic``: quadratic Bezier distillation, guide from the k-RF (one Euler step to s = 1/2,
-  ``control`` placement), real endpoint, ``endpoint`` target.
-- ``bezier-cubic``: cubic, multi-teacher: guide 1 from the k-RF, guide 2 from the OT-CFM flow.
-- ``bdense``: B-DENSE with 4 branches on the k-RF's trajectories.
-- ``otcfm``, ``full-ot``: the optimal-transport baselines (no k: reported at k = 1).
-Ablations available by name, not run by default: ``bezier-quadratic-interp`` (interpolate placement),
-``bezier-quadratic-tangent`` (tangent target), ``bezier-quadratic-teacher`` (teacher endpoint).
+- **chains** of ``rounds`` = K rounds, each round's teacher the previous round's model:
+  ``reflow`` (k-RF -> its forward pairs -> (k+1)-RF), ``anchored`` (the next round trained on the
+  round's data-anchored pairs: real X1, reverse-ODE X0) and ``bezier`` (the next round is the
+  quadratic Bezier-distilled flow of the round: real endpoint, guide from the round's model,
+  tangent target, uniform t). Round 1 of every chain is the 1-RF.
+- **students** of the reflow chain's k-RF for k = 1..``student_rounds`` (the methods of
+  :mod:`bezkit.experiments.protocol`), and the OT baselines (``otcfm``, ``full-ot``) once.
+
+Numbers are measured for every seed and evaluation draw; the report gives mean and 95% interval
+over seeds and paired differences against plain k-RF distillation.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bezkit.data.toy2d import get_sampler
-
-__all__ = ["ABLATIONS", "DEFAULT_METHODS", "KNOWN_METHODS", "PER_ROUND", "ExperimentConfig"]
-
-DEFAULT_METHODS: tuple[str, ...] = (
-    "rf",
-    "rf-distill",
-    "anchored-distill",
-    "bezier-quadratic",
-    "bezier-cubic",
-    "bdense",
-    "otcfm",
-    "full-ot",
+from bezkit.experiments.protocol import (
+    BASELINE_METHODS,
+    DEFAULT_STUDENTS,
+    EXTRA_STUDENTS,
+    STUDENTS,
 )
-ABLATIONS: tuple[str, ...] = (
-    "bezier-quadratic-interp",
-    "bezier-quadratic-tangent",
-    "bezier-quadratic-teacher",
+
+__all__ = ["CHAIN_KINDS", "ExperimentConfig"]
+
+#: The kinds of multi-round chain.
+CHAIN_KINDS: tuple[str, ...] = ("reflow", "anchored", "bezier")
+
+#: Options that must be >= 1.
+_POSITIVE: tuple[str, ...] = (
+    "hidden",
+    "depth",
+    "batch_size",
+    "flow_steps",
+    "baseline_steps",
+    "round_steps",
+    "student_steps",
+    "n_pairs",
+    "teacher_steps",
+    "n_eval",
+    "eval_draws",
+    "many_steps",
+    "n_projections",
+    "bdense_branches",
 )
-KNOWN_METHODS: tuple[str, ...] = DEFAULT_METHODS + ABLATIONS
-PER_ROUND = tuple(m for m in KNOWN_METHODS if m not in ("otcfm", "full-ot"))
 
 
 @dataclass
 class ExperimentConfig:
-    """Everything that fixes a run; ``quick()`` is the one-minute version used by the tests."""
+    """Everything that fixes a run. ``quick()`` is the one-minute version used by the tests,
+    ``full()`` the whole protocol (more seeds, rounds, a harder pair, the extra readings)."""
 
-    pairs: list[tuple[str, str]] = field(
-        default_factory=lambda: [("8gaussians", "moons"), ("gaussian", "moons")]
-    )
-    rounds: int = 3
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    pairs: list[tuple[str, str]] = field(default_factory=lambda: [("8gaussians", "moons")])
+    seeds: int = 3
     seed: int = 0
-    hidden: int = 256
+    rounds: int = 4
+    student_rounds: int = 1
+    methods: tuple[str, ...] = DEFAULT_STUDENTS
+    baselines: tuple[str, ...] = ("otcfm",)
+    chains: tuple[str, ...] = CHAIN_KINDS
+    hidden: int = 128
     depth: int = 3
     batch_size: int = 256
     lr: float = 1e-3
-    flow_steps: int = 3000
-    round_steps: int = 1500
-    n_pairs: int = 10_000
-    teacher_steps: int = 100
-    full_ot_points: int = 4096
+    flow_steps: int = 2000
+    baseline_steps: int = 1000
+    round_steps: int = 800
+    student_steps: int = 400
+    n_pairs: int = 4096
+    teacher_steps: int = 64
+    full_ot_points: int = 2048
     bdense_branches: int = 4
-    n_eval: int = 2000
-    eval_steps: tuple[int, ...] = (1, 2, 4, 8, 100)
-    m_crossings: int = 200
+    held_out_fraction: float = 0.2
+    n_eval: int = 4096
+    eval_draws: int = 2
+    eval_steps: tuple[int, ...] = (1, 2, 4)
+    many_steps: int = 64
+    w2: Literal["sliced", "exact"] = "sliced"
+    n_projections: int = 256
+    exact_methods: tuple[str, ...] = ()
     progress: bool = True
 
     @classmethod
     def quick(cls, **overrides: Any) -> ExperimentConfig:
-        base = dict(
-            pairs=[("8gaussians", "moons")],
+        """One pair, 2 seeds, K = 2, tiny budgets: about a minute on 2 cores."""
+        base: dict[str, Any] = dict(
+            seeds=2,
             rounds=2,
-            hidden=128,
-            flow_steps=1000,
-            round_steps=400,
-            n_pairs=3000,
-            full_ot_points=1024,
-            n_eval=1000,
-            m_crossings=150,
+            student_rounds=1,
+            hidden=64,
+            flow_steps=400,
+            baseline_steps=200,
+            round_steps=150,
+            student_steps=80,
+            n_pairs=1024,
+            teacher_steps=16,
+            n_eval=1024,
+            eval_draws=2,
+            many_steps=16,
+            n_projections=64,
         )
         base.update(overrides)
         return cls(**base)
 
+    @classmethod
+    def full(cls, **overrides: Any) -> ExperimentConfig:
+        """The whole protocol: 5 seeds, K = 4, a harder pair, every reading."""
+        base: dict[str, Any] = dict(
+            pairs=[("8gaussians", "moons"), ("gaussian", "checkerboard")],
+            seeds=5,
+            rounds=4,
+            student_rounds=2,
+            methods=DEFAULT_STUDENTS + EXTRA_STUDENTS,
+            baselines=BASELINE_METHODS,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    def seed_list(self) -> list[int]:
+        """The training seeds ``seed, seed + 1, ..., seed + seeds - 1``."""
+        return [self.seed + i for i in range(self.seeds)]
+
     def validate(self) -> None:
         """Every bad option is an error here, before anything is trained."""
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ValueError(
-                f"the number of reflow rounds K must be an int >= 1, got {self.rounds!r}"
-            )
-        unknown = [m for m in self.methods if m not in KNOWN_METHODS]
-        if unknown:
-            raise ValueError(
-                f"unknown method(s) {', '.join(unknown)}; known: {', '.join(KNOWN_METHODS)}"
-            )
-        if not self.methods:
-            raise ValueError("no methods selected")
+        self._validate_counts()
+        self._validate_names()
         if not self.pairs:
             raise ValueError("no (source, target) pairs selected")
         for src, tgt in self.pairs:
             get_sampler(src)
             get_sampler(tgt)
-        for name in (
-            "hidden",
-            "depth",
-            "batch_size",
-            "flow_steps",
-            "round_steps",
-            "n_pairs",
-            "teacher_steps",
-            "n_eval",
-            "m_crossings",
-            "bdense_branches",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.held_out_fraction < 1.0:
+            raise ValueError(
+                f"the held-out fraction must lie strictly between 0 and 1, got "
+                f"{self.held_out_fraction!r}"
+            )
         if self.full_ot_points < 2:
             raise ValueError(f"full_ot_points must be >= 2, got {self.full_ot_points}")
         if not self.eval_steps or any(s < 1 for s in self.eval_steps):
             raise ValueError(f"eval_steps must be a list of ints >= 1, got {self.eval_steps}")
-        if self.n_eval > 8192:
+        if self.w2 not in ("sliced", "exact"):
+            raise ValueError(f"w2 must be 'sliced' or 'exact', got {self.w2!r}")
+        if (self.w2 == "exact" or self.exact_methods) and self.n_eval > 8192:
             raise ValueError(f"n_eval must be <= 8192 for exact W2, got {self.n_eval}")
+
+    def _validate_counts(self) -> None:
+        for name in ("seeds", "rounds", "student_rounds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                what = {"seeds": "training seeds", "rounds": "reflow rounds K"}.get(name, name)
+                raise ValueError(f"the number of {what} must be an int >= 1, got {value!r}")
+        if self.student_rounds > self.rounds:
+            raise ValueError(
+                f"student_rounds ({self.student_rounds}) cannot exceed rounds ({self.rounds})"
+            )
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def _validate_names(self) -> None:
+        for what, names, known in (
+            ("method", self.methods, tuple(STUDENTS)),
+            ("baseline", self.baselines, BASELINE_METHODS),
+            ("chain kind", self.chains, CHAIN_KINDS),
+        ):
+            bad = [n for n in names if n not in known]
+            if bad:
+                raise ValueError(f"unknown {what}(s) {', '.join(bad)}; known: {', '.join(known)}")
+        if not self.methods and not self.chains:
+            raise ValueError("nothing to run: no methods and no chains selected")
+        if "bezier-cubic-uniform" in self.methods and "otcfm" not in self.baselines:
+            raise ValueError("bezier-cubic-uniform needs the otcfm baseline (its second teacher)")
+        unknown = [m for m in self.exact_methods if m not in self.methods]
+        if unknown:
+            raise ValueError(f"exact_methods {', '.join(unknown)} are not among the methods run")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,150 +1,307 @@
-"""The experiment's Markdown report: one table per question, numbers as measured."""
+"""The experiment's Markdown report: how it was made, then one section per (source, target).
+
+Every number is a mean over training seeds with its 95% t-interval ``mean [low, high]``;
+comparisons between methods are paired differences (same seeds, same evaluation draws), read from
+:mod:`bezkit.experiments.results`.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
-__all__ = ["error_accumulation_table", "markdown_report"]
+from bezkit.experiments.chains import CHAIN_ABOUT
+from bezkit.experiments.protocol import STUDENTS
+from bezkit.experiments.results import (
+    baseline_values,
+    budget_table,
+    chain_by_k,
+    chain_difference_by_k,
+    chain_values,
+    coupling_by_k,
+    format_table,
+    method_difference,
+    method_values,
+    methods_of,
+    metric_by_k,
+    paired_table,
+    student_rounds,
+    twin_table,
+)
+from bezkit.experiments.statistics import better, paired_difference, seed_means, t_interval
+
+__all__ = ["findings", "markdown_report"]
 
 
-def _f(v: float, digits: int = 3) -> str:
-    return f"{v:.{digits}f}"
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
-def _by_method(runs: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
-    out: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for r in runs:
-        out[r["method"]][r["k"]] = r
-    return out
-
-
-def error_accumulation_table(exp: dict[str, Any]) -> dict[int, dict[str, float]]:
-    """Per round k: W2 of the k-RF at many and one step, of each one-step student, and of the
-    round's training endpoints (the error baked into its pairs)."""
-    by = _by_method(exp["runs"])
-    steps = sorted({int(s) for r in exp["runs"] for s in r["metrics"]["w2"]})
-    many, one = str(steps[-1]), str(steps[0])
-    # round 1 trains on independent pairs (real endpoints); round k >= 2 on the (k-1)-RF's outputs
-    endpoints = {
-        c["k"]: c["endpoint_w2"]
-        for c in exp["couplings"]
-        if c["coupling"] in ("independent", "reflow")
-    }
-    table: dict[int, dict[str, float]] = {}
-    ks = sorted(
-        {r["k"] for r in exp["runs"] if r["method"] == "rf"} | set(by.get("rf-distill", {}))
-    )
+def _students(exp: dict[str, Any]) -> list[str]:
+    ks = student_rounds(exp)
+    if not ks:
+        return []
+    lines = ["### Students of the k-RF: W2 at the NFE each is made for", ""]
+    rows: dict[str, dict[str, Any]] = {}
+    for m, by_k in metric_by_k(exp).items():
+        spec = STUDENTS.get(m)
+        rows[m] = {"NFE": str(spec.nfe if spec else 1), "what": spec.about if spec else ""}
+        rows[m].update({f"k={k}": v for k, v in by_k.items()})
+    lines += [format_table(rows, row_label="method"), ""]
+    lines += [
+        "### Paired differences against plain k-RF distillation at equal NFE",
+        "",
+        "Method minus `rf-distill` (one step, also for the uniform-t students) or `rf-distill-N` "
+        "(N steps), same seeds and evaluation draws; negative = better than plain distillation. "
+        "An interval that contains 0 means *not distinguishable*.",
+        "",
+    ]
+    paired_rows: dict[str, dict[str, Any]] = {}
     for k in ks:
-        row: dict[str, float] = {}
-        if k in endpoints:
-            row["training endpoints"] = endpoints[k]
-        if k in by.get("rf", {}):
-            row[f"k-RF @{many}"] = by["rf"][k]["metrics"]["w2"][many]
-            row[f"k-RF @{one}"] = by["rf"][k]["metrics"]["w2"][one]
-        for method in (
-            "rf-distill",
-            "anchored-distill",
-            "bezier-quadratic",
-            "bezier-cubic",
-            "bdense",
-            "bezier-quadratic-interp",
-            "bezier-quadratic-tangent",
-            "bezier-quadratic-teacher",
-        ):
-            if k in by.get(method, {}):
-                row[f"{method} @{one}"] = by[method][k]["metrics"]["w2"][one]
-        table[k] = row
-    return table
+        for m, iv in paired_table(exp, k).items():
+            paired_rows.setdefault(m, {})[f"k={k}"] = iv
+    lines += [format_table(paired_rows, row_label="method"), ""]
+    twins: dict[str, dict[str, Any]] = {}
+    for k in ks:
+        for m, iv in twin_table(exp, k).items():
+            twins.setdefault(m, {"linear twin": STUDENTS[m].linear_twin})[f"k={k}"] = iv
+    if twins:
+        lines += [
+            "### The curve against the line: Bezier minus its linear twin",
+            "",
+            "Same data-anchored pairs, time distribution, steps and budget; only the path differs "
+            "(negative = the curve is better).",
+            "",
+            format_table(twins, row_label="method"),
+            "",
+        ]
+    lines += _restart_tables(exp, ks)
+    exact = {m: v for m, v in metric_by_k(exp, field="w2_exact").items() if v}
+    if exact:
+        exact_rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in exact.items()}
+        lines += [
+            "### Exact W2 (POT) at the own NFE, where computed",
+            "",
+            format_table(exact_rows, row_label="method"),
+            "",
+        ]
+    return lines
+
+
+def _restart_tables(exp: dict[str, Any], ks: list[int]) -> list[str]:
+    lines: list[str] = []
+    for m in methods_of(exp, baselines=False):
+        if m not in STUDENTS or not STUDENTS[m].restarts:
+            continue
+        rows: dict[str, dict[str, Any]] = {}
+        for k in ks:
+            for field, label in (("w2", "Euler"), ("w2_restart", "restart sampler")):
+                for s in (1, 2, 4):
+                    try:
+                        iv = t_interval(seed_means(method_values(exp, m, k, s, field=field)))
+                    except KeyError:
+                        continue
+                    rows.setdefault(f"{label}, k={k}", {})[f"{s} NFE"] = iv
+        lines += [
+            f"### {m}: Euler against its own restart sampler",
+            "",
+            format_table(rows, row_label="sampler"),
+            "",
+        ]
+    return lines
+
+
+def _chains(exp: dict[str, Any]) -> list[str]:
+    if not exp.get("chains"):
+        return []
+    lines = ["### Chains: each round's teacher is the previous round's model", ""]
+    fields = {
+        "trained on": None,
+        "its pairs: X0 W2 to source": "trained_on_x0_w2",
+        "its pairs: X1 W2 to target": "trained_on_x1_w2",
+        "W2 @1": "w2_one_step",
+        "W2 @many": "w2_many_steps",
+        "reverse X0 W2 to source": "reverse_x0_w2",
+        "straightness": "straightness",
+    }
+    tables = {f: chain_by_k(exp, f) for f in fields.values() if f}
+    for kind in tables["w2_one_step"]:
+        lines += [f"**{kind}** chain: {CHAIN_ABOUT.get(kind, '')}", ""]
+        rows = {}
+        for k in tables["w2_one_step"][kind]:
+            rec = next(c for c in exp["chains"] if c["chain"] == kind and c["k"] == k)
+            rows[k] = {"trained on": rec["trained_on"]["pairs"]}
+            rows[k].update({label: tables[f][kind][k] for label, f in fields.items() if f})
+        lines += [format_table(rows, row_label="round k"), ""]
+    lines += [
+        "Columns: *its pairs* are the pairs the round was trained on (made by round k - 1; round 1: "
+        "independent pairs), both sides against held-out data; *W2 @many* is the X1 side of the "
+        "pairs the round makes, *reverse X0 W2* the X0 side of the data-anchored pairs it makes.",
+        "",
+        "Paired differences between chains (chain minus reflow chain, same seeds and draws):",
+        "",
+    ]
+    diff_rows: dict[str, dict[str, Any]] = {}
+    for field, label in (
+        ("w2_many_steps", "W2 @many"),
+        ("w2_one_step", "W2 @1"),
+        ("reverse_x0_w2", "reverse X0 W2"),
+    ):
+        for kind, by_k in chain_difference_by_k(exp, field).items():
+            for k, iv in by_k.items():
+                diff_rows.setdefault(f"{kind} - reflow, k={k}", {})[label] = iv
+    lines += [format_table(diff_rows, row_label="difference"), ""]
+    return lines
+
+
+def _claim(rows: dict[str, dict[str, Any]], label: str, iv: Any) -> None:
+    rows[label] = {"difference [95% CI]": iv, "answer": better(iv)}
+
+
+def findings(exp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The seed's claims as paired differences (negative = the claim's method is better) with a
+    yes / no / not distinguishable answer each, computed from the results."""
+    rows: dict[str, dict[str, Any]] = {}
+    ks = student_rounds(exp)
+    for k in ks:
+        for m, iv in twin_table(exp, k).items():
+            _claim(rows, f"{m} beats its linear twin {STUDENTS[m].linear_twin} (k={k})", iv)
+        for m, iv in paired_table(exp, k).items():
+            if STUDENTS[m].order > 1:
+                _claim(rows, f"{m} beats plain distillation at equal NFE (k={k})", iv)
+        names = methods_of(exp, baselines=False)
+        if "bezier-cubic-uniform" in names and "bezier-quadratic-uniform" in names:
+            iv = method_difference(exp, "bezier-cubic-uniform", "bezier-quadratic-uniform", k)
+            _claim(rows, f"multi-teacher cubic beats quadratic, both uniform t (k={k})", iv)
+    if exp.get("chains"):
+        for field, what in (("w2_many_steps", "many-step W2"), ("w2_one_step", "one-step W2")):
+            for kind, by_k in chain_difference_by_k(exp, field).items():
+                last = max(by_k)
+                _claim(
+                    rows, f"{kind} chain beats the reflow chain at round {last}, {what}", by_k[last]
+                )
+        for kind in dict.fromkeys(c["chain"] for c in exp["chains"]):
+            ks_c = sorted({c["k"] for c in exp["chains"] if c["chain"] == kind})
+            if len(ks_c) > 1:
+                iv = paired_difference(
+                    chain_values(exp, kind, ks_c[-1], "w2_many_steps"),
+                    chain_values(exp, kind, ks_c[0], "w2_many_steps"),
+                )
+                answer = {"yes": "no: it decreases", "no (worse)": "yes: it grows"}.get(
+                    better(iv), "not distinguishable"
+                )
+                rows[
+                    f"{kind} chain: error accumulates (many-step W2, round {ks_c[-1]} minus "
+                    f"round 1)"
+                ] = {"difference [95% CI]": iv, "answer": answer}
+    return rows
 
 
 def _experiment_section(exp: dict[str, Any]) -> list[str]:
     lines = [f"## {exp['source']} -> {exp['target']}", ""]
-    lines.append(
-        f"W2 noise floor (fresh real samples of the evaluation size against the same held-out "
-        f"reference, {len(exp['noise_floor_samples'])} draws): **{_f(exp['noise_floor'])} ± "
-        f"{_f(exp['noise_floor_std'])}** (mean ± std). Differences between methods smaller than "
-        f"about that spread are within sampling noise. Wall time of this pair: "
-        f"{exp['wall_seconds']:.0f} s."
-    )
-    lines.append("")
-    steps = sorted({int(s) for r in exp["runs"] for s in r["metrics"]["w2"]})
-    lines.append("### W2 to held-out data by Euler steps (NFE = steps)")
-    lines.append("")
-    head = "| method | k | " + " | ".join(f"{s} step{'s' if s > 1 else ''}" for s in steps)
-    lines += [head + " | train s |", "|" + " --- |" * (len(steps) + 3)]
-    for r in exp["runs"]:
-        w2 = " | ".join(_f(r["metrics"]["w2"][str(s)]) for s in steps)
-        lines.append(f"| {r['method']} | {r['k']} | {w2} | {r['train_seconds']:.1f} |")
+    data = exp.get("data", {})
+    for side in ("source", "target"):
+        info = data.get(side, {})
+        if info.get("kind") == "points":
+            lines.append(
+                f"{side.capitalize()} file {info['name']}: {info['train']} training points, "
+                f"{info['held_out']} held out (the reference and noise floor use held-out only)."
+            )
     lines += [
+        f"Seeds {exp['seeds']}; {exp['eval_draws']} evaluation draws of n = {exp['n_eval']}; "
+        f"W2 estimator: {exp['w2_estimator']}. Noise floor (a perfect sampler's W2 against the "
+        f"same reference, per draw): target {', '.join(f'{v:.3f}' for v in exp['noise_floor'])}; "
+        f"source {', '.join(f'{v:.3f}' for v in exp['source_noise_floor'])}. It describes the "
+        f"estimator, not a significance threshold: compare methods by the paired differences. "
+        f"Wall time of this pair: {exp['wall_seconds']:.0f} s.",
         "",
-        f"### Straightness, curvature, crossings, cost (on the {steps[-1]}-step trajectories)",
+        "### Budgets (one training, mean over seeds and rounds)",
+        "",
+        "Wall seconds include generating the pairs the method trains on, counted in full for "
+        "every method that uses a shared pool. Teacher NFE = pairs x teacher evaluations per pair.",
         "",
     ]
+    budgets = {
+        name: {
+            "steps": str(b["steps"]),
+            "pairs": str(b["pairs"]),
+            "teacher NFE": f"{b['teacher_nfe']:.0f}",
+            "wall s": f"{b['wall_seconds']:.1f}",
+        }
+        for name, b in budget_table(exp).items()
+    }
+    lines += [format_table(budgets, row_label="method"), ""]
     lines += [
-        "| method | k | straightness | normalised | curvature | crossing pairs (of C(m,2)) "
-        "| crossings / trajectory | transport cost | path energy |",
-        "|" + " --- |" * 9,
+        "### The seed's claims, answered by paired differences",
+        "",
+        "Each row: the interval of (claim's method minus what it is compared with), same seeds "
+        "and evaluation draws; *yes* when the whole interval is below 0.",
+        "",
+        format_table(findings(exp), row_label="claim"),
+        "",
     ]
-    for r in exp["runs"]:
-        m = r["metrics"]
-        lines.append(
-            f"| {r['method']} | {r['k']} | {_f(m['straightness'], 4)} | "
-            f"{_f(m['normalised_straightness'], 4)} | {_f(m['curvature'], 4)} | "
-            f"{m['crossing_pairs']} ({m['crossing_fraction']:.4f}) | "
-            f"{_f(m['crossings_per_trajectory'], 2)} | {_f(m['transport_cost'])} | "
-            f"{_f(m['path_energy'])} |"
-        )
-    lines += [
-        "",
-        "### Couplings (the training pairs themselves)",
-        "",
-        "| coupling | used by round k | endpoint W2 to real data | transport cost E‖X1-X0‖² "
-        "| crossing fraction of straight segments |",
-        "|" + " --- |" * 5,
-    ]
-    for c in exp["couplings"]:
-        lines.append(
-            f"| {c['coupling']} | {c['k']} | {_f(c['endpoint_w2'])} | "
-            f"{_f(c['transport_cost'])} | {c['segment_crossing_fraction']:.4f} |"
-        )
-    table = error_accumulation_table(exp)
-    cols = sorted(
-        {c for row in table.values() for c in row},
-        key=lambda c: (c != "training endpoints", not c.startswith("k-RF"), c),
-    )
-    lines += [
-        "",
-        "### Error accumulation across k (W2; lower is better)",
-        "",
-        "| k | " + " | ".join(cols) + " |",
-        "|" + " --- |" * (len(cols) + 1),
-    ]
-    for k, row in table.items():
-        lines.append(f"| {k} | " + " | ".join(_f(row[c]) if c in row else "" for c in cols) + " |")
-    lines.append("")
+    lines += _students(exp)
+    base = baseline_values(exp, 1)
+    if base:
+        many = max(int(s) for r in exp["runs"] if r["k"] is None for s in r["metrics"]["w2"])
+        many_v = baseline_values(exp, many)
+        rows = {m: {"W2 @1": base[m], f"W2 @{many}": many_v[m]} for m in base}
+        lines += [
+            "### OT baselines (trained once per seed)",
+            "",
+            format_table(rows, row_label="baseline"),
+            "",
+        ]
+    lines += _chains(exp)
+    cp = {side: coupling_by_k(exp, side) for side in ("x0_w2", "x1_w2")}
+    if cp["x1_w2"]:
+        lines += [
+            "### The students' pools: both sides of each coupling",
+            "",
+            "Reflow pairs: fresh X0, generated X1. Data-anchored pairs: held-in real X1, "
+            "reverse-ODE X0 (the generated side carries the error).",
+            "",
+        ]
+        rows = {}
+        for name, by_k in cp["x1_w2"].items():
+            for k in by_k:
+                rows[f"{name}, k={k}"] = {
+                    "X0 W2 to source": cp["x0_w2"][name][k],
+                    "X1 W2 to target": by_k[k],
+                }
+        lines += [format_table(rows, row_label="pool"), ""]
     return lines
 
 
 def markdown_report(results: dict[str, Any], figures: list[str]) -> str:
-    """The whole report: how it was made, then one section per (source, target)."""
-    lines = ["# bezkit 2D experiment: reflow, distillation, Bezier distillation, B-DENSE, OT", ""]
-    lines.append(f"Command: `{results['command']}`  ")
+    """The whole report (``results`` in the schema of :mod:`bezkit.experiments.results`)."""
     m = results["machine"]
-    lines.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
-        f"({m['threads']} thread(s)), Python {m['python']}  "
-    )
-    lines.append(
-        f"Date: {results['date']}; total wall time {results['wall_seconds']:.0f} s; "
-        f"seed {results['config']['seed']}."
-    )
-    lines += [
+    cfg = results["config"]
+    lines = [
+        "# bezkit 2D experiment: chains, students and OT baselines over seeds",
         "",
-        "All W2 values are exact (POT) between the generated samples and the same "
-        "held-out target sample; compare them to the noise floor, not to zero. "
-        "One-step students are evaluated with Euler at every step count, although they were "
-        "trained for one step.",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} torch "
+        f"thread(s)), Python {m['python']}  ",
+        f"Date: {results['date']}; total wall time {results['wall_seconds']:.0f} s.",
+        "",
+        f"Protocol (METHODS.md section 6): {cfg['seeds']} training seeds, K = {cfg['rounds']} "
+        f"chain rounds, students at k = 1..{cfg['student_rounds']}; every student "
+        f"fine-tuned from the k-RF for {cfg['student_steps']} steps on {cfg['n_pairs']} pairs; "
+        "one-step students trained at t = 0, N-step students on their N-step grid, `*-uniform` "
+        "students at t ~ U[0, 1] (named as such, not a fair one-step comparison). With the "
+        "endpoint target at t = 0 every curve gives X1 - X0, so there is no one-step Bezier "
+        "column: the curve is compared at 2 and 4 steps and through the uniform-t variants.",
+        "",
+        f"W2: {cfg['w2']} estimator"
+        + (
+            f" ({cfg['n_projections']} seeded directions shared by all)"
+            if cfg["w2"] == "sliced"
+            else " (POT)"
+        )
+        + f" between n = {cfg['n_eval']} generated and n = {cfg['n_eval']} held-out points, "
+        f"{cfg['eval_draws']} draws; exact W2 (POT) also for: "
+        f"{', '.join(cfg['exact_methods']) or 'none'}. Numbers are mean [95% t-interval] over "
+        "seeds (draws averaged within a seed).",
         "",
     ]
     for exp in results["experiments"]:

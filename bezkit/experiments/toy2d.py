@@ -1,20 +1,23 @@
-"""The 2D error-accumulation experiment: every method, every reflow round, the same metrics.
+"""The 2D error-accumulation experiment for one (source, target): chains, students, baselines.
 
-For each (source, target) pair:
+For every training seed ``s`` (all seeds of one configuration go through
+:func:`~bezkit.experiments.seeds.train_seeds` together):
 
-1. 1-RF on independent pairs; for k = 1..K the k-RF's forward pairs ``P_k`` are generated once; the
-   (k+1)-RF is fine-tuned on ``P_k``. OT-CFM and the full-OT-map flow are trained once.
-2. For each round k, the students: one-step distillation on ``P_k``, one-step distillation on the
-   k-RF's data-anchored pairs, quadratic and cubic Bezier distillation, B-DENSE.
-3. Every model is evaluated on the same held-out seeded sources and targets (``evaluate_flow``);
-   every coupling by its endpoint W2 to real data, transport cost and segment crossings.
+1. the 1-RF on independent pairs (round 1 of every chain), and the OT baselines;
+2. for k = 1..K: each chain's round-k model is evaluated (W2 at one and many steps, its reverse-ODE
+   X0, straightness) beside the pairs it *trained on*; for k <= ``student_rounds`` every student of
+   the reflow chain's k-RF is trained on the round's pools and evaluated; then each chain's round
+   k + 1 is trained on the pairs *made by* round k.
 
-Every training is timed; every seed derives from ``config.seed``.
+Every evaluation uses the same draws (:class:`~bezkit.experiments.evaluate.EvalDraws`) from a
+held-out reference, so differences between methods are paired by seed and draw. A user's point
+file is split into train and held-out parts; named distributions draw the two from separate seeds.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -24,231 +27,390 @@ from tqdm.auto import tqdm
 from bezkit.couplings.full_ot import FullOTCoupling
 from bezkit.couplings.independent import IndependentCoupling
 from bezkit.couplings.minibatch_ot import MinibatchOTCoupling
-from bezkit.couplings.pairs import PairPool, Pairs
-from bezkit.couplings.reflow import ReflowCoupling
-from bezkit.data.toy2d import Sampler, get_sampler
+from bezkit.data.split import split_points
+from bezkit.data.toy2d import ArraySampler, Sampler, get_sampler
+from bezkit.experiments.chains import chain_step
 from bezkit.experiments.config import ExperimentConfig
-from bezkit.experiments.evaluate import evaluate_flow, evaluate_pairs
-from bezkit.methods.bdense import bdense_distill
-from bezkit.methods.bezier_distill import BezierDistillConfig, bezier_distill
-from bezkit.methods.distill import distill
-from bezkit.methods.flow import new_mlp, train_flow
-from bezkit.methods.reflow import reflow_round
-from bezkit.metrics.wasserstein import reference_noise_floor
+from bezkit.experiments.evaluate import (
+    EvalDraws,
+    evaluate_chain_model,
+    evaluate_coupling,
+    evaluate_student,
+    make_eval_draws,
+)
+from bezkit.experiments.pools import PoolMaker
+from bezkit.experiments.protocol import StudentSpec, student
+from bezkit.experiments.seeds import train_seeds
+from bezkit.experiments.students import restart_samples, student_loss, student_setup
+from bezkit.methods.flow import new_mlp, student_from
+from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
+from bezkit.training.objectives import FlowMatchingLoss
+from bezkit.training.trainer import BatchFn, LossFn, TrainResult
 
-__all__ = ["run_experiment_pairs", "run_pair"]
-
-# Bezier variants: method name -> (order, BezierDistillConfig overrides)
-_BEZIER = {
-    "anchored-distill": (1, {}),
-    "bezier-quadratic": (2, {}),
-    "bezier-cubic": (3, {}),
-    "bezier-quadratic-interp": (2, {"placement": "interpolate"}),
-    "bezier-quadratic-tangent": (2, {"target": "tangent"}),
-    "bezier-quadratic-teacher": (2, {"endpoint": "teacher"}),
-}
+__all__ = ["count_trainings", "held_out_split", "run_experiment_pairs", "run_pair"]
 
 
-class _Runner:
-    def __init__(self, source: Sampler, target: Sampler, cfg: ExperimentConfig, bar: tqdm) -> None:
-        self.source, self.target, self.cfg, self.bar = source, target, cfg, bar
-        g = torch.Generator().manual_seed(cfg.seed + 10_007)
-        self.x0_eval = source.sample(cfg.n_eval, g)
-        self.reference = target.sample(cfg.n_eval, g)
+def held_out_split(name: str, fraction: float, seed: int) -> tuple[Sampler, Sampler, dict]:
+    """``(train sampler, held-out sampler, info)`` of a named distribution or a point file.
+
+    A point file is split by :func:`bezkit.data.split.split_points` (disjoint parts, seeded); a
+    named distribution is the same sampler for both (the held-out draws use their own seeds, so
+    they are never training samples)."""
+    sampler = get_sampler(name)
+    if not isinstance(sampler, ArraySampler):
+        return sampler, sampler, {"name": name, "kind": "distribution"}
+    train, held = split_points(sampler.points, fraction, seed + 50_021)
+    info = {
+        "name": name,
+        "kind": "points",
+        "train": int(train.shape[0]),
+        "held_out": int(held.shape[0]),
+    }
+    return (
+        ArraySampler(train, name=f"{sampler.name} (train)"),
+        ArraySampler(held, name=f"{sampler.name} (held out)"),
+        info,
+    )
+
+
+def count_trainings(cfg: ExperimentConfig) -> int:
+    """Trainings of one (source, target) over all seeds: the progress bar's total."""
+    per_seed = 1 + len(cfg.baselines) + len(cfg.chains) * (cfg.rounds - 1)
+    if "reflow" not in cfg.chains:
+        per_seed += cfg.student_rounds - 1
+    per_seed += len(cfg.methods) * cfg.student_rounds
+    return per_seed * cfg.seeds
+
+
+class _PairRun:
+    """The state of one (source, target): samplers, evaluation draws, records."""
+
+    def __init__(self, source_name: str, target_name: str, cfg: ExperimentConfig, bar: tqdm):
+        self.cfg, self.bar = cfg, bar
+        frac = cfg.held_out_fraction
+        self.source, source_held, self.source_info = held_out_split(source_name, frac, cfg.seed)
+        self.target, target_held, self.target_info = held_out_split(target_name, frac, cfg.seed + 1)
+        self.draws: EvalDraws = make_eval_draws(
+            source_held,
+            target_held,
+            n=cfg.n_eval,
+            draws=cfg.eval_draws,
+            seed=cfg.seed,
+            estimator=cfg.w2,
+            n_projections=cfg.n_projections,
+        )
+        self.seeds = cfg.seed_list()
         self.runs: list[dict[str, Any]] = []
+        self.chains: list[dict[str, Any]] = []
         self.couplings: list[dict[str, Any]] = []
         self.paths: dict[tuple[str, int], torch.Tensor] = {}
-        self._seed = cfg.seed
 
-    def train_config(self, steps: int, desc: str, *, prefetch: int = 0) -> TrainConfig:
-        self._seed += 1
+    def train_config(self, steps: int, desc: str) -> TrainConfig:
+        cfg = self.cfg
         return TrainConfig(
             steps=steps,
-            batch_size=self.cfg.batch_size,
-            lr=self.cfg.lr,
-            seed=self._seed,
-            progress=self.cfg.progress,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=0,
+            progress=False,
             desc=desc,
             device="cpu",
-            prefetch=prefetch,
         )
 
-    def record(
-        self, method: str, k: int, model: nn.Module, seconds: float, losses: list[float]
-    ) -> None:
-        self.bar.set_description(f"evaluate {method} k={k}")
-        metrics = evaluate_flow(
-            model,
-            self.x0_eval,
-            self.reference,
-            steps=self.cfg.eval_steps,
-            m_crossings=self.cfg.m_crossings,
-            keep_paths=100,
+    def train(
+        self,
+        stage: int,
+        models: Sequence[nn.Module],
+        loss: LossFn,
+        batches: Sequence[BatchFn],
+        steps: int,
+        desc: str,
+    ) -> list[TrainResult]:
+        """All seeds of one configuration; training seeds differ by seed and by ``stage``."""
+        self.bar.set_description(desc)
+        seeds = [7919 * s + stage for s in self.seeds]
+        out = train_seeds(models, loss, batches, self.train_config(steps, desc), seeds)
+        self.bar.update(len(self.seeds))
+        return out
+
+    def pools(self, s: int, k: int) -> PoolMaker:
+        cfg = self.cfg
+        return PoolMaker(
+            self.source,
+            self.target,
+            n_pairs=cfg.n_pairs,
+            teacher_steps=cfg.teacher_steps,
+            num_branches=cfg.bdense_branches,
+            pair_seed=1_000 * s + 100 + k,
         )
-        self.paths[(method, k)] = metrics.pop("paths")
-        self.runs.append(
-            {
-                "method": method,
-                "k": k,
-                "train_seconds": seconds,
-                "final_loss": float(sum(losses[-50:]) / max(1, len(losses[-50:]))),
-                "metrics": metrics,
-            }
-        )
-        self.bar.update(1)
-
-    def record_coupling(self, name: str, k: int, pairs: Pairs) -> None:
-        stats = evaluate_pairs(pairs.x0, pairs.x1, self.reference, n=self.cfg.n_eval)
-        self.couplings.append({"coupling": name, "k": k, **stats})
 
 
-def _timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+def _loss_mean(res: TrainResult) -> float:
+    tail = res.losses[-50:]
+    return float(sum(tail) / max(1, len(tail)))
 
 
-def _count_units(cfg: ExperimentConfig) -> int:
-    per_round = [m for m in cfg.methods if m not in ("otcfm", "full-ot")]
-    return len(per_round) * cfg.rounds + sum(m in cfg.methods for m in ("otcfm", "full-ot"))
-
-
-def run_pair(source_name: str, target_name: str, cfg: ExperimentConfig) -> dict[str, Any]:
-    """Run every selected method on one (source, target) pair; returns a JSON-able dict."""
-    source, target = get_sampler(source_name), get_sampler(target_name)
-    t_start = time.perf_counter()
-    bar = tqdm(
-        total=_count_units(cfg), desc=f"{source_name} -> {target_name}", disable=not cfg.progress
-    )
-    run = _Runner(source, target, cfg, bar)
-    methods = set(cfg.methods)
-    k_max = cfg.rounds
-
-    def mlp() -> nn.Module:
-        return new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=run._seed)
-
-    # 1-RF, then reflow rounds; pairs P_k of each round are generated once and shared.
-    rf: dict[int, nn.Module] = {}
-    rf_seconds: dict[int, float] = {}
-    rf_losses: dict[int, list[float]] = {}
-    pairs: dict[int, ReflowCoupling] = {}
-    bar.set_description("train 1-RF")
-    res = train_flow(
-        IndependentCoupling(source, target), mlp(), run.train_config(cfg.flow_steps, "1-RF")
-    )
-    rf[1], rf_seconds[1], rf_losses[1] = res.final_model, res.wall_seconds, res.losses
-    indep = IndependentCoupling(source, target).sample(
-        cfg.n_pairs, torch.Generator().manual_seed(cfg.seed)
-    )
-    run.record_coupling("independent", 1, indep)
-    for k in range(1, k_max + 1):
-        needs_pairs = k < k_max or "rf-distill" in methods
-        if needs_pairs:
-            pairs[k] = ReflowCoupling(
-                rf[k], source, n_pairs=cfg.n_pairs, steps=cfg.teacher_steps, seed=cfg.seed + 100 + k
-            )
-            _, gen_seconds = _timed(pairs[k].generate)
-            run.record_coupling("reflow", k + 1, pairs[k].pairs)
-        if k < k_max:
-            bar.set_description(f"train {k + 1}-RF")
-            rnd = reflow_round(
-                rf[k],
-                source,
-                run.train_config(cfg.round_steps, f"{k + 1}-RF"),
-                k=k + 1,
-                coupling=pairs[k],
-            )
-            rf[k + 1] = rnd.model
-            rf_seconds[k + 1] = rnd.result.wall_seconds + gen_seconds
-            rf_losses[k + 1] = rnd.result.losses
-
-    otcfm = None
-    if "otcfm" in methods or "bezier-cubic" in methods:
-        # prefetch: the exact OT pairing of the next batches runs on the second core
-        bar.set_description("train OT-CFM")
-        res = train_flow(
-            MinibatchOTCoupling(source, target),
-            mlp(),
-            run.train_config(cfg.flow_steps, "OT-CFM", prefetch=2),
-        )
-        otcfm = res.final_model
-        if "otcfm" in methods:
-            run.record("otcfm", 1, otcfm, res.wall_seconds, res.losses)
-    if "full-ot" in methods:
-        bar.set_description("train full-OT flow")
-        (coupling, solve_s) = _timed(
-            FullOTCoupling, source, target, n_points=cfg.full_ot_points, seed=cfg.seed + 30_011
-        )
-        run.record_coupling("full-ot", 1, coupling.pairs)
-        res = train_flow(coupling, mlp(), run.train_config(cfg.flow_steps, "full OT"))
-        run.record("full-ot", 1, res.final_model, res.wall_seconds + solve_s, res.losses)
-
-    for k in range(1, k_max + 1):
-        if "rf" in methods:
-            run.record("rf", k, rf[k], rf_seconds[k], rf_losses[k])
-        if "rf-distill" in methods:
-            bar.set_description(f"distill {k}-RF")
-            res = distill(
-                rf[k],
-                PairPool(pairs[k].pairs),
-                run.train_config(cfg.round_steps, f"{k}-RF distill"),
-            )
-            run.record("rf-distill", k, res.final_model, res.wall_seconds, res.losses)
-        for name, (order, overrides) in _BEZIER.items():
-            if name not in methods:
-                continue
-            bar.set_description(f"{name} k={k}")
-            teachers = [rf[k], otcfm] if order == 3 else [rf[k]]
-            bcfg = BezierDistillConfig(
-                order=order,
-                n_pairs=cfg.n_pairs,
-                teacher_steps=cfg.teacher_steps,
-                pair_seed=cfg.seed + 200 + k,
-                **overrides,
-            )
-            out, secs = _timed(
-                bezier_distill,
-                teachers,
-                source,
-                target,
-                run.train_config(cfg.round_steps, name),
-                bcfg,
-            )
-            run.record(name, k, out.model, secs, out.result.losses)
-            if name == "anchored-distill":
-                run.record_coupling("data-anchored", k, out.pool.pairs)
-        if "bdense" in methods:
-            bar.set_description(f"bdense k={k}")
-            out, secs = _timed(
-                bdense_distill,
-                rf[k],
-                source,
-                run.train_config(cfg.round_steps, "B-DENSE"),
-                num_branches=cfg.bdense_branches,
-                n_pairs=cfg.n_pairs,
-                teacher_steps=cfg.teacher_steps,
-                pair_seed=cfg.seed + 300 + k,
-            )
-            run.record("bdense", k, out.model, secs, out.result.losses)
-    bar.close()
-    floors = reference_noise_floor(target, run.reference, repeats=5, seed=cfg.seed + 40_009)
-    floor = sum(floors) / len(floors)
-    spread = (sum((f - floor) ** 2 for f in floors) / (len(floors) - 1)) ** 0.5
+def _budget(steps: int, batch: int, pairs: int, nfe: int, seconds: float) -> dict[str, Any]:
     return {
-        "source": source_name,
-        "target": target_name,
-        "noise_floor": floor,
-        "noise_floor_std": spread,
-        "noise_floor_samples": floors,
-        "runs": run.runs,
-        "couplings": run.couplings,
-        "wall_seconds": time.perf_counter() - t_start,
-        "paths": run.paths,  # tensors for figures; not written to JSON
+        "steps": steps,
+        "batch_size": batch,
+        "pairs": pairs,
+        "teacher_nfe_per_pair": nfe,
+        "teacher_nfe": pairs * nfe,
+        "wall_seconds": seconds,
     }
 
 
-def run_experiment_pairs(cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    """``run_pair`` for every configured (source, target)."""
+def _students(run: _PairRun, k: int, teachers: list[nn.Module], makers, second) -> None:
+    cfg = run.cfg
+    for name in cfg.methods:
+        spec: StudentSpec = student(name)
+        setups = [
+            student_setup(
+                spec,
+                teachers[i],
+                makers[i],
+                second_teacher=None if second is None else second[i],
+                num_branches=cfg.bdense_branches,
+            )
+            for i in range(len(run.seeds))
+        ]
+        loss = student_loss(spec, num_branches=cfg.bdense_branches)
+        results = run.train(
+            100 + k * 50 + cfg.methods.index(name),
+            [st.model for st in setups],
+            loss,
+            [st.pool.sample for st in setups],
+            cfg.student_steps,
+            f"{name} k={k}",
+        )
+        run.bar.set_description(f"evaluate {name} k={k}")
+        steps = sorted({*cfg.eval_steps, spec.nfe})
+        exact = (spec.nfe,) if name in cfg.exact_methods else ()
+        for s, st, res in zip(run.seeds, setups, results, strict=True):
+            metrics = evaluate_student(res.final_model, run.draws, steps, exact_steps=exact)
+            if spec.restarts:
+                restart = [n for n in (1, 2, 4) if cfg.bdense_branches % n == 0]
+                metrics["w2_restart"] = evaluate_student(
+                    res.final_model, run.draws, restart, generate=restart_samples
+                )["w2"]
+            run.runs.append(
+                {
+                    "method": name,
+                    "k": k,
+                    "seed": s,
+                    "metrics": metrics,
+                    "final_loss": _loss_mean(res),
+                    "budget": _budget(
+                        cfg.student_steps,
+                        cfg.batch_size,
+                        cfg.n_pairs,
+                        st.source.teacher_nfe,
+                        res.wall_seconds + st.source.seconds,
+                    ),
+                }
+            )
+
+
+def _record_couplings(run: _PairRun, k: int, makers: list[PoolMaker], teachers) -> None:
+    """Both sides of the round's student pools (made by the k-RF)."""
+    for s, mk, teacher in zip(run.seeds, makers, teachers, strict=True):
+        for name, made in (("reflow", mk.reflow), ("data-anchored", mk.anchored)):
+            if name == "reflow" and not any(student(m).pairs == "reflow" for m in run.cfg.methods):
+                continue
+            if name == "data-anchored" and not any(
+                student(m).pairs in ("anchored", "cubic") for m in run.cfg.methods
+            ):
+                continue
+            pool = made(teacher)
+            stats = evaluate_coupling(pool.pairs, run.draws)
+            run.couplings.append({"coupling": name, "k": k, "seed": s, **stats})
+
+
+def _baselines(run: _PairRun) -> list[nn.Module] | None:
+    cfg = run.cfg
+    otcfm = None
+    many = sorted({*cfg.eval_steps, cfg.many_steps})
+    for i, name in enumerate(cfg.baselines):
+        models = [
+            new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=7919 * s + 11 + i)
+            for s in run.seeds
+        ]
+        extra = [0.0] * len(run.seeds)
+        if name == "otcfm":
+            batches: list[BatchFn] = [MinibatchOTCoupling(run.source, run.target).sample] * len(
+                run.seeds
+            )
+        else:
+            batches = []
+            for j, s in enumerate(run.seeds):
+                t0 = time.perf_counter()
+                coupling = FullOTCoupling(
+                    run.source, run.target, n_points=cfg.full_ot_points, seed=1_000 * s + 30_011
+                )
+                extra[j] = time.perf_counter() - t0
+                batches.append(coupling.sample)
+        results = run.train(11 + i, models, FlowMatchingLoss(), batches, cfg.baseline_steps, name)
+        for s, res, secs in zip(run.seeds, results, extra, strict=True):
+            run.runs.append(
+                {
+                    "method": name,
+                    "k": None,
+                    "seed": s,
+                    "metrics": evaluate_student(res.final_model, run.draws, many),
+                    "final_loss": _loss_mean(res),
+                    "budget": _budget(
+                        cfg.baseline_steps,
+                        cfg.batch_size,
+                        cfg.baseline_steps * cfg.batch_size,
+                        0,
+                        res.wall_seconds + secs,
+                    ),
+                }
+            )
+        if name == "otcfm":
+            otcfm = [res.final_model.eval() for res in results]
+    return otcfm
+
+
+def run_pair(
+    source_name: str, target_name: str, cfg: ExperimentConfig, bar: tqdm | None = None
+) -> dict[str, Any]:
+    """Run chains, students and baselines on one (source, target); returns a JSON-able dict
+    (plus ``"paths"``: seed 0's chain trajectories, tensors for the figures)."""
+    own_bar = bar is None
+    bar = bar or tqdm(total=count_trainings(cfg), disable=not cfg.progress)
+    t_start = time.perf_counter()
+    run = _PairRun(source_name, target_name, cfg, bar)
+    n_seeds = len(run.seeds)
+
+    models = run.train(
+        1,
+        [new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=7919 * s) for s in run.seeds],
+        FlowMatchingLoss(),
+        [IndependentCoupling(run.source, run.target).sample] * n_seeds,
+        cfg.flow_steps,
+        "1-RF",
+    )
+    otcfm = _baselines(run)
+
+    kinds = list(cfg.chains)
+    if "reflow" not in kinds:
+        kinds.append("reflow")  # the students' teachers
+    current = {kind: [r.final_model.eval() for r in models] for kind in kinds}
+    g = torch.Generator().manual_seed(cfg.seed + 60_013)
+    indep = IndependentCoupling(run.source, run.target).sample(cfg.n_pairs, g)
+    first = evaluate_coupling(indep, run.draws)
+    trained_on = {kind: [{"pairs": "independent", **first}] * n_seeds for kind in kinds}
+    budget = {
+        kind: [
+            _budget(
+                cfg.flow_steps, cfg.batch_size, cfg.flow_steps * cfg.batch_size, 0, r.wall_seconds
+            )
+            for r in models
+        ]
+        for kind in kinds
+    }
+    needed = {kind: cfg.rounds if kind in cfg.chains else cfg.student_rounds for kind in kinds}
+    for k in range(1, cfg.rounds + 1):
+        makers = [run.pools(s, k) for s in run.seeds]
+        cache: dict[int, dict[str, Any]] = {}
+        for kind in cfg.chains:
+            bar.set_description(f"evaluate {kind} chain k={k}")
+            for i, s in enumerate(run.seeds):
+                model = current[kind][i]
+                if id(model) not in cache:
+                    cache[id(model)] = evaluate_chain_model(
+                        model, run.draws, many_steps=cfg.many_steps
+                    )
+                run.chains.append(
+                    {
+                        "chain": kind,
+                        "k": k,
+                        "seed": s,
+                        "metrics": cache[id(model)],
+                        "trained_on": trained_on[kind][i],
+                        "budget": budget[kind][i],
+                    }
+                )
+            run.paths[(kind, k)] = _paths(current[kind][0], run.draws.x0[0][:100], cfg.many_steps)
+        if k <= cfg.student_rounds:
+            teachers = current["reflow"]
+            _record_couplings(run, k, makers, teachers)
+            _students(run, k, teachers, makers, otcfm)
+        for j, kind in enumerate(kinds):
+            if k >= needed[kind]:
+                continue
+            steps_ = [chain_step(kind, current[kind][i], makers[i]) for i in range(n_seeds)]
+            results = run.train(
+                20 + 10 * k + j,
+                [_copy(m) for m in current[kind]],
+                steps_[0].loss,
+                [st.pool.sample for st in steps_],
+                cfg.round_steps,
+                f"{kind} chain round {k + 1}",
+            )
+            current[kind] = [r.final_model.eval() for r in results]
+            trained_on[kind] = [
+                {
+                    "pairs": f"{st.made.kind} pairs made by round {k}",
+                    **evaluate_coupling(st.made.pairs, run.draws),
+                }
+                for st in steps_
+            ]
+            budget[kind] = [
+                _budget(
+                    cfg.round_steps,
+                    cfg.batch_size,
+                    cfg.n_pairs,
+                    st.made.teacher_nfe,
+                    r.wall_seconds + st.made.seconds,
+                )
+                for st, r in zip(steps_, results, strict=True)
+            ]
+    if own_bar:
+        bar.close()
+    d = run.draws
+    return {
+        "source": source_name,
+        "target": target_name,
+        "data": {"source": run.source_info, "target": run.target_info},
+        "seeds": run.seeds,
+        "w2_estimator": cfg.w2,
+        "n_eval": cfg.n_eval,
+        "eval_draws": cfg.eval_draws,
+        "noise_floor": d.noise_floor,
+        "source_noise_floor": d.source_noise_floor,
+        "runs": run.runs,
+        "chains": run.chains,
+        "couplings": run.couplings,
+        "wall_seconds": time.perf_counter() - t_start,
+        "paths": run.paths,
+    }
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    return student_from(model, "teacher")
+
+
+@torch.no_grad()
+def _paths(model: nn.Module, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    return solve_ode(model, x0, steps=steps, record=True).trajectory.clone()
+
+
+def run_experiment_pairs(
+    cfg: ExperimentConfig, *, on_pair: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """``run_pair`` for every configured (source, target), under one progress bar."""
     cfg.validate()
-    return [run_pair(src, tgt, cfg) for src, tgt in cfg.pairs]
+    bar = tqdm(total=count_trainings(cfg) * len(cfg.pairs), disable=not cfg.progress)
+    out = []
+    try:
+        for src, tgt in cfg.pairs:
+            out.append(run_pair(src, tgt, cfg, bar))
+            if on_pair is not None:
+                on_pair(out[-1])
+    finally:
+        bar.close()
+    return out

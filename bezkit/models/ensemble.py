@@ -236,9 +236,13 @@ class EnsembleVelocity(nn.Module):
         out = vmap(one)(prefixed, x.reshape(s, n, *x.shape[1:]), t.reshape(s, n))
         return out.reshape(s * n, *out.shape[2:])
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """The S velocity fields on their seed blocks: ``cat_s models[s](x_s, t_s)``."""
-        return self.call("forward", x, t)
+    def forward(self, x: Tensor, t: Tensor, *, branches: bool = False) -> Tensor:
+        """The S velocity fields on their seed blocks: ``cat_s models[s](x_s, t_s)``.
+
+        ``branches=True`` gives the per-seed branch outputs instead (see :meth:`branches`), the
+        ``model(x, t, branches=True)`` convention of ``BranchedVelocity`` that ``BDenseLoss`` uses.
+        """
+        return self.call("branches" if branches else "forward", x, t)
 
     def branches(self, x: Tensor, t: Tensor) -> Tensor:
         """``BranchedVelocity.branches`` per seed block, shape ``(S*n, K, *d)``."""

@@ -31,7 +31,13 @@ from bezkit.metrics.crossings import SegmentCrossings, crossing_mask, segment_cr
 from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree_elevate
 from bezkit.plot.bdense import plot_branches
 from bezkit.plot.bezier import plot_bezier, plot_bezier_pairs, plot_targets
-from bezkit.plot.results import plot_error_accumulation, plot_metric_vs_k, plot_w2_vs_steps
+from bezkit.plot.results import (
+    plot_few_step,
+    plot_intervals_by_k,
+    plot_metric_vs_k,
+    plot_paired_differences,
+    plot_w2_vs_steps,
+)
 from bezkit.plot.style import (
     COLORS,
     MODE_COLORS,
@@ -62,9 +68,11 @@ __all__ = [
     "plot_bezier_pairs",
     "plot_branches",
     "plot_coupling_segments",
-    "plot_error_accumulation",
+    "plot_few_step",
+    "plot_intervals_by_k",
     "plot_loss",
     "plot_metric_vs_k",
+    "plot_paired_differences",
     "plot_samples",
     "plot_targets",
     "plot_trajectories",

@@ -1,16 +1,27 @@
 """The experiment's numbers: a metric against the reflow round ``k``, W2 against the number of
-sampling steps, and the error-accumulation figure of the 2D experiment's ``results.json``."""
+sampling steps, and the figures of the 2D experiment's ``results.json``: a chain field across
+rounds with 95% interval bands, paired differences with error bars, the few-step comparison at
+equal NFE (every :class:`~bezkit.experiments.statistics.Interval` drawn as mean and interval)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.axes import Axes
 
 from bezkit.plot.style import COLORS, new_axes
 
-__all__ = ["plot_error_accumulation", "plot_metric_vs_k", "plot_w2_vs_steps"]
+if TYPE_CHECKING:  # the figures draw anything with mean / low / high / excludes_zero()
+    from bezkit.experiments.statistics import Interval
+
+__all__ = [
+    "plot_few_step",
+    "plot_intervals_by_k",
+    "plot_metric_vs_k",
+    "plot_paired_differences",
+    "plot_w2_vs_steps",
+]
 
 
 def _series(values: Mapping[Any, float] | Sequence[float], start: int = 1) -> tuple[list, list]:
@@ -89,53 +100,103 @@ def plot_w2_vs_steps(
     return ax
 
 
-def plot_error_accumulation(
-    results: Any,
-    metric: str = "w2",
-    steps: int | str | None = 1,
+def plot_intervals_by_k(
+    series: Mapping[str, Mapping[int, Interval]],
     *,
-    methods: Sequence[str] | None = None,
     ax: Axes | None = None,
-    baselines: bool = True,
-    noise_floor: bool = True,
-    logy: bool = False,
+    ylabel: str = "W2",
+    reference: float | None = None,
+    reference_label: str = "noise floor",
     title: str | None = None,
     legend: str | None = "best",
 ) -> Axes:
-    """One metric of the 2D experiment against the reflow round ``k``, one line per method, with
-    the OT baselines (trained once) as dotted horizontal lines and, for ``w2``, the noise floor
-    (dashed, with its spread as a band when known).
-
-    ``results`` is one experiment of ``results.json`` (or a results dict holding one); the series
-    come from :func:`bezkit.lessons.metric_by_k` and :func:`bezkit.lessons.baseline_values`.
-    ``legend``: a matplotlib ``loc``, ``"outside"`` (right of the axes) or None (no legend)."""
-    from bezkit.lessons import baseline_values, metric_by_k, select_experiment
-
-    exp = select_experiment(results)
-    series = metric_by_k(exp, metric, steps, methods=methods)
-    floor = exp.get("noise_floor") if noise_floor and metric == "w2" else None
-    label = metric.replace("_", " ")
-    if metric in ("w2", "nfe"):
-        label = f"{metric.upper()} at {steps} step(s)"
-    if metric in ("w2", "nfe") and steps is None:
-        label = f"{metric.upper()} at the most steps"
-    ax = plot_metric_vs_k(series, metric=label, ax=ax, logy=logy, reference=floor, title=title)
-    spread = exp.get("noise_floor_std")
-    if floor is not None and spread:
-        ax.axhspan(floor - spread, floor + spread, color=COLORS["floor"], alpha=0.12, lw=0)
-    if baselines:
-        styles = {
-            "otcfm": ("OT-CFM (minibatch OT)", "#8c564b"),
-            "full-ot": ("full OT map", "#e377c2"),
-        }
-        for name, value in baseline_values(exp, metric, steps).items():
-            text, c = styles.get(name, (name, "#333333"))
-            ax.axhline(value, ls=":", lw=1.6, color=c, label=f"{text}, trained once")
-    if legend is None:
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-    elif legend == "outside":
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-    elif ax.lines:
+    """``{name: {k: Interval}}`` against the round ``k``: the mean as a line, the 95% interval
+    over seeds as a shaded band, one colour per series; ``reference`` as a dashed line."""
+    ax = new_axes(ax, (5.0, 3.5))
+    for i, (name, by_k) in enumerate(series.items()):
+        ks = sorted(by_k)
+        mean = [by_k[k].mean for k in ks]
+        ax.plot(ks, mean, "-o", color=f"C{i}", label=name, ms=4)
+        ax.fill_between(
+            ks, [by_k[k].low for k in ks], [by_k[k].high for k in ks], color=f"C{i}", alpha=0.2
+        )
+    if reference is not None:
+        ax.axhline(reference, ls="--", color=COLORS["floor"], lw=1, label=reference_label)
+    ax.set_xlabel("round $k$")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if legend and (series or reference is not None):
         ax.legend(fontsize=7, loc=legend)
+    return ax
+
+
+def plot_paired_differences(
+    diffs: Mapping[str, Interval],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    xlabel: str = "W2 difference (negative = better; filled: interval excludes 0)",
+) -> Axes:
+    """One row per comparison: the mean difference and its 95% interval as an error bar, a line
+    at zero. Rows whose interval excludes zero are drawn solid, the others hollow."""
+    ax = new_axes(ax, (6.0, 0.4 * max(len(diffs), 3) + 1.0))
+    names = list(diffs)
+    for y, name in enumerate(names):
+        iv = diffs[name]
+        solid = iv.excludes_zero()
+        color = "C3" if solid and iv.mean > 0 else ("C2" if solid else "C7")
+        ax.errorbar(
+            iv.mean,
+            y,
+            xerr=[[iv.mean - iv.low], [iv.high - iv.mean]],
+            fmt="o",
+            color=color,
+            mfc=color if solid else "white",
+            capsize=3,
+        )
+    ax.axvline(0.0, color=COLORS["floor"], lw=1)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_few_step(
+    series: Mapping[str, Mapping[int, Interval]],
+    *,
+    ax: Axes | None = None,
+    reference: float | None = None,
+    title: str | None = None,
+) -> Axes:
+    """W2 against NFE for students each made for its NFE (``{family: {NFE: Interval}}``), error
+    bars = 95% intervals over seeds; points slightly offset per family so the bars stay legible."""
+    ax = new_axes(ax, (6.0, 4.0))
+    n = max(len(series), 1)
+    for i, (name, pts) in enumerate(series.items()):
+        xs = sorted(pts)
+        shift = 1.0 + 0.04 * (i - (n - 1) / 2)
+        ax.errorbar(
+            [x * shift for x in xs],
+            [pts[x].mean for x in xs],
+            yerr=[[pts[x].mean - pts[x].low for x in xs], [pts[x].high - pts[x].mean for x in xs]],
+            fmt="-o",
+            color=f"C{i}",
+            ms=4,
+            capsize=3,
+            label=name,
+        )
+    if reference is not None:
+        ax.axhline(reference, ls="--", color=COLORS["floor"], lw=1, label="noise floor")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4], ["1", "2", "4"])
+    ax.set_xlabel("NFE (Euler steps the student is made for)")
+    ax.set_ylabel("$W_2$ to held-out data")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if series:
+        ax.legend(fontsize=7)
     return ax

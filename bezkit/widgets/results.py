@@ -1,9 +1,12 @@
-"""The results widget of lesson 05: browse the 2D experiment's ``results.json``."""
+"""The results widget of lesson 05: browse the 2D experiment's ``results.json`` (schema 2).
+
+Nothing is computed but means, intervals and paired differences of the stored numbers, all read
+through :mod:`bezkit.experiments.results`.
+"""
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,89 +14,95 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from bezkit.experiments.results import (
+    CHAIN_FIELDS,
+    chain_by_k,
+    chain_difference_by_k,
+    experiment_label,
+    experiments,
+    methods_of,
+    metric_by_k,
+    paired_table,
+    student_rounds,
+    twin_table,
+)
+from bezkit.experiments.statistics import Interval
 from bezkit.plot.style import COLORS
 from bezkit.widgets.base import WidgetBundle
 
 __all__ = ["error_accumulation_widget"]
 
+_VIEWS = (("chains across rounds", "chains"), ("students at round k", "students"))
+_BASES = (("plain k-RF distillation, equal NFE", "distill"), ("its linear twin", "twin"))
+
+
+def _err(ivs: Sequence[Interval]) -> dict[str, Any]:
+    return dict(
+        type="data",
+        symmetric=False,
+        array=[iv.high - iv.mean for iv in ivs],
+        arrayminus=[iv.mean - iv.low for iv in ivs],
+    )
+
 
 def error_accumulation_widget(
     results: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     *,
-    metric: str = "w2@1",
-    methods: Sequence[str] | None = None,
+    view: str = "chains",
+    field: str = "w2_many_steps",
     k: int | None = None,
 ) -> WidgetBundle:
-    """Browse the 2D experiment's ``results.json``: nothing is computed, everything is read.
+    """Pick what to compare in the experiment's results; every point is a mean over seeds with its
+    95% interval as an error bar.
 
-    Left panel: the chosen metric against the reflow round ``k``, one line per selected method,
-    the OT baselines (trained once) as dotted horizontal lines and, for W2, the noise floor. Right
-    panel: W2 against the number of Euler steps at round ``k`` for the same methods and baselines.
+    ``view="chains"``: left, a chain field (``field``, one of
+    :data:`bezkit.experiments.results.CHAIN_FIELDS`) against the round k for the selected chains;
+    right, each chain minus the reflow chain, paired by seed and draw. ``view="students"``: left,
+    the selected students' W2 at the NFE each is made for, against k; right, their paired
+    differences at round ``k`` against plain k-RF distillation at equal NFE or against their
+    linear twin (same pairs, only the curve differs).
 
-    Controls: ``pair`` (a dropdown over the experiments, ``"source -> target"``), ``metric``
-    (``"w2@<steps>"`` for each evaluated step count, or a scalar of
-    :data:`bezkit.lessons.RUN_METRICS`), ``methods`` (a ``SelectMultiple`` over the per-round
-    methods), ``baselines`` (show the OT baselines) and ``k`` (the round of the right panel).
-    Traces: ``<method>``, ``<baseline> (trained once)`` and ``noise floor`` on the left;
-    ``<method> steps``, ``<baseline> steps`` and ``noise floor (steps)`` on the right.
-    ``state`` holds the current ``experiment``, ``series`` (``{method: {k: value}}``) and
-    ``table`` (round ``k``'s values).
+    Controls: ``pair``, ``view``, ``field``, ``chains`` and ``methods`` (``SelectMultiple``),
+    ``baseline`` (``"distill"`` or ``"twin"``), ``k``. Traces: ``<chain>`` and ``<chain> - reflow``
+    (chains view), ``<method>`` and ``differences`` (students view), ``noise floor``, ``zero``.
+    ``state`` holds ``series`` (left panel, ``{name: {k: Interval}}``) and ``differences`` (right).
     """
-    from bezkit.lessons import (
-        BASELINES,
-        RUN_METRICS,
-        experiment_label,
-        experiments,
-        methods_of,
-        metric_value,
-        step_counts,
-    )
-
     exps = experiments(results)
     if not exps:
         raise ValueError("the results hold no experiment")
+    if view not in dict((v, v) for _, v in _VIEWS):
+        raise ValueError(f"unknown view {view!r}; use 'chains' or 'students'")
+    if field not in CHAIN_FIELDS:
+        raise ValueError(f"unknown chain field {field!r}; known: {', '.join(CHAIN_FIELDS)}")
     labels = [experiment_label(e) for e in exps]
-    per_round = list(dict.fromkeys(m for e in exps for m in methods_of(e, baselines=False)))
-    bases = list(dict.fromkeys(m for e in exps for m in methods_of(e) if m in BASELINES))
-    steps_all = sorted({s for e in exps for s in step_counts(e)})
-    scalars = [
-        name
-        for name in RUN_METRICS
-        if any(name in r["metrics"] or name in r for e in exps for r in e["runs"])
-    ]
-    metric_options = [(f"W2 at {s} step{'s' if s > 1 else ''}", f"w2@{s}") for s in steps_all]
-    metric_options += [(name.replace("_", " "), name) for name in scalars]
-    values = [v for _, v in metric_options]
-    if metric not in values:
-        raise ValueError(f"unknown metric {metric!r}; have {values}")
-    ks_all = sorted({int(r["k"]) for e in exps for r in e["runs"] if r["method"] not in BASELINES})
-    ks_all = ks_all or [1]
-    chosen = per_round if methods is None else [m for m in methods if m in per_round]
+    kinds = list(dict.fromkeys(c["chain"] for e in exps for c in e.get("chains", [])))
+    students = list(dict.fromkeys(m for e in exps for m in methods_of(e, baselines=False)))
+    ks_all = sorted({kk for e in exps for kk in student_rounds(e)}) or [1]
 
     fig = go.FigureWidget(
         make_subplots(
             rows=1,
             cols=2,
-            column_widths=[0.5, 0.5],
-            subplot_titles=["metric against the reflow round k", "W2 against Euler steps at k"],
-            horizontal_spacing=0.1,
+            column_widths=[0.55, 0.45],
+            subplot_titles=["mean and 95% interval over seeds", "paired differences"],
+            horizontal_spacing=0.2,
         )
     )
-    palette = {m: f"hsl({(i * 47) % 360}, 65%, 42%)" for i, m in enumerate(per_round)}
-    base_color = {"otcfm": "#8c564b", "full-ot": "#e377c2"}
-    for m in per_round:
+    palette = {name: f"hsl({(i * 47) % 360}, 65%, 42%)" for i, name in enumerate(kinds + students)}
+    for name in kinds + students:
         fig.add_scatter(
-            name=m, mode="lines+markers", row=1, col=1, line=dict(color=palette[m]), legendgroup=m
+            name=name, mode="lines+markers", row=1, col=1, line=dict(color=palette[name])
         )
-    for bname in bases:
+    for kind in kinds:
         fig.add_scatter(
-            name=f"{bname} (trained once)",
-            mode="lines",
+            name=f"{kind} - reflow",
+            mode="lines+markers",
             row=1,
-            col=1,
-            line=dict(color=base_color.get(bname, "#333"), dash="dot", width=2),
-            legendgroup=bname,
+            col=2,
+            line=dict(color=palette[kind], dash="dot"),
+            showlegend=False,
         )
+    fig.add_scatter(name="differences", mode="markers", row=1, col=2, showlegend=False)
     fig.add_scatter(
         name="noise floor",
         mode="lines",
@@ -101,60 +110,38 @@ def error_accumulation_widget(
         col=1,
         line=dict(color=COLORS["floor"], dash="dash"),
     )
-    for m in per_round:
-        fig.add_scatter(
-            name=f"{m} steps",
-            mode="lines+markers",
-            row=1,
-            col=2,
-            line=dict(color=palette[m]),
-            legendgroup=m,
-            showlegend=False,
-        )
-    for bname in bases:
-        fig.add_scatter(
-            name=f"{bname} steps",
-            mode="lines+markers",
-            row=1,
-            col=2,
-            line=dict(color=base_color.get(bname, "#333"), dash="dot"),
-            legendgroup=bname,
-            showlegend=False,
-        )
     fig.add_scatter(
-        name="noise floor (steps)",
-        mode="lines",
-        row=1,
-        col=2,
-        line=dict(color=COLORS["floor"], dash="dash"),
-        showlegend=False,
+        name="zero", mode="lines", row=1, col=2, line=dict(color="#888"), showlegend=False
     )
-    fig.update_xaxes(title_text="reflow round k", dtick=1, row=1, col=1)
-    fig.update_xaxes(title_text="Euler steps (NFE)", type="log", row=1, col=2)
-    fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(title_text="round k", dtick=1, row=1, col=1)
     fig.update_layout(
-        width=980,
-        height=470,
+        width=1000,
+        height=480,
         margin=dict(l=40, r=10, t=40, b=30),
-        legend=dict(orientation="h", y=-0.15),
+        legend=dict(y=-0.2, orientation="h"),
     )
     controls: dict[str, widgets.Widget] = {
         "pair": widgets.Dropdown(options=labels, value=labels[0], description="pair"),
-        "metric": widgets.Dropdown(options=metric_options, value=metric, description="metric"),
+        "view": widgets.ToggleButtons(options=_VIEWS, value=view, description="view"),
+        "field": widgets.Dropdown(
+            options=[(f.replace("_", " "), f) for f in CHAIN_FIELDS],
+            value=field,
+            description="chain field",
+        ),
+        "chains": widgets.SelectMultiple(
+            options=kinds, value=tuple(kinds), description="chains", rows=max(2, len(kinds))
+        ),
         "methods": widgets.SelectMultiple(
-            options=per_round,
-            value=tuple(chosen),
+            options=students,
+            value=tuple(m for m in students if m.startswith(("rf-distill", "bezier-quadratic-2"))),
             description="methods",
-            rows=min(8, max(2, len(per_round))),
+            rows=min(8, max(2, len(students))),
         ),
-        "baselines": widgets.Checkbox(
-            value=True, indent=False, description="OT baselines (minibatch OT, full OT map)"
-        ),
+        "baseline": widgets.Dropdown(options=_BASES, value="distill", description="against"),
         "k": widgets.IntSlider(
             value=ks_all[-1] if k is None else min(max(int(k), ks_all[0]), ks_all[-1]),
             min=ks_all[0],
             max=ks_all[-1],
-            step=1,
             description="round k",
         ),
     }
@@ -162,79 +149,99 @@ def error_accumulation_widget(
     state: dict[str, Any] = {}
     traces = {tr.name: tr for tr in fig.data}
 
-    def value_of(run: Mapping[str, Any], key: str) -> float:
-        try:
-            if key.startswith("w2@"):
-                return metric_value(run, "w2", int(key[3:]))
-            return metric_value(run, key)
-        except KeyError:
-            return math.nan
+    def clear(names: Sequence[str]) -> None:
+        for n in names:
+            traces[n].x, traces[n].y = [], []
 
     def refresh() -> None:
         exp = exps[labels.index(controls["pair"].value)]
-        key = controls["metric"].value
-        shown = set(controls["methods"].value)
-        with_bases = bool(controls["baselines"].value)
+        mode = controls["view"].value
         kk = int(controls["k"].value)
-        ks = sorted({int(r["k"]) for r in exp["runs"] if r["method"] not in BASELINES}) or [1]
-        series: dict[str, dict[int, float]] = {}
-        curves: dict[str, dict[int, float]] = {}
-        base_vals: dict[str, float] = {}
-        for r in exp["runs"]:
-            if r["method"] in BASELINES:
-                base_vals[r["method"]] = value_of(r, key)
-                curves[r["method"]] = {int(s): float(v) for s, v in r["metrics"]["w2"].items()}
-                continue
-            series.setdefault(r["method"], {})[int(r["k"])] = value_of(r, key)
-            if int(r["k"]) == kk:
-                curves[r["method"]] = {int(s): float(v) for s, v in r["metrics"]["w2"].items()}
-        floor = exp.get("noise_floor")
-        steps_here = step_counts(exp)
-        span = [ks[0] - 0.2, ks[-1] + 0.2]
+        floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
+        series: dict[str, dict[int, Interval]] = {}
+        diffs: dict[str, Any] = {}
         with fig.batch_update():
-            for m in per_round:
-                on = m in shown and m in series
-                pts = sorted(series.get(m, {}).items()) if on else []
-                traces[m].x, traces[m].y = [p[0] for p in pts], [p[1] for p in pts]
-                c = sorted(curves.get(m, {}).items()) if m in shown else []
-                traces[f"{m} steps"].x = [p[0] for p in c]
-                traces[f"{m} steps"].y = [p[1] for p in c]
-            for bname in bases:
-                v = base_vals.get(bname, math.nan)
-                on = with_bases and math.isfinite(v)
-                traces[f"{bname} (trained once)"].x = span if on else []
-                traces[f"{bname} (trained once)"].y = [v, v] if on else []
-                c = sorted(curves.get(bname, {}).items()) if with_bases else []
-                traces[f"{bname} steps"].x = [p[0] for p in c]
-                traces[f"{bname} steps"].y = [p[1] for p in c]
-            w2_metric = key.startswith("w2@") and floor is not None
-            traces["noise floor"].x = span if w2_metric else []
-            traces["noise floor"].y = [floor, floor] if w2_metric else []
-            ends = [steps_here[0], steps_here[-1]] if steps_here and floor is not None else []
-            traces["noise floor (steps)"].x = ends
-            traces["noise floor (steps)"].y = [floor] * len(ends)
-            label = {v: name for name, v in metric_options}[key]
-            fig.layout.yaxis.title.text = label
-        table = {m: series[m][kk] for m in per_round if m in shown and kk in series.get(m, {})}
-        if with_bases:
-            table.update({f"{b} (once)": v for b, v in base_vals.items()})
-        state.update(experiment=exp, series=series, table=table, k=kk, metric=key)
-        spread = exp.get("noise_floor_std")
-        parts = [f"<b>{html.escape(controls['pair'].value)}</b>, round k = {kk}:"]
-        parts += [f"{html.escape(m)} {v:.4g}" for m, v in table.items() if math.isfinite(v)]
-        if floor is not None:
-            parts.append(
-                f"W2 noise floor {floor:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
-            )
-        readout.value = " &nbsp;|&nbsp; ".join(parts)
+            clear(kinds + students + [f"{c} - reflow" for c in kinds] + ["differences"])
+            if mode == "chains":
+                fld = controls["field"].value
+                shown = [c for c in controls["chains"].value]
+                all_series = chain_by_k(exp, fld) if exp.get("chains") else {}
+                series = {c: all_series[c] for c in shown if c in all_series}
+                for c, by_k in series.items():
+                    ks = sorted(by_k)
+                    traces[c].x, traces[c].y = ks, [by_k[x].mean for x in ks]
+                    traces[c].error_y = _err([by_k[x] for x in ks])
+                if exp.get("chains"):
+                    diffs = chain_difference_by_k(exp, fld)
+                for c, by_k in diffs.items():
+                    if c not in shown:
+                        continue
+                    ks = sorted(by_k)
+                    tr = traces[f"{c} - reflow"]
+                    tr.x, tr.y = ks, [by_k[x].mean for x in ks]
+                    tr.error_y = _err([by_k[x] for x in ks])
+                span = sorted({x for by_k in series.values() for x in by_k}) or [1]
+                fig.layout.yaxis.title.text = fld.replace("_", " ")
+                fig.layout.xaxis2.title.text = "round k"
+                fig.layout.yaxis2.title.text = "chain minus reflow chain"
+                traces["zero"].x, traces["zero"].y = [span[0], span[-1]], [0.0, 0.0]
+                w2 = fld in ("w2_many_steps", "w2_one_step")
+                traces["noise floor"].x = [span[0], span[-1]] if w2 else []
+                traces["noise floor"].y = [floor, floor] if w2 else []
+            else:
+                shown = [m for m in controls["methods"].value]
+                by = metric_by_k(exp, methods=[m for m in shown if m in students])
+                series = by
+                for m, by_k in by.items():
+                    ks = sorted(by_k)
+                    traces[m].x, traces[m].y = ks, [by_k[x].mean for x in ks]
+                    traces[m].error_y = _err([by_k[x] for x in ks])
+                if kk in student_rounds(exp):
+                    table = (
+                        paired_table(exp, kk, methods=shown)
+                        if controls["baseline"].value == "distill"
+                        else {m: v for m, v in twin_table(exp, kk).items() if m in shown}
+                    )
+                    diffs = table
+                names = list(diffs)
+                tr = traces["differences"]
+                tr.x, tr.y = [diffs[n].mean for n in names], names
+                tr.error_x = _err([diffs[n] for n in names])
+                tr.error_y = None
+                fig.layout.yaxis.title.text = "W2 at the student's own NFE"
+                fig.layout.xaxis2.title.text = f"W2 difference at k = {kk} (negative = better)"
+                fig.layout.yaxis2.title.text = ""
+                traces["zero"].x, traces["zero"].y = (
+                    ([0.0, 0.0], [names[0], names[-1]]) if names else ([], [])
+                )
+                span = sorted({x for by_k in series.values() for x in by_k}) or [1]
+                traces["noise floor"].x, traces["noise floor"].y = (
+                    [span[0], span[-1]],
+                    [floor, floor],
+                )
+        state.update(experiment=exp, series=series, differences=diffs, view=mode, k=kk)
+        parts = [f"<b>{html.escape(controls['pair'].value)}</b>"]
+        for name, iv in diffs.items():
+            if isinstance(iv, Interval):
+                verdict = "distinguishable" if iv.excludes_zero() else "not distinguishable"
+                parts.append(f"{html.escape(name)}: {iv.format()} ({verdict})")
+            else:
+                last = max(iv)
+                verdict = "distinguishable" if iv[last].excludes_zero() else "not distinguishable"
+                parts.append(
+                    f"{html.escape(name)} - reflow at k={last}: {iv[last].format()} ({verdict})"
+                )
+        readout.value = "<br>".join(parts)
 
     for ctrl in controls.values():
         ctrl.observe(lambda _c: refresh(), names="value")
     refresh()
     left = widgets.VBox(
-        [controls["pair"], controls["metric"], controls["k"], controls["baselines"]]
+        [controls["pair"], controls["view"], controls["field"], controls["k"], controls["baseline"]]
     )
-    box = widgets.VBox([widgets.HBox([left, controls["methods"]]), readout, fig])
+    box = widgets.VBox(
+        [widgets.HBox([left, controls["chains"], controls["methods"]]), readout, fig]
+    )
     return WidgetBundle(
         box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
     )

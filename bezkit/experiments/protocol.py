@@ -1,0 +1,200 @@
+"""The fair-comparison protocol as a table of student methods (METHODS.md section 6).
+
+Every student of round ``k`` is fine-tuned from the k-RF (the same model), for the same number of
+optimiser steps, on pools of the same number of pairs. What differs is one thing at a time:
+
+- **time distribution**: a one-step student is trained at ``t = 0`` only, an N-step student on its
+  grid ``{0, 1/N, ..., (N-1)/N}``; uniform-t students (``t ~ U[0, 1]``) are kept as separately
+  named ``*-uniform`` methods and are never compared with a one-step student as if fair;
+- **pairs**: ``reflow`` (fresh source ``X0``, the teacher's forward ``X1``), ``anchored`` (real
+  held-in ``X1``, the teacher's reverse-ODE ``X0``, with the quadratic guide), ``cubic`` (the same
+  real endpoint, guides from two teachers: the k-RF and OT-CFM), ``trajectory`` (the teacher's
+  states at ``j / B`` for B-DENSE);
+- **curve and target**: linear (order 1), quadratic or cubic Bezier; ``tangent`` ``B'(t)``,
+  ``endpoint`` ``(X1 - B(t)) / (1 - t)`` or, for N-step students only, the grid-consistent
+  ``secant`` ``N (B(t_{i+1}) - B(t_i))`` (``*-secant`` methods: not in the default table, run by
+  naming them with ``--methods``).
+
+With the endpoint target at ``t = 0`` every curve gives ``X1 - X0``: a one-step Bezier student *is*
+the linear one, so the curve is compared through 2- and 4-step students (N-step grid, equal NFE)
+and through the uniform-t variants; the table has no one-step Bezier method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bezkit.paths.time_sampling import DiscreteTime, TimeSampler, UniformTime, distill_times
+
+__all__ = [
+    "BASELINE_METHODS",
+    "DEFAULT_STUDENTS",
+    "EXTRA_STUDENTS",
+    "OPTIONAL_STUDENTS",
+    "STUDENTS",
+    "PairKind",
+    "StudentSpec",
+    "paired_baseline",
+    "student",
+]
+
+PairKind = Literal["reflow", "anchored", "cubic", "trajectory"]
+
+#: Flows trained once per seed on the pair (not per round), reported beside the students.
+BASELINE_METHODS: tuple[str, ...] = ("otcfm", "full-ot")
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """One student method of the per-round comparison.
+
+    ``steps`` is the N of an N-step student (trained on the N-step grid, evaluated at N Euler
+    steps = N NFE); ``steps=None`` means uniform ``t`` (evaluated at every step count, reported at
+    one step). ``linear_twin`` names the linear student on the same pairs (the one-difference
+    comparison of a Bezier curve)."""
+
+    name: str
+    pairs: PairKind
+    order: int = 1
+    target: Literal["tangent", "endpoint", "secant"] = "tangent"
+    steps: int | None = 1
+    guide: Literal["euler", "literal"] = "euler"
+    restarts: bool = False
+    linear_twin: str | None = None
+    about: str = ""
+
+    @property
+    def nfe(self) -> int:
+        """The step count the student is made for (one for uniform-t students)."""
+        return 1 if self.steps is None else self.steps
+
+    def time_sampler(self) -> TimeSampler:
+        """``t = 0`` (one step), the N-step grid, or ``U[0, 1]`` (``*-uniform`` methods)."""
+        return UniformTime() if self.steps is None else distill_times(self.steps)
+
+    def allowed_times(self, num_branches: int = 4) -> tuple[float, ...] | None:
+        """The exact training times this student may see (``None``: any in [0, 1]). B-DENSE
+        starts at ``s = 0`` only, or at ``{0, 1/B, ..., (B-1)/B}`` when trained for restarts."""
+        if self.pairs == "trajectory":
+            return tuple(j / num_branches for j in range(num_branches if self.restarts else 1))
+        sampler = self.time_sampler()
+        return tuple(sampler.values.tolist()) if isinstance(sampler, DiscreteTime) else None
+
+
+def _secant(n: int) -> StudentSpec:
+    return StudentSpec(
+        f"bezier-quadratic-{n}-secant",
+        "anchored",
+        order=2,
+        target="secant",
+        steps=n,
+        linear_twin=f"anchored-distill-{n}",
+        about=f"quadratic, real endpoint, secant target N (B(t_(i+1)) - B(t_i)), {n}-step grid",
+    )
+
+
+def _few_step(n: int) -> list[StudentSpec]:
+    lin = f"anchored-distill-{n}"
+    return [
+        StudentSpec(f"rf-distill-{n}", "reflow", steps=n, about=f"k-RF distilled, {n}-step grid"),
+        StudentSpec(lin, "anchored", steps=n, about=f"linear, real endpoint, {n}-step grid"),
+        StudentSpec(
+            f"bezier-quadratic-{n}-tangent",
+            "anchored",
+            order=2,
+            target="tangent",
+            steps=n,
+            linear_twin=lin,
+            about=f"quadratic, real endpoint, tangent target, {n}-step grid",
+        ),
+        StudentSpec(
+            f"bezier-quadratic-{n}-endpoint",
+            "anchored",
+            order=2,
+            target="endpoint",
+            steps=n,
+            linear_twin=lin,
+            about=f"quadratic, real endpoint, endpoint target, {n}-step grid",
+        ),
+    ]
+
+
+_ALL: list[StudentSpec] = [
+    StudentSpec("rf-distill", "reflow", about="k-RF distilled at t = 0 (Liu et al.)"),
+    StudentSpec("anchored-distill", "anchored", about="linear, real endpoint, t = 0"),
+    StudentSpec("bdense", "trajectory", about="B-DENSE, 4 branches, s = 0"),
+    StudentSpec(
+        "anchored-distill-uniform",
+        "anchored",
+        steps=None,
+        about="linear, real endpoint, t ~ U[0, 1]",
+    ),
+    StudentSpec(
+        "bezier-quadratic-uniform",
+        "anchored",
+        order=2,
+        target="endpoint",
+        steps=None,
+        linear_twin="anchored-distill-uniform",
+        about="quadratic, real endpoint, endpoint target, t ~ U[0, 1]",
+    ),
+    StudentSpec(
+        "bezier-cubic-uniform",
+        "cubic",
+        order=3,
+        target="endpoint",
+        steps=None,
+        linear_twin="anchored-distill-uniform",
+        about="cubic, guides from the k-RF and OT-CFM (multi-teacher), t ~ U[0, 1]",
+    ),
+    *_few_step(2),
+    *_few_step(4),
+    # readings that are more expensive or newer: in the full run
+    StudentSpec(
+        "bdense-restart",
+        "trajectory",
+        steps=None,
+        restarts=True,
+        about="B-DENSE trained for restarts (s in {0, 1/4, 2/4, 3/4}); restart sampler",
+    ),
+    StudentSpec(
+        "bezier-quadratic-2-literal",
+        "anchored",
+        order=2,
+        target="endpoint",
+        steps=2,
+        guide="literal",
+        linear_twin="anchored-distill-2",
+        about="quadratic, literal guide X0 + v(X0, 0) (one full teacher step), 2-step grid",
+    ),
+    # the grid-consistent target (METHODS.md section 9): named with --methods only
+    _secant(2),
+    _secant(4),
+]
+
+#: Every student method by name.
+STUDENTS: dict[str, StudentSpec] = {s.name: s for s in _ALL}
+
+#: The students of ``bezkit experiment`` by default.
+#: Students added by ``--full``.
+EXTRA_STUDENTS: tuple[str, ...] = ("bdense-restart", "bezier-quadratic-2-literal")
+#: Students run only when named (``--methods``).
+OPTIONAL_STUDENTS: tuple[str, ...] = ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant")
+DEFAULT_STUDENTS: tuple[str, ...] = tuple(
+    s.name for s in _ALL if s.name not in EXTRA_STUDENTS + OPTIONAL_STUDENTS
+)
+
+
+def student(name: str) -> StudentSpec:
+    """The spec of a student method (clear error for an unknown name)."""
+    if name not in STUDENTS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(STUDENTS)}")
+    return STUDENTS[name]
+
+
+def paired_baseline(name: str) -> str:
+    """The plain k-RF distillation a student is compared with at equal NFE: ``rf-distill`` for
+    one-step and uniform-t students, ``rf-distill-N`` for N-step ones."""
+    spec = student(name)
+    return "rf-distill" if spec.nfe == 1 else f"rf-distill-{spec.nfe}"
