@@ -339,6 +339,7 @@ def check_slider_redraws(page: Any, out: Any, description: str, step: Callable) 
     expect(value).not_to_have_text(before[0])
     wait_until("the readout to change", lambda: html.inner_text() != before[1], timeout=60)
     wait_until("the plot to redraw", lambda: out.evaluate(PLOT_SVG_JS) != before[2], timeout=30)
+    scroll_to_top(out)  # the plot back in view for the "after" screenshot
     step(f"{description}: {before[0]} -> {value.inner_text()}; readout {html.inner_text()[:90]!r}")
 
 
