@@ -184,6 +184,33 @@ def test_bdense_widget_branches_errors_and_hops(bdense_setup):
     assert b.trace("error K=4").opacity == 1.0 and b.trace("error K=1").opacity < 1.0
 
 
+def test_bdense_widget_updates_never_send_undefined_placeholders(bdense_setup):
+    """A ``batch_update`` that sets a property on some traces only sends the other traces that
+    property as plotly's ``Undefined`` ("_undefined_" on the wire), which the anywidget front end
+    applies as data: the per-branch error curves vanished in the browser."""
+    from plotly.basedatatypes import Undefined
+
+    teacher, students, x0, _ = bdense_setup
+    b = bdense_widget(students, teacher, x0, max_points=10)
+    sent: list[dict] = []
+    for name in ("_send_update_msg", "_send_restyle_msg"):
+        send = getattr(b.figure, name)
+
+        def spy(restyle_data, *args, _send=send, **kwargs):
+            sent.append(restyle_data)
+            return _send(restyle_data, *args, **kwargs)
+
+        setattr(b.figure, name, spy)
+    for k in (2, 1):  # K = 4 -> 2 moves no point (untrained students), 2 -> 1 does
+        b.controls["K"].value = k
+    props = {prop for restyle in sent for prop in restyle}
+    assert {"y", "opacity"} <= props, f"the widget sent only {props}"
+    for restyle in sent:
+        for prop, values in restyle.items():
+            assert all(v is not Undefined for v in values), f"{prop!r} sent as undefined"
+    assert b.trace("error K=1").opacity == 1.0 and b.trace("error K=4").opacity < 1.0
+
+
 def test_bdense_widget_checks_its_students(bdense_setup):
     teacher, students, x0, _ = bdense_setup
     b = bdense_widget({2: students[2]}, teacher, x0, K=7)

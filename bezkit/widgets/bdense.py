@@ -186,15 +186,16 @@ def bdense_widget(
         full = np.transpose(d["trajectory"], (1, 0, 2))
         px, py = polylines(full)
         ex, ey = segments(p, z)
-        with fig.batch_update():
-            traces["teacher paths"].x, traces["teacher paths"].y = px, py
-            traces["teacher Z(t_j)"].x, traces["teacher Z(t_j)"].y = z[:, 0], z[:, 1]
-            traces["branch j"].x, traces["branch j"].y = p[:, 0], p[:, 1]
-            traces["error"].x, traces["error"].y = ex, ey
-            traces["current branch"].x = [tj]
-            traces["current branch"].y = [float(d["errors"][j - 1])]
-            for other in ks:
-                traces[f"error K={other}"].opacity = 1.0 if other == kk else 0.35
+        # one update per trace, no batch_update: a batch over several traces sends a trace whose
+        # value did not change as plotly's "_undefined_" placeholder, which plotly's anywidget
+        # front end stores as data (the per-branch error curves vanished in the browser)
+        traces["teacher paths"].update(x=px, y=py)
+        traces["teacher Z(t_j)"].update(x=z[:, 0], y=z[:, 1])
+        traces["branch j"].update(x=p[:, 0], y=p[:, 1])
+        traces["error"].update(x=ex, y=ey)
+        traces["current branch"].update(x=[tj], y=[float(d["errors"][j - 1])])
+        for other in ks:
+            traces[f"error K={other}"].opacity = 1.0 if other == kk else 0.35
         state.update(K=kk, j=j, t_j=tj)
         kind = "sparse: the endpoint only" if kk == 1 else f"dense: {kk} states per trajectory"
         parts = [
