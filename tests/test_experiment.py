@@ -70,9 +70,9 @@ class _TimeRecorder(nn.Module):
         self.inner = inner
         self.times: list[float] = []
 
-    def forward(self, x, t):
+    def forward(self, x, t, **kwargs):
         self.times += t.tolist()
-        return self.inner(x, t)
+        return self.inner(x, t, **kwargs)
 
     def branches(self, x, t):
         self.times += t.tolist()
