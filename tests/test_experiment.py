@@ -22,6 +22,7 @@ from bezkit.experiments.pools import PoolMaker
 from bezkit.experiments.protocol import (
     DEFAULT_STUDENTS,
     EXTRA_STUDENTS,
+    OPTIONAL_STUDENTS,
     STUDENTS,
     paired_baseline,
 )
@@ -70,7 +71,7 @@ class _TimeRecorder(nn.Module):
         self.inner = inner
         self.times: list[float] = []
 
-    def forward(self, x, t, **kwargs):
+    def forward(self, x, t, **kwargs):  # kwargs: BranchedVelocity's branches=True
         self.times += t.tolist()
         return self.inner(x, t, **kwargs)
 
@@ -88,7 +89,7 @@ def tiny_round():
     return teacher, second, pools
 
 
-@pytest.mark.parametrize("name", DEFAULT_STUDENTS + EXTRA_STUDENTS)
+@pytest.mark.parametrize("name", list(STUDENTS))
 def test_every_student_trains_only_at_its_own_times(name, tiny_round):
     """One-step students see t = 0 only, N-step students their grid, B-DENSE s = 0 (or its branch
     grid when trained for restarts); uniform-t students are the only ones with other times."""
@@ -121,6 +122,25 @@ def test_no_one_step_bezier_column_and_baselines_at_equal_nfe():
         if spec.linear_twin is not None:
             twin = STUDENTS[spec.linear_twin]
             assert twin.order == 1 and twin.pairs in ("anchored",) and twin.steps == spec.steps
+
+
+def test_secant_students_are_named_only_and_train_on_their_own_grid(tiny_round):
+    """``*-secant``: the quadratic curve of the anchored pool, its secant on the N-step grid; not
+    in the default or the full table (run by naming them)."""
+    assert set(OPTIONAL_STUDENTS) == {"bezier-quadratic-2-secant", "bezier-quadratic-4-secant"}
+    full = ExperimentConfig.full().methods
+    assert not set(OPTIONAL_STUDENTS) & (set(DEFAULT_STUDENTS) | set(EXTRA_STUDENTS) | set(full))
+    ExperimentConfig(methods=OPTIONAL_STUDENTS, chains=(), baselines=()).validate()
+    teacher, _, pools = tiny_round
+    for n in (2, 4):
+        spec = STUDENTS[f"bezier-quadratic-{n}-secant"]
+        assert (spec.order, spec.target, spec.steps) == (2, "secant", n)
+        assert spec.linear_twin == f"anchored-distill-{n}"
+        loss = student_loss(spec)
+        assert loss.grid_steps == n and loss.target == "secant"
+        same = student_setup(STUDENTS[f"bezier-quadratic-{n}-tangent"], teacher, pools)
+        setup = student_setup(spec, teacher, pools)
+        assert setup.pool is same.pool  # the same pairs and guides as the other quadratic students
 
 
 def test_students_of_one_round_share_their_pairs(tiny_round):

@@ -59,6 +59,20 @@ def test_order_one_bezier_distillation_is_reflow_distillation(teacher):
     )
 
 
+def test_secant_bezier_distillation_on_a_line_is_the_tangent_one(teacher):
+    """Order 1: the secant is the tangent, so the N-step runs are the same run."""
+    pair_cfg = dict(order=1, endpoint="teacher", distill_steps=2, n_pairs=256, teacher_steps=8)
+    runs = [
+        bezier_distill([teacher], SRC, TGT, cfg(), BezierDistillConfig(target=t, **pair_cfg))
+        for t in ("tangent", "secant")
+    ]
+    torch.testing.assert_close(
+        torch.tensor(runs[1].result.losses), torch.tensor(runs[0].result.losses)
+    )
+    with pytest.raises(ValueError, match="distill_steps=N"):
+        BezierDistillConfig(target="secant").validate(1)
+
+
 def test_order_one_bezier_with_uniform_time_is_reflow_training(teacher):
     coupling = ReflowCoupling(teacher, SRC, n_pairs=256, steps=8, seed=5)
     rnd = reflow_round(teacher, SRC, cfg(), k=2, coupling=coupling)

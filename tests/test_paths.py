@@ -280,6 +280,119 @@ def test_endpoint_target_errors_and_deprecated_t_max(gen):
     assert torch.equal(regression_target(bare, "tangent"), sample.dx_t)
 
 
+def secant_euler_states(path, x0, x1, guides, steps):
+    """N Euler steps of the exact secant field from X0 along the pair's own curve: the states."""
+    n = x0.shape[0]
+    x, states = x0, []
+    for i in range(steps):
+        t = torch.full((n,), i / steps, dtype=x0.dtype)
+        sample = path.sample(x0, x1, t, guides)
+        x = x + regression_target(sample, "secant", grid_steps=steps) / steps
+        states.append(x)
+    return states
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7])
+def test_secant_euler_steps_trace_the_curve_grid_points(order, steps, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    path = BezierPath(order)
+    states = secant_euler_states(path, x0, x1, guides, steps)
+    for i, x in enumerate(states, start=1):
+        t = torch.full((x0.shape[0],), i / steps, dtype=F64)
+        torch.testing.assert_close(x, path.point(x0, x1, t, guides), rtol=0, atol=1e-12)
+    torch.testing.assert_close(states[-1], x1, rtol=0, atol=1e-12)
+    # in float32 too, to float32 precision
+    f32 = [p.float() for p in (x0, x1, *guides)]
+    last = secant_euler_states(path, f32[0], f32[1], tuple(f32[2:]), steps)[-1]
+    torch.testing.assert_close(last.double(), x1, rtol=0, atol=2e-5)
+
+
+def test_tangent_and_endpoint_euler_steps_leave_a_curved_path(gen):
+    """What the secant fixes: on a quadratic, 2 Euler steps of the tangent or endpoint target
+    (evaluated on the curve) miss ``B(1/2)`` and ``X1`` by closed-form amounts."""
+    x0, x1 = pair(gen)
+    g = rand(gen, *x0.shape)
+    path, n = BezierPath(2), x0.shape[0]
+    half = torch.full((n,), 0.5, dtype=F64)
+    zero = torch.zeros(n, dtype=F64)
+    bend = x0 + x1 - 2 * g  # B'' / 2
+    tan = x0 + 0.5 * path.tangent(x0, x1, zero, (g,))
+    torch.testing.assert_close(tan - path.point(x0, x1, half, (g,)), -bend / 4)
+    tan = tan + 0.5 * path.tangent(x0, x1, half, (g,))
+    torch.testing.assert_close(tan - x1, -bend / 2)  # N h^2 B''/2 with N = 2, h = 1/2
+    end = x0 + 0.5 * path.endpoint_velocity(x0, x1, zero, (g,))
+    torch.testing.assert_close(end, (x0 + x1) / 2)  # the chord, not the curve
+    torch.testing.assert_close(end - path.point(x0, x1, half, (g,)), bend / 4)
+
+
+def test_secant_with_one_step_is_the_chord_and_on_a_line_the_tangent(gen):
+    x0, x1 = pair(gen)
+    t0 = torch.zeros(x0.shape[0], dtype=F64)
+    for order in (1, 2, 3, 4):
+        guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+        sample = BezierPath(order).sample(x0, x1, t0, guides)
+        got = regression_target(sample, "secant", grid_steps=1)
+        torch.testing.assert_close(got, x1 - x0, rtol=0, atol=1e-13)
+    t = times(gen)
+    line = LinearPath().sample(x0, x1, t)
+    for steps in (1, 2, 5):
+        got = regression_target(line, "secant", grid_steps=steps)
+        torch.testing.assert_close(got, line.dx_t, rtol=0, atol=1e-13)
+        torch.testing.assert_close(got, regression_target(line, "tangent"))
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_secant_off_the_grid_is_the_divided_difference_to_the_next_grid_point(order, gen):
+    x0, x1 = pair(gen)
+    guides = tuple(rand(gen, *x0.shape) for _ in range(order - 1))
+    path, steps = BezierPath(order), 4
+    t = times(gen) * 0.999
+    nxt = torch.floor(t * steps + 1) / steps
+    want = (path.point(x0, x1, nxt, guides) - path.point(x0, x1, t, guides)) / (nxt - t)[:, None]
+    got = path.secant_velocity(x0, x1, t, guides, steps=steps)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-8)
+    # a float just below a grid point counts as on it: the secant over [1/2, 3/4]
+    below = torch.full((x0.shape[0],), 0.5 - 1e-9, dtype=F64)
+    tangent = path.tangent(x0, x1, torch.full_like(below, 0.5), guides)
+    secant = path.secant_velocity(x0, x1, below, guides, steps=steps)
+    assert not torch.allclose(secant, tangent)
+    at_one = torch.ones(x0.shape[0], dtype=F64)
+    torch.testing.assert_close(
+        path.secant_velocity(x0, x1, at_one, guides, steps=steps),
+        path.tangent(x0, x1, at_one, guides),
+    )
+
+
+def test_secant_grid_times_in_float32_start_their_own_cell(gen):
+    """``float32(1/3)`` is a grid point of the 3-step grid, whatever its rounding."""
+    x0, x1 = (p.float() for p in pair(gen))
+    g = rand(gen, *x0.shape).float()
+    path = BezierPath(2)
+    for i in range(3):
+        t = torch.full((x0.shape[0],), i / 3, dtype=torch.float32)
+        nxt = torch.full_like(t, (i + 1) / 3)
+        want = 3 * (path.point(x0, x1, nxt, (g,)) - path.point(x0, x1, t, (g,)))
+        got = path.secant_velocity(x0, x1, t, (g,), steps=3)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_secant_target_errors(gen):
+    x0, x1 = pair(gen)
+    sample = BezierPath(2).sample(x0, x1, times(gen), (rand(gen, *x0.shape),))
+    with pytest.raises(ValueError, match="grid_steps=N"):
+        regression_target(sample, "secant")
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="grid steps N must be an int >= 1"):
+            regression_target(sample, "secant", grid_steps=bad)
+    with pytest.raises(ValueError, match="secant target only"):
+        regression_target(sample, "tangent", grid_steps=2)
+    bare = PathSample(x0=x0, x1=x1, t=sample.t, x_t=sample.x_t, dx_t=sample.dx_t)
+    with pytest.raises(ValueError, match="guide points"):
+        regression_target(bare, "secant", grid_steps=2)
+
+
 def ushaped_cdf(t, a):
     """CDF of p(t) ~ e^(a t) + e^(a (1 - t)) on [0, 1]."""
     return 0.5 * (torch.expm1(a * t) - torch.expm1(a * (1 - t)) + math.expm1(a)) / math.expm1(a)

@@ -12,6 +12,8 @@ from torch import nn
 from bezkit.couplings import IndependentCoupling, Pairs
 from bezkit.data import get_sampler
 from bezkit.models import MLPVelocity
+from bezkit.models.unet import UNetVelocity
+from bezkit.paths import BezierPath, distill_times
 from bezkit.training import (
     EMA,
     FlowMatchingLoss,
@@ -223,6 +225,29 @@ def test_flow_matching_loss_formula(gen):
         FlowMatchingLoss(target="noise")
 
 
+def test_flow_matching_loss_secant_target_on_the_grid(gen):
+    """``target="secant"``: ``E_i ||v(B(t_i), t_i) - N (B(t_{i+1}) - B(t_i))||^2`` on the grid."""
+    model = mlp()
+    base = COUPLING.sample(32, gen)
+    guide = torch.randn(32, 2, generator=gen)
+    pairs = Pairs(base.x0, base.x1, (guide,))
+    path, steps = BezierPath(2), 4
+    loss = FlowMatchingLoss(
+        path, target="secant", grid_steps=steps, time_sampler=distill_times(steps)
+    )
+    got = loss(model, pairs, torch.Generator().manual_seed(9))
+    t = distill_times(steps)(32, torch.Generator().manual_seed(9))
+    nxt = t + 1 / steps
+    x_t = path.point(pairs.x0, pairs.x1, t, (guide,))
+    want = steps * (path.point(pairs.x0, pairs.x1, nxt, (guide,)) - x_t)
+    torch.testing.assert_close(got, (model(x_t, t) - want).pow(2).mean())
+    assert "grid_steps=4" in repr(loss)
+    with pytest.raises(ValueError, match="grid_steps=N"):
+        FlowMatchingLoss(path, target="secant")
+    with pytest.raises(ValueError, match="secant target only"):
+        FlowMatchingLoss(path, target="endpoint", grid_steps=2)
+
+
 def test_generator_for_streams_differ():
     a = torch.rand(4, generator=generator_for(0, 5, "data"))
     assert torch.equal(a, torch.rand(4, generator=generator_for(0, 5, "data")))
@@ -265,3 +290,49 @@ def test_choose_device():
         assert choose_device("auto").type in ("cpu", "mps")
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             choose_device("cuda")
+
+
+def dropout_unet(seed=0):
+    """A tiny U-Net with dropout 0.5: training draws its masks from the global torch RNG."""
+    torch.manual_seed(seed)
+    return UNetVelocity(
+        1,
+        8,
+        (1,),
+        num_res_blocks=1,
+        attention_resolutions=(),
+        dropout=0.5,
+        image_size=8,
+    )
+
+
+def noise_images(n, generator):
+    return Pairs(
+        torch.randn(n, 1, 8, 8, generator=generator), torch.randn(n, 1, 8, 8, generator=generator)
+    )
+
+
+def test_resume_with_dropout_replays_the_same_dropout_masks(tmp_path):
+    # step k's masks come from a (seed, k) stream, so a resumed run does not replay step 0's masks
+    steps, calls = 4, []
+
+    def crash_at_3(n, generator):
+        if len(calls) == 3:  # the checkpoint after step 2 is the last one before the crash
+            raise KeyboardInterrupt("simulated crash")
+        calls.append(1)
+        return noise_images(n, generator)
+
+    base = dict(steps=steps, batch_size=4, lr=1e-2, seed=1, device="cpu", progress=False)
+    full = train(dropout_unet(), FlowMatchingLoss(), noise_images, TrainConfig(**base))
+    config = TrainConfig(**base, checkpoint_path=str(tmp_path / "run"), checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(dropout_unet(), FlowMatchingLoss(), crash_at_3, config)
+    resumed = train(
+        dropout_unet(seed=99),
+        FlowMatchingLoss(),
+        noise_images,
+        config,
+        resume_from=config.checkpoint_path,
+    )
+    torch.testing.assert_close(torch.tensor(resumed.losses), torch.tensor(full.losses))
+    torch.testing.assert_close(params(resumed.model), params(full.model), rtol=0, atol=0)

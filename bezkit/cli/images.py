@@ -73,10 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     m.add_argument(
         "--distill-steps",
         type=positive_int,
-        default=1,
+        default=None,
         metavar="N",
-        help="distill: train an N-step student (t on {0, 1/N, ...}); bezier: the same grid "
-        "instead of uniform t when given",
+        help="distill: train an N-step student (t on {0, 1/N, ...}; default 1); bezier: the same "
+        "grid instead of uniform t when given (N = 1: t = 0 only)",
     )
     m.add_argument("--order", type=positive_int, default=2, help="bezier: curve order")
     m.add_argument(
@@ -342,7 +342,7 @@ def _bezier_options(args: argparse.Namespace) -> Any:
         guide_state=args.guide_state,
         endpoint=args.endpoint,
         target=args.target_kind,
-        distill_steps=args.distill_steps if args.distill_steps > 1 else None,
+        distill_steps=args.distill_steps,
     )
     try:
         bezier.validate(len(args.teacher))
@@ -370,7 +370,7 @@ def run_distill(args: argparse.Namespace) -> int:
             return None
         return _friendly(
             train_from_pairs, args.method, args.teacher, args.pairs, preset, args.out,
-            init=args.init, distill_steps=args.distill_steps, bezier=bezier,
+            init=args.init, distill_steps=args.distill_steps or 1, bezier=bezier,
             restarts=args.restarts, device=session.device, overwrite=args.overwrite,
             progress=session.progress,
         )  # fmt: skip

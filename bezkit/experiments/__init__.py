@@ -5,6 +5,7 @@ from bezkit.experiments.protocol import (
     BASELINE_METHODS,
     DEFAULT_STUDENTS,
     EXTRA_STUDENTS,
+    OPTIONAL_STUDENTS,
     STUDENTS,
     StudentSpec,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "CHAIN_KINDS",
     "DEFAULT_STUDENTS",
     "EXTRA_STUDENTS",
+    "OPTIONAL_STUDENTS",
     "STUDENTS",
     "ExperimentConfig",
     "StudentSpec",

@@ -34,7 +34,7 @@ def _slug(exp: Mapping[str, Any]) -> str:
 
 def few_step_series(exp: Mapping[str, Any], k: int) -> dict[str, dict[int, Any]]:
     """``{family: {NFE: Interval}}`` of the students made for 1, 2 and 4 steps at round ``k``:
-    plain distillation, linear with a real endpoint, quadratic (tangent / endpoint target), each
+    plain distillation, linear with a real endpoint, quadratic (tangent / endpoint / secant target), each
     at its own NFE (and B-DENSE with its restart sampler)."""
     by = metric_by_k(exp)
     families = {
@@ -45,6 +45,7 @@ def few_step_series(exp: Mapping[str, Any], k: int) -> dict[str, dict[int, Any]]
             "bezier-quadratic-2-endpoint",
             "bezier-quadratic-4-endpoint",
         ),
+        "quadratic, secant target": ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant"),
     }
     out: dict[str, dict[int, Any]] = {}
     for label, names in families.items():

@@ -10,8 +10,10 @@ optimiser steps, on pools of the same number of pairs. What differs is one thing
   held-in ``X1``, the teacher's reverse-ODE ``X0``, with the quadratic guide), ``cubic`` (the same
   real endpoint, guides from two teachers: the k-RF and OT-CFM), ``trajectory`` (the teacher's
   states at ``j / B`` for B-DENSE);
-- **curve and target**: linear (order 1), quadratic or cubic Bezier; ``tangent`` ``B'(t)`` or
-  ``endpoint`` ``(X1 - B(t)) / (1 - t)``.
+- **curve and target**: linear (order 1), quadratic or cubic Bezier; ``tangent`` ``B'(t)``,
+  ``endpoint`` ``(X1 - B(t)) / (1 - t)`` or, for N-step students only, the grid-consistent
+  ``secant`` ``N (B(t_{i+1}) - B(t_i))`` (``*-secant`` methods: not in the default table, run by
+  naming them with ``--methods``).
 
 With the endpoint target at ``t = 0`` every curve gives ``X1 - X0``: a one-step Bezier student *is*
 the linear one, so the curve is compared through 2- and 4-step students (N-step grid, equal NFE)
@@ -29,6 +31,7 @@ __all__ = [
     "BASELINE_METHODS",
     "DEFAULT_STUDENTS",
     "EXTRA_STUDENTS",
+    "OPTIONAL_STUDENTS",
     "STUDENTS",
     "PairKind",
     "StudentSpec",
@@ -54,7 +57,7 @@ class StudentSpec:
     name: str
     pairs: PairKind
     order: int = 1
-    target: Literal["tangent", "endpoint"] = "tangent"
+    target: Literal["tangent", "endpoint", "secant"] = "tangent"
     steps: int | None = 1
     guide: Literal["euler", "literal"] = "euler"
     restarts: bool = False
@@ -77,6 +80,18 @@ class StudentSpec:
             return tuple(j / num_branches for j in range(num_branches if self.restarts else 1))
         sampler = self.time_sampler()
         return tuple(sampler.values.tolist()) if isinstance(sampler, DiscreteTime) else None
+
+
+def _secant(n: int) -> StudentSpec:
+    return StudentSpec(
+        f"bezier-quadratic-{n}-secant",
+        "anchored",
+        order=2,
+        target="secant",
+        steps=n,
+        linear_twin=f"anchored-distill-{n}",
+        about=f"quadratic, real endpoint, secant target N (B(t_(i+1)) - B(t_i)), {n}-step grid",
+    )
 
 
 def _few_step(n: int) -> list[StudentSpec]:
@@ -153,17 +168,22 @@ _ALL: list[StudentSpec] = [
         linear_twin="anchored-distill-2",
         about="quadratic, literal guide X0 + v(X0, 0) (one full teacher step), 2-step grid",
     ),
+    # the grid-consistent target (METHODS.md section 9): named with --methods only
+    _secant(2),
+    _secant(4),
 ]
 
 #: Every student method by name.
 STUDENTS: dict[str, StudentSpec] = {s.name: s for s in _ALL}
 
 #: The students of ``bezkit experiment`` by default.
-DEFAULT_STUDENTS: tuple[str, ...] = tuple(
-    s.name for s in _ALL if s.name not in ("bdense-restart", "bezier-quadratic-2-literal")
-)
 #: Students added by ``--full``.
 EXTRA_STUDENTS: tuple[str, ...] = ("bdense-restart", "bezier-quadratic-2-literal")
+#: Students run only when named (``--methods``).
+OPTIONAL_STUDENTS: tuple[str, ...] = ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant")
+DEFAULT_STUDENTS: tuple[str, ...] = tuple(
+    s.name for s in _ALL if s.name not in EXTRA_STUDENTS + OPTIONAL_STUDENTS
+)
 
 
 def student(name: str) -> StudentSpec:

@@ -40,7 +40,7 @@ from typing import Any, TypedDict
 
 from bezkit.experiments.protocol import BASELINE_METHODS, STUDENTS, paired_baseline
 from bezkit.experiments.statistics import Interval, paired_difference, seed_means, t_interval
-from bezkit.training.atomic import atomic_write_bytes
+from bezkit.training.atomic import write_json
 
 __all__ = [
     "BASELINES",
@@ -133,7 +133,7 @@ def save_results(path: str | Path, results: Mapping[str, Any]) -> Path:
         raise ValueError(f"results must carry schema_version {SCHEMA_VERSION}")
     _check_finite(results)
     path = Path(path)
-    atomic_write_bytes(path, json.dumps(results, indent=1, allow_nan=False).encode())
+    write_json(path, results, indent=1)  # strict JSON: NaN/inf refused
     return path
 
 

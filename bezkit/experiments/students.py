@@ -4,7 +4,7 @@ A student is a copy of its teacher (the k-RF; B-DENSE: the teacher with its outp
 per branch), trained on one pool with one loss:
 
 - linear / Bezier students: ``E || v(B(t), t) - target(t) ||^2`` with the spec's path order,
-  target and time sampler (``t = 0``, the N-step grid, or ``U[0, 1]`` for ``*-uniform``);
+  target (the ``secant`` target on the spec's own N-step grid) and time sampler (``t = 0``, the N-step grid, or ``U[0, 1]`` for ``*-uniform``);
 - B-DENSE: ``sum_j w_j || branch_j(Z_s, s) - Z_{t_j} ||^2`` with ``s = 0`` (or the branch grid
   when trained for restarts).
 """
@@ -42,8 +42,16 @@ def student_loss(spec: StudentSpec, *, num_branches: int = 4) -> LossFn:
     """The loss of a student method (the same object for every seed)."""
     if spec.pairs == "trajectory":
         return BDenseLoss(num_branches, restarts=spec.restarts)
+    grid = None
+    if spec.target == "secant":
+        if spec.steps is None:
+            raise ValueError(f"{spec.name}: the secant target needs an N-step grid (steps=N)")
+        grid = spec.steps
     return FlowMatchingLoss(
-        BezierPath(spec.order), target=spec.target, time_sampler=spec.time_sampler()
+        BezierPath(spec.order),
+        target=spec.target,
+        time_sampler=spec.time_sampler(),
+        grid_steps=grid,
     )
 
 

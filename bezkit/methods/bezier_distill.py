@@ -14,7 +14,8 @@ For each pair ``(X0, X1)`` a Bezier curve of order ``n`` is built with guides fr
   that a real endpoint stops error accumulation), the teacher's forward endpoint (``"teacher"``) or an
   independent draw (``"independent"``);
 - the student regresses the ``tangent`` B'(t) or the one-step-friendly ``endpoint`` target
-  ``(X1 - B(t)) / (1 - t)`` at ``t ~ U[0, 1]``, or on the N-step grid when ``distill_steps = N``.
+  ``(X1 - B(t)) / (1 - t)`` at ``t ~ U[0, 1]``, or on the N-step grid when ``distill_steps = N``;
+  there the grid-consistent ``secant`` target ``N (B(t_{i+1}) - B(t_i))`` is a third choice.
 
 Order 1 has no guides: with ``endpoint="teacher"`` it is exactly reflow training, and with
 ``distill_steps`` it is exactly k-RF distillation (tested).
@@ -36,7 +37,7 @@ from bezkit.data.toy2d import Sampler
 from bezkit.methods.flow import Init, student_from, train_flow
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
-from bezkit.paths.targets import TargetKind
+from bezkit.paths.targets import TARGETS, TargetKind
 from bezkit.paths.time_sampling import distill_times
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
@@ -100,6 +101,14 @@ class BezierDistillConfig:
                 "full step X0 + v(X0, 0)); leave guide_times unset"
             )
 
+    def _check_target(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
+        if self.target == "secant" and self.distill_steps is None:
+            raise ValueError(
+                "the secant target is defined on an N-step grid: set distill_steps=N with it"
+            )
+
     def validate(self, num_teachers: int) -> None:
         """Raise a clear error for any inconsistent option (before anything is trained)."""
         BezierPath(self.order)  # order >= 1
@@ -129,8 +138,7 @@ class BezierDistillConfig:
             )
         if self.guide_state == "one-step":
             self._check_one_step_guide()
-        if self.target not in ("tangent", "endpoint"):
-            raise ValueError(f"unknown target {self.target!r}; use 'tangent' or 'endpoint'")
+        self._check_target()
         if self.distill_steps is not None:
             distill_times(self.distill_steps)
         if self.n_pairs < 1 or self.teacher_steps < 1:
@@ -222,7 +230,13 @@ def bezier_distill(
     student = student_from(teachers[cfg.endpoint_teacher], cfg.init, seed=config.seed)
     sampler = distill_times(cfg.distill_steps) if cfg.distill_steps else None
     result = train_flow(
-        pool, student, config, path=BezierPath(cfg.order), target=cfg.target,
-        time_sampler=sampler, resume_from=resume_from,
-    )  # fmt: skip
+        pool,
+        student,
+        config,
+        path=BezierPath(cfg.order),
+        target=cfg.target,
+        time_sampler=sampler,
+        grid_steps=cfg.distill_steps if cfg.target == "secant" else None,
+        resume_from=resume_from,
+    )
     return BezierDistillResult(result=result, pool=pool)

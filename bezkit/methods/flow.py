@@ -57,9 +57,11 @@ def train_flow(
     path: BezierPath | None = None,
     target: TargetKind = "tangent",
     time_sampler: TimeSampler | None = None,
+    grid_steps: int | None = None,
     resume_from: str | Path | None = None,
 ) -> TrainResult:
-    """Regress ``model`` on ``path``'s ``target`` for pairs drawn from ``coupling``;
-    ``resume_from`` continues an interrupted run from its training state (``train``)."""
-    loss = FlowMatchingLoss(path, target=target, time_sampler=time_sampler)
+    """Regress ``model`` on ``path``'s ``target`` for pairs drawn from ``coupling``
+    (``grid_steps``: the N of the ``secant`` target's grid); ``resume_from`` continues an
+    interrupted run from its training state (``train``)."""
+    loss = FlowMatchingLoss(path, target=target, time_sampler=time_sampler, grid_steps=grid_steps)
     return train(model, loss, coupling.sample, config, resume_from=resume_from)

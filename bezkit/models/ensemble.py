@@ -237,12 +237,12 @@ class EnsembleVelocity(nn.Module):
         return out.reshape(s * n, *out.shape[2:])
 
     def forward(self, x: Tensor, t: Tensor, *, branches: bool = False) -> Tensor:
-        """The S velocity fields on their seed blocks: ``cat_s models[s](x_s, t_s)``; with
-        ``branches=True`` (``BranchedVelocity``'s convention, used by ``BDenseLoss``) the branch
-        outputs ``cat_s models[s].branches(x_s, t_s)``."""
-        if branches:
-            return self.branches(x, t)
-        return self.call("forward", x, t)
+        """The S velocity fields on their seed blocks: ``cat_s models[s](x_s, t_s)``.
+
+        ``branches=True`` gives the per-seed branch outputs instead (see :meth:`branches`), the
+        ``model(x, t, branches=True)`` convention of ``BranchedVelocity`` that ``BDenseLoss`` uses.
+        """
+        return self.call("branches" if branches else "forward", x, t)
 
     def branches(self, x: Tensor, t: Tensor) -> Tensor:
         """``BranchedVelocity.branches`` per seed block, shape ``(S*n, K, *d)``."""

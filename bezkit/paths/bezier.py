@@ -6,6 +6,9 @@ With control points ``P_0 = X0``, guides ``P_1 .. P_{n-1}`` and ``P_n = X1``:
     B'(t) = n sum_{i=0}^{n-1} C(n-1, i) (1-t)^(n-1-i) t^i (P_{i+1} - P_i)
 
 Order 1 is the straight line of rectified flow, ``X_t = (1-t) X0 + t X1`` with velocity ``X1 - X0``.
+
+On an N-step grid ``t_i = i / N`` the *secant* ``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` is the
+velocity whose Euler steps land on the curve's grid points (:meth:`BezierPath.secant_velocity`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from bezkit.paths.path_sample import PathSample
 
-__all__ = ["BezierPath", "LinearPath", "bernstein", "check_time"]
+__all__ = [
+    "GRID_SNAP",
+    "BezierPath",
+    "LinearPath",
+    "bernstein",
+    "check_grid_steps",
+    "check_time",
+    "next_grid_time",
+]
+
+#: Times within this many grid spacings below a grid point count as on it (float grids).
+GRID_SNAP = 1e-4
 
 
 def check_time(t: Tensor, n: int, *, name: str = "t") -> Tensor:
@@ -43,6 +58,24 @@ def bernstein(order: int, t: Tensor) -> Tensor:
         [math.comb(order, k) for k in range(order + 1)], dtype=t.dtype, device=t.device
     )[:, None]
     return binom * (1 - t)[None, :] ** (order - i) * t[None, :] ** i
+
+
+def check_grid_steps(steps: object) -> int:
+    """``steps`` must be the int N >= 1 of an N-step grid ``{0, 1/N, ..., 1}``."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"grid steps N must be an int >= 1, got {steps!r}")
+    return steps
+
+
+def next_grid_time(t: Tensor, steps: int) -> Tensor:
+    """The end ``(i + 1) / N`` of the grid cell ``[i / N, (i + 1) / N)`` holding each ``t``.
+
+    A ``t`` less than ``GRID_SNAP / N`` below a grid point counts as on it (so a float grid time
+    such as ``float32(1/3)`` starts its own cell); ``t = 1`` gives 1 (the last cell's end).
+    """
+    n = check_grid_steps(steps)
+    cell = torch.floor(t.double() * n + GRID_SNAP).clamp(max=n - 1)
+    return ((cell + 1) / n).clamp(max=1.0).to(t.dtype)
 
 
 def _expand(w: Tensor, like: Tensor) -> Tensor:
@@ -125,6 +158,40 @@ class BezierPath:
         out = _expand(w[0] * 1.0, x0) * (x1 - pts[0])
         for i in range(1, n):
             out = out + _expand(w[i] * (n / (n - i)), x0) * (x1 - pts[i])
+        return out
+
+    def secant_velocity(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        t: Tensor,
+        guides: Sequence[Tensor] = (),
+        *,
+        steps: int,
+    ) -> Tensor:
+        """The secant to the next point of the N-step grid: ``(B(b) - B(t)) / (b - t)``,
+        ``b = next_grid_time(t, N)``.
+
+        On the grid, ``t_i = i / N``, it is ``N (B(t_{i+1}) - B(t_i))``, so N Euler steps of it
+        from ``X0`` visit ``B(t_1), ..., B(t_N) = X1`` exactly; with N = 1 it is ``X1 - X0``; on
+        the linear path it is ``X1 - X0``, the tangent. It is computed with no division as the
+        mean of the tangent over the cell,
+
+            (B(b) - B(a)) / (b - a) = int_0^1 B'(a + u (b - a)) du
+                                    = sum_q w_q B'(a + u_q (b - a)),
+
+        by Gauss-Legendre quadrature with ``ceil(n / 2)`` nodes ``u_q`` in [0, 1] (exact for ``B'``,
+        a polynomial of degree ``n - 1``), so it stays exact when ``b - t`` is small and equals
+        ``B'(1)`` at ``t = 1``.
+        """
+        self.control_points(x0, x1, guides)
+        t = check_time(t, x0.shape[0]).to(x0.dtype)
+        b = next_grid_time(t, steps)
+        nodes, weights = np.polynomial.legendre.leggauss(max(1, (self.order + 1) // 2))
+        out = torch.zeros_like(x0)
+        for u, w in zip((nodes + 1) / 2, weights / 2, strict=True):
+            at = (t + float(u) * (b - t)).clamp(0.0, 1.0)
+            out = out + float(w) * self.tangent(x0, x1, at, guides)
         return out
 
     def sample(

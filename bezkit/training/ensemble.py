@@ -35,7 +35,7 @@ from bezkit.models.ensemble import EnsembleVelocity
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import get_world_size
-from bezkit.training.trainer import BatchFn, TrainResult, generator_for, lr_factor
+from bezkit.training.trainer import BatchFn, TrainResult, generator_for, lr_factor, stream_seed
 
 __all__ = ["BlockLossFn", "clip_grad_norm_per_model", "seed_blocked_pairs", "train_ensemble"]
 
@@ -162,7 +162,6 @@ def train_ensemble(
     seeds = list(seeds)
     _check_inputs(models, loss_fn, sample_batches, config, seeds)
     device = choose_device(config.device)
-    torch.manual_seed(seeds[0])  # like train(): nothing here draws from it, but keep the same state
     for m in models:
         m.to(device).train()
     ensemble = EnsembleVelocity(models).to(device).train()
@@ -180,6 +179,9 @@ def train_ensemble(
     t0 = time.perf_counter()
     bar = tqdm(total=config.steps, desc=config.desc, disable=not config.progress, leave=False)
     for step in range(config.steps):
+        # like train(): the global RNG is a per-(seed, step) stream (vmap's default
+        # randomness="error" refuses dropout, so nothing draws from it here)
+        torch.manual_seed(stream_seed(seeds[0], step, "model"))
         pairs = seed_blocked_pairs(
             [
                 sample(config.batch_size, generator_for(seed, step, "data"))

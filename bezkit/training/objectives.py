@@ -2,10 +2,11 @@
 
     L(theta) = E_{(X0, X1, G) ~ coupling, t ~ p(t)} || v_theta(B(t), t) - target(t) ||^2
 
-``target`` is the tangent ``B'(t)`` or the endpoint velocity ``(X1 - B(t)) / (1 - t)`` (exact, in
-closed form, up to t = 1). With the
-linear path and ``t`` fixed at 0 this is the one-step distillation loss
-``||v(Z0, 0) - (Z1 - Z0)||^2``; with ``t`` on ``{0, 1/N, ...}`` the N-step one.
+``target`` is the tangent ``B'(t)``, the endpoint velocity ``(X1 - B(t)) / (1 - t)`` (exact, in
+closed form, up to t = 1) or, for an N-step sampler (``grid_steps=N``), the secant
+``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on the grid ``t_i = i / N``, whose N Euler steps trace
+the curve's grid points. With the linear path and ``t`` fixed at 0 this is the one-step
+distillation loss ``||v(Z0, 0) - (Z1 - Z0)||^2``; with ``t`` on ``{0, 1/N, ...}`` the N-step one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import Pairs
 from bezkit.models.ensemble import seed_block_size
 from bezkit.paths.bezier import BezierPath, LinearPath
-from bezkit.paths.targets import TargetKind, regression_target
+from bezkit.paths.targets import TargetKind, check_target, regression_target
 from bezkit.paths.time_sampling import TimeSampler, UniformTime
 
 __all__ = ["FlowMatchingLoss"]
@@ -29,8 +30,9 @@ class FlowMatchingLoss:
     """``loss(model, pairs, generator) = mean ||v_theta(B(t), t) - target(t)||^2`` over the batch.
 
     ``t ~ time_sampler`` (default uniform on [0, 1]) from ``generator``; ``B`` is ``path`` (default
-    the straight line) through ``pairs.guides``; ``target`` is ``"tangent"`` (``B'(t)``) or
-    ``"endpoint"`` (``(X1 - B(t)) / (1 - t)``, with ``t`` clamped to ``t_max``).
+    the straight line) through ``pairs.guides``; ``target`` is ``"tangent"`` (``B'(t)``),
+    ``"endpoint"`` (``(X1 - B(t)) / (1 - t)``, exact up to t = 1) or ``"secant"`` with
+    ``grid_steps=N`` (``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on the grid ``t_i = i / N``).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class FlowMatchingLoss:
         *,
         target: TargetKind = "tangent",
         time_sampler: TimeSampler | None = None,
+        grid_steps: int | None = None,
         t_max: float | None = None,
     ) -> None:
         if t_max is not None:
@@ -48,10 +51,10 @@ class FlowMatchingLoss:
                 DeprecationWarning,
                 stacklevel=2,
             )
-        if target not in ("tangent", "endpoint"):
-            raise ValueError(f"unknown target {target!r}; use 'tangent' or 'endpoint'")
+        check_target(target, grid_steps)
         self.path = path if path is not None else LinearPath()
         self.target = target
+        self.grid_steps = grid_steps
         self.time_sampler = time_sampler if time_sampler is not None else UniformTime()
 
     def __call__(
@@ -66,7 +69,7 @@ class FlowMatchingLoss:
             return self.block_losses(model, pairs, generator).mean()
         t = self.time_sampler(len(pairs), generator).to(pairs.x0.device, pairs.x0.dtype)
         sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
-        target = regression_target(sample, self.target)
+        target = regression_target(sample, self.target, grid_steps=self.grid_steps)
         return (model(sample.x_t, t) - target).pow(2).mean()
 
     def block_losses(
@@ -78,8 +81,11 @@ class FlowMatchingLoss:
         n = seed_block_size(len(pairs), len(gens))
         t = torch.cat([self.time_sampler(n, g) for g in gens]).to(pairs.x0.device, pairs.x0.dtype)
         sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
-        target = regression_target(sample, self.target)
+        target = regression_target(sample, self.target, grid_steps=self.grid_steps)
         return (model(sample.x_t, t) - target).pow(2).reshape(len(gens), -1).mean(dim=1)
 
     def __repr__(self) -> str:
-        return f"FlowMatchingLoss({self.path!r}, target={self.target!r}, {self.time_sampler!r})"
+        grid = "" if self.grid_steps is None else f", grid_steps={self.grid_steps}"
+        return (
+            f"FlowMatchingLoss({self.path!r}, target={self.target!r}{grid}, {self.time_sampler!r})"
+        )

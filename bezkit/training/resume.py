@@ -74,9 +74,17 @@ def read_resume_point(path: str | Path, *, required: Iterable[str] = ()) -> Resu
             f"{path} does not record {', '.join(_flag(n) for n in missing)}, so the run cannot "
             "be rebuilt exactly; start a new run"
         )
-    total = run.get("steps", cfg.get("steps", step))
+    total = cfg.get("steps")  # the trainer's own total, written in every checkpoint
     if not isinstance(total, int):
-        raise ResumeError(f"{path} records no total number of steps")
+        raise ResumeError(
+            f"{path} records no total number of steps (train_config has no integer 'steps'), so "
+            "the run cannot be rebuilt exactly; start a new run"
+        )
+    if "steps" in run and run["steps"] != total:
+        raise ResumeError(
+            f"{path} records {run['steps']} steps in its run settings but {total} in its "
+            "train_config; the checkpoint is inconsistent, start a new run"
+        )
     return ResumePoint(
         path=Path(path), step=step, total_steps=total, settings=dict(run), metadata=meta
     )

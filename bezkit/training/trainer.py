@@ -1,6 +1,7 @@
 """One training loop for every method: model + loss + a source of pairs.
 
     for step in range(steps):
+        torch.manual_seed(stream_seed(seed, step, "model"))       # dropout masks
         pairs = sample_batch(batch_size, generator_for(seed, step, "data"))
         loss  = loss_fn(model, pairs, generator_for(seed, step, "loss"))
         AdamW step (warm-up + cosine/constant lr, gradient clipping), EMA update
@@ -40,17 +41,39 @@ from bezkit.training.device import choose_device
 from bezkit.training.distributed import get_rank, unwrap_model, wrap_ddp
 from bezkit.training.ema import EMA
 
-__all__ = ["BatchFn", "LossFn", "TrainResult", "generator_for", "lr_factor", "train"]
+__all__ = [
+    "BatchFn",
+    "LossFn",
+    "TrainResult",
+    "generator_for",
+    "lr_factor",
+    "stream_seed",
+    "train",
+]
 
 LossFn = Callable[[nn.Module, Pairs, torch.Generator], Tensor]
 BatchFn = Callable[[int, torch.Generator], Pairs]
 
 _STREAMS = {"data": 0, "loss": 1}
+_MODEL_STREAM_OFFSET = 2**62  # keeps the "model" stream's seeds apart from "data" and "loss"
+
+
+def stream_seed(seed: int, step: int, stream: str) -> int:
+    """The integer seed of stream ``stream`` at ``(seed, step)``.
+
+    ``data``/``loss``: ``(seed * 1_000_003 + 2 * step + {0, 1}) mod 2**63``; ``model`` (the global
+    torch RNG that dropout draws from, reseeded every step) adds ``2**62`` to the ``data`` seed.
+    """
+    if stream == "model":
+        return (seed * 1_000_003 + step * 2 + _MODEL_STREAM_OFFSET) % (2**63)
+    if stream not in _STREAMS:
+        raise ValueError(f"unknown stream {stream!r}; known: data, loss, model")
+    return (seed * 1_000_003 + step * 2 + _STREAMS[stream]) % (2**63)
 
 
 def generator_for(seed: int, step: int, stream: str) -> torch.Generator:
-    """A CPU generator seeded by ``(seed, step, stream)``."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 2 + _STREAMS[stream]) % (2**63))
+    """A CPU generator seeded by ``(seed, step, stream)`` (see :func:`stream_seed`)."""
+    return torch.Generator().manual_seed(stream_seed(seed, step, stream))
 
 
 @dataclass
@@ -228,6 +251,8 @@ def train(
         leave=False,
     )
     for step, pairs in enumerate(_batches(sample_batch, config, seed, start), start=start):
+        # the global RNG (dropout masks) is a per-(seed, step) stream, so a resumed run is exact
+        torch.manual_seed(stream_seed(seed, step, "model"))
         pairs = pairs.to(device)
         with autocast:
             loss = loss_fn(forward, pairs, generator_for(seed, step, "loss"))

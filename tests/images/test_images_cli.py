@@ -88,9 +88,13 @@ def test_a_digits_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                  "--out", str(r / "bd")]) == 0  # fmt: skip
     assert isinstance(load_model(r / "bd")[0], BranchedVelocity)
     bezier = ["images", "distill", "--method", "bezier", "--teacher", str(r / "1rf"),
-              "--pairs", str(r / "rev"), "--out", str(r / "bz"), *PAIRS, *SMALL]  # fmt: skip
-    assert main(bezier) == 0
+              "--pairs", str(r / "rev"), *PAIRS, *SMALL]  # fmt: skip
+    assert main([*bezier, "--out", str(r / "bz")]) == 0
     assert json.loads((r / "rev" / "pairs.json").read_text())["direction"] == "reverse"
+    assert load_model(r / "bz")[1]["images"]["bezier"]["distill_steps"] is None  # uniform t
+    # --distill-steps 1 is the 1-step grid (t = 0 only), not silently uniform t
+    assert main([*bezier, "--out", str(r / "bz1"), "--distill-steps", "1"]) == 0
+    assert load_model(r / "bz1")[1]["images"]["bezier"]["distill_steps"] == 1
     # the wrong folder for the method is a one-line error
     assert (
         main([*distill, "--segments", "2", "--pairs", str(r / "rev"), "--out", str(r / "x")]) == 2

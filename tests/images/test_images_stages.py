@@ -33,6 +33,7 @@ from bezkit.models.branched import BranchedVelocity
 from bezkit.models.unet import UNetVelocity
 from bezkit.solvers.ode import solve_ode
 from bezkit.training import TrainConfig, train
+from bezkit.training.checkpoint import checkpoint_files, load_checkpoint, save_checkpoint
 from bezkit.training.model_io import load_model
 
 TINY = {
@@ -130,6 +131,35 @@ def test_interrupted_training_resumes_exactly(
     monkeypatch.setattr(IndependentCoupling, "sample", real)
     with pytest.raises(ValueError, match="different settings"):
         train_rectified_flow(preset, tmp_path / "run2", progress=False)
+
+
+def test_resume_needs_only_the_safetensors_state_and_its_stage_metadata(
+    tmp_path: Path, preset: I.ImagePreset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = IndependentCoupling.sample
+
+    def crashing(self, n, generator=None):  # a crash at step 3, after the state of step 2
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise _Crash
+        return real(self, n, generator)
+
+    for name in ("nojson", "killed"):
+        calls["n"] = 0
+        monkeypatch.setattr(IndependentCoupling, "sample", crashing)
+        with pytest.raises(_Crash):
+            train_rectified_flow(preset, tmp_path / name, progress=False)
+    monkeypatch.setattr(IndependentCoupling, "sample", real)
+    # the JSON copy is optional: the safetensors state alone resumes
+    checkpoint_files(tmp_path / "nojson.train")[1].unlink()
+    assert train_rectified_flow(preset, tmp_path / "nojson", progress=False).resumed_from == 2
+    # a state written before the stage metadata was added (a SIGKILL) cannot be checked: refused
+    state = load_checkpoint(tmp_path / "killed.train")
+    meta = {k: v for k, v in state.metadata.items() if k not in ("format", "sha256", "images")}
+    save_checkpoint(state.path, state.tensors, meta, overwrite=True)
+    with pytest.raises(ValueError, match="no 'images' metadata"):
+        train_rectified_flow(preset, tmp_path / "killed", progress=False)
 
 
 def test_pairs_follow_the_teacher_ode(run: Path, preset: I.ImagePreset) -> None:

@@ -182,9 +182,17 @@ def _prepare_output(out: Path, overwrite: bool) -> Path | None:
             f"{final[0]} already exists (the stage is done); pass overwrite=True "
             f"(--overwrite) to train it again"
         )
-    if all(p.exists() for p in state):
+    if state[0].exists():  # the .json copy is optional; the safetensors file is the state
         return state_stem(out)
     return None
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, mtime_ns, size)`` of ``path`` (``None`` if absent): an atomic rewrite changes it."""
+    if not path.exists():
+        return None
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _check_resumable(state: Path, config: TrainConfig, spec: dict, meta_now: dict) -> int:
@@ -194,8 +202,13 @@ def _check_resumable(state: Path, config: TrainConfig, spec: dict, meta_now: dic
     differ = [k for k in RUN_FIELDS if old_cfg.get(k) != new_cfg.get(k)]
     if meta.get("model") != spec:
         differ.append("model")
-    old_stage = meta.get("images")
-    if old_stage is not None and old_stage != json.loads(json.dumps(meta_now)):
+    if "images" not in meta:  # e.g. killed before run_stage added it: nothing to check against
+        raise ValueError(
+            f"{state} holds an interrupted run with no 'images' metadata (teacher, pairs, "
+            f"method), so it cannot be checked to be this stage; pass overwrite=True "
+            f"(--overwrite) to start again"
+        )
+    if meta["images"] != json.loads(json.dumps(meta_now)):
         differ.append("stage (teacher, pairs or method)")
     if differ:
         raise ValueError(
@@ -237,13 +250,13 @@ def _run_locked(
     resumed_from = None
     if resume is not None:
         resumed_from = _check_resumable(resume, config, spec(), meta_now)
-    _, state_json = checkpoint_files(state_stem(out))
-    before = state_json.read_bytes() if state_json.exists() else None
+    state_file = checkpoint_files(state_stem(out))[0]
+    before = _file_identity(state_file)
     try:
         result = fit(resume)  # a run trained to the end but not yet exported trains no step
     finally:
         # every state this run wrote gets the stage's metadata, so a resume can check it
-        if is_main_process() and state_json.exists() and state_json.read_bytes() != before:
+        if is_main_process() and state_file.exists() and _file_identity(state_file) != before:
             update_metadata(state_stem(out), {"images": meta_now})
     final = result.final_model
     meta = {

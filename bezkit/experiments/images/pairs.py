@@ -42,7 +42,7 @@ from bezkit.experiments.images.presets import (
     data_shape,
     image_data,
 )
-from bezkit.training.atomic import atomic_write_bytes
+from bezkit.training.atomic import write_json
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import barrier, is_main_process
 from bezkit.training.run_dir import check_output_dir
@@ -202,5 +202,5 @@ def _write_or_check_info(out_dir: Path, info: dict[str, Any]) -> None:
     barrier()  # every rank has seen the folder without pairs.json before rank 0 writes it
     if is_main_process():
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+        write_json(path, info, indent=2)
     barrier()
