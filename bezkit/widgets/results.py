@@ -143,6 +143,7 @@ def error_accumulation_widget(
             min=ks_all[0],
             max=ks_all[-1],
             description="round k",
+            disabled=ks_all[0] == ks_all[-1],  # students at one round only: nothing to pick
         ),
     }
     readout = widgets.HTML()
