@@ -282,6 +282,15 @@ def test_bezier_stage_equals_bezier_distill_on_the_same_pairs(
         train_from_pairs("distill", run / "1rf", run / "rev", preset, run / "y", progress=False)
 
 
+def test_bezier_stage_takes_the_secant_target(run: Path, preset: I.ImagePreset) -> None:
+    """The secant target needs its grid (``distill_steps``), as in ``bezier_distill``."""
+    cfg = BezierDistillConfig(endpoint="teacher", target="secant", distill_steps=2)
+    stage = train_from_pairs("bezier", run / "1rf", run / "fwd", preset, run / "secant",
+                             bezier=cfg, progress=False)  # fmt: skip
+    assert stage.metadata["images"]["bezier"]["target"] == "secant"
+    assert len(stage.losses) == 3 and torch.isfinite(torch.tensor(stage.losses)).all()
+
+
 def test_bdense_stage_equals_the_recipe(run: Path, preset: I.ImagePreset) -> None:
     teacher, _ = load_model(run / "1rf")
     stage = train_from_pairs("bdense", run / "1rf", run / "fwd", preset, run / "bdense",

@@ -162,7 +162,8 @@ def _fit_for(
                                    device=dev, amp=preset.amp)  # fmt: skip
         times = distill_times(cfg.distill_steps) if cfg.distill_steps else None
 
-        flow = FlowConfig(path=BezierPath(cfg.order), target=cfg.target, time_sampler=times)
+        flow = FlowConfig(path=BezierPath(cfg.order), target=cfg.target, time_sampler=times,
+                          grid_steps=cfg.distill_steps if cfg.target == "secant" else None)  # fmt: skip
 
         def fit(resume: Path | None, meta: dict[str, Any]) -> RecipeResult:
             student = student_from(main, o.init, seed=o.seed)
