@@ -9,6 +9,7 @@ the student starts from the teacher's weights (default) or from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,5 +96,4 @@ def reflow_round(
     result = train_flow(
         student, coupling, train, resume_from=resume_from, checkpoint_metadata=checkpoint_metadata
     )
-    result.k = reflow.k
-    return result
+    return dataclasses.replace(result, k=reflow.k)

@@ -23,7 +23,7 @@ from bezkit.training.trainer import TrainResult
 __all__ = ["RecipeResult", "fixed_pairs"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecipeResult:
     """A trained model, its EMA copy, its training record and the pairs it was trained on."""
 
