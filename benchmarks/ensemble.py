@@ -80,7 +80,7 @@ def max_differences(solo, together) -> tuple[float, float]:
     weight, loss = 0.0, 0.0
     for a, b in zip(solo, together, strict=True):
         for (_, p), (_, q) in zip(
-            a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+            a.raw_model.state_dict().items(), b.raw_model.state_dict().items(), strict=True
         ):
             weight = max(weight, float((p - q).abs().max()))
         la, lb = torch.tensor(a.losses), torch.tensor(b.losses)

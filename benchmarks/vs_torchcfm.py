@@ -149,7 +149,7 @@ def run_grid(args: argparse.Namespace, source, target, impls: list[str], make_ma
             clock.stop()
             ms = 1e3 * clock.per_step(args.warmup)[0]
             torch.set_num_threads(default_threads)  # evaluation is not timed
-            w2 = evaluate(res.final_model, source, target, args.eval_n, args.ode_steps, seed)
+            w2 = evaluate(res.model, source, target, args.eval_n, args.ode_steps, seed)
             torch.set_num_threads(threads)
             results.setdefault((batch, threads, impl), []).append((res.wall_seconds, ms, w2))
             print(

@@ -9,7 +9,8 @@ given machine with one torch thread):
   tangent target, uniform t) on ``IndependentCoupling(8gaussians, moons)``,
   ``TrainConfig(steps=2000, batch_size=256, lr=3e-3, seed=0)``, no EMA;
 - ``{k}rf`` for k = 2, 3: ``reflow_round(previous, 8gaussians, TrainConfig(steps=800,
-  batch_size=256, lr=1e-3, seed=k), k=k, n_pairs=5000, teacher_steps=100, pair_seed=k)``.
+  batch_size=256, lr=1e-3, seed=k), ReflowConfig(k=k, n_pairs=5000, teacher_steps=100,
+  pair_seed=k))``.
 
 :func:`lesson_flows` loads them when they exist and trains them otherwise (or when asked);
 :func:`make_lesson_checkpoints` (``python scripts/make_lesson_checkpoints.py``) regenerates them.
@@ -31,7 +32,8 @@ from torch import nn
 from bezkit.couplings.independent import IndependentCoupling
 from bezkit.data.toy2d import get_sampler
 from bezkit.methods.flow import new_mlp
-from bezkit.methods.reflow import ReflowRound, reflow_round
+from bezkit.methods.reflow import ReflowConfig, reflow_round
+from bezkit.methods.result import RecipeResult
 from bezkit.training.config import TrainConfig
 from bezkit.training.model_io import load_model, save_model
 from bezkit.training.objectives import FlowMatchingLoss
@@ -88,16 +90,13 @@ def train_lesson_1rf(seed: int = 0) -> TrainResult:
     )
 
 
-def train_lesson_reflow(previous: nn.Module, k: int, seed: int = 0) -> ReflowRound:
+def train_lesson_reflow(previous: nn.Module, k: int, seed: int = 0) -> RecipeResult:
     """Train the lesson k-RF (k >= 2) on 5000 pairs of the (k-1)-RF ``previous``."""
     return reflow_round(
         previous,
         get_sampler(LESSON_PAIR[0]),
         reflow_config(k, seed),
-        k=k,
-        n_pairs=5000,
-        teacher_steps=100,
-        pair_seed=seed + k,
+        ReflowConfig(k=k, n_pairs=5000, teacher_steps=100, pair_seed=seed + k),
     )
 
 
@@ -158,7 +157,7 @@ def lesson_flows(
         trained_any = True
         t0 = time.perf_counter()
         if k == 1:
-            model = _single_thread(lambda: train_lesson_1rf(seed).final_model)
+            model = _single_thread(lambda: train_lesson_1rf(seed).model)
         else:
             prev = flows[k - 1]
             model = _single_thread(lambda prev=prev, k=k: train_lesson_reflow(prev, k, seed).model)
@@ -188,10 +187,10 @@ def make_lesson_checkpoints(
         t0 = time.perf_counter()
         if k == 1:
             res = _single_thread(lambda: train_lesson_1rf(seed))
-            model, losses = res.final_model, res.losses
+            model, losses = res.model, res.losses
         else:
             rnd = _single_thread(lambda k=k, p=previous: train_lesson_reflow(p, k, seed))
-            model, losses = rnd.model, rnd.result.losses
+            model, losses = rnd.model, rnd.losses
         seconds = time.perf_counter() - t0
         meta = {
             "recipe": _recipe(k, seed),

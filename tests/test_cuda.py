@@ -119,8 +119,8 @@ def test_trainer_on_cuda_with_bf16_and_ema_lowers_the_loss() -> None:
     coupling = IndependentCoupling(StandardNormal(shape), target)
     config = TrainConfig(steps=30, batch_size=64, lr=2e-3, ema_decay=0.9, device="cuda",
                          amp=True, progress=False)  # fmt: skip
-    result = train_flow(coupling, _small_unet(seed=5), config)
-    assert next(result.model.parameters()).device.type == "cuda"
+    result = train_flow(_small_unet(seed=5), coupling, config)
+    assert next(result.raw_model.parameters()).device.type == "cuda"
     assert result.ema_model is not None
     assert all(torch.isfinite(torch.tensor(result.losses)))
     assert sum(result.losses[-5:]) < sum(result.losses[:5])

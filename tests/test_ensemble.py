@@ -85,17 +85,17 @@ def check_matches_solo(solo, together) -> None:
         torch.testing.assert_close(
             torch.tensor(b.losses), torch.tensor(a.losses), rtol=1e-4, atol=1e-6
         )
-        assert_same_state(a.model, b.model, rtol=1e-4, atol=1e-5)
+        assert_same_state(a.raw_model, b.raw_model, rtol=1e-4, atol=1e-5)
         assert_same_state(a.ema_model, b.ema_model, rtol=1e-4, atol=1e-5)
-        assert not b.model.training and not b.ema_model.training
+        assert not b.raw_model.training and not b.ema_model.training
 
 
 def check_seeds_differ(together) -> None:
     for i in range(len(together)):
         for j in range(i + 1, len(together)):
             assert together[i].losses != together[j].losses
-            wi = torch.cat([p.flatten() for p in together[i].model.parameters()])
-            wj = torch.cat([p.flatten() for p in together[j].model.parameters()])
+            wi = torch.cat([p.flatten() for p in together[i].raw_model.parameters()])
+            wj = torch.cat([p.flatten() for p in together[j].raw_model.parameters()])
             assert (wi - wj).abs().max() > 1e-2
 
 
@@ -114,7 +114,7 @@ def test_flow_matching_ensemble_equals_solo_training(name, loss, num_guides):
     check_seeds_differ(together)
     # the weights moved: the comparison is not between two untrained copies
     assert_moved = [
-        (a.model.net[0].weight - m.net[0].weight).abs().max() for a, m in zip(solo, models)
+        (a.raw_model.net[0].weight - m.net[0].weight).abs().max() for a, m in zip(solo, models)
     ]
     assert min(assert_moved) > 1e-2
 
@@ -140,7 +140,7 @@ def test_same_seed_and_inputs_give_identical_members():
         [7, 7],
     )
     assert runs[0].losses == runs[1].losses
-    assert_same_state(runs[0].model, runs[1].model, rtol=0, atol=0)
+    assert_same_state(runs[0].raw_model, runs[1].raw_model, rtol=0, atol=0)
 
 
 def test_block_losses_are_the_solo_losses(make_gen):
@@ -319,8 +319,8 @@ def test_other_architectures_run_through_vmap(make_gen):
         torch.testing.assert_close(
             torch.tensor(b.losses), torch.tensor(a.losses), rtol=1e-4, atol=1e-6
         )
-        assert_same_state(a.model, b.model, rtol=1e-4, atol=1e-5)
-        assert torch.equal(b.model.scale, a.model.scale)
+        assert_same_state(a.raw_model, b.raw_model, rtol=1e-4, atol=1e-5)
+        assert torch.equal(b.raw_model.scale, a.raw_model.scale)
 
 
 def test_mlp_ensembles_use_batched_matmuls():

@@ -38,9 +38,7 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
 
 # Known offenders today (issue 10); remove an entry when its module is fixed.
 KNOWN_CYCLES: dict[str, str] = {}
-KNOWN_PRIVATE_IMPORTS: dict[str, str] = {
-    "bezkit.training.model_io": "imports training.checkpoint._paths (issue 10, item 5)",
-}
+KNOWN_PRIVATE_IMPORTS: dict[str, str] = {}
 _HIDDEN = "imports package modules inside functions (issue 10: cycles hidden, startup deferred)"
 KNOWN_LAZY_IMPORTS: dict[str, str] = {
     "bezkit.cli.common": _HIDDEN,

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import bezkit.lessons as L
 from bezkit.methods import new_mlp
+from bezkit.methods.result import RecipeResult
 from bezkit.training import TrainResult
 from bezkit.training.model_io import load_model, save_model
 
@@ -79,13 +80,12 @@ class _Calls:
     def rf1(self, seed: int = 0) -> TrainResult:
         self.calls.append(1)
         model = new_mlp(2, hidden=8, depth=1, seed=seed)
-        return TrainResult(model=model, ema_model=None, losses=[1.0, 0.5])
+        return TrainResult(raw_model=model, ema_model=None, losses=[1.0, 0.5])
 
     def reflow(self, previous, k: int, seed: int = 0):
         self.calls.append(k)
         model = new_mlp(2, hidden=8, depth=1, seed=seed + k)
-        result = TrainResult(model=model, ema_model=None, losses=[0.3])
-        return L.ReflowRound(k=k, model=model, pairs=None, result=result)
+        return RecipeResult(raw_model=model, ema_model=None, losses=[0.3], k=k)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import torch
 from bezkit.couplings import PairPool, ReflowCoupling
 from bezkit.data import get_sampler
 from bezkit.methods import (
+    BDenseConfig,
     BDenseLoss,
     BezierDistillConfig,
     bdense_distill,
@@ -22,6 +23,7 @@ from bezkit.methods import (
     reflow_round,
     train_flow,
 )
+from bezkit.methods.reflow import ReflowConfig
 from bezkit.paths import BezierPath
 from bezkit.solvers import solve_ode
 from bezkit.training import TrainConfig
@@ -37,7 +39,7 @@ def cfg(steps: int = 15, seed: int = 3) -> TrainConfig:
 def teacher() -> torch.nn.Module:
     from bezkit.couplings import IndependentCoupling
 
-    res = train_flow(IndependentCoupling(SRC, TGT), new_mlp(hidden=32, depth=2, seed=1), cfg(60))
+    res = train_flow(new_mlp(hidden=32, depth=2, seed=1), IndependentCoupling(SRC, TGT), cfg(60))
     return res.model.eval()
 
 
@@ -53,9 +55,9 @@ def test_order_one_bezier_distillation_is_reflow_distillation(teacher):
             order=1, endpoint="teacher", target="tangent", distill_steps=1, **pair_cfg
         ),
     )
-    assert len(reference.losses) == len(bez.result.losses) == 15
+    assert len(reference.losses) == len(bez.losses) == 15
     torch.testing.assert_close(
-        torch.tensor(bez.result.losses), torch.tensor(reference.losses), rtol=1e-5, atol=1e-6
+        torch.tensor(bez.losses), torch.tensor(reference.losses), rtol=1e-5, atol=1e-6
     )
 
 
@@ -66,16 +68,14 @@ def test_secant_bezier_distillation_on_a_line_is_the_tangent_one(teacher):
         bezier_distill([teacher], SRC, TGT, cfg(), BezierDistillConfig(target=t, **pair_cfg))
         for t in ("tangent", "secant")
     ]
-    torch.testing.assert_close(
-        torch.tensor(runs[1].result.losses), torch.tensor(runs[0].result.losses)
-    )
+    torch.testing.assert_close(torch.tensor(runs[1].losses), torch.tensor(runs[0].losses))
     with pytest.raises(ValueError, match="distill_steps=N"):
         BezierDistillConfig(target="secant").validate(1)
 
 
 def test_order_one_bezier_with_uniform_time_is_reflow_training(teacher):
     coupling = ReflowCoupling(teacher, SRC, n_pairs=256, steps=8, seed=5)
-    rnd = reflow_round(teacher, SRC, cfg(), k=2, coupling=coupling)
+    rnd = reflow_round(teacher, SRC, cfg(), ReflowConfig(k=2), coupling=coupling)
     bez = bezier_distill(
         [teacher],
         SRC,
@@ -86,17 +86,17 @@ def test_order_one_bezier_with_uniform_time_is_reflow_training(teacher):
         ),
     )
     torch.testing.assert_close(
-        torch.tensor(bez.result.losses), torch.tensor(rnd.result.losses), rtol=1e-5, atol=1e-6
+        torch.tensor(bez.losses), torch.tensor(rnd.losses), rtol=1e-5, atol=1e-6
     )
 
 
 def test_bdense_with_one_branch_is_plain_distillation(teacher):
     reference = distill(teacher, ReflowCoupling(teacher, SRC, n_pairs=256, steps=8, seed=2), cfg())
     dense = bdense_distill(
-        teacher, SRC, cfg(), num_branches=1, n_pairs=256, teacher_steps=8, pair_seed=2
+        teacher, SRC, cfg(), BDenseConfig(num_branches=1, n_pairs=256, teacher_steps=8, pair_seed=2)
     )
     torch.testing.assert_close(
-        torch.tensor(dense.result.losses), torch.tensor(reference.losses), rtol=1e-4, atol=1e-6
+        torch.tensor(dense.losses), torch.tensor(reference.losses), rtol=1e-4, atol=1e-6
     )
 
 
@@ -142,7 +142,7 @@ def test_bdense_loss_is_zero_for_a_perfect_student():
 
 def test_reflow_pairs_generated_once_and_reused(teacher):
     coupling = ReflowCoupling(teacher, SRC, n_pairs=128, steps=4, seed=0)
-    rnd = reflow_round(teacher, SRC, cfg(20), k=2, coupling=coupling)
+    rnd = reflow_round(teacher, SRC, cfg(20), ReflowConfig(k=2), coupling=coupling)
     assert coupling.generation_count == 1
     distill(rnd.model, coupling, cfg(10))
     assert coupling.generation_count == 1
@@ -223,11 +223,12 @@ def test_students_of_an_ema_teacher_can_train():
     from bezkit.couplings import IndependentCoupling
 
     res = train_flow(
-        IndependentCoupling(SRC, TGT),
         new_mlp(hidden=16, depth=1, seed=0),
+        IndependentCoupling(SRC, TGT),
         TrainConfig(steps=5, batch_size=32, ema_decay=0.9, progress=False, device="cpu"),
     )
-    ema_teacher = res.final_model
+    ema_teacher = res.model
+    assert ema_teacher is res.ema_model
     assert not any(p.requires_grad for p in ema_teacher.parameters())
     coupling = ReflowCoupling(ema_teacher, SRC, n_pairs=64, steps=2)
     out = distill(ema_teacher, coupling, cfg(3))

@@ -103,7 +103,7 @@ def test_loads_a_trainer_checkpoint(tmp_path):
     loaded, meta = load_model(tmp_path / "run")
     assert meta["step"] == 3 and meta["loaded_weights"] == "ema"
     assert _same_weights(loaded, result.ema_model)
-    assert _same_weights(load_model(tmp_path / "run", use_ema=False)[0], result.model.cpu())
+    assert _same_weights(load_model(tmp_path / "run", use_ema=False)[0], result.raw_model.cpu())
 
 
 def test_missing_altered_and_inconsistent_checkpoints(tmp_path):

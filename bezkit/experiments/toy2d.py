@@ -189,11 +189,11 @@ def _students(run: _PairRun, k: int, teachers: list[nn.Module], makers, second) 
         steps = sorted({*cfg.eval_steps, spec.nfe})
         exact = (spec.nfe,) if name in cfg.exact_methods else ()
         for s, st, res in zip(run.seeds, setups, results, strict=True):
-            metrics = evaluate_student(res.final_model, run.draws, steps, exact_steps=exact)
+            metrics = evaluate_student(res.model, run.draws, steps, exact_steps=exact)
             if spec.restarts:
                 restart = [n for n in (1, 2, 4) if cfg.bdense_branches % n == 0]
                 metrics["w2_restart"] = evaluate_student(
-                    res.final_model, run.draws, restart, generate=restart_samples
+                    res.model, run.draws, restart, generate=restart_samples
                 )["w2"]
             run.runs.append(
                 {
@@ -258,7 +258,7 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
                     "method": name,
                     "k": None,
                     "seed": s,
-                    "metrics": evaluate_student(res.final_model, run.draws, many),
+                    "metrics": evaluate_student(res.model, run.draws, many),
                     "final_loss": _loss_mean(res),
                     "budget": _budget(
                         cfg.baseline_steps,
@@ -270,7 +270,7 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
                 }
             )
         if name == "otcfm":
-            otcfm = [res.final_model.eval() for res in results]
+            otcfm = [res.model.eval() for res in results]
     return otcfm
 
 
@@ -298,7 +298,7 @@ def run_pair(
     kinds = list(cfg.chains)
     if "reflow" not in kinds:
         kinds.append("reflow")  # the students' teachers
-    current = {kind: [r.final_model.eval() for r in models] for kind in kinds}
+    current = {kind: [r.model.eval() for r in models] for kind in kinds}
     g = torch.Generator().manual_seed(cfg.seed + 60_013)
     indep = IndependentCoupling(run.source, run.target).sample(cfg.n_pairs, g)
     first = evaluate_coupling(indep, run.draws)
@@ -351,7 +351,7 @@ def run_pair(
                 cfg.round_steps,
                 f"{kind} chain round {k + 1}",
             )
-            current[kind] = [r.final_model.eval() for r in results]
+            current[kind] = [r.model.eval() for r in results]
             trained_on[kind] = [
                 {
                     "pairs": f"{st.made.kind} pairs made by round {k}",

@@ -5,11 +5,16 @@
 - ``distill``: k-RF + distill, one-step or N-step.
 - ``bezier_distill``: quadratic / cubic / any-order Bezier distillation, one or several teachers.
 - ``bdense_distill``: B-DENSE, K-branch dense trajectory distillation.
+
+One contract for all (``bezkit.methods.result``): ``recipe(teacher(s) or model, data, train,
+method_config, *, progress=..., resume_from=..., checkpoint_metadata=...) -> RecipeResult``, with
+``RecipeResult.model`` the model to sample with (EMA when EMA was used), ``raw_model`` and
+``ema_model`` named explicitly.
 """
 
 from bezkit.methods.bdense import (
+    BDenseConfig,
     BDenseLoss,
-    BDenseResult,
     bdense_distill,
     bdense_train,
     branched_from_teacher,
@@ -17,20 +22,22 @@ from bezkit.methods.bdense import (
 )
 from bezkit.methods.bezier_distill import (
     BezierDistillConfig,
-    BezierDistillResult,
     bezier_distill,
     make_bezier_pairs,
 )
-from bezkit.methods.distill import distill
-from bezkit.methods.flow import new_mlp, student_from, train_flow
-from bezkit.methods.reflow import ReflowRound, reflow_round
+from bezkit.methods.distill import DistillConfig, distill
+from bezkit.methods.flow import FlowConfig, new_mlp, student_from, train_flow
+from bezkit.methods.reflow import ReflowConfig, reflow_round
+from bezkit.methods.result import RecipeResult
 
 __all__ = [
+    "BDenseConfig",
     "BDenseLoss",
-    "BDenseResult",
     "BezierDistillConfig",
-    "BezierDistillResult",
-    "ReflowRound",
+    "DistillConfig",
+    "FlowConfig",
+    "RecipeResult",
+    "ReflowConfig",
     "bdense_distill",
     "bdense_train",
     "bezier_distill",

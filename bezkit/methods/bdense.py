@@ -18,23 +18,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bezkit.couplings.pairs import Coupling, PairPool, Pairs
 from bezkit.data.toy2d import Sampler
+from bezkit.methods.result import RecipeResult, fixed_pairs
 from bezkit.models.branched import BranchedVelocity, branch_times
-from bezkit.models.ensemble import seed_block_size
 from bezkit.models.mlp import MLPVelocity
 from bezkit.models.unet import UNetVelocity
 from bezkit.solvers.ode import solve_ode
+from bezkit.training import trainer
 from bezkit.training.config import TrainConfig
-from bezkit.training.trainer import TrainResult, train
+from bezkit.training.objectives import SeedBlockedLoss, blocked_draws
 
 __all__ = [
+    "BDenseConfig",
     "BDenseLoss",
-    "BDenseResult",
     "bdense_distill",
     "bdense_train",
     "branched_from_teacher",
@@ -69,13 +71,15 @@ def make_trajectory_pool(
         sol = solve_ode(
             teacher, x0[i : i + batch_size], method=teacher_solver, steps=steps, record=True
         )
+        if sol.trajectory is None:  # record=True keeps every state; guard the Optional
+            raise RuntimeError("solve_ode(record=True) returned no trajectory")
         for slot, idx in enumerate(keep):
             states[slot].append(sol.trajectory[idx])
     z = [torch.cat(s) for s in states]
     return PairPool(Pairs(z[0], z[-1], tuple(z[1:-1])))
 
 
-class BDenseLoss:
+class BDenseLoss(SeedBlockedLoss):
     """``sum_j w_j ||branch_j(Z_s, s) - Z_{t_j}||^2`` over the active branches (mean over data)."""
 
     def __init__(
@@ -88,16 +92,8 @@ class BDenseLoss:
         self.weights = torch.tensor(w)
         self.restarts = restarts
 
-    def __call__(
-        self,
-        model: nn.Module,
-        pairs: Pairs,
-        generator: torch.Generator | Sequence[torch.Generator],
-    ) -> Tensor:
-        """The loss on ``pairs``; with a sequence of S generators (a seed-blocked batch, see
-        ``bezkit.models.ensemble``) the mean over seeds of each block's loss."""
-        if not isinstance(generator, torch.Generator):
-            return self.block_losses(model, pairs, generator).mean()
+    def single_loss(self, model: nn.Module, pairs: Pairs, generator: torch.Generator) -> Tensor:
+        """The loss on ``pairs``, restart states drawn from ``generator``."""
         return self._per_sample(model, pairs, [generator]).mean()
 
     def block_losses(
@@ -119,11 +115,10 @@ class BDenseLoss:
                 f"B-DENSE with K={k} needs {k - 1} intermediate states, got {len(pairs.guides)}"
             )
         n = len(pairs)
-        block = seed_block_size(n, len(generators))
         if self.restarts:
-            start = torch.cat([torch.randint(0, k, (block,), generator=g) for g in generators]).to(
-                pairs.x0.device
-            )
+            start = blocked_draws(
+                n, generators, lambda m, g: torch.randint(0, k, (m,), generator=g)
+            ).to(pairs.x0.device)
         else:
             start = torch.zeros(n, dtype=torch.long, device=pairs.x0.device)
         stacked = torch.stack(states, dim=1)  # (n, K+1, *d)
@@ -163,9 +158,9 @@ def branched_from_teacher(teacher: nn.Module, num_branches: int) -> BranchedVelo
         last = max(int(key.split(".")[1]) for key in state if key.startswith("net."))
         _replicate_output(state, f"net.{last}", num_branches)
     elif isinstance(teacher, UNetVelocity):
-        cfg = teacher.config()
-        cfg["out_channels"] = num_branches * cfg["out_channels"]
-        net = UNetVelocity(**cfg)
+        unet_cfg = teacher.config()
+        unet_cfg["out_channels"] = num_branches * unet_cfg["out_channels"]
+        net = UNetVelocity(**unet_cfg)
         _replicate_output(state, "conv_out", num_branches)
     else:
         raise TypeError(
@@ -176,62 +171,103 @@ def branched_from_teacher(teacher: nn.Module, num_branches: int) -> BranchedVelo
     return BranchedVelocity(net, num_branches)
 
 
-@dataclass
-class BDenseResult:
-    result: TrainResult
-    pool: PairPool
+@dataclass(frozen=True)
+class BDenseConfig:
+    """B-DENSE's options: ``num_branches`` (K), the branch ``weights`` ``w_j`` (None: ``1 / K``
+    each), ``restarts`` (draw ``s`` from ``{0, t_1, ..., t_{K-1}}`` rather than ``s = 0``), and the
+    trajectory pool of ``bdense_distill``: ``n_pairs`` teacher trajectories (``teacher_steps``
+    steps of ``teacher_solver``, sources seeded by ``pair_seed``)."""
 
-    @property
-    def model(self) -> BranchedVelocity:
-        return self.result.final_model
+    num_branches: int = 4
+    weights: Sequence[float] | None = None
+    restarts: bool = False
+    n_pairs: int = 10_000
+    teacher_steps: int = 100
+    teacher_solver: str = "euler"
+    pair_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:  # any sequence is accepted; kept as a tuple (frozen)
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a clear error, naming the field, for a bad value."""
+        for name in ("num_branches", "n_pairs", "teacher_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if isinstance(self.pair_seed, bool) or not isinstance(self.pair_seed, int):
+            raise ValueError(f"pair_seed must be an int, got {self.pair_seed!r}")
+        if not isinstance(self.restarts, bool):
+            raise ValueError(f"restarts must be True or False, got {self.restarts!r}")
+        if self.weights is not None and (
+            len(self.weights) != self.num_branches
+            or any(w < 0 for w in self.weights)
+            or sum(self.weights) <= 0
+        ):
+            raise ValueError(
+                f"weights must be {self.num_branches} non-negative branch weights (one per "
+                f"branch, not all zero), got {list(self.weights)}"
+            )
+
+    def loss(self) -> BDenseLoss:
+        """The ``BDenseLoss`` of these options."""
+        return BDenseLoss(self.num_branches, weights=self.weights, restarts=self.restarts)
 
 
 def bdense_distill(
     teacher: nn.Module,
     source: Sampler,
-    config: TrainConfig,
+    train: TrainConfig,
+    bdense: BDenseConfig | None = None,
     *,
-    num_branches: int = 4,
-    weights: Sequence[float] | None = None,
-    restarts: bool = False,
-    n_pairs: int = 10_000,
-    teacher_steps: int = 100,
-    teacher_solver: str = "euler",
-    pair_seed: int = 0,
     resume_from: str | Path | None = None,
-) -> BDenseResult:
+    checkpoint_metadata: dict[str, Any] | None = None,
+) -> RecipeResult:
     """Distil the teacher's whole trajectory into a K-branch student initialised from it
-    (the pool of ``make_trajectory_pool``, then ``bdense_train``)."""
+    (the pool of ``make_trajectory_pool``, then ``bdense_train``); the result's ``pairs`` are the
+    trajectory pool (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``)."""
+    bdense = bdense if bdense is not None else BDenseConfig()
+    bdense.validate()
     pool = make_trajectory_pool(
         teacher,
         source,
-        num_branches=num_branches,
-        n_pairs=n_pairs,
-        teacher_steps=teacher_steps,
-        teacher_solver=teacher_solver,
-        seed=pair_seed,
+        num_branches=bdense.num_branches,
+        n_pairs=bdense.n_pairs,
+        teacher_steps=bdense.teacher_steps,
+        teacher_solver=bdense.teacher_solver,
+        seed=bdense.pair_seed,
     )
-    result = bdense_train(
-        teacher, pool, config, num_branches=num_branches, weights=weights, restarts=restarts,
-        resume_from=resume_from,
+    return bdense_train(
+        teacher, pool, train, bdense, resume_from=resume_from,
+        checkpoint_metadata=checkpoint_metadata,
     )  # fmt: skip
-    return BDenseResult(result=result, pool=pool)
 
 
 def bdense_train(
     teacher: nn.Module,
     pairs: Coupling,
-    config: TrainConfig,
+    train: TrainConfig,
+    bdense: BDenseConfig | None = None,
     *,
-    num_branches: int = 4,
-    weights: Sequence[float] | None = None,
-    restarts: bool = False,
     resume_from: str | Path | None = None,
-) -> TrainResult:
+    checkpoint_metadata: dict[str, Any] | None = None,
+) -> RecipeResult:
     """Train a K-branch student (``branched_from_teacher``) with ``BDenseLoss`` on trajectory
     pairs ``pairs`` (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``), e.g. a
-    ``make_trajectory_pool`` or a folder of teacher segments; ``resume_from`` continues an
-    interrupted run from its training state."""
-    student = branched_from_teacher(teacher, num_branches)
-    loss = BDenseLoss(num_branches, weights=weights, restarts=restarts)
-    return train(student, loss, pairs.sample, config, resume_from=resume_from)
+    ``make_trajectory_pool`` or a folder of teacher segments; only ``num_branches``, ``weights``
+    and ``restarts`` of ``bdense`` are used here. ``resume_from`` continues an interrupted run
+    from its training state; ``checkpoint_metadata`` goes into every checkpoint of the run."""
+    bdense = bdense if bdense is not None else BDenseConfig()
+    bdense.validate()
+    student = branched_from_teacher(teacher, bdense.num_branches)
+    result = trainer.train(
+        student,
+        bdense.loss(),
+        pairs.sample,
+        train,
+        resume_from=resume_from,
+        checkpoint_metadata=checkpoint_metadata,
+    )
+    return RecipeResult.from_training(result, pairs=fixed_pairs(pairs))

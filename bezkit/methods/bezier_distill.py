@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,19 +34,18 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.couplings.reflow import DataAnchoredCoupling, ReflowCoupling
 from bezkit.data.toy2d import Sampler
-from bezkit.methods.flow import Init, student_from, train_flow
+from bezkit.methods.flow import FlowConfig, Init, check_init, student_from, train_flow
+from bezkit.methods.result import RecipeResult
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
 from bezkit.paths.targets import TARGETS, TargetKind
 from bezkit.paths.time_sampling import distill_times
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
-from bezkit.training.trainer import TrainResult
 
 __all__ = [
     "GUIDE_STATES",
     "BezierDistillConfig",
-    "BezierDistillResult",
     "GuideState",
     "bezier_distill",
     "make_bezier_pairs",
@@ -81,9 +80,10 @@ class BezierDistillConfig:
     teacher_solver: str = "euler"
     init: Init = "teacher"
     pair_seed: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def times(self) -> tuple[float, ...]:
+        """The guide times ``s_1 < ... < s_{order-1}`` (default ``s_i = i / order``)."""
         if self.guide_times is None:
             return tuple(i / self.order for i in range(1, self.order))
         return check_guide_times(self.guide_times)
@@ -109,13 +109,19 @@ class BezierDistillConfig:
                 "the secant target is defined on an N-step grid: set distill_steps=N with it"
             )
 
-    def validate(self, num_teachers: int) -> None:
-        """Raise a clear error for any inconsistent option (before anything is trained)."""
+    def validate(self, num_teachers: int | None = None) -> None:
+        """Raise a clear error for any inconsistent option (before anything is trained); with
+        ``num_teachers``, also check that the teachers fit the guides and ``endpoint_teacher``."""
         BezierPath(self.order)  # order >= 1
         guides = self.order - 1
         times = self.times()
         if len(times) != guides:
             raise ValueError(f"order {self.order} needs {guides} guide time(s), got {len(times)}")
+        self._check_options()
+        if num_teachers is not None:
+            self._check_teachers(num_teachers, guides)
+
+    def _check_teachers(self, num_teachers: int, guides: int) -> None:
         if num_teachers < 1:
             raise ValueError("Bezier distillation needs at least one teacher")
         if guides and num_teachers not in (1, guides):
@@ -128,6 +134,8 @@ class BezierDistillConfig:
                 f"endpoint_teacher {self.endpoint_teacher} is not one of the "
                 f"{num_teachers} teacher(s)"
             )
+
+    def _check_options(self) -> None:
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; known: {', '.join(ENDPOINTS)}")
         if self.placement not in ("control", "interpolate"):
@@ -142,17 +150,11 @@ class BezierDistillConfig:
         if self.distill_steps is not None:
             distill_times(self.distill_steps)
         if self.n_pairs < 1 or self.teacher_steps < 1:
-            raise ValueError("n_pairs and teacher_steps must be >= 1")
-
-
-@dataclass
-class BezierDistillResult:
-    result: TrainResult
-    pool: PairPool
-
-    @property
-    def model(self) -> nn.Module:
-        return self.result.final_model
+            raise ValueError(
+                f"n_pairs and teacher_steps must be >= 1, got n_pairs={self.n_pairs}, "
+                f"teacher_steps={self.teacher_steps}"
+            )
+        check_init(self.init)
 
 
 @torch.no_grad()
@@ -189,17 +191,17 @@ def make_bezier_pairs(
     for tch in teachers:
         tch.eval()
     main = teachers[cfg.endpoint_teacher]
-    run = dict(
-        n_pairs=cfg.n_pairs,
-        steps=cfg.teacher_steps,
-        method=cfg.teacher_solver,
-        seed=cfg.pair_seed,
-        progress=progress,
-    )
+    coupling_options: dict[str, Any] = {
+        "n_pairs": cfg.n_pairs,
+        "steps": cfg.teacher_steps,
+        "method": cfg.teacher_solver,
+        "seed": cfg.pair_seed,
+        "progress": progress,
+    }
     if cfg.endpoint == "data":
-        x0, x1 = DataAnchoredCoupling(main, target, **run).pairs.astuple()
+        x0, x1 = DataAnchoredCoupling(main, target, **coupling_options).pairs.astuple()
     elif cfg.endpoint == "teacher":
-        x0, x1 = ReflowCoupling(main, source, **run).pairs.astuple()
+        x0, x1 = ReflowCoupling(main, source, **coupling_options).pairs.astuple()
     else:
         g = torch.Generator().manual_seed(cfg.pair_seed)
         x0, x1 = source.sample(cfg.n_pairs, g), target.sample(cfg.n_pairs, g)
@@ -217,26 +219,33 @@ def bezier_distill(
     teachers: Sequence[nn.Module],
     source: Sampler,
     target: Sampler,
-    config: TrainConfig,
-    cfg: BezierDistillConfig | None = None,
+    train: TrainConfig,
+    bezier: BezierDistillConfig | None = None,
     *,
     progress: bool = False,
     resume_from: str | Path | None = None,
-) -> BezierDistillResult:
-    """Build the Bezier pairs once, then train a student on the Bezier path's regression target
-    (``resume_from``: continue an interrupted training run from its state)."""
-    cfg = cfg or BezierDistillConfig()
-    pool = make_bezier_pairs(teachers, source, target, cfg, progress=progress)
-    student = student_from(teachers[cfg.endpoint_teacher], cfg.init, seed=config.seed)
-    sampler = distill_times(cfg.distill_steps) if cfg.distill_steps else None
-    result = train_flow(
-        pool,
-        student,
-        config,
-        path=BezierPath(cfg.order),
-        target=cfg.target,
-        time_sampler=sampler,
-        grid_steps=cfg.distill_steps if cfg.target == "secant" else None,
-        resume_from=resume_from,
+    checkpoint_metadata: dict[str, Any] | None = None,
+) -> RecipeResult:
+    """Build the Bezier pairs once (``make_bezier_pairs``), then train a student on the Bezier
+    path's regression target: ``min_theta E || v_theta(B(t), t) - target(t) ||^2``.
+
+    ``resume_from`` continues an interrupted training run from its state; ``checkpoint_metadata``
+    goes into every checkpoint of the run. The result's ``pairs`` are the pairs with their guides.
+    """
+    bezier = bezier if bezier is not None else BezierDistillConfig()
+    pool = make_bezier_pairs(teachers, source, target, bezier, progress=progress)
+    student = student_from(teachers[bezier.endpoint_teacher], bezier.init, seed=train.seed)
+    flow = FlowConfig(
+        path=BezierPath(bezier.order),
+        target=bezier.target,
+        time_sampler=distill_times(bezier.distill_steps) if bezier.distill_steps else None,
+        grid_steps=bezier.distill_steps if bezier.target == "secant" else None,
     )
-    return BezierDistillResult(result=result, pool=pool)
+    return train_flow(
+        student,
+        pool,
+        train,
+        flow,
+        resume_from=resume_from,
+        checkpoint_metadata=checkpoint_metadata,
+    )

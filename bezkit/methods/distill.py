@@ -10,33 +10,62 @@ This is the flow-matching loss with a discrete time sampler, so it reuses the sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from bezkit.couplings.pairs import Coupling
-from bezkit.methods.flow import Init, student_from, train_flow
+from bezkit.methods.flow import FlowConfig, Init, check_init, student_from, train_flow
+from bezkit.methods.result import RecipeResult
 from bezkit.paths.time_sampling import distill_times
 from bezkit.training.config import TrainConfig
-from bezkit.training.trainer import TrainResult
 
-__all__ = ["distill"]
+__all__ = ["DistillConfig", "distill"]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """k-RF distillation's options: ``steps`` (N, the student's step count; 1 = one-step) and
+    ``init`` (the student starts as a copy of the teacher, ``"teacher"``, or fresh, ``"scratch"``)."""
+
+    steps: int = 1
+    init: Init = "teacher"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a clear error, naming the field, for a bad value."""
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
+        check_init(self.init)
 
 
 def distill(
     teacher: nn.Module,
     pairs: Coupling,
-    config: TrainConfig,
+    train: TrainConfig,
+    distillation: DistillConfig | None = None,
     *,
-    steps: int = 1,
-    init: Init = "teacher",
     resume_from: str | Path | None = None,
-) -> TrainResult:
-    """Distil the teacher's pairing ``pairs`` into a ``steps``-step student:
-    ``min_theta E_{t in {0, 1/N, ..., (N-1)/N}} ||v_theta(Z_t, t) - (Z1 - Z0)||^2`` (``N = steps``),
-    starting from a copy of the teacher (``init="teacher"``) or a fresh network (``"scratch"``);
-    ``resume_from`` continues an interrupted run from its training state."""
-    student = student_from(teacher, init, seed=config.seed)
+    checkpoint_metadata: dict[str, Any] | None = None,
+) -> RecipeResult:
+    """Distil the teacher's pairing ``pairs`` into an N-step student (``N = distillation.steps``):
+    ``min_theta E_{t in {0, 1/N, ..., (N-1)/N}} ||v_theta(Z_t, t) - (Z1 - Z0)||^2``, starting from
+    a copy of the teacher (``init="teacher"``) or a fresh network (``"scratch"``).
+
+    ``resume_from`` continues an interrupted run from its training state; ``checkpoint_metadata``
+    goes into every checkpoint of the run."""
+    distillation = distillation if distillation is not None else DistillConfig()
+    distillation.validate()
+    student = student_from(teacher, distillation.init, seed=train.seed)
     return train_flow(
-        pairs, student, config, time_sampler=distill_times(steps), resume_from=resume_from
+        student,
+        pairs,
+        train,
+        FlowConfig(time_sampler=distill_times(distillation.steps)),
+        resume_from=resume_from,
+        checkpoint_metadata=checkpoint_metadata,
     )

@@ -1,34 +1,78 @@
 """Train a velocity field on a coupling: the one recipe every method below reuses.
 
-1-RF is ``train_flow(IndependentCoupling(...))``; OT-CFM is ``train_flow(MinibatchOTCoupling(...))``;
-the full-OT-map flow is ``train_flow(FullOTCoupling(...))``; the (k+1)-RF is ``train_flow`` on a
-``ReflowCoupling`` of the k-RF. All use the linear path and the tangent target unless told otherwise:
+1-RF is ``train_flow(new_mlp(), IndependentCoupling(...), train)``; OT-CFM is ``train_flow`` on a
+``MinibatchOTCoupling``; the full-OT-map flow on a ``FullOTCoupling``; the (k+1)-RF is ``train_flow``
+on a ``ReflowCoupling`` of the k-RF. All use the linear path and the tangent target unless a
+:class:`FlowConfig` says otherwise:
 
     min_theta E_{(X0, X1) ~ coupling, t ~ U[0, 1]} || v_theta((1-t) X0 + t X1, t) - (X1 - X0) ||^2
+
+Every recipe of ``bezkit.methods`` takes its arguments in one order: the network(s) it starts from
+(teachers, or here the model to train), the data (a coupling, or source and target samplers), the
+``TrainConfig`` (``train``), the method's own frozen config, then keyword-only runtime options
+(``progress``, ``resume_from``, ``checkpoint_metadata``); each returns a ``RecipeResult``.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from bezkit.couplings.pairs import Coupling
+from bezkit.methods.result import RecipeResult, fixed_pairs
 from bezkit.models.factory import build_model, model_spec
 from bezkit.models.mlp import MLPVelocity
 from bezkit.paths.bezier import BezierPath
-from bezkit.paths.targets import TargetKind
+from bezkit.paths.targets import TargetKind, check_target
 from bezkit.paths.time_sampling import TimeSampler
+from bezkit.training import trainer
 from bezkit.training.config import TrainConfig
 from bezkit.training.objectives import FlowMatchingLoss
-from bezkit.training.trainer import TrainResult, train
 
-__all__ = ["new_mlp", "student_from", "train_flow"]
+__all__ = ["INITS", "FlowConfig", "Init", "check_init", "new_mlp", "student_from", "train_flow"]
 
 Init = Literal["teacher", "scratch"]
+INITS = ("teacher", "scratch")
+
+
+def check_init(init: str, field: str = "init") -> None:
+    """Raise a ``ValueError`` naming ``field`` unless ``init`` is ``"teacher"`` or ``"scratch"``."""
+    if init not in INITS:
+        raise ValueError(f"{field} must be 'teacher' or 'scratch', got {init!r}")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """The regression of :func:`train_flow` (defaults: the straight line, its tangent, uniform t).
+
+    ``path``: the path ``B(t)`` through the pair (None: the straight line); ``target``: ``"tangent"``
+    ``B'(t)``, ``"endpoint"`` ``(X1 - B(t)) / (1 - t)`` or ``"secant"`` (with ``grid_steps=N``:
+    ``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on ``t_i = i / N``); ``time_sampler``: the law of
+    ``t`` (None: uniform on [0, 1]).
+    """
+
+    path: BezierPath | None = None
+    target: TargetKind = "tangent"
+    time_sampler: TimeSampler | None = None
+    grid_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a clear error, naming the field, for an inconsistent option."""
+        if self.path is not None and not isinstance(self.path, BezierPath):
+            raise TypeError(f"path must be a BezierPath or None, got {type(self.path).__name__}")
+        if self.grid_steps is not None and (
+            isinstance(self.grid_steps, bool) or not isinstance(self.grid_steps, int)
+        ):
+            raise ValueError(f"grid_steps must be an int or None, got {self.grid_steps!r}")
+        check_target(self.target, self.grid_steps)
 
 
 def new_mlp(dim: int = 2, *, hidden: int = 256, depth: int = 3, seed: int = 0) -> MLPVelocity:
@@ -50,18 +94,40 @@ def student_from(teacher: nn.Module, init: Init = "teacher", *, seed: int = 0) -
 
 
 def train_flow(
-    coupling: Coupling,
     model: nn.Module,
-    config: TrainConfig,
+    coupling: Coupling,
+    train: TrainConfig,
+    flow: FlowConfig | None = None,
     *,
-    path: BezierPath | None = None,
-    target: TargetKind = "tangent",
-    time_sampler: TimeSampler | None = None,
-    grid_steps: int | None = None,
     resume_from: str | Path | None = None,
-) -> TrainResult:
-    """Regress ``model`` on ``path``'s ``target`` for pairs drawn from ``coupling``
-    (``grid_steps``: the N of the ``secant`` target's grid); ``resume_from`` continues an
-    interrupted run from its training state (``train``)."""
-    loss = FlowMatchingLoss(path, target=target, time_sampler=time_sampler, grid_steps=grid_steps)
-    return train(model, loss, coupling.sample, config, resume_from=resume_from)
+    checkpoint_metadata: dict[str, Any] | None = None,
+) -> RecipeResult:
+    """Regress ``model`` (trained in place) on ``flow``'s path and target for pairs drawn from
+    ``coupling``: ``min_theta E || v_theta(B(t), t) - target(t) ||^2``.
+
+    ``resume_from`` continues an interrupted run from its training state; ``checkpoint_metadata``
+    (JSON-able) is written into every checkpoint of the run, periodic or final (see
+    ``bezkit.training.train``). ``RecipeResult.pairs`` is the coupling's fixed set of pairs when it
+    has one (a ``PairPool``, a generated ``ReflowCoupling``), else None.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"train_flow(model, coupling, train, flow): model must be an nn.Module, got "
+            f"{type(model).__name__} (the model comes first, then the coupling)"
+        )
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}")
+    flow = flow if flow is not None else FlowConfig()
+    flow.validate()
+    loss = FlowMatchingLoss(
+        flow.path, target=flow.target, time_sampler=flow.time_sampler, grid_steps=flow.grid_steps
+    )
+    result = trainer.train(
+        model,
+        loss,
+        coupling.sample,
+        train,
+        resume_from=resume_from,
+        checkpoint_metadata=checkpoint_metadata,
+    )
+    return RecipeResult.from_training(result, pairs=fixed_pairs(coupling))

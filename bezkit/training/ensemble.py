@@ -222,6 +222,6 @@ def train_ensemble(
     for m in models:
         m.eval()
     return [
-        TrainResult(model=m, ema_model=e, losses=loss, wall_seconds=wall, steps=config.steps)
+        TrainResult(raw_model=m, ema_model=e, losses=loss, wall_seconds=wall, steps=config.steps)
         for m, e, loss in zip(models, ema_models, losses, strict=True)
     ]

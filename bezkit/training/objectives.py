@@ -12,7 +12,8 @@ distillation loss ``||v(Z0, 0) - (Z1 - Z0)||^2``; with ``t`` on ``{0, 1/N, ...}`
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,10 +24,52 @@ from bezkit.paths.bezier import BezierPath, LinearPath
 from bezkit.paths.targets import TargetKind, check_target, regression_target
 from bezkit.paths.time_sampling import TimeSampler, UniformTime
 
-__all__ = ["FlowMatchingLoss"]
+__all__ = ["FlowMatchingLoss", "SeedBlockedLoss", "blocked_draws"]
 
 
-class FlowMatchingLoss:
+def blocked_draws(
+    n: int,
+    generators: Sequence[torch.Generator],
+    draw: Callable[[int, torch.Generator], Tensor],
+) -> Tensor:
+    """The per-sample random draws of a batch of ``n`` made of ``S = len(generators)`` seed blocks
+    (``bezkit.models.ensemble``): block ``s`` is ``draw(n / S, generators[s])``, exactly what a solo
+    batch with that generator draws (with one generator, ``draw(n, generator)``)."""
+    block = seed_block_size(n, len(generators))
+    return torch.cat([draw(block, g) for g in generators])
+
+
+class SeedBlockedLoss(ABC):
+    """A loss ``loss(model, pairs, generator)`` that also trains S seeds at once.
+
+    With one generator, ``single_loss``; with a sequence of S generators (a seed-blocked batch, see
+    ``bezkit.models.ensemble``), the mean over seeds of ``block_losses``, each block's loss computed
+    exactly as a solo call with its generator would (``blocked_draws``).
+    """
+
+    def __call__(
+        self,
+        model: nn.Module,
+        pairs: Pairs,
+        generator: torch.Generator | Sequence[torch.Generator],
+    ) -> Tensor:
+        """The loss on ``pairs``; with a sequence of S generators the mean of the S block losses."""
+        if not isinstance(generator, torch.Generator):
+            return self.block_losses(model, pairs, generator).mean()
+        return self.single_loss(model, pairs, generator)
+
+    @abstractmethod
+    def single_loss(self, model: nn.Module, pairs: Pairs, generator: torch.Generator) -> Tensor:
+        """The loss on ``pairs`` with its random draws from ``generator``."""
+
+    @abstractmethod
+    def block_losses(
+        self, model: nn.Module, pairs: Pairs, generators: Sequence[torch.Generator]
+    ) -> Tensor:
+        """Per-seed losses ``(S,)`` of a seed-blocked batch."""
+
+
+class FlowMatchingLoss(SeedBlockedLoss):
     """``loss(model, pairs, generator) = mean ||v_theta(B(t), t) - target(t)||^2`` over the batch.
 
     ``t ~ time_sampler`` (default uniform on [0, 1]) from ``generator``; ``B`` is ``path`` (default
@@ -57,20 +100,9 @@ class FlowMatchingLoss:
         self.grid_steps = grid_steps
         self.time_sampler = time_sampler if time_sampler is not None else UniformTime()
 
-    def __call__(
-        self,
-        model: nn.Module,
-        pairs: Pairs,
-        generator: torch.Generator | Sequence[torch.Generator],
-    ) -> Tensor:
-        """The loss on ``pairs``; with a sequence of S generators (a seed-blocked batch, see
-        ``bezkit.models.ensemble``) the mean over seeds of each block's loss."""
-        if not isinstance(generator, torch.Generator):
-            return self.block_losses(model, pairs, generator).mean()
-        t = self.time_sampler(len(pairs), generator).to(pairs.x0.device, pairs.x0.dtype)
-        sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
-        target = regression_target(sample, self.target, grid_steps=self.grid_steps)
-        return (model(sample.x_t, t) - target).pow(2).mean()
+    def single_loss(self, model: nn.Module, pairs: Pairs, generator: torch.Generator) -> Tensor:
+        """``mean ||v_theta(B(t), t) - target(t)||^2`` with ``t`` drawn from ``generator``."""
+        return self._squared_errors(model, pairs, [generator]).mean()
 
     def block_losses(
         self, model: nn.Module, pairs: Pairs, generators: Sequence[torch.Generator]
@@ -78,11 +110,17 @@ class FlowMatchingLoss:
         """Per-seed losses ``(S,)`` of a seed-blocked batch: block ``s`` draws its times from
         ``generators[s]`` exactly as a solo call with that generator would."""
         gens = list(generators)
-        n = seed_block_size(len(pairs), len(gens))
-        t = torch.cat([self.time_sampler(n, g) for g in gens]).to(pairs.x0.device, pairs.x0.dtype)
+        return self._squared_errors(model, pairs, gens).reshape(len(gens), -1).mean(dim=1)
+
+    def _squared_errors(
+        self, model: nn.Module, pairs: Pairs, generators: Sequence[torch.Generator]
+    ) -> Tensor:
+        """``(v_theta(B(t), t) - target(t))^2`` elementwise, ``t`` drawn block by block."""
+        t = blocked_draws(len(pairs), generators, self.time_sampler)
+        t = t.to(pairs.x0.device, pairs.x0.dtype)
         sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
         target = regression_target(sample, self.target, grid_steps=self.grid_steps)
-        return (model(sample.x_t, t) - target).pow(2).reshape(len(gens), -1).mean(dim=1)
+        return (model(sample.x_t, t) - target).pow(2)
 
     def __repr__(self) -> str:
         grid = "" if self.grid_steps is None else f", grid_steps={self.grid_steps}"

@@ -14,7 +14,9 @@ Under torchrun (a ``torch.distributed`` process group of more than one process) 
 the seed by its rank, so the ranks draw different batches; the model is wrapped in
 ``DistributedDataParallel`` (unless it already is), which averages the gradients, so one step is a
 step on ``world_size * batch_size`` pairs; only rank 0 shows progress and writes checkpoints.
-``TrainResult.model`` is the model that was passed in (a plain model stays plain).
+``TrainResult.raw_model`` is the model that was passed in (a plain model stays plain), trained in
+place; ``TrainResult.model`` is the model to sample with: the EMA copy when EMA is on, else
+``raw_model``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -78,16 +80,25 @@ def generator_for(seed: int, step: int, stream: str) -> torch.Generator:
 
 @dataclass
 class TrainResult:
-    model: nn.Module
+    """What a training run gives back.
+
+    ``raw_model``: the trained weights (the model passed in, trained in place); ``ema_model``: the
+    exponential moving average ``ema <- decay * ema + (1 - decay) * raw`` after every step (None
+    without EMA); ``model``: the one to sample with, ``ema_model`` if there is one, else
+    ``raw_model``. ``losses``: the loss of every step; ``steps``: the configured step count;
+    ``wall_seconds``: the time spent training (this process, resumed steps excluded).
+    """
+
+    raw_model: nn.Module
     ema_model: nn.Module | None
     losses: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     steps: int = 0
 
     @property
-    def final_model(self) -> nn.Module:
-        """The EMA weights when EMA was used, else the trained weights."""
-        return self.ema_model if self.ema_model is not None else self.model
+    def model(self) -> nn.Module:
+        """The model to sample with: the EMA weights when EMA was used, else the trained ones."""
+        return self.ema_model if self.ema_model is not None else self.raw_model
 
 
 def lr_factor(config: TrainConfig) -> Callable[[int], float]:
@@ -232,11 +243,12 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config))
     ema = EMA(unwrap_model(model), config.ema_decay) if config.ema_decay else None
     run_metadata = dict(checkpoint_metadata or {})
-    start, losses = 0, []
+    start, losses = 0, list[float]()
     if resume_from is not None:
         start, losses = _resume(resume_from, model, opt, ema, device)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config), last_epoch=start - 1)
-    forward = torch.compile(model) if config.compile else model
+    # torch.compile of a module returns an OptimizedModule (an nn.Module); its stub says Callable
+    forward = cast(nn.Module, torch.compile(model)) if config.compile else model
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if config.amp and device.type == "cuda"
@@ -283,7 +295,7 @@ def train(
     bar.close()
     given.eval()
     return TrainResult(
-        model=given,
+        raw_model=given,
         ema_model=ema.model if ema else None,
         losses=losses,
         wall_seconds=time.perf_counter() - t0,

@@ -186,7 +186,7 @@ def _train_student(
         "config": cfg,
         "model": model,
         "trajectory": to_numpy(traj),
-        "loss": out.result.losses[-1] if out.result.losses else math.nan,
+        "loss": out.losses[-1] if out.losses else math.nan,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -154,12 +155,58 @@ def test_resume_needs_only_the_safetensors_state_and_its_stage_metadata(
     # the JSON copy is optional: the safetensors state alone resumes
     checkpoint_files(tmp_path / "nojson.train")[1].unlink()
     assert train_rectified_flow(preset, tmp_path / "nojson", progress=False).resumed_from == 2
-    # a state written before the stage metadata was added (a SIGKILL) cannot be checked: refused
+    # a state without the stage metadata (e.g. one written by bezkit 0.1, which added it only
+    # after training) cannot be checked: refused
     state = load_checkpoint(tmp_path / "killed.train")
     meta = {k: v for k, v in state.metadata.items() if k not in ("format", "sha256", "images")}
     save_checkpoint(state.path, state.tensors, meta, overwrite=True)
     with pytest.raises(ValueError, match="no 'images' metadata"):
         train_rectified_flow(preset, tmp_path / "killed", progress=False)
+
+
+def _copy_state(src: Path, dst: Path) -> None:
+    """Copy the training state files of stem ``src`` to stem ``dst`` (what a killed process
+    leaves on disk is what it had written so far)."""
+    for a, b in zip(checkpoint_files(src), checkpoint_files(dst), strict=True):
+        if a.exists():
+            shutil.copyfile(a, b)
+
+
+@pytest.mark.parametrize("stage", ["1-RF", "distill"])
+def test_a_stage_killed_mid_training_resumes_to_the_uninterrupted_weights(
+    tmp_path: Path, run: Path, preset: I.ImagePreset, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """The periodic states carry the stage metadata as they are written (the recipes pass it to
+    the trainer), so the files of a process killed mid-training (no cleanup ran: copied at the
+    moment of the kill) resume, and give the uninterrupted run's weights."""
+
+    def fit(out: Path) -> I.StageResult:
+        if stage == "1-RF":
+            return train_rectified_flow(preset, out, progress=False)
+        return train_from_pairs("distill", run / "1rf", run / "fwd", preset, out, progress=False)
+
+    reference = fit(tmp_path / "ref")
+    owner = IndependentCoupling if stage == "1-RF" else ShardPairs
+    real = owner.sample
+    calls = {"n": 0}
+
+    def killed(self, n, generator=None):  # killed while drawing the 3rd batch, after step 2's state
+        calls["n"] += 1
+        if calls["n"] > 2:
+            _copy_state(tmp_path / "run.train", tmp_path / "killed.train")
+            raise _Crash
+        return real(self, n, generator)
+
+    monkeypatch.setattr(owner, "sample", killed)
+    with pytest.raises(_Crash):
+        fit(tmp_path / "run")
+    monkeypatch.setattr(owner, "sample", real)
+    state = load_checkpoint(tmp_path / "killed.train")
+    assert state.metadata["step"] == 2 and "images" in state.metadata
+    resumed = fit(tmp_path / "killed")
+    assert resumed.resumed_from == 2
+    assert _same_weights(resumed.model, reference.model)
+    assert resumed.losses == reference.losses
 
 
 def test_pairs_follow_the_teacher_ode(run: Path, preset: I.ImagePreset) -> None:
@@ -201,15 +248,15 @@ def test_reflow_and_distill_stages_equal_the_recipes(run: Path, preset: I.ImageP
     stage = train_from_pairs("reflow", run / "1rf", run / "fwd", preset, run / "2rf",
                              progress=False)  # fmt: skip
     recipe = train_flow(
-        ShardPairs(run / "fwd"), student_from(teacher), _recipe_config(preset, "reflow")
+        student_from(teacher), ShardPairs(run / "fwd"), _recipe_config(preset, "reflow")
     )
     assert stage.metadata["images"]["stage"] == "2-RF" and stage.metadata["images"]["k"] == 2
-    assert _same_weights(stage.model, recipe.final_model)
+    assert _same_weights(stage.model, recipe.model)
 
     stage = train_from_pairs("distill", run / "1rf", run / "fwd", preset, run / "distill",
                              progress=False)  # fmt: skip
     recipe = distill(teacher, ShardPairs(run / "fwd"), _recipe_config(preset, "distill"))
-    assert _same_weights(stage.model, recipe.final_model)
+    assert _same_weights(stage.model, recipe.model)
     with pytest.raises(ValueError, match="another teacher"):
         train_from_pairs("distill", run / "2rf", run / "fwd", preset, run / "x", progress=False)
 
@@ -235,6 +282,15 @@ def test_bezier_stage_equals_bezier_distill_on_the_same_pairs(
         train_from_pairs("distill", run / "1rf", run / "rev", preset, run / "y", progress=False)
 
 
+def test_bezier_stage_takes_the_secant_target(run: Path, preset: I.ImagePreset) -> None:
+    """The secant target needs its grid (``distill_steps``), as in ``bezier_distill``."""
+    cfg = BezierDistillConfig(endpoint="teacher", target="secant", distill_steps=2)
+    stage = train_from_pairs("bezier", run / "1rf", run / "fwd", preset, run / "secant",
+                             bezier=cfg, progress=False)  # fmt: skip
+    assert stage.metadata["images"]["bezier"]["target"] == "secant"
+    assert len(stage.losses) == 3 and torch.isfinite(torch.tensor(stage.losses)).all()
+
+
 def test_bdense_stage_equals_the_recipe(run: Path, preset: I.ImagePreset) -> None:
     teacher, _ = load_model(run / "1rf")
     stage = train_from_pairs("bdense", run / "1rf", run / "fwd", preset, run / "bdense",
@@ -245,7 +301,7 @@ def test_bdense_stage_equals_the_recipe(run: Path, preset: I.ImagePreset) -> Non
     student = branched_from_teacher(teacher, 2)
     recipe = train(student, BDenseLoss(2), ShardPairs(run / "fwd", states=2).sample,
                    _recipe_config(preset, "distill"))  # fmt: skip
-    assert _same_weights(stage.model, recipe.final_model)
+    assert _same_weights(stage.model, recipe.model)
     x = torch.randn(3, 1, 8, 8)
     assert stage.model.sample(x, 2).shape == x.shape
 

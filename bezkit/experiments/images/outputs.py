@@ -23,12 +23,12 @@ from torch import nn
 
 from bezkit.couplings.pair_shards import teacher_fingerprint
 from bezkit.experiments.images.presets import ImagePreset, StageConfig, data_shape
+from bezkit.methods.result import RecipeResult
 from bezkit.training.checkpoint import load_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.distributed import barrier, is_main_process
-from bezkit.training.model_io import checkpoint_files, load_model, save_model, update_metadata
+from bezkit.training.model_io import checkpoint_files, load_model, save_model
 from bezkit.training.run_dir import RunLock, check_output_file
-from bezkit.training.trainer import TrainResult
 
 __all__ = [
     "Fit",
@@ -48,7 +48,8 @@ __all__ = [
 RUN_FIELDS = ("steps", "batch_size", "lr", "warmup_steps", "ema_decay", "seed", "weight_decay",
               "schedule", "grad_clip")  # fmt: skip
 
-Fit = Callable[[Path | None], TrainResult]
+# a method's recipe as fit(resume_from, checkpoint_metadata) -> RecipeResult
+Fit = Callable[[Path | None, dict[str, Any]], RecipeResult]
 
 
 @dataclass
@@ -187,14 +188,6 @@ def _prepare_output(out: Path, overwrite: bool) -> Path | None:
     return None
 
 
-def _file_identity(path: Path) -> tuple[int, int, int] | None:
-    """``(inode, mtime_ns, size)`` of ``path`` (``None`` if absent): an atomic rewrite changes it."""
-    if not path.exists():
-        return None
-    st = path.stat()
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
 def _check_resumable(state: Path, config: TrainConfig, spec: dict, meta_now: dict) -> int:
     """The step of an interrupted run in ``state``; an error if it was another run."""
     meta = load_checkpoint(state).metadata
@@ -227,7 +220,8 @@ def run_stage(
     *,
     overwrite: bool,
 ) -> StageResult:
-    """Train (or resume) with ``fit(resume_from)`` (a recipe of ``bezkit.methods``), then write
+    """Train (or resume) with ``fit(resume_from, checkpoint_metadata)`` (a recipe of
+    ``bezkit.methods``; every training state it writes carries ``{"images": meta_now}``), then write
     the final weights; returns the finished stage. ``spec()`` is the student's ``model_spec``
     (checked against an interrupted run's before it is resumed). The output is locked for the
     whole stage: a second process writing the same ``out`` is refused."""
@@ -250,15 +244,11 @@ def _run_locked(
     resumed_from = None
     if resume is not None:
         resumed_from = _check_resumable(resume, config, spec(), meta_now)
-    state_file = checkpoint_files(state_stem(out))[0]
-    before = _file_identity(state_file)
-    try:
-        result = fit(resume)  # a run trained to the end but not yet exported trains no step
-    finally:
-        # every state this run wrote gets the stage's metadata, so a resume can check it
-        if is_main_process() and state_file.exists() and _file_identity(state_file) != before:
-            update_metadata(state_stem(out), {"images": meta_now})
-    final = result.final_model
+    # every state the run writes, periodic or final, carries the stage's metadata, so a run
+    # killed mid-training can be checked and resumed; a run trained to the end but not yet
+    # exported trains no step
+    result = fit(resume, {"images": meta_now})
+    final = result.model
     meta = {
         "images": meta_now,
         "train_config": config.to_dict(),

@@ -2,7 +2,8 @@
 
 Each stage builds its pieces (data, teacher, pairs, student settings) and hands them to the
 method's own recipe in ``bezkit.methods`` (``train_flow``, ``distill``, ``bdense_train``), with
-``resume_from`` pointing at an interrupted run's state; ``outputs.run_stage`` decides whether to
+``resume_from`` pointing at an interrupted run's state and ``checkpoint_metadata`` the stage's
+metadata (written into every training state, so an interrupted run can be checked on resume); ``outputs.run_stage`` decides whether to
 resume and writes the final weights. The tests check that each stage gives exactly the recipe's
 result.
 """
@@ -39,16 +40,16 @@ from bezkit.experiments.images.presets import (
     image_data,
     new_unet,
 )
-from bezkit.methods.bdense import bdense_train, branched_from_teacher
+from bezkit.methods.bdense import BDenseConfig, bdense_train, branched_from_teacher
 from bezkit.methods.bezier_distill import BezierDistillConfig
-from bezkit.methods.distill import distill
-from bezkit.methods.flow import student_from, train_flow
+from bezkit.methods.distill import DistillConfig, distill
+from bezkit.methods.flow import FlowConfig, student_from, train_flow
+from bezkit.methods.result import RecipeResult
 from bezkit.models.factory import model_spec
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.time_sampling import distill_times
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
-from bezkit.training.trainer import TrainResult
 
 __all__ = ["METHODS", "Method", "train_from_pairs", "train_rectified_flow"]
 
@@ -79,7 +80,9 @@ def train_rectified_flow(
     model = new_unet(preset, seed=seed)
     return run_stage(
         out,
-        lambda resume: train_flow(coupling, model, config, resume_from=resume),
+        lambda resume, meta: train_flow(
+            model, coupling, config, resume_from=resume, checkpoint_metadata=meta
+        ),
         lambda: model_spec(model),
         config,
         stage_meta(preset, "1-RF", 1, seed=seed),
@@ -147,7 +150,7 @@ def _fit_for(
     o: _MethodSettings,
     extra: dict[str, Any],
 ) -> tuple[Fit, nn.Module, int | None]:
-    """The method's recipe as ``fit(resume_from)``, the teacher the student starts from, and
+    """The method's recipe as ``fit(resume_from, checkpoint_metadata)``, the teacher the student starts from, and
     B-DENSE's branch count (None otherwise); records the method's settings in ``extra``."""
     main = models[0]
     if method == "bezier":
@@ -159,34 +162,39 @@ def _fit_for(
                                    device=dev, amp=preset.amp)  # fmt: skip
         times = distill_times(cfg.distill_steps) if cfg.distill_steps else None
 
-        def fit(resume: Path | None) -> TrainResult:
+        flow = FlowConfig(path=BezierPath(cfg.order), target=cfg.target, time_sampler=times,
+                          grid_steps=cfg.distill_steps if cfg.target == "secant" else None)  # fmt: skip
+
+        def fit(resume: Path | None, meta: dict[str, Any]) -> RecipeResult:
             student = student_from(main, o.init, seed=o.seed)
-            return train_flow(sampler, student, config, path=BezierPath(cfg.order),
-                              target=cfg.target, time_sampler=times, resume_from=resume)  # fmt: skip
+            return train_flow(student, sampler, config, flow, resume_from=resume,
+                              checkpoint_metadata=meta)  # fmt: skip
 
         return fit, main, None
     if method == "bdense":
         states = ShardPairs(pairs_dir, states=o.branches)
         extra.update(branches=o.branches, branch_weights=o.branch_weights, restarts=o.restarts)
+        bdense = BDenseConfig(num_branches=o.branches, weights=o.branch_weights,
+                              restarts=o.restarts)  # fmt: skip
         return (
-            lambda resume: bdense_train(main, states, config, num_branches=o.branches,
-                                        weights=o.branch_weights, restarts=o.restarts,
-                                        resume_from=resume),
+            lambda resume, meta: bdense_train(main, states, config, bdense, resume_from=resume,
+                                              checkpoint_metadata=meta),
             main,
             o.branches,
         )  # fmt: skip
     pairs = ShardPairs(pairs_dir)
     if method == "distill":
         extra["distill_steps"] = o.distill_steps
+        distillation = DistillConfig(steps=o.distill_steps, init=o.init)
         return (
-            lambda resume: distill(main, pairs, config, steps=o.distill_steps, init=o.init,
-                                   resume_from=resume),
+            lambda resume, meta: distill(main, pairs, config, distillation, resume_from=resume,
+                                         checkpoint_metadata=meta),
             main,
             None,
         )  # fmt: skip
     return (
-        lambda resume: train_flow(pairs, student_from(main, o.init, seed=o.seed), config,
-                                  resume_from=resume),
+        lambda resume, meta: train_flow(student_from(main, o.init, seed=o.seed), pairs, config,
+                                        resume_from=resume, checkpoint_metadata=meta),
         main,
         None,
     )  # fmt: skip
