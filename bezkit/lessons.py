@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -36,6 +37,8 @@ from bezkit.training.config import TrainConfig
 from bezkit.training.model_io import load_model, save_model
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import TrainResult, train
+
+_T = TypeVar("_T")
 
 __all__ = [
     "LESSON_PAIR",
@@ -120,7 +123,7 @@ def _recipe(k: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _single_thread(fn: Callable[[], Any]) -> Any:
+def _single_thread(fn: Callable[[], _T]) -> _T:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -160,8 +163,7 @@ def lesson_flows(
         if k == 1:
             model = _single_thread(lambda: train_lesson_1rf(seed).final_model)
         else:
-            prev = flows[k - 1]
-            model = _single_thread(lambda prev=prev, k=k: train_lesson_reflow(prev, k, seed).model)
+            model = _single_thread(partial(train_lesson_reflow, flows[k - 1], k, seed)).model
         flows[k] = model.eval()
         if verbose:
             print(f"trained the {k}-RF in {time.perf_counter() - t0:.1f} s")
@@ -190,7 +192,11 @@ def make_lesson_checkpoints(
             res = _single_thread(lambda: train_lesson_1rf(seed))
             model, losses = res.final_model, res.losses
         else:
-            rnd = _single_thread(lambda k=k, p=previous: train_lesson_reflow(p, k, seed))
+            if previous is None:  # k >= 2: the loop trained the (k-1)-RF first
+                raise RuntimeError(f"the {k}-RF needs the {k - 1}-RF, which was not trained")
+            rnd = _single_thread(partial(train_lesson_reflow, previous, k, seed))
+            if rnd.result is None:  # reflow_round trains every round k >= 2
+                raise RuntimeError(f"the {k}-RF round returned no training record")
             model, losses = rnd.model, rnd.result.losses
         seconds = time.perf_counter() - t0
         meta = {
