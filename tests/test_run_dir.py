@@ -140,7 +140,8 @@ def test_atomic_writes_follow_links_and_refuse_special_files(tmp_path: Path) -> 
 
 
 def test_cli_claim_output_dir_refuses_a_second_claim(tmp_path: Path) -> None:
-    from bezkit.cli.common import CLIError, claim_output_dir, release_claimed_outputs
+    from bezkit.cli.common import CLIError, release_claimed_outputs
+    from bezkit.cli.outputs import claim_output_dir
 
     lock = claim_output_dir(tmp_path / "exp", what="experiment")
     assert (tmp_path / "exp").is_dir()

@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from bezkit import __version__
 from bezkit.training.atomic import (
     atomic_write,
     atomic_write_bytes,
@@ -93,12 +95,8 @@ class Checkpoint:
 
 def versions() -> dict[str, str]:
     """The versions of bezkit, torch, numpy and Python, recorded in every checkpoint."""
-    import numpy
-
-    import bezkit
-
     return {
-        "bezkit": bezkit.__version__,
+        "bezkit": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
