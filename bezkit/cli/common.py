@@ -31,7 +31,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bezkit.training.run_dir import RunLock
+    from bezkit.files.run_dir import RunLock
 
 __all__ = [
     "COMMAND_HELP",

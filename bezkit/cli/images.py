@@ -34,11 +34,11 @@ from bezkit.experiments.images import (
     train_rectified_flow,
 )
 from bezkit.experiments.images.outputs import check_stage_output
+from bezkit.files.run_dir import OutputPathError, RunLocked
 from bezkit.methods.bezier_distill import BezierDistillConfig
 from bezkit.training.checkpoint import CheckpointError
 from bezkit.training.distributed import cleanup, init_distributed
 from bezkit.training.model_io import load_model
-from bezkit.training.run_dir import OutputPathError, RunLocked
 
 __all__ = ["add_parser", "run"]
 

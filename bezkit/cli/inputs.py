@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bezkit.cli.common import CLIError
 from bezkit.data import TOY_DATASETS, Sampler, get_sampler
-from bezkit.training.atomic import sha256_file
+from bezkit.files.atomic import sha256_file
 
 __all__ = ["data_ref", "data_sha256", "dataset", "load_sampler"]
 

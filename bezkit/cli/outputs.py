@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from bezkit.cli.common import CLIError, hold_until_done
-from bezkit.training.atomic import write_json
-from bezkit.training.run_dir import (
+from bezkit.files.atomic import write_json
+from bezkit.files.run_dir import (
     OutputPathError,
     RunLock,
     RunLocked,
@@ -20,7 +20,7 @@ __all__ = ["check_output", "claim_output_dir", "write_json_atomic"]
 
 
 def check_output(path: str | Path, *, option: str = "--out", folder: bool = True) -> Path:
-    """:func:`bezkit.training.run_dir.check_output_dir` (``folder=True``) or ``check_output_file``
+    """:func:`bezkit.files.run_dir.check_output_dir` (``folder=True``) or ``check_output_file``
     with its error as a :class:`CLIError` naming ``option``: call it before any work."""
     try:
         return check_output_dir(path) if folder else check_output_file(path)
@@ -31,7 +31,7 @@ def check_output(path: str | Path, *, option: str = "--out", folder: bool = True
 def claim_output_dir(path: str | Path, *, what: str, option: str = "--out") -> RunLock:
     """Check that folder ``path`` is writable, create it and lock it for this process.
 
-    Returns the held :class:`~bezkit.training.run_dir.RunLock` (keep a reference for as long as
+    Returns the held :class:`~bezkit.files.run_dir.RunLock` (keep a reference for as long as
     the work runs; the lock ends with the process at the latest). A second process claiming the
     same folder gets a :class:`CLIError` saying another ``what`` is using it. One line at the top
     of a command: ``lock = claim_output_dir(args.out, what="experiment")``.
@@ -47,5 +47,5 @@ def claim_output_dir(path: str | Path, *, what: str, option: str = "--out") -> R
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (:func:`bezkit.training.atomic.write_json`)."""
+    """Write ``obj`` as indented JSON atomically (:func:`bezkit.files.atomic.write_json`)."""
     return write_json(path, obj)

@@ -20,6 +20,7 @@ from bezkit.cli.outputs import check_output
 from bezkit.cli.train_options import DEFAULT_OUT, DESCRIPTION, add_train_options
 from bezkit.couplings import Coupling, FullOTCoupling, IndependentCoupling, MinibatchOTCoupling
 from bezkit.data import Sampler
+from bezkit.files.run_dir import RunLock, RunLocked
 from bezkit.methods import new_mlp
 from bezkit.models.factory import build_model
 from bezkit.paths import LinearPath, make_time_sampler
@@ -34,7 +35,6 @@ from bezkit.training import (
 from bezkit.training.checkpoint import checkpoint_files
 from bezkit.training.memory import MemoryEstimateError, check_fits_in_memory, estimate_step_bytes
 from bezkit.training.resume import ResumeError, interrupted_at, resume_run
-from bezkit.training.run_dir import RunLock, RunLocked
 
 __all__ = ["CHANGEABLE_ON_RESUME", "RUN_SETTINGS", "add_parser", "run"]
 
