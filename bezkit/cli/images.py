@@ -231,12 +231,13 @@ def _pair_changes(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def _preset(args: argparse.Namespace, stage: str | None) -> Any:
-    """``--preset`` with the command line's changes for ``stage`` (``None``: evaluation)."""
+def _preset(args: argparse.Namespace, stage: str | None, *, name: str | None = None) -> Any:
+    """Preset ``name`` (default ``--preset``) with the command line's changes for ``stage``
+    (``None``: evaluation, no changes); CIFAR-10 needs ``--data-root``."""
     changes = {} if stage is None else _stage_changes(args, stage)
     changes.update(_pair_changes(args))
     try:
-        preset = get_preset(args.preset, **changes)
+        preset = get_preset(name or args.preset, **changes)
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from None
     if preset.dataset == "cifar10" and args.data_root is None:
@@ -381,6 +382,21 @@ def run_distill(args: argparse.Namespace) -> int:
     return _stage_command(args, "distill", body)
 
 
+def _checkpoint_and_preset(
+    args: argparse.Namespace, ckpt: str
+) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+    """A stage output's model and metadata, and the preset to evaluate it with (``--preset``,
+    else the one it was trained with)."""
+    try:
+        model, meta = load_model(ckpt)
+    except (FileNotFoundError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    name = args.preset or (meta.get("images") or {}).get("preset")
+    if name is None:
+        raise CLIError(f"{ckpt} was not written by 'bezkit images'; pass --preset")
+    return model, meta, _preset(args, None, name=name)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:  # unwritable outputs: errors before any sampling
         check_output(args.out, option="--out", folder=False)
@@ -389,18 +405,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     reports = []
     session = None
     for ckpt in args.checkpoints:
-        try:
-            model, meta = load_model(ckpt)
-        except (FileNotFoundError, CheckpointError) as err:
-            raise CLIError(str(err)) from None
-        name = args.preset or (meta.get("images") or {}).get("preset")
-        if name is None:
-            raise CLIError(f"{ckpt} was not written by 'bezkit images'; pass --preset")
-        preset = get_preset(name)
-        if preset.dataset == "cifar10" and args.data_root is None:
-            raise CLIError(
-                "--preset cifar10 needs --data-root (the folder with cifar-10-batches-py/)"
-            )
+        model, meta, preset = _checkpoint_and_preset(args, ckpt)
         if session is None:
             session = _Session(args, preset)
         report = _friendly(
