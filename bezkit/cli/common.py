@@ -7,7 +7,7 @@ written by :mod:`bezkit.cli.outputs`.
 
 A subcommand module looks like::
 
-    from bezkit.cli.common import CLIError
+    from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
 
     def add_parser(subparsers) -> None:
         p = subparsers.add_parser("name", help=COMMAND_HELP["name"], description=__doc__)
