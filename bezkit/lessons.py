@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -38,6 +39,8 @@ from bezkit.training.config import TrainConfig
 from bezkit.training.model_io import load_model, save_model
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import TrainResult, train
+
+_T = TypeVar("_T")
 
 __all__ = [
     "LESSON_PAIR",
@@ -119,7 +122,7 @@ def _recipe(k: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _single_thread(fn: Callable[[], Any]) -> Any:
+def _single_thread(fn: Callable[[], _T]) -> _T:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -159,8 +162,7 @@ def lesson_flows(
         if k == 1:
             model = _single_thread(lambda: train_lesson_1rf(seed).model)
         else:
-            prev = flows[k - 1]
-            model = _single_thread(lambda prev=prev, k=k: train_lesson_reflow(prev, k, seed).model)
+            model = _single_thread(partial(train_lesson_reflow, flows[k - 1], k, seed)).model
         flows[k] = model.eval()
         if verbose:
             print(f"trained the {k}-RF in {time.perf_counter() - t0:.1f} s")
@@ -189,7 +191,9 @@ def make_lesson_checkpoints(
             res = _single_thread(lambda: train_lesson_1rf(seed))
             model, losses = res.model, res.losses
         else:
-            rnd = _single_thread(lambda k=k, p=previous: train_lesson_reflow(p, k, seed))
+            if previous is None:  # k >= 2: the loop trained the (k-1)-RF first
+                raise RuntimeError(f"the {k}-RF needs the {k - 1}-RF, which was not trained")
+            rnd = _single_thread(partial(train_lesson_reflow, previous, k, seed))
             model, losses = rnd.model, rnd.losses
         seconds = time.perf_counter() - t0
         meta = {

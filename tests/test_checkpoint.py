@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
-import bezkit.training.atomic as atomic_module
+import bezkit.files.atomic as atomic_module
 import bezkit.training.checkpoint as checkpoint_module
+from bezkit.files.run_dir import RunLock
 from bezkit.models import MLPVelocity
 from bezkit.models.factory import build_model, model_spec
 from bezkit.training import CheckpointError, load_checkpoint, save_checkpoint
@@ -207,12 +213,56 @@ def test_a_failed_json_copy_write_leaves_no_temp_file_and_the_new_checkpoint(tmp
     assert all(torch.equal(ckpt.tensors[k], v) for k, v in second.items())
 
 
-def test_temp_files_of_a_killed_write_are_removed_by_the_next_save(tmp_path):
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_save_of_the_owner(tmp_path):
     _, tensors = model_tensors()
     (tmp_path / ".ckpt.safetensors.x1y2.tmp").write_bytes(b"half a checkpoint")
     (tmp_path / ".ckpt.json.x1y2.tmp").write_bytes(b"{")
-    save_checkpoint(tmp_path / "ckpt", tensors, {})
-    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]
+    save_checkpoint(tmp_path / "ckpt", tensors, {})  # no lock held: not ours to remove
+    assert ".ckpt.safetensors.x1y2.tmp" in files(tmp_path)
+    with RunLock(tmp_path / "ckpt", folder=False, what="training run"):  # as bezkit train holds it
+        save_checkpoint(tmp_path / "ckpt", tensors, {}, overwrite=True)
+    assert files(tmp_path) == ["ckpt.json", "ckpt.lock", "ckpt.safetensors"]
+
+
+def test_the_in_flight_temp_file_of_another_process_is_not_removed(tmp_path):
+    """A second process writes the same checkpoint under its own lock; a save here (which does
+    not own the checkpoint) must leave that process's temporary file alone."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from bezkit.files.atomic import atomic_write
+        from bezkit.files.run_dir import RunLock
+
+        def write(tmp):
+            Path(tmp).write_bytes(b"being written")
+            Path({str(ready)!r}).write_text(tmp)
+            while not Path({str(go)!r}).exists():
+                time.sleep(0.01)
+
+        with RunLock({str(tmp_path / "ckpt")!r}, folder=False, what="training run"):
+            atomic_write({str(tmp_path / "ckpt.safetensors")!r}, write)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        in_flight = Path(ready.read_text())
+        assert in_flight.exists() and in_flight.name.startswith(".ckpt.safetensors.")
+        _, tensors = model_tensors()
+        save_checkpoint(tmp_path / "ckpt", tensors, {}, overwrite=True)
+        assert in_flight.read_bytes() == b"being written"
+        go.write_text("")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        go.write_text("")
+        if proc.poll() is None:
+            proc.kill()
+    assert not in_flight.exists()  # its writer moved it into place
 
 
 def test_a_failed_tensor_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ import torch
 
 import bezkit
 import bezkit.cli
-from bezkit.cli import build_parser, main
+from bezkit.cli import SUBCOMMANDS, build_parser, main
+from bezkit.cli.common import COMMAND_HELP
 from bezkit.training import load_checkpoint
 from bezkit.training.model_io import save_model
 
@@ -134,6 +135,36 @@ def test_python_dash_m_bezkit_help():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: bezkit") and "evaluate" in proc.stdout
+
+
+def test_top_level_help_imports_no_subcommand_module_and_no_torch():
+    """``bezkit --help`` lists every command by its one-line help without importing the command
+    modules (and with them torch): ``bezkit.cli.load_subcommand`` is the one lazy place."""
+    code = (
+        "import sys\n"
+        "from bezkit.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('bezkit.')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    *help_lines, loaded = proc.stdout.strip().splitlines()
+    assert loaded == "['bezkit.cli', 'bezkit.cli.common']"
+    text = "\n".join(help_lines)
+    for name, summary in COMMAND_HELP.items():
+        assert name in text and summary.split()[0] in text
+
+
+def test_a_subcommand_gets_its_full_parser_only_when_named(capsys):
+    parser = build_parser(load=("evaluate",))
+    subparsers = _subparsers(parser)
+    assert set(subparsers) == set(SUBCOMMANDS)
+    assert "--solver" in subparsers["evaluate"].format_help()
+    assert "--coupling" not in subparsers["train"].format_help()  # listed, not loaded
+    assert main(["train", "--help"]) == 0
+    assert "--coupling" in capsys.readouterr().out
 
 
 # -- subcommand discovery ------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import torch
 
 import bezkit.training.trainer as trainer
 from bezkit.cli import main
+from bezkit.files.run_dir import RunLock
 from bezkit.training import load_checkpoint
 from bezkit.training.checkpoint import save_checkpoint
-from bezkit.training.run_dir import RunLock
 
 FAST = [
     "--steps",

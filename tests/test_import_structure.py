@@ -39,16 +39,7 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
 # Known offenders today (issue 10); remove an entry when its module is fixed.
 KNOWN_CYCLES: dict[str, str] = {}
 KNOWN_PRIVATE_IMPORTS: dict[str, str] = {}
-_HIDDEN = "imports package modules inside functions (issue 10: cycles hidden, startup deferred)"
-KNOWN_LAZY_IMPORTS: dict[str, str] = {
-    "bezkit.cli.common": _HIDDEN,
-    "bezkit.cli.evaluate": _HIDDEN,
-    "bezkit.cli.experiment": _HIDDEN,
-    "bezkit.cli.images": _HIDDEN,
-    "bezkit.cli.train": _HIDDEN,
-    "bezkit.training.checkpoint": "imports bezkit (for __version__) and numpy inside functions",
-    "bezkit.widgets.steps": "imports time inside a callback",
-}
+KNOWN_LAZY_IMPORTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -314,6 +305,42 @@ def test_known_offender_lists_name_real_modules() -> None:
     assert listed <= set(SCAN.imports), f"no such modules: {sorted(listed - set(SCAN.imports))}"
 
 
+def dynamic_imports(path: Path) -> list[str]:
+    """``name (line n)`` for every call of ``importlib.import_module`` or ``__import__`` in the
+    file, inside the function ``name`` (``<module>`` at module level): imports by a computed name,
+    which the scan above cannot follow."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[str] = []
+
+    def visit(node: ast.AST, where: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = (
+                child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else where
+            )
+            if isinstance(child, ast.Call) and _dotted(child.func) in (
+                "importlib.import_module",
+                "import_module",
+                "__import__",
+            ):
+                found.append(f"{where} (line {child.lineno})")
+            visit(child, inner)
+
+    visit(tree, "<module>")
+    return found
+
+
+def test_the_command_line_imports_a_subcommand_in_one_place_only() -> None:
+    """``bezkit --help`` stays fast because ``bezkit.cli.load_subcommand`` imports a subcommand's
+    module only when it runs; that is the command line's one import by name."""
+    found = {
+        name: calls
+        for name, path in SCAN.files.items()
+        if name.startswith("bezkit.cli") and (calls := dynamic_imports(path))
+    }
+    assert set(found) == {"bezkit.cli"}, f"imports by a computed name: {found}"
+    assert [call.split(" ")[0] for call in found["bezkit.cli"]] == ["load_subcommand"]
+
+
 # --- the checker itself, on a small package written for the test -----------------------------
 
 
@@ -403,3 +430,18 @@ def test_private_and_lazy_import_rules(tmp_path: Path) -> None:
         "json (line 4)",
         "plotly (line 5: no comment saying why it is lazy)",
     ]
+
+
+def test_dynamic_imports_are_found_with_their_function(tmp_path: Path) -> None:
+    pkg = _write_package(
+        tmp_path,
+        {
+            "a.py": (
+                "import importlib\n"
+                "m = __import__('json')\n"
+                "def load(name):\n"
+                "    return importlib.import_module(name)\n"
+            ),
+        },
+    )
+    assert dynamic_imports(pkg / "a.py") == ["<module> (line 2)", "load (line 4)"]

@@ -159,3 +159,11 @@ def test_the_script_regenerates_into_a_folder(tmp_path, fake_training):
     module = runpy.run_path(str(script))  # defines main() without running it
     assert module["main"](["--out", str(tmp_path), "--rounds", "1"]) == 0
     assert (tmp_path / f"{L.checkpoint_name(1)}.json").exists()
+
+
+def test_make_lesson_checkpoints_trains_each_round_from_the_previous(tmp_path, fake_training):
+    paths = L.make_lesson_checkpoints(tmp_path, rounds=3, verbose=False)
+    assert fake_training.calls == [1, 2, 3]
+    assert [p.name for p in paths] == [f"{L.checkpoint_name(k)}.safetensors" for k in (1, 2, 3)]
+    losses = [load_model(p)[1]["losses"] for p in paths]
+    assert losses == [[1.0, 0.5], [0.3], [0.3]]

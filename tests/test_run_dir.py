@@ -1,4 +1,4 @@
-"""Output checks before any work, and the run lock (bezkit.training.run_dir)."""
+"""Output checks before any work, and the run lock (bezkit.files.run_dir)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bezkit.training.run_dir import (
+from bezkit.files.run_dir import (
     OutputPathError,
     RunLock,
     RunLocked,
@@ -94,7 +94,7 @@ def test_the_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import os, sys
-        from bezkit.training.run_dir import RunLock
+        from bezkit.files.run_dir import RunLock
         lock = RunLock({str(tmp_path / "run")!r}, folder=True).acquire()
         print("locked", flush=True)
         sys.stdin.read()
@@ -118,7 +118,7 @@ def test_the_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
 
 
 def test_atomic_writes_follow_links_and_refuse_special_files(tmp_path: Path) -> None:
-    from bezkit.training.atomic import remove_stale_temp_files, write_json
+    from bezkit.files.atomic import remove_stale_temp_files, write_json
 
     target = tmp_path / "real.json"
     target.write_text("old")
@@ -135,12 +135,76 @@ def test_atomic_writes_follow_links_and_refuse_special_files(tmp_path: Path) -> 
     stale.write_text("half")
     other = tmp_path / ".other.json.abc123.tmp"
     other.write_text("not ours")
-    assert remove_stale_temp_files(target) == [stale]
+    with RunLock(tmp_path / "real", folder=False) as owner:
+        assert remove_stale_temp_files(target, owner=owner) == [stale]
     assert other.exists() and not stale.exists()
 
 
+def test_temp_files_are_removed_only_under_a_lock_held_over_the_target(tmp_path: Path) -> None:
+    from bezkit.files.atomic import remove_stale_temp_files
+
+    target = tmp_path / "flow.safetensors"
+    stale = tmp_path / ".flow.safetensors.abc123.tmp"
+    stale.write_text("half")
+    not_held = RunLock(tmp_path / "flow", folder=False)
+    with pytest.raises(ValueError, match=r"only under a lock held over it.*not held"):
+        remove_stale_temp_files(target, owner=not_held)
+    with (
+        RunLock(tmp_path / "other", folder=False) as elsewhere,
+        pytest.raises(ValueError, match="does not cover"),
+    ):
+        remove_stale_temp_files(target, owner=elsewhere)
+    assert stale.exists()
+    with RunLock(tmp_path, folder=True) as folder_lock:  # a folder lock covers its files
+        assert RunLock.held_over(target) is folder_lock
+        assert remove_stale_temp_files(target, owner=folder_lock) == [stale]
+    assert RunLock.held_over(target) is None
+
+
+def test_lock_coverage_of_a_file_prefix(tmp_path: Path) -> None:
+    lock = RunLock(tmp_path / "flow", folder=False)
+    assert lock.covers(tmp_path / "flow.safetensors") and lock.covers(tmp_path / "flow.json")
+    assert lock.covers(tmp_path / "flow.train.safetensors")
+    assert not lock.covers(tmp_path / "flow2.json")
+    assert not lock.covers(tmp_path / "sub" / "flow.json")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_an_atomic_write_gives_a_new_file_the_mode_of_a_plain_write(
+    tmp_path: Path, umask: int
+) -> None:
+    from bezkit.files.atomic import atomic_write, write_json
+
+    before = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.json", "w") as fh:
+            fh.write("{}")
+        write_json(tmp_path / "atomic.json", {})
+        atomic_write(tmp_path / "via-callback.bin", lambda tmp: Path(tmp).write_bytes(b"x"))
+    finally:
+        os.umask(before)
+    expected = 0o666 & ~umask
+    assert (tmp_path / "plain.json").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "atomic.json").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "via-callback.bin").stat().st_mode & 0o777 == expected
+
+
+def test_an_atomic_write_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
+    from bezkit.files.atomic import write_json
+
+    target = tmp_path / "results.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    write_json(target, {"a": 1})
+    assert target.stat().st_mode & 0o777 == 0o640 and target.read_text().startswith("{")
+    target.chmod(0o444)  # read-only: replaced (a rename, as before), still read-only
+    write_json(target, {"a": 2})
+    assert target.stat().st_mode & 0o777 == 0o444 and '"a": 2' in target.read_text()
+
+
 def test_cli_claim_output_dir_refuses_a_second_claim(tmp_path: Path) -> None:
-    from bezkit.cli.common import CLIError, claim_output_dir, release_claimed_outputs
+    from bezkit.cli.common import CLIError, release_claimed_outputs
+    from bezkit.cli.outputs import claim_output_dir
 
     lock = claim_output_dir(tmp_path / "exp", what="experiment")
     assert (tmp_path / "exp").is_dir()
@@ -152,3 +216,15 @@ def test_cli_claim_output_dir_refuses_a_second_claim(tmp_path: Path) -> None:
     release_claimed_outputs()
     with pytest.raises(CLIError, match="--out: cannot write in /proc"):
         claim_output_dir("/proc/x", what="experiment")
+
+
+def test_the_file_writers_import_no_torch() -> None:
+    """The atomic writers and the output checks are usable where torch is not loaded (the course
+    kit writes through them)."""
+    code = "import sys, bezkit.files; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

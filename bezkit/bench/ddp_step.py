@@ -24,9 +24,9 @@ from torch import nn
 from bezkit.couplings.independent import IndependentCoupling
 from bezkit.couplings.pairs import Pairs
 from bezkit.experiments.images.presets import StandardNormal
+from bezkit.files.atomic import atomic_write_bytes
 from bezkit.methods.bdense import BDenseLoss, branched_from_teacher
 from bezkit.models.unet import UNetVelocity, unet_config
-from bezkit.training.atomic import atomic_write_bytes
 from bezkit.training.config import TrainConfig
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import train

@@ -52,8 +52,8 @@ from bezkit.bench.ddp_step import main as ddp_main
 from bezkit.bench.pipeline import MICRO_UNET, run_pipeline
 from bezkit.bench.train_speed import flops_per_image, pair_speed, step_speed
 from bezkit.experiments.images import data_shape, get_preset, new_unet
+from bezkit.files.atomic import atomic_write_bytes
 from bezkit.metrics.inception import FIDInceptionV3, fid_backend
-from bezkit.training.atomic import atomic_write_bytes
 
 __all__ = ["main", "run_check"]
 

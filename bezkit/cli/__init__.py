@@ -1,28 +1,31 @@
-"""The ``bezkit`` command line: ``bezkit train | evaluate | experiment | images ...``.
+"""The ``bezkit`` command line: ``bezkit train | evaluate | experiment | images | lessons``.
 
 Each subcommand lives in its own module ``bezkit/cli/<name>.py`` exposing::
 
-    add_parser(subparsers)  # subparsers.add_parser(name, ...) ... .set_defaults(func=run)
+    add_parser(subparsers)  # subparsers.add_parser(name, help=COMMAND_HELP[name], ...) ...
     run(args) -> int        # the exit status; raise bezkit.cli.common.CLIError for bad input
 
-:func:`main` imports the modules named in :data:`SUBCOMMANDS` in that order. A module that does not
-exist yet is skipped (its command is simply absent); any other import error propagates, so a broken
-module is never hidden. Bad input becomes one line on stderr and exit status 2, never a traceback.
+A subcommand module imports what it needs (torch, the methods) at module level. :func:`main` imports
+only the module of the subcommand that runs: the other commands appear in ``bezkit --help`` by
+their one-line help (:data:`bezkit.cli.common.COMMAND_HELP`), so ``bezkit --help`` starts without
+torch. :func:`load_subcommand` is that one lazy place. A module that does not exist yet is skipped
+(its command is simply absent); any other import error propagates, so a broken module is never
+hidden. Bad input becomes one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import ModuleType
 
 from bezkit import __version__
-from bezkit.cli.common import CLIError, Parser, release_claimed_outputs
+from bezkit.cli.common import COMMAND_HELP, CLIError, Parser, release_claimed_outputs
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "load_subcommand", "main"]
 
-SUBCOMMANDS: tuple[str, ...] = ("train", "evaluate", "experiment", "images", "lessons")
+SUBCOMMANDS: tuple[str, ...] = tuple(COMMAND_HELP)
 
 DESCRIPTION = """\
 bezkit: rectified flows, reflow, Bezier distillation and B-DENSE, for teaching and measuring.
@@ -34,20 +37,28 @@ Run 'bezkit COMMAND --help' for the options of a command. A typical 2D session:
 """
 
 
-def _load_subcommands() -> list[ModuleType]:
-    modules = []
-    for name in SUBCOMMANDS:
-        qualified = f"{__name__}.{name}"
-        try:
-            modules.append(importlib.import_module(qualified))
-        except ModuleNotFoundError as err:
-            if err.name != qualified:  # the module exists but one of its imports is missing
-                raise
-    return modules
+def load_subcommand(name: str) -> ModuleType | None:
+    """The module ``bezkit.cli.<name>``, imported now; ``None`` if there is no such module.
+
+    The command line's one lazy import: a subcommand's module, and with it torch and the rest of
+    bezkit, is imported only when that subcommand runs (or shows its ``--help``), which keeps
+    ``bezkit --help`` fast.
+    """
+    qualified = f"{__name__}.{name}"
+    try:
+        return importlib.import_module(qualified)
+    except ModuleNotFoundError as err:
+        if err.name != qualified:  # the module exists but one of its imports is missing
+            raise
+        return None
 
 
-def build_parser() -> Parser:
-    """The top-level parser with every available subcommand registered."""
+def build_parser(load: Collection[str] | None = None) -> Parser:
+    """The top-level parser with every subcommand of :data:`SUBCOMMANDS` registered.
+
+    The subcommands named in ``load`` (default: all) get their full parser from their module;
+    the others are listed by their one-line help only, without importing their module.
+    """
     parser = Parser(prog="bezkit", description=DESCRIPTION)
     parser.add_argument(
         "--version",
@@ -58,16 +69,30 @@ def build_parser() -> Parser:
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=Parser, title="commands"
     )
-    for module in _load_subcommands():
-        module.add_parser(subparsers)
+    for name in SUBCOMMANDS:
+        if load is not None and name not in load:
+            subparsers.add_parser(name, help=COMMAND_HELP.get(name))
+            continue
+        module = load_subcommand(name)
+        if module is not None:
+            module.add_parser(subparsers)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: its first word that is not an option (the top-level
+    options, ``--help`` and ``--version``, take no value)."""
+    words = [a for a in argv if not a.startswith("-")]
+    return words[0] if words else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    parser = build_parser(load=() if command is None else (command,))
     try:
-        args = parser.parse_args(None if argv is None else list(argv))
+        args = parser.parse_args(argv)
     except CLIError as err:
         print(f"{err.prog or parser.prog}: error: {err}", file=sys.stderr)
         return err.code

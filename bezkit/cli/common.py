@@ -1,12 +1,16 @@
-"""Pieces every ``bezkit`` subcommand shares: the parser class, help formatting, argument types,
-the error that becomes a one-line message with exit code 2, and an atomic JSON writer.
+"""Pieces every ``bezkit`` subcommand shares: the list of commands, the parser class, help
+formatting, argument types and the error that becomes a one-line message with exit code 2.
+
+This module imports nothing heavy (no torch): ``bezkit --help`` builds its parser from it alone.
+Inputs (datasets, data files) are read by :mod:`bezkit.cli.inputs`, outputs checked, claimed and
+written by :mod:`bezkit.cli.outputs`.
 
 A subcommand module looks like::
 
-    from bezkit.cli.common import CLIError
+    from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
 
     def add_parser(subparsers) -> None:
-        p = subparsers.add_parser("name", help="one line", description=__doc__)
+        p = subparsers.add_parser("name", help=COMMAND_HELP["name"], description=__doc__)
         p.add_argument("--n", type=positive_int, default=10, help="what it means")
         p.set_defaults(func=run)
 
@@ -24,35 +28,38 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bezkit.training.run_dir import RunLock
+    from bezkit.files.run_dir import RunLock
 
 __all__ = [
+    "COMMAND_HELP",
     "CLIError",
     "Given",
     "HelpFormatter",
     "Parser",
     "check_finite",
-    "check_output",
-    "claim_output_dir",
-    "data_ref",
-    "data_sha256",
-    "dataset",
     "given",
     "hold_until_done",
-    "load_sampler",
     "nonnegative_float",
     "nonnegative_int",
     "positive_float",
     "positive_int",
     "release_claimed_outputs",
-    "write_json_atomic",
 ]
 
-# locks taken by claim_output_dir / hold_until_done in this process, released by
+# The subcommands, in the order ``bezkit --help`` lists them, with their one-line help. Each one is
+# the module bezkit/cli/<name>.py (bezkit.cli.load_subcommand).
+COMMAND_HELP: dict[str, str] = {
+    "train": "train a 2D rectified flow and save a checkpoint",
+    "evaluate": "measure a trained 2D flow: W2, straightness, crossings, ... as JSON",
+    "experiment": "run the 2D error-accumulation experiment",
+    "images": "the methods on images: digits (CPU) or CIFAR-10 (GPUs, torchrun)",
+    "lessons": "copy the lessons into a course folder",
+}
+
+# locks taken by bezkit.cli.outputs.claim_output_dir / hold_until_done in this process, released by
 # release_claimed_outputs() when the command ends (bezkit.cli.main), however it ends
 _CLAIMED: list[RunLock] = []
 
@@ -75,7 +82,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None or action.default is False:
             return action.help or ""
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or ""
 
 
 class Parser(argparse.ArgumentParser):
@@ -147,64 +154,6 @@ def nonnegative_float(text: str) -> float:
     return _number(float, text, lambda v: v >= 0, "a number >= 0")
 
 
-def dataset(text: str) -> str:
-    """argparse type: a 2D toy dataset name (``bezkit.data.TOY_DATASETS``) or a .npy/.csv file.
-
-    A file must exist; its contents are checked when it is loaded.
-    """
-    from bezkit.data import TOY_DATASETS
-
-    if text in TOY_DATASETS:
-        return text
-    if text.lower().endswith((".npy", ".csv")):
-        if Path(text).is_dir():
-            raise argparse.ArgumentTypeError(f"data file {text} is a folder, not a file")
-        if not Path(text).is_file():
-            raise argparse.ArgumentTypeError(f"data file not found: {text}")
-        return text
-    known = ", ".join(TOY_DATASETS)
-    raise argparse.ArgumentTypeError(
-        f"unknown dataset {text!r}; use one of {known} or a .npy/.csv file of (n, 2) points"
-    )
-
-
-def data_ref(name: str) -> str:
-    """A dataset name as given; a data file as an absolute path (a checkpoint works anywhere)."""
-    if name.lower().endswith((".npy", ".csv")):
-        return str(Path(name).resolve())
-    return name
-
-
-def data_sha256(name: str) -> str | None:
-    """The SHA-256 of a data file (None for a named dataset): recorded at training, checked on
-    resume and by ``evaluate`` so that a changed file is never used silently."""
-    from bezkit.training.atomic import sha256_file
-
-    if not name.lower().endswith((".npy", ".csv")):
-        return None
-    try:
-        return sha256_file(name)
-    except OSError as err:
-        raise CLIError(f"cannot read data file {name}: {err.strerror or err}") from None
-
-
-def load_sampler(name: str, option: str) -> Any:
-    """The 2D sampler for a dataset name or data file; problems become a :class:`CLIError`
-    naming ``--option``."""
-    from bezkit.data import get_sampler
-
-    try:
-        sampler = get_sampler(name)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        raise CLIError(f"--{option}: {err}") from None
-    shape = tuple(getattr(sampler, "data_shape", (2,)))
-    if shape != (2,):
-        raise CLIError(
-            f"--{option} {name} holds points of shape {shape}; 2D points (n, 2) are needed here"
-        )
-    return sampler
-
-
 def check_finite(obj: Any, where: str = "") -> None:
     """Raise ``ValueError`` naming the first non-finite float in a nested dict/list."""
     if isinstance(obj, float):
@@ -218,39 +167,9 @@ def check_finite(obj: Any, where: str = "") -> None:
             check_finite(v, f"{where}[{i}]")
 
 
-def check_output(path: str | Path, *, option: str = "--out", folder: bool = True) -> Path:
-    """:func:`bezkit.training.run_dir.check_output_dir` (``folder=True``) or ``check_output_file``
-    with its error as a :class:`CLIError` naming ``option``: call it before any work."""
-    from bezkit.training.run_dir import OutputPathError, check_output_dir, check_output_file
-
-    try:
-        return check_output_dir(path) if folder else check_output_file(path)
-    except OutputPathError as err:
-        raise CLIError(f"{option}: {err}") from None
-
-
-def claim_output_dir(path: str | Path, *, what: str, option: str = "--out") -> RunLock:
-    """Check that folder ``path`` is writable, create it and lock it for this process.
-
-    Returns the held :class:`~bezkit.training.run_dir.RunLock` (keep a reference for as long as
-    the work runs; the lock ends with the process at the latest). A second process claiming the
-    same folder gets a :class:`CLIError` saying another ``what`` is using it. One line at the top
-    of a command: ``lock = claim_output_dir(args.out, what="experiment")``.
-    """
-    from bezkit.training.run_dir import RunLock, RunLocked
-
-    folder = check_output(path, option=option, folder=True)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return hold_until_done(RunLock(folder, folder=True, what=what).acquire())
-    except RunLocked as err:
-        raise CLIError(f"{option}: {err}") from None
-    except OSError as err:
-        raise CLIError(f"{option}: cannot create {folder}: {err.strerror or err}") from None
-
-
 def hold_until_done(lock: RunLock) -> RunLock:
-    """Keep an acquired lock until the command ends (:func:`release_claimed_outputs`)."""
+    """Keep an acquired lock until the command ends (:func:`release_claimed_outputs`); used by
+    :func:`bezkit.cli.outputs.claim_output_dir`."""
     _CLAIMED.append(lock)
     return lock
 
@@ -260,10 +179,3 @@ def release_claimed_outputs() -> None:
     command run in process, as in the tests, frees its outputs as soon as it returns)."""
     while _CLAIMED:
         _CLAIMED.pop().release()
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (:func:`bezkit.training.atomic.write_json`)."""
-    from bezkit.training.atomic import write_json  # lazy: bezkit.training imports torch
-
-    return write_json(path, obj)

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import torch
+from torch import Tensor, nn
+
 from bezkit.cli.common import (
+    COMMAND_HELP,
     CLIError,
     check_finite,
-    check_output,
-    data_ref,
-    data_sha256,
-    dataset,
-    load_sampler,
     nonnegative_int,
     positive_float,
     positive_int,
-    write_json_atomic,
 )
+from bezkit.cli.inputs import data_ref, data_sha256, dataset, load_sampler
+from bezkit.cli.outputs import check_output, write_json_atomic
+from bezkit.data import Sampler
+from bezkit.metrics import (
+    curvature,
+    noise_floor,
+    normalised_straightness,
+    path_energy,
+    straightness,
+    trajectory_crossings,
+    trajectory_velocities,
+    transport_cost,
+    wasserstein2,
+)
+from bezkit.solvers import SOLVERS, ODESolution, solve_ode
+from bezkit.training import CheckpointError
+from bezkit.training.model_io import load_model
 
 __all__ = ["add_parser", "evaluate_checkpoint", "run"]
 
@@ -54,11 +71,9 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from bezkit.solvers import SOLVERS
-
     p = subparsers.add_parser(
         "evaluate",
-        help="measure a trained 2D flow: W2, straightness, crossings, ... as JSON",
+        help=COMMAND_HELP["evaluate"],
         description=DESCRIPTION,
     )
     p.add_argument(
@@ -149,11 +164,78 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _seeds(seed: int) -> dict[str, int]:
     """Independent seeds for each random draw, derived from one user seed."""
-    import numpy as np
-
     names = ("source", "heldout", "floor", "subsample")
     states = np.random.SeedSequence(seed).generate_state(len(names), dtype=np.uint64)
     return {name: int(s % (2**63)) for name, s in zip(names, states, strict=True)}
+
+
+def _check_options(solver: str, steps: Sequence[int], n: int) -> None:
+    if solver not in SOLVERS:
+        raise CLIError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
+    if not steps or any(s < 1 for s in steps):
+        raise CLIError(f"--steps must be integers >= 1, got {list(steps)}")
+    if not 2 <= n <= MAX_N:
+        raise CLIError(f"--n must lie in [2, {MAX_N}] (exact W2), got {n}")
+
+
+def _data_name(checkpoint: str, data: dict[str, Any], role: str, given: str | None) -> str:
+    """The ``role`` (source / target) distribution: ``given`` or the checkpoint's; a data file the
+    checkpoint was trained on must still have the SHA-256 it recorded."""
+    name = given or data.get(role)
+    if name is None:
+        raise CLIError(
+            f"checkpoint {checkpoint} does not record its {role} distribution "
+            f"(not written by 'bezkit train'); pass --{role}"
+        )
+    recorded = data.get(f"{role}_sha256")
+    same_file = data_ref(name) == data.get(role)
+    if recorded is not None and same_file and data_sha256(name) != recorded:
+        raise CLIError(
+            f"the {role} data file {name} changed since {checkpoint} was trained on it (its "
+            f"SHA-256 is no longer {recorded[:12]}...); restore it, or pass --{role} "
+            "explicitly with another file to evaluate against that"
+        )
+    return str(name)
+
+
+def _check_2d_velocity(model: nn.Module, x0: Tensor, checkpoint: str) -> None:
+    try:
+        with torch.no_grad():
+            out = model(x0[:2], torch.zeros(2))
+    except (ValueError, RuntimeError) as err:
+        raise CLIError(f"the model in {checkpoint} does not take 2D points: {err}") from None
+    if out.shape != (2, 2):
+        raise CLIError(
+            f"the model in {checkpoint} maps 2D points to shape {tuple(out.shape[1:])}; "
+            "a 2D velocity field is needed"
+        )
+
+
+def _path_metrics(
+    model: nn.Module, sol: ODESolution, x0: Tensor, heldout: Tensor, m: int, subsample_seed: int
+) -> dict[str, Any]:
+    """The ``path_metrics`` of the JSON, on the trajectories of the last solve."""
+    traj, times = sol.recorded_trajectory(), sol.times
+    n = x0.shape[0]
+    vel = trajectory_velocities(model, traj, times)
+    subsample = torch.randperm(n, generator=torch.Generator().manual_seed(subsample_seed))[:m]
+    cross = trajectory_crossings(traj[:, subsample])
+    return {
+        "nfe": sol.nfe,
+        "n": n,
+        "straightness": straightness(model, traj, times, velocities=vel),
+        "normalised_straightness": normalised_straightness(model, traj, times, velocities=vel),
+        "curvature": curvature(traj, times),
+        "transport_cost": transport_cost(traj[0], traj[-1]),
+        "ot_cost": wasserstein2(x0, heldout) ** 2,
+        "path_energy": path_energy(model, traj, times, velocities=vel),
+        "crossings": {
+            "m": cross.m,
+            "pairs": cross.pairs,
+            "fraction": cross.fraction,
+            "per_trajectory": cross.per_trajectory,
+        },
+    }
 
 
 def evaluate_checkpoint(
@@ -171,104 +253,45 @@ def evaluate_checkpoint(
     rtol: float = 1e-5,
 ) -> dict[str, Any]:
     """The numbers ``bezkit evaluate`` prints, as a dict; bad input raises :class:`CLIError`."""
-    import torch
-
-    from bezkit.metrics import (
-        curvature,
-        noise_floor,
-        normalised_straightness,
-        path_energy,
-        straightness,
-        trajectory_crossings,
-        trajectory_velocities,
-        transport_cost,
-        wasserstein2,
-    )
-    from bezkit.solvers import SOLVERS, solve_ode
-    from bezkit.training import CheckpointError
-    from bezkit.training.model_io import load_model
-
-    if solver not in SOLVERS:
-        raise CLIError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
-    if not steps or any(s < 1 for s in steps):
-        raise CLIError(f"--steps must be integers >= 1, got {list(steps)}")
-    if not 2 <= n <= MAX_N:
-        raise CLIError(f"--n must lie in [2, {MAX_N}] (exact W2), got {n}")
+    _check_options(solver, steps, n)
     try:
         model, meta = load_model(checkpoint, use_ema=weights == "ema")
     except (FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     data = meta.get("data") or {}
-    names = {"source": source or data.get("source"), "target": target or data.get("target")}
-    for role, name in names.items():
-        if name is None:
-            raise CLIError(
-                f"checkpoint {checkpoint} does not record its {role} distribution "
-                f"(not written by 'bezkit train'); pass --{role}"
-            )
-        recorded = data.get(f"{role}_sha256")
-        same_file = data_ref(name) == data.get(role)
-        if recorded is not None and same_file and data_sha256(name) != recorded:
-            raise CLIError(
-                f"the {role} data file {name} changed since {checkpoint} was trained on it (its "
-                f"SHA-256 is no longer {recorded[:12]}...); restore it, or pass --{role} "
-                "explicitly with another file to evaluate against that"
-            )
-    src, tgt = load_sampler(names["source"], "source"), load_sampler(names["target"], "target")
+    names = {
+        "source": _data_name(checkpoint, data, "source", source),
+        "target": _data_name(checkpoint, data, "target", target),
+    }
+    src: Sampler = load_sampler(names["source"], "source")
+    tgt: Sampler = load_sampler(names["target"], "target")
 
     seeds = _seeds(seed)
     x0 = src.sample(n, torch.Generator().manual_seed(seeds["source"]))
     heldout = tgt.sample(n, torch.Generator().manual_seed(seeds["heldout"]))
-    try:
-        with torch.no_grad():
-            out = model(x0[:2], torch.zeros(2))
-    except (ValueError, RuntimeError) as err:
-        raise CLIError(f"the model in {checkpoint} does not take 2D points: {err}") from None
-    if out.shape != (2, 2):
-        raise CLIError(
-            f"the model in {checkpoint} maps 2D points to shape {tuple(out.shape[1:])}; "
-            "a 2D velocity field is needed"
-        )
+    _check_2d_velocity(model, x0, checkpoint)
     floor = noise_floor(tgt, n, seed=seeds["floor"])
 
-    step_list: list[int | None] = [None] if solver == "dopri5" else sorted(set(steps))
+    step_list: list[int | None] = [None] if solver == "dopri5" else [*sorted(set(steps))]
     results, last = [], None
     for s in step_list:
-        sol = solve_ode(
+        last = solve_ode(
             model, x0, method=solver, steps=s or 1, record=s == step_list[-1], atol=atol, rtol=rtol
         )
-        if not torch.isfinite(sol.x).all():
+        if not torch.isfinite(last.x).all():
             raise CLIError(
                 f"the flow produced NaN or inf with {solver} at {s} steps; the model "
                 "may have diverged",
                 code=1,
             )
         results.append(
-            {"steps": s, "nfe": sol.nfe, "w2": wasserstein2(sol.x, heldout), "noise_floor": floor}
+            {"steps": s, "nfe": last.nfe, "w2": wasserstein2(last.x, heldout), "noise_floor": floor}
         )
-        last = sol
-    assert last is not None and last.trajectory is not None
-    traj, times = last.trajectory, last.times
-    vel = trajectory_velocities(model, traj, times)
-    m = min(m_crossings, n)
-    subsample = torch.randperm(n, generator=torch.Generator().manual_seed(seeds["subsample"]))[:m]
-    cross = trajectory_crossings(traj[:, subsample])
+    if last is None:  # _check_options refused an empty --steps
+        raise CLIError("no --steps to evaluate")
     path_metrics = {
         "steps": step_list[-1],
-        "nfe": last.nfe,
-        "n": n,
-        "straightness": straightness(model, traj, times, velocities=vel),
-        "normalised_straightness": normalised_straightness(model, traj, times, velocities=vel),
-        "curvature": curvature(traj, times),
-        "transport_cost": transport_cost(traj[0], traj[-1]),
-        "ot_cost": wasserstein2(x0, heldout) ** 2,
-        "path_energy": path_energy(model, traj, times, velocities=vel),
-        "crossings": {
-            "m": cross.m,
-            "pairs": cross.pairs,
-            "fraction": cross.fraction,
-            "per_trajectory": cross.per_trajectory,
-        },
+        **_path_metrics(model, last, x0, heldout, min(m_crossings, n), seeds["subsample"]),
     }
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),

@@ -26,7 +26,14 @@ import argparse
 import shlex
 import sys
 
-from bezkit.cli.common import CLIError, claim_output_dir, dataset, positive_int
+import matplotlib
+
+from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
+from bezkit.cli.inputs import dataset
+from bezkit.cli.outputs import claim_output_dir
+from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
+from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
+from bezkit.experiments.run import run_experiment
 
 __all__ = ["add_parser", "run"]
 
@@ -51,13 +58,10 @@ def _fraction(text: str) -> float:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
-    from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
-
     d = ExperimentConfig()
     p = subparsers.add_parser(
         "experiment",
-        help="run the 2D error-accumulation experiment",
+        help=COMMAND_HELP["experiment"],
         description=__doc__,
     )
     p.add_argument(
@@ -171,12 +175,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    import matplotlib
-
     matplotlib.use("Agg")  # the command writes figure files only
-    from bezkit.experiments.config import ExperimentConfig
-    from bezkit.experiments.run import run_experiment
-
     names = (
         "seeds",
         "rounds",

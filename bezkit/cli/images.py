@@ -5,21 +5,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bezkit.cli.common import (
+    COMMAND_HELP,
     CLIError,
     Parser,
     check_finite,
-    check_output,
     nonnegative_int,
     positive_int,
-    write_json_atomic,
 )
 from bezkit.cli.images_options import DESCRIPTION, add_pair_options, add_preset_options
+from bezkit.cli.outputs import check_output, write_json_atomic
+from bezkit.experiments.images import (
+    data_shape,
+    evaluate_images,
+    generate_pairs,
+    get_preset,
+    image_grid,
+    sample_images,
+    train_from_pairs,
+    train_rectified_flow,
+)
+from bezkit.experiments.images.outputs import check_stage_output
+from bezkit.files.run_dir import OutputPathError, RunLocked
+from bezkit.methods.bezier_distill import BezierDistillConfig
+from bezkit.training.checkpoint import CheckpointError
+from bezkit.training.distributed import cleanup, init_distributed
+from bezkit.training.model_io import load_model
 
 __all__ = ["add_parser", "run"]
 
@@ -27,7 +46,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "images",
-        help="the methods on images: digits (CPU) or CIFAR-10 (GPUs, torchrun)",
+        help=COMMAND_HELP["images"],
         description=DESCRIPTION,
     )
     sub = p.add_subparsers(dest="images_command", metavar="STAGE", parser_class=Parser)
@@ -152,10 +171,6 @@ class _Session:
     """The process group under torchrun, CPU threads, and who prints."""
 
     def __init__(self, args: argparse.Namespace, preset: Any) -> None:
-        import torch
-
-        from bezkit.training.distributed import init_distributed
-
         self.ctx = init_distributed(device=args.device) if _world_size() > 1 else None
         if self.ctx is not None:
             self.device: Any = self.ctx.device
@@ -172,54 +187,57 @@ class _Session:
             print(text)
 
     def close(self) -> None:
-        from bezkit.training.distributed import cleanup
-
         if self.ctx is not None:
             cleanup()
 
 
 def _world_size() -> int:
-    import os
-
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return 1
 
 
-def _preset(args: argparse.Namespace, stage: str | None) -> Any:
-    from bezkit.experiments.images import get_preset
+def _stage_changes(args: argparse.Namespace, stage: str) -> dict[str, Any]:
+    """The training options typed for ``stage`` (``flow``, ``reflow``, ``distill``) as preset
+    changes: the stage's optimisation, and the run-wide checkpointing, seed, compile and AMP."""
+    fields = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_steps": args.warmup_steps,
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if args.ema_decay is not None:
+        if args.ema_decay >= 1:
+            raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {args.ema_decay}")
+        fields["ema_decay"] = args.ema_decay or None
+    changes: dict[str, Any] = {stage: fields}
+    if args.checkpoint_every is not None:
+        changes["checkpoint_every"] = args.checkpoint_every
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.compile:
+        changes["compile"] = True
+    if args.no_amp:
+        changes["amp"] = False
+    return changes
 
-    changes: dict[str, Any] = {}
-    if stage is not None:
-        fields = {
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "warmup_steps": args.warmup_steps,
-        }
-        fields = {k: v for k, v in fields.items() if v is not None}
-        if args.ema_decay is not None:
-            if args.ema_decay >= 1:
-                raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {args.ema_decay}")
-            fields["ema_decay"] = args.ema_decay or None
-        changes[stage] = fields
-        if args.checkpoint_every is not None:
-            changes["checkpoint_every"] = args.checkpoint_every
-        if args.seed is not None:
-            changes["seed"] = args.seed
-        if args.compile:
-            changes["compile"] = True
-        if args.no_amp:
-            changes["amp"] = False
-    for name in ("n_pairs", "teacher_steps", "shard_size", "segments"):
-        value = getattr(args, name, None)
-        if value is not None:
-            changes[name] = value
-    if getattr(args, "branches", None) is not None:
-        changes["branches"] = args.branches
+
+def _pair_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The pair options a stage's command has and the user typed, as preset changes."""
+    names = ("n_pairs", "teacher_steps", "shard_size", "segments", "branches")
+    given = {name: getattr(args, name, None) for name in names}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _preset(args: argparse.Namespace, stage: str | None, *, name: str | None = None) -> Any:
+    """Preset ``name`` (default ``--preset``) with the command line's changes for ``stage``
+    (``None``: evaluation, no changes); CIFAR-10 needs ``--data-root``."""
+    changes = {} if stage is None else _stage_changes(args, stage)
+    changes.update(_pair_changes(args))
     try:
-        preset = get_preset(args.preset, **changes)
+        preset = get_preset(name or args.preset, **changes)
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from None
     if preset.dataset == "cifar10" and args.data_root is None:
@@ -229,9 +247,6 @@ def _preset(args: argparse.Namespace, stage: str | None) -> Any:
 
 def _friendly(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a stage; bad input (missing files, clashing folders, wrong settings) -> CLIError."""
-    from bezkit.training.checkpoint import CheckpointError
-    from bezkit.training.run_dir import OutputPathError, RunLocked
-
     try:
         return fn(*args, **kwargs)
     except (FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
@@ -259,9 +274,6 @@ def _stage_command(
     session (process group, threads), the stage's ``body(session, preset)``, its summary line
     (when it returns a ``StageResult``), and the session closed whatever happens. Unwritable
     outputs (``--out``, ``--pairs``) are errors before any work."""
-    from bezkit.experiments.images.outputs import check_stage_output
-    from bezkit.training.run_dir import OutputPathError
-
     preset = _preset(args, stage)
     if stage != "flow" and args.out is None and not args.pairs_only:
         raise CLIError("--out is required (unless --pairs-only)")
@@ -284,8 +296,6 @@ def _stage_command(
 
 def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher: str,
               direction: str, segments: int | None) -> None:  # fmt: skip
-    from bezkit.experiments.images import generate_pairs
-
     reports = _friendly(
         generate_pairs, teacher, preset, args.pairs, direction=direction, segments=segments,
         data_root=args.data_root, device=session.device, progress=session.progress,
@@ -305,7 +315,6 @@ def _generate(session: _Session, args: argparse.Namespace, preset: Any, teacher:
 
 def run_train(args: argparse.Namespace) -> int:
     """``bezkit images train``: the 1-RF."""
-    from bezkit.experiments.images import train_rectified_flow
 
     def body(session: _Session, preset: Any) -> Any:
         return _friendly(
@@ -318,7 +327,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_reflow(args: argparse.Namespace) -> int:
     """``bezkit images reflow``: the teacher's forward pairs, then the (k+1)-RF."""
-    from bezkit.experiments.images import train_from_pairs
 
     def body(session: _Session, preset: Any) -> Any:
         _generate(session, args, preset, args.teacher, "forward", args.segments)
@@ -334,8 +342,6 @@ def run_reflow(args: argparse.Namespace) -> int:
 
 
 def _bezier_options(args: argparse.Namespace) -> Any:
-    from bezkit.methods.bezier_distill import BezierDistillConfig
-
     bezier = BezierDistillConfig(
         order=args.order,
         placement=args.placement,
@@ -353,8 +359,6 @@ def _bezier_options(args: argparse.Namespace) -> Any:
 
 def run_distill(args: argparse.Namespace) -> int:
     """``bezkit images distill``: the teacher's pairs, then a distill / Bezier / B-DENSE student."""
-    from bezkit.experiments.images import train_from_pairs
-
     if args.method != "bezier" and len(args.teacher) != 1:
         raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
     bezier = _bezier_options(args) if args.method == "bezier" else None
@@ -378,11 +382,22 @@ def run_distill(args: argparse.Namespace) -> int:
     return _stage_command(args, "distill", body)
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    from bezkit.experiments.images import evaluate_images, get_preset
-    from bezkit.training.checkpoint import CheckpointError
-    from bezkit.training.model_io import load_model
+def _checkpoint_and_preset(
+    args: argparse.Namespace, ckpt: str
+) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+    """A stage output's model and metadata, and the preset to evaluate it with (``--preset``,
+    else the one it was trained with)."""
+    try:
+        model, meta = load_model(ckpt)
+    except (FileNotFoundError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    name = args.preset or (meta.get("images") or {}).get("preset")
+    if name is None:
+        raise CLIError(f"{ckpt} was not written by 'bezkit images'; pass --preset")
+    return model, meta, _preset(args, None, name=name)
 
+
+def run_evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:  # unwritable outputs: errors before any sampling
         check_output(args.out, option="--out", folder=False)
     if args.grid is not None:
@@ -390,18 +405,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     reports = []
     session = None
     for ckpt in args.checkpoints:
-        try:
-            model, meta = load_model(ckpt)
-        except (FileNotFoundError, CheckpointError) as err:
-            raise CLIError(str(err)) from None
-        name = args.preset or (meta.get("images") or {}).get("preset")
-        if name is None:
-            raise CLIError(f"{ckpt} was not written by 'bezkit images'; pass --preset")
-        preset = get_preset(name)
-        if preset.dataset == "cifar10" and args.data_root is None:
-            raise CLIError(
-                "--preset cifar10 needs --data-root (the folder with cifar-10-batches-py/)"
-            )
+        model, meta, preset = _checkpoint_and_preset(args, ckpt)
         if session is None:
             session = _Session(args, preset)
         report = _friendly(
@@ -437,12 +441,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _save_grid(model: Any, preset: Any, args: argparse.Namespace, path: Path, total: int,
                index: int) -> None:  # fmt: skip
     """One PNG per checkpoint (``grid-2.png`` for the second of several): a row per step count."""
-    import matplotlib
+    import matplotlib  # lazy: only --grid draws; Agg is chosen before pyplot is imported
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from bezkit.experiments.images import data_shape, image_grid, sample_images
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     if total > 1:
         path = path.with_name(f"{path.stem}-{index}{path.suffix}")

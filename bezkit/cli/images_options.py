@@ -4,10 +4,22 @@ every stage shares, and the teacher-pair options of ``reflow`` and ``distill``."
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from bezkit.cli.common import nonnegative_float, nonnegative_int, positive_float, positive_int
 
-__all__ = ["DESCRIPTION", "PRESET_NAMES", "add_pair_options", "add_preset_options"]
+__all__ = [
+    "DESCRIPTION",
+    "OPTIMISATION_OVERRIDES",
+    "PAIR_OVERRIDES",
+    "PRESET_NAMES",
+    "add_machine_options",
+    "add_optimisation_options",
+    "add_output_options",
+    "add_pair_options",
+    "add_preset_options",
+]
 
 PRESET_NAMES = ("digits", "cifar10")
 
@@ -45,7 +57,52 @@ On GPUs: torchrun --nproc_per_node=8 -m bezkit images train --preset cifar10 --d
 """
 
 
-def add_preset_options(p: argparse.ArgumentParser, *, stage: str | None) -> None:
+# Options that change one setting of the preset (default ``None``: the preset's value), by group:
+# (flag, argparse type, metavar, help).
+_Override = tuple[str, Callable[[str], Any], str, str]
+
+OPTIMISATION_OVERRIDES: tuple[_Override, ...] = (
+    ("--steps", positive_int, "N", "optimizer steps"),
+    ("--batch-size", positive_int, "N", "pairs per step and per process"),
+    ("--lr", positive_float, "LR", "peak AdamW lr"),
+    ("--warmup-steps", nonnegative_int, "N", "linear warm-up"),
+    (
+        "--ema-decay",
+        nonnegative_float,
+        "D",
+        "EMA decay of the weights (0: no EMA; the final weights are the EMA ones)",
+    ),
+    ("--seed", nonnegative_int, "SEED", "run seed"),
+    (
+        "--checkpoint-every",
+        nonnegative_int,
+        "N",
+        "save the resumable training state OUT.train every N steps (0: at the end only)",
+    ),
+)
+
+PAIR_OVERRIDES: tuple[_Override, ...] = (
+    ("--n-pairs", positive_int, "N", "pairs"),
+    ("--teacher-steps", positive_int, "N", "Euler steps of the teacher's ODE"),
+    ("--shard-size", positive_int, "N", "pairs per shard file"),
+    (
+        "--segments",
+        positive_int,
+        "S",
+        "forward pairs: also keep the teacher's states at t = j/S (B-DENSE needs its "
+        "--branches to divide S)",
+    ),
+)
+
+
+def _add_overrides(group: argparse._ArgumentGroup, overrides: tuple[_Override, ...]) -> None:
+    for flag, kind, metavar, text in overrides:
+        group.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
+
+
+def add_machine_options(p: argparse.ArgumentParser, *, stage: str | None) -> None:
+    """``--preset`` (for a training ``stage``; for evaluation, ``None``: the checkpoint's),
+    ``--data-root``, ``--device``, ``--threads``, ``--quiet``."""
     g = p.add_argument_group("preset and machine")
     if stage is None:
         g.add_argument(
@@ -79,42 +136,22 @@ def add_preset_options(p: argparse.ArgumentParser, *, stage: str | None) -> None
         help="torch CPU threads (default: the preset's, 1 for digits)",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bars and no summary line")
-    if stage is None:
-        return
+
+
+def add_optimisation_options(p: argparse.ArgumentParser, *, stage: str) -> None:
+    """The preset's optimisation of ``stage``, overridable, and ``--compile`` / ``--no-amp``."""
     t = p.add_argument_group(f"optimisation (default: the preset's {stage} stage)")
-    t.add_argument("--steps", type=positive_int, default=None, metavar="N", help="optimizer steps")
-    t.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="pairs per step and per process",
-    )
-    t.add_argument("--lr", type=positive_float, default=None, metavar="LR", help="peak AdamW lr")
-    t.add_argument(
-        "--warmup-steps", type=nonnegative_int, default=None, metavar="N", help="linear warm-up"
-    )
-    t.add_argument(
-        "--ema-decay",
-        type=nonnegative_float,
-        default=None,
-        metavar="D",
-        help="EMA decay of the weights (0: no EMA; the final weights are the EMA ones)",
-    )
-    t.add_argument("--seed", type=nonnegative_int, default=None, metavar="SEED", help="run seed")
-    t.add_argument(
-        "--checkpoint-every",
-        type=nonnegative_int,
-        default=None,
-        metavar="N",
-        help="save the resumable training state OUT.train every N steps (0: at the end only)",
-    )
+    _add_overrides(t, OPTIMISATION_OVERRIDES)
     t.add_argument(
         "--compile", action="store_true", help="torch.compile the model (default: the preset's)"
     )
     t.add_argument(
         "--no-amp", action="store_true", help="no bf16 autocast on CUDA (default: the preset's)"
     )
+
+
+def add_output_options(p: argparse.ArgumentParser, *, stage: str) -> None:
+    """``--out`` (required for the 1-RF, ``stage == "flow"``) and ``--overwrite``."""
     o = p.add_argument_group("output")
     o.add_argument(
         "--out",
@@ -130,7 +167,18 @@ def add_preset_options(p: argparse.ArgumentParser, *, stage: str | None) -> None
     )
 
 
+def add_preset_options(p: argparse.ArgumentParser, *, stage: str | None) -> None:
+    """Every option a stage's command shares: the machine, and for a training ``stage`` its
+    optimisation and output (``stage=None``: ``evaluate``, the machine options only)."""
+    add_machine_options(p, stage=stage)
+    if stage is not None:
+        add_optimisation_options(p, stage=stage)
+        add_output_options(p, stage=stage)
+
+
 def add_pair_options(p: argparse.ArgumentParser) -> None:
+    """The teacher pairs of ``reflow`` and ``distill``: the folder, the preset's pair settings
+    (overridable), ``--pairs-only`` and the student's ``--init``."""
     g = p.add_argument_group("teacher pairs (default: the preset's)")
     g.add_argument(
         "--pairs",
@@ -138,25 +186,7 @@ def add_pair_options(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of the teacher's pairs: generated, resumed or just verified here",
     )
-    g.add_argument("--n-pairs", type=positive_int, default=None, metavar="N", help="pairs")
-    g.add_argument(
-        "--teacher-steps",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="Euler steps of the teacher's ODE",
-    )
-    g.add_argument(
-        "--shard-size", type=positive_int, default=None, metavar="N", help="pairs per shard file"
-    )
-    g.add_argument(
-        "--segments",
-        type=positive_int,
-        default=None,
-        metavar="S",
-        help="forward pairs: also keep the teacher's states at t = j/S (B-DENSE needs its "
-        "--branches to divide S)",
-    )
+    _add_overrides(g, PAIR_OVERRIDES)
     g.add_argument(
         "--pairs-only", action="store_true", help="stop once the pairs are complete (no training)"
     )

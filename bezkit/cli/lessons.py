@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bezkit.cli.common import CLIError
+from bezkit.cli.common import COMMAND_HELP, CLIError
 from bezkit.course import copy_course, kit_files, write_student_versions
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "lessons", help="copy the lessons into a course folder", description=__doc__
-    )
+    p = subparsers.add_parser("lessons", help=COMMAND_HELP["lessons"], description=__doc__)
     actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
     actions.required = True
 

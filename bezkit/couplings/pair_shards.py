@@ -18,7 +18,7 @@ A reflow round needs millions of pairs ``(X0, X1 = ODE_teacher(X0))`` (METHODS.m
   made with a different configuration is an error: nothing is silently overwritten.
 - Under torchrun, rank ``r`` of ``W`` generates the shards ``i`` with ``i % W == r``.
 - Each rank holds a lock on the folder (``generator-rank<r>.lock``) while it generates: a second
-  generator started on the same folder gets :class:`bezkit.training.run_dir.RunLocked` at once
+  generator started on the same folder gets :class:`bezkit.files.run_dir.RunLocked` at once
   instead of racing the first. The kernel drops the lock when a process dies.
 - Shard files have a deterministic header, so identical shards are identical bytes (same
   SHA-256) and a resumed run can tell a good shard from a stale one.
@@ -56,10 +56,10 @@ from tqdm.auto import tqdm
 
 from bezkit.couplings.pairs import Pairs
 from bezkit.data.toy2d import Sampler
+from bezkit.files.atomic import atomic_write, sha256_file, write_json
+from bezkit.files.run_dir import RunLock
 from bezkit.solvers.fixed_step import Velocity
 from bezkit.solvers.ode import solve_ode
-from bezkit.training.atomic import atomic_write, sha256_file, write_json
-from bezkit.training.run_dir import RunLock
 
 __all__ = [
     "FORMAT",

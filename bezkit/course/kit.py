@@ -16,16 +16,16 @@ Every file is written atomically; existing files are never replaced unless ``ove
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bezkit import __version__
 from bezkit.course.kit_files import KitFiles, kit_files
 from bezkit.course.student import notebook_json, read_notebook, student_notebook
+from bezkit.files.atomic import atomic_write, atomic_write_bytes
 
 __all__ = ["WORKFLOW", "CourseKit", "copy_course", "lecturer_readme"]
 
@@ -117,30 +117,6 @@ lessons take a few minutes in all.
 """
 
 
-def _write_bytes(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _copy_file(source: Path, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def copy_course(
     out_dir: Path,
     *,
@@ -191,7 +167,7 @@ def copy_course(
         raise FileExistsError(f"{out_dir} already has {shown}; pass overwrite to replace them")
     for rel, what in plan.items():
         if isinstance(what, bytes):
-            _write_bytes(what, out_dir / rel)
+            atomic_write_bytes(out_dir / rel, what)
         else:
-            _copy_file(what, out_dir / rel)
+            atomic_write(out_dir / rel, partial(shutil.copyfile, what))
     return CourseKit(root=out_dir, files=tuple(plan), student=student, stubs=stubs)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bezkit.files.atomic import atomic_write_bytes
 
 __all__ = [
     "BEGIN",
@@ -152,16 +152,8 @@ def student_notebook(notebook: Any, *, name: str = "notebook") -> tuple[Any, int
 
 
 def write_notebook(notebook: Any, path: Path) -> None:
-    """Write ``notebook`` to ``path`` atomically (a temporary file in the folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(notebook_json(notebook))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``notebook`` to ``path`` atomically (:func:`bezkit.files.atomic.atomic_write_bytes`)."""
+    atomic_write_bytes(path, notebook_json(notebook).encode("utf-8"))
 
 
 def write_student_versions(

@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from bezkit.files.atomic import atomic_write
+
 __all__ = [
     "CIFAR10_ARCHIVE_MD5",
     "CIFAR10_CLASSES",
@@ -235,16 +237,14 @@ def download_cifar10(
         return folder
     archive = root / "cifar-10-python.tar.gz"
     if force or not archive.is_file() or (md5 is not None and file_md5(archive) != md5):
-        fd, tmp_name = tempfile.mkstemp(dir=root, prefix=".cifar-10-download-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+
+        def fetch(tmp_name: str) -> None:  # checked before atomic_write moves it into place
+            with open(tmp_name, "wb") as out, urllib.request.urlopen(url) as response:
                 shutil.copyfileobj(response, out, length=1 << 20)
             if md5 is not None:
                 _check_md5(Path(tmp_name), md5)
-            os.replace(tmp_name, archive)
-        finally:
-            if os.path.exists(tmp_name):
-                os.remove(tmp_name)
+
+        atomic_write(archive, fetch)
 
     tmp_dir = Path(tempfile.mkdtemp(dir=root, prefix=".cifar-10-extract-"))
     try:

@@ -23,6 +23,8 @@ from torch import Tensor
 
 from bezkit.exercises.result import CheckResult, as_array, attempt, fmt
 from bezkit.paths import BezierPath
+from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry
+from bezkit.paths.bezier_geometry import degree_elevate as elevate
 
 __all__ = [
     "CHECK_CURVES",
@@ -45,48 +47,50 @@ CHECK_CURVES: tuple[tuple[tuple[float, float], ...], ...] = (
 _TIMES = (0.0, 0.3, 0.75)
 
 
-def _curve(points: Tensor) -> tuple[BezierPath, Tensor, Tensor, list[Tensor]]:
+def _geometry(points: Tensor, t: float) -> BezierGeometry:
     p = torch.as_tensor(points, dtype=torch.float64)
     if p.ndim != 2 or p.shape[0] < 2:
         raise ValueError(f"points must be (n + 1, d) with n >= 1, got shape {tuple(p.shape)}")
-    return BezierPath(p.shape[0] - 1), p[:1], p[-1:], [g[None] for g in p[1:-1]]
+    return bezier_geometry(p, t, n_points=2)
 
 
 def bezier_point(points: Tensor, t: float) -> Tensor:
     """The reference ``B(t)`` of one curve (``(d,)``)."""
-    path, x0, x1, guides = _curve(points)
-    return path.point(x0, x1, torch.tensor([float(t)], dtype=torch.float64), guides)[0]
+    return torch.from_numpy(_geometry(points, t).point)
 
 
 def bezier_tangent(points: Tensor, t: float) -> Tensor:
     """The reference ``B'(t)`` of one curve (``(d,)``)."""
-    path, x0, x1, guides = _curve(points)
-    return path.tangent(x0, x1, torch.tensor([float(t)], dtype=torch.float64), guides)[0]
+    return torch.from_numpy(_geometry(points, t).tangent)
 
 
 def endpoint_target(points: Tensor, t: float) -> Tensor:
     """The reference endpoint target ``(X1 - B(t)) / (1 - t)`` (``t < 1``)."""
     if not t < 1:
         raise ValueError(f"the endpoint target needs t < 1, got {t}")
-    p = torch.as_tensor(points, dtype=torch.float64)
-    return (p[-1] - bezier_point(p, t)) / (1 - t)
+    return torch.from_numpy(_geometry(points, t).endpoint_velocity)
 
 
 def degree_elevate(points: Tensor) -> Tensor:
-    """The reference degree elevation: the same curve with ``n + 2`` control points."""
-    p = torch.as_tensor(points, dtype=torch.float64)
-    n = p.shape[0] - 1
-    w = torch.arange(1, n + 1, dtype=torch.float64)[:, None] / (n + 1)
-    return torch.cat([p[:1], w * p[:-1] + (1 - w) * p[1:], p[-1:]])
+    """The reference degree elevation: the same curve with ``n + 2`` control points
+    (:func:`bezkit.paths.bezier_geometry.degree_elevate`)."""
+    return torch.from_numpy(elevate(torch.as_tensor(points, dtype=torch.float64)))
 
 
 def _close(a: np.ndarray, b: Tensor | np.ndarray) -> bool:
     return bool(np.allclose(a, np.asarray(b, dtype=np.float64), atol=1e-6, rtol=1e-6))
 
 
-def check_bezier_tangent(fn: Callable[[Tensor, float], Tensor]) -> CheckResult:
-    """Check ``fn(points, t) -> B'(t)`` on a quadratic and a cubic at t = 0, 0.3, 0.75."""
-    name = "3.1 Bezier tangent"
+def _check_at_times(
+    name: str,
+    fn: Callable[[Tensor, float], Tensor],
+    reference: Callable[[Tensor, float], Tensor],
+    what: str,
+    hint: Callable[[np.ndarray, Tensor, Tensor, float], str],
+) -> CheckResult | None:
+    """``fn(points, t)`` against ``reference`` on every check curve at every check time: the
+    failure at the first mismatch (``your <what> the order-n curve at t = ... is ...`` and
+    ``hint(value, points, want, t)``), or ``None`` when every value matches."""
     for curve in CHECK_CURVES:
         points = torch.tensor(curve, dtype=torch.float64)
         n = len(curve) - 1
@@ -97,53 +101,56 @@ def check_bezier_tangent(fn: Callable[[Tensor, float], Tensor]) -> CheckResult:
             value = as_array(got, (2,))
             if isinstance(value, str):
                 return CheckResult.fail(name, f"For the order-{n} curve at t = {t}, {value}.")
-            want = bezier_tangent(points, t)
-            if _close(value, want):
-                continue
-            where = f"your B'(t) of the order-{n} curve at t = {t} is {fmt(value)}"
-            hint = ""
-            if _close(value, want / n):
-                hint = f"; it is 1/{n} of the right value: did you forget the factor n = {n}?"
-            elif _close(value, -want):
-                hint = "; the sign is flipped: the differences are P_{i+1} - P_i"
-            elif _close(value, bezier_point(points, t)):
-                hint = "; that is the point B(t), not its derivative"
-            elif _close(value, points[-1] - points[0]):
-                hint = "; that is the chord X1 - X0, the tangent of the straight line only"
-            elif t == 0 and _close(value, points[1] - points[0]):
-                hint = f"; B'(0) = n (P_1 - P_0): did you forget the factor n = {n}?"
-            return CheckResult.fail(name, f"{where} but expected {fmt(want)}{hint}.")
+            want = reference(points, t)
+            if not _close(value, want):
+                where = f"your {what} the order-{n} curve at t = {t} is {fmt(value)}"
+                explain = hint(value, points, want, t)
+                return CheckResult.fail(name, f"{where} but expected {fmt(want)}{explain}.")
+    return None
+
+
+def _tangent_hint(value: np.ndarray, points: Tensor, want: Tensor, t: float) -> str:
+    n = points.shape[0] - 1
+    if _close(value, want / n):
+        return f"; it is 1/{n} of the right value: did you forget the factor n = {n}?"
+    if _close(value, -want):
+        return "; the sign is flipped: the differences are P_{i+1} - P_i"
+    if _close(value, bezier_point(points, t)):
+        return "; that is the point B(t), not its derivative"
+    if _close(value, points[-1] - points[0]):
+        return "; that is the chord X1 - X0, the tangent of the straight line only"
+    if t == 0 and _close(value, points[1] - points[0]):
+        return f"; B'(0) = n (P_1 - P_0): did you forget the factor n = {n}?"
+    return ""
+
+
+def _endpoint_hint(value: np.ndarray, points: Tensor, want: Tensor, t: float) -> str:
+    if _close(value, points[-1] - bezier_point(points, t)):
+        return "; that is X1 - B(t): divide by the remaining time 1 - t"
+    if _close(value, -want):
+        return "; the sign is flipped: it points from B(t) to X1"
+    if _close(value, points[-1] - points[0]):
+        return "; that is the chord X1 - X0, which equals the target only at t = 0"
+    if _close(value, bezier_tangent(points, t)):
+        return "; that is the tangent B'(t), the other target"
+    return ""
+
+
+def check_bezier_tangent(fn: Callable[[Tensor, float], Tensor]) -> CheckResult:
+    """Check ``fn(points, t) -> B'(t)`` on a quadratic and a cubic at t = 0, 0.3, 0.75."""
+    name = "3.1 Bezier tangent"
+    failed = _check_at_times(name, fn, bezier_tangent, "B'(t) of", _tangent_hint)
+    if failed is not None:
+        return failed
     return CheckResult.ok(name, "B'(t) matches on a quadratic and a cubic at t = 0, 0.3, 0.75.")
 
 
 def check_endpoint_target(fn: Callable[[Tensor, float], Tensor]) -> CheckResult:
     """Check ``fn(points, t) -> (X1 - B(t)) / (1 - t)`` on a quadratic and a cubic."""
     name = "3.2 endpoint target"
-    for curve in CHECK_CURVES:
-        points = torch.tensor(curve, dtype=torch.float64)
-        n = len(curve) - 1
-        for t in _TIMES:
-            got = attempt(name, fn, points.clone(), t)
-            if isinstance(got, CheckResult):
-                return got
-            value = as_array(got, (2,))
-            if isinstance(value, str):
-                return CheckResult.fail(name, f"For the order-{n} curve at t = {t}, {value}.")
-            want = endpoint_target(points, t)
-            if _close(value, want):
-                continue
-            where = f"your target for the order-{n} curve at t = {t} is {fmt(value)}"
-            b_t = bezier_point(points, t)
-            hint = ""
-            if _close(value, points[-1] - b_t):
-                hint = "; that is X1 - B(t): divide by the remaining time 1 - t"
-            elif _close(value, -want):
-                hint = "; the sign is flipped: it points from B(t) to X1"
-            elif _close(value, points[-1] - points[0]):
-                hint = "; that is the chord X1 - X0, which equals the target only at t = 0"
-            elif _close(value, bezier_tangent(points, t)):
-                hint = "; that is the tangent B'(t), the other target"
-            return CheckResult.fail(name, f"{where} but expected {fmt(want)}{hint}.")
+    failed = _check_at_times(name, fn, endpoint_target, "target for", _endpoint_hint)
+    if failed is not None:
+        return failed
     return CheckResult.ok(
         name, "(X1 - B(t)) / (1 - t) matches; one Euler step of 1 - t from B(t) lands on X1."
     )

@@ -142,10 +142,11 @@ def evaluate_chain_model(
         back = solve_ode(model, ref, steps=many_steps, t_start=1.0, t_end=0.0).x
         out["reverse_x0_w2"].append(draws.w2(back, src))
         sol = solve_ode(model, x0[:m_paths], steps=many_steps, record=True)
-        v = trajectory_velocities(model, sol.trajectory, sol.times)
-        out["straightness"].append(straightness(model, sol.trajectory, sol.times, velocities=v))
-        out["transport_cost"].append(transport_cost(sol.trajectory[0], sol.trajectory[-1]))
-        cross = trajectory_crossings(sol.trajectory[:, :m_crossings])
+        traj = sol.recorded_trajectory()
+        v = trajectory_velocities(model, traj, sol.times)
+        out["straightness"].append(straightness(model, traj, sol.times, velocities=v))
+        out["transport_cost"].append(transport_cost(traj[0], traj[-1]))
+        cross = trajectory_crossings(traj[:, :m_crossings])
         out["crossings_per_trajectory"].append(cross.per_trajectory)
     return out
 

@@ -40,7 +40,7 @@ from typing import Any, TypedDict
 
 from bezkit.experiments.protocol import BASELINE_METHODS, STUDENTS, paired_baseline
 from bezkit.experiments.statistics import Interval, paired_difference, seed_means, t_interval
-from bezkit.training.atomic import write_json
+from bezkit.files.atomic import write_json
 
 __all__ = [
     "BASELINES",

@@ -17,7 +17,7 @@ from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
 from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
 from bezkit.experiments.toy2d import run_experiment_pairs
-from bezkit.training.atomic import atomic_write_bytes
+from bezkit.files.atomic import atomic_write_bytes
 
 __all__ = [
     "lesson_config",

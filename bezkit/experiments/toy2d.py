@@ -45,6 +45,7 @@ from bezkit.experiments.students import restart_samples, student_loss, student_s
 from bezkit.methods.flow import new_mlp, student_from
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
+from bezkit.training.ensemble import BlockLossFn
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import BatchFn, LossFn, TrainResult
 
@@ -127,7 +128,14 @@ class _PairRun:
         steps: int,
         desc: str,
     ) -> list[TrainResult]:
-        """All seeds of one configuration; training seeds differ by seed and by ``stage``."""
+        """All seeds of one configuration; training seeds differ by seed and by ``stage``.
+
+        ``loss`` must score seed-blocked batches (a ``BlockLossFn``: the seeds train as one
+        ensemble); any other loss is a ``TypeError``."""
+        if not isinstance(loss, BlockLossFn):
+            raise TypeError(
+                f"{desc}: the loss {loss!r} has no block_losses (needed by train_seeds)"
+            )
         self.bar.set_description(desc)
         seeds = [7919 * s + stage for s in self.seeds]
         out = train_seeds(models, loss, batches, self.train_config(steps, desc), seeds)
@@ -162,7 +170,13 @@ def _budget(steps: int, batch: int, pairs: int, nfe: int, seconds: float) -> dic
     }
 
 
-def _students(run: _PairRun, k: int, teachers: list[nn.Module], makers, second) -> None:
+def _students(
+    run: _PairRun,
+    k: int,
+    teachers: list[nn.Module],
+    makers: list[PoolMaker],
+    second: list[nn.Module] | None,
+) -> None:
     cfg = run.cfg
     for name in cfg.methods:
         spec: StudentSpec = student(name)
@@ -213,7 +227,9 @@ def _students(run: _PairRun, k: int, teachers: list[nn.Module], makers, second) 
             )
 
 
-def _record_couplings(run: _PairRun, k: int, makers: list[PoolMaker], teachers) -> None:
+def _record_couplings(
+    run: _PairRun, k: int, makers: list[PoolMaker], teachers: list[nn.Module]
+) -> None:
     """Both sides of the round's student pools (made by the k-RF)."""
     for s, mk, teacher in zip(run.seeds, makers, teachers, strict=True):
         for name, made in (("reflow", mk.reflow), ("data-anchored", mk.anchored)):
@@ -396,7 +412,7 @@ def _copy(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def _paths(model: nn.Module, x0: torch.Tensor, steps: int) -> torch.Tensor:
-    return solve_ode(model, x0, steps=steps, record=True).trajectory.clone()
+    return solve_ode(model, x0, steps=steps, record=True).recorded_trajectory().clone()
 
 
 def run_experiment_pairs(

@@ -21,9 +21,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from bezkit.data.digits import DigitsDataset
+from bezkit.files.atomic import atomic_write
 from bezkit.metrics.feature_cache import cache_dir
 from bezkit.metrics.frechet import frechet_distance, gaussian_statistics
-from bezkit.training.atomic import atomic_write
 
 __all__ = [
     "DigitsClassifier",

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from bezkit.data.cifar10 import CIFAR10Dataset, uint8_to_unit_range
+from bezkit.files.atomic import atomic_write, sha256_file
 from bezkit.metrics.feature_cache import cache_dir
 from bezkit.metrics.frechet import RunningMoments, Statistics, frechet_distance
 from bezkit.metrics.inception import (
@@ -29,7 +30,6 @@ from bezkit.metrics.inception import (
     fid_weights_path,
     load_fid_inception,
 )
-from bezkit.training.atomic import atomic_write, sha256_file
 
 __all__ = [
     "FID_WEIGHTS_ENV",

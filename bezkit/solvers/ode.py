@@ -36,6 +36,13 @@ class ODESolution:
     trajectory: Tensor | None
     nfe: int
 
+    def recorded_trajectory(self) -> Tensor:
+        """The ``(m, n, *d)`` states at ``times``; a ``ValueError`` if the solve did not record
+        them (``solve_ode(..., record=True)`` does)."""
+        if self.trajectory is None:
+            raise ValueError("this solve kept no trajectory: call solve_ode(..., record=True)")
+        return self.trajectory
+
 
 def _check_inputs(
     model: Velocity, x: Tensor, method: str, steps: int, t_start: float, t_end: float

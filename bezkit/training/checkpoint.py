@@ -34,18 +34,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from bezkit.training.atomic import (
+from bezkit import __version__
+from bezkit.files.atomic import (
     atomic_write,
     atomic_write_bytes,
     remove_stale_temp_files,
     sha256_file,
     write_json,
 )
+from bezkit.files.run_dir import RunLock
 
 __all__ = [
     "FORMAT",
@@ -93,12 +96,8 @@ class Checkpoint:
 
 def versions() -> dict[str, str]:
     """The versions of bezkit, torch, numpy and Python, recorded in every checkpoint."""
-    import numpy
-
-    import bezkit
-
     return {
-        "bezkit": bezkit.__version__,
+        "bezkit": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
@@ -142,7 +141,9 @@ def save_checkpoint(
 
     An existing checkpoint is an error unless ``overwrite=True`` (nothing is silently replaced).
     ``metadata`` is stored as JSON (other objects, e.g. paths, as their ``str``); ``format`` and
-    ``sha256`` are set here, ``versions`` unless given. Temporary files an earlier, killed write of this checkpoint left are removed.
+    ``sha256`` are set here, ``versions`` unless given. When this process holds a
+    :class:`~bezkit.files.run_dir.RunLock` over the checkpoint (``bezkit train``, the image
+    stages), the temporary files an earlier, killed write of it left are removed first.
     """
     st_path, js_path = checkpoint_files(path)
     if not overwrite and (st_path.exists() or js_path.exists()):
@@ -150,7 +151,9 @@ def save_checkpoint(
             f"checkpoint {st_path} already exists; pass overwrite=True to replace it"
         )
     for target in (st_path, js_path):
-        remove_stale_temp_files(target)
+        owner = RunLock.held_over(target)
+        if owner is not None:  # only under its lock: another process may be writing this file
+            remove_stale_temp_files(target, owner=owner)
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"versions": versions(), **metadata, "format": FORMAT}
     meta.pop("sha256", None)

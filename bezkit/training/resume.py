@@ -12,19 +12,31 @@ batch size, lr, EMA decay, seed, total steps, checkpoint interval), beside the t
                                                      -> ResumeError: never a fallback to defaults
 
 Settings are named as the command-line options that set them (``batch_size`` is
-``--batch-size``).
+``--batch-size``). A run's planned total is ``train_config["steps"]`` (the trainer's own total,
+written in every checkpoint; ``run["steps"]``, when recorded, must equal it).
+:func:`resume_run` does the whole check of a resume; :func:`interrupted_at` tells whether a
+checkpoint holds a run that stopped before its end (so a new run must not overwrite it silently).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bezkit.training.checkpoint import load_checkpoint
+from bezkit.training.checkpoint import CheckpointError, load_checkpoint, read_metadata
 
-__all__ = ["RUN_KEY", "ResumeError", "ResumePoint", "merge_settings", "read_resume_point"]
+__all__ = [
+    "RUN_KEY",
+    "ResumeError",
+    "ResumePoint",
+    "ResumedRun",
+    "interrupted_at",
+    "merge_settings",
+    "read_resume_point",
+    "resume_run",
+]
 
 RUN_KEY = "run"
 
@@ -114,3 +126,68 @@ def merge_settings(
                 f"{recorded[name]}; leave {_flag(name)} out to continue with the checkpoint's value"
             )
     return merged
+
+
+@dataclass(frozen=True)
+class ResumedRun:
+    """The settings a resumed run continues with, and the step it continues from."""
+
+    settings: dict[str, Any]
+    step: int
+
+
+def resume_run(
+    path: str | Path,
+    given: Mapping[str, Any],
+    *,
+    required: Iterable[str],
+    changeable: Iterable[str] = (),
+    fingerprint: Callable[[str], str | None],
+) -> ResumedRun:
+    """Check a resume of the run saved in ``path`` with the options ``given`` and return the
+    settings it continues with.
+
+    ``read_resume_point`` (every setting in ``required`` recorded), then ``merge_settings``; the
+    merged ``steps`` (the new total) must exceed the step reached; and every data file the run
+    recorded a fingerprint of (setting ``X_sha256`` for setting ``X``) must still have it:
+    ``fingerprint(settings["X"])`` (e.g. the file's SHA-256; ``None`` for a named dataset).
+    Anything that does not fit is a :class:`ResumeError` naming the option and both values.
+    """
+    point = read_resume_point(path, required=required)
+    settings = merge_settings(point.settings, given, changeable=changeable)
+    if settings["steps"] <= point.step:
+        what = (
+            f"--steps {settings['steps']} must exceed"
+            if "steps" in given
+            else "the resumed run is complete: pass a --steps that exceeds"
+        )
+        raise ResumeError(
+            f"{what} the step of the resumed checkpoint ({point.step}); --steps is the new total"
+        )
+    for key, recorded in point.settings.items():
+        role = key.removesuffix("_sha256")
+        if role == key or recorded is None or role not in settings:
+            continue
+        if fingerprint(settings[role]) != recorded:
+            raise ResumeError(
+                f"the {role} data file {settings[role]} changed since the run started "
+                f"(its SHA-256 is no longer {str(recorded)[:12]}...); resuming would train on "
+                "other data: restore the file or start a new run"
+            )
+    return ResumedRun(settings=settings, step=point.step)
+
+
+def interrupted_at(path: str | Path) -> tuple[int, int] | None:
+    """``(step, total)`` if the checkpoint ``path`` holds a run that stopped before its end
+    (``step < train_config["steps"]``), else ``None`` (also for a missing or unreadable file).
+
+    Reads the metadata only, without verifying the tensors: a hint for an error message."""
+    try:
+        meta = read_metadata(path)[2]
+    except (OSError, CheckpointError):
+        return None
+    step = meta.get("step")
+    total = (meta.get("train_config") or {}).get("steps")
+    if isinstance(step, int) and isinstance(total, int) and step < total:
+        return step, total
+    return None

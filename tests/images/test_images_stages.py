@@ -395,7 +395,7 @@ def test_stages_under_two_processes(tmp_path: Path, preset: I.ImagePreset) -> No
 def test_unwritable_output_is_refused_before_any_work(
     tmp_path: Path, preset: I.ImagePreset
 ) -> None:
-    from bezkit.training.run_dir import OutputPathError
+    from bezkit.files.run_dir import OutputPathError
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -407,7 +407,7 @@ def test_unwritable_output_is_refused_before_any_work(
 
 
 def test_a_second_job_on_the_same_outputs_is_refused(run: Path, preset: I.ImagePreset) -> None:
-    from bezkit.training.run_dir import RunLock, RunLocked
+    from bezkit.files.run_dir import RunLock, RunLocked
 
     other_job = RunLock(run / "fwd", folder=True, what="pair generation")
     with other_job, pytest.raises(RunLocked, match="pair generation"):

@@ -217,7 +217,7 @@ def test_identical_runs_give_identical_bytes(
 
 
 def test_a_second_generator_on_the_same_folder_is_refused(tmp_path: Path) -> None:
-    from bezkit.training.run_dir import RunLock, RunLocked
+    from bezkit.files.run_dir import RunLock, RunLocked
 
     with (
         RunLock(tmp_path / "generator-rank0", folder=False),

@@ -23,12 +23,12 @@ from torch import nn
 
 from bezkit.couplings.pair_shards import teacher_fingerprint
 from bezkit.experiments.images.presets import ImagePreset, StageConfig, data_shape
+from bezkit.files.run_dir import RunLock, check_output_file
 from bezkit.methods.result import RecipeResult
 from bezkit.training.checkpoint import load_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.distributed import barrier, is_main_process
 from bezkit.training.model_io import checkpoint_files, load_model, save_model
-from bezkit.training.run_dir import RunLock, check_output_file
 
 __all__ = [
     "Fit",
@@ -79,7 +79,7 @@ def output_stem(out: str | Path) -> Path:
 def check_stage_output(out: str | Path) -> Path:
     """Check, before any work, that the stage's files ``OUT.safetensors`` (and beside it the
     ``.json`` and the ``OUT.train.*`` state) can be written; returns ``OUT`` (no suffix).
-    Raises ``bezkit.training.run_dir.OutputPathError`` naming the path and the reason."""
+    Raises ``bezkit.files.run_dir.OutputPathError`` naming the path and the reason."""
     stem = output_stem(out)
     for path in (*checkpoint_files(stem), *checkpoint_files(state_stem(stem))):
         check_output_file(path)

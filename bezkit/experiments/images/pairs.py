@@ -42,10 +42,10 @@ from bezkit.experiments.images.presets import (
     data_shape,
     image_data,
 )
-from bezkit.training.atomic import write_json
+from bezkit.files.atomic import write_json
+from bezkit.files.run_dir import check_output_dir
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import barrier, is_main_process
-from bezkit.training.run_dir import check_output_dir
 
 __all__ = ["Direction", "generate_pairs"]
 
@@ -134,7 +134,7 @@ def generate_pairs(
     ``segments`` (forward only, default ``preset.segments``) cuts the trajectory into equal time
     windows; the Euler grid is rounded up to a multiple of it. Returns one report per segment.
     An unwritable ``out_dir`` is an error before any work, and a second process generating into
-    the same folder is refused (``bezkit.training.run_dir.RunLocked``).
+    the same folder is refused (``bezkit.files.run_dir.RunLocked``).
     """
     if direction not in ("forward", "reverse"):
         raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")

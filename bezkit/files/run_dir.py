@@ -29,6 +29,7 @@ import stat
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar
 
 import filelock
 
@@ -148,8 +149,12 @@ class RunLock:
     (``folder=False``: on the file prefix ``out``, e.g. a checkpoint) or raises :class:`RunLocked`
     at once if another process holds it. ``what`` names the job in the error message."""
 
+    # the locks this process holds now, so that a writer can tell whether it owns an output
+    _held_here: ClassVar[list[RunLock]] = []
+
     def __init__(self, path: str | Path, *, folder: bool = True, what: str = "run") -> None:
         self.path = Path(path)
+        self.folder = folder
         self.lock_file = lock_path_for(self.path, folder=folder)
         self.what = what
         self._lock: filelock.BaseFileLock | None = None
@@ -165,12 +170,30 @@ class RunLock:
                 "wait for it to finish or choose another output"
             ) from None
         self._lock = lock
+        RunLock._held_here.append(self)
         return self
 
     def release(self) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+            RunLock._held_here.remove(self)
+
+    def covers(self, target: str | Path) -> bool:
+        """Whether ``target`` is an output of this lock: a file inside the locked folder
+        (``folder=True``), or, for a file prefix ``PATH``, ``PATH`` itself or a file ``PATH.*``
+        beside it (``flow`` covers ``flow.safetensors`` and ``flow.json``)."""
+        target, own = Path(target).absolute(), self.path.absolute()
+        if self.folder:
+            return own in target.parents
+        return target.parent == own.parent and (
+            target.name == own.name or target.name.startswith(own.name + ".")
+        )
+
+    @classmethod
+    def held_over(cls, target: str | Path) -> RunLock | None:
+        """A lock this process holds that covers ``target`` (:meth:`covers`), else ``None``."""
+        return next((lock for lock in cls._held_here if lock.held and lock.covers(target)), None)
 
     @property
     def held(self) -> bool:

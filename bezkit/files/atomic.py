@@ -4,14 +4,19 @@
 sees a half-written file: it sees the old content or the new. Used by checkpoints, pair shards,
 caches and every JSON output (:func:`write_json` is bezkit's one JSON writer).
 
-What a target path may be (:func:`bezkit.training.run_dir.resolve_output_file`): a new path, a
+What a target path may be (:func:`bezkit.files.run_dir.resolve_output_file`): a new path, a
 regular file (replaced), or a symbolic link to a regular file (the link is followed: its target is
 replaced, the link stays). A folder, a device node (``/dev/full``), a FIFO or a dangling link is
-refused with :class:`~bezkit.training.run_dir.OutputPathError`; nothing is replaced.
+refused with :class:`~bezkit.files.run_dir.OutputPathError`; nothing is replaced.
+
+The file written gets the permissions a plain ``open(target, "w")`` would give it: an existing
+target's mode is kept, a new file gets ``0o666`` less the process's umask (the temporary file is
+created with that mode, not ``tempfile.mkstemp``'s ``0o600``).
 
 The temporary file is ``.<name>.<random>.tmp`` beside the target. A process killed mid-write
-leaves it behind; :func:`remove_stale_temp_files` deletes those of one target (callers that hold
-the output's lock call it before writing).
+leaves it behind; :func:`remove_stale_temp_files` deletes those of one target, and only for the
+process that holds the output's lock (:class:`~bezkit.files.run_dir.RunLock`), since another
+process may be writing that temporary file right now.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bezkit.training.run_dir import resolve_output_file
+from bezkit.files.run_dir import RunLock, resolve_output_file
 
 __all__ = [
     "atomic_write",
@@ -47,18 +53,34 @@ def atomic_write(target: str | Path, write: Callable[[str], None]) -> Path:
     """
     target = resolve_output_file(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=".tmp")
-    os.close(fd)
+    tmp, mode = _new_temp_file(target)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:  # the bytes are on disk before the rename makes them current
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # last, so that a read-only mode does not stop the writes above
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     _fsync_folder(target.parent)
     return target
+
+
+def _new_temp_file(target: Path) -> tuple[str, int]:
+    """Create (exclusively) an empty temporary file beside ``target``; returns it with the mode a
+    plain ``open(target, "w")`` would leave ``target`` with: the target's mode if it exists, else
+    ``0o666`` less the umask (the kernel applies the umask to the new file, as to any)."""
+    for _ in range(100):
+        tmp = os.path.join(target.parent, f"{_temp_prefix(target)}{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        mode = target.stat().st_mode if target.exists() else os.stat(tmp).st_mode
+        return tmp, stat.S_IMODE(mode)
+    raise FileExistsError(f"cannot create a temporary file beside {target}")  # pragma: no cover
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -101,13 +123,21 @@ def write_json(
     return atomic_write_bytes(path, text.encode())
 
 
-def remove_stale_temp_files(target: str | Path) -> list[Path]:
+def remove_stale_temp_files(target: str | Path, *, owner: RunLock) -> list[Path]:
     """Delete the temporary files that interrupted atomic writes of ``target`` left behind.
 
-    Only call this while no other process can be writing ``target`` (hold its lock). Returns the
-    files removed.
+    ``owner`` is the lock this process holds over ``target`` (:meth:`RunLock.covers`): only the
+    owner of an output can know that no other process is writing it, so without it (not held, or
+    not covering ``target``) nothing is deleted and a ``ValueError`` says why. Returns the files
+    removed.
     """
     target = Path(target)
+    if not owner.held or not owner.covers(target):
+        raise ValueError(
+            f"the temporary files of {target} may be removed only under a lock held over it "
+            f"(the lock on {owner.path} is {'held' if owner.held else 'not held'} and "
+            f"{'covers' if owner.covers(target) else 'does not cover'} it)"
+        )
     if not target.parent.is_dir():
         return []
     removed = []

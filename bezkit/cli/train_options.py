@@ -1,0 +1,240 @@
+"""The options of ``bezkit train``: the help text and the option groups (data and pairing,
+objective and model, optimisation, checkpoints and output). Every option that defines the run is
+stored with :class:`~bezkit.cli.common.Given`, so a resume can tell the options typed from the
+defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+from bezkit.cli.common import (
+    Given,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from bezkit.cli.inputs import dataset
+from bezkit.data import TOY_DATASETS
+
+__all__ = [
+    "COUPLINGS",
+    "DEFAULT_OUT",
+    "DESCRIPTION",
+    "DEVICES",
+    "TARGET_KINDS",
+    "TIME_SAMPLINGS",
+    "add_train_options",
+]
+
+COUPLINGS: tuple[str, ...] = ("independent", "minibatch-ot", "sinkhorn", "full-ot")
+TARGET_KINDS: tuple[str, ...] = ("tangent", "endpoint")
+TIME_SAMPLINGS: tuple[str, ...] = ("uniform", "ushaped", "logitnormal")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+DEFAULT_OUT = "flow"
+
+DESCRIPTION = """\
+Train a velocity field v(x, t) that carries --source to --target along straight (linear) paths:
+rectified flow / flow matching, METHODS.md sections 1-4.
+
+  pairs (X0, X1) from --coupling      X_t = (1 - t) X0 + t X1,  t ~ --time-sampling
+  loss  || v(X_t, t) - target ||^2     target: X1 - X0 (tangent) or (X1 - X_t)/(1 - t) (endpoint;
+                                       the same on a linear path, up to the clipping of t near 1)
+
+The path is always linear here: quadratic and cubic Bezier paths need guide points from a
+teacher, which the experiment recipes (bezkit experiment) provide.
+
+couplings:
+  independent    X0 and X1 drawn independently (1-rectified flow, I-CFM)
+  minibatch-ot   each batch paired by its exact OT permutation (OT-CFM)
+  sinkhorn       pairs drawn from each batch's entropic OT plan (--sinkhorn-reg)
+  full-ot        one exact OT problem on --full-ot-points pairs, solved once; batches are drawn
+                 from those pairs (the straight-transport reference)
+
+output: --out PATH writes PATH.safetensors (weights: model.*, ema.*, optimizer.*, and in its
+header the metadata: model spec, train_config, the run's settings, data and their SHA-256,
+coupling, objective, step, losses, a SHA-256 over all of it) and PATH.json, a copy of the
+metadata. Every checkpoint (each --checkpoint-every and the last) is committed in one atomic
+step, so a kill at any moment leaves the previous checkpoint or the new one. An existing
+checkpoint is never replaced without --overwrite; PATH.lock keeps a second run off the same
+--out. The output folder is checked for writing (and free space) before any training.
+
+resuming: --resume CKPT continues the run saved in CKPT (weights, EMA, optimizer, step) up to
+--steps. Without --steps it finishes the interrupted run, exactly as if it had not stopped; a
+larger --steps extends it (the cosine learning-rate schedule is stretched to the new total). Every
+setting of the run (data, coupling, objective, model size, batch size, lr, EMA decay, seed,
+--checkpoint-every) comes from the checkpoint; giving one with a different value is an error
+(--checkpoint-every may be changed), and so is a data file whose content changed. A checkpoint
+that does not record its run is refused. Without --out the checkpoint is updated in place.
+
+examples:
+  bezkit train --out flow
+  bezkit train --coupling minibatch-ot --target checkerboard --steps 5000 --out otcfm
+  bezkit train --target my_points.csv --out mine --checkpoint-every 500
+  bezkit train --resume mine --steps 10000
+"""
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """Add every option of ``bezkit train`` to ``p``, in four groups."""
+    names = ", ".join(TOY_DATASETS)
+    data = p.add_argument_group("data and pairing")
+    data.add_argument(
+        "--source",
+        type=dataset,
+        default="8gaussians",
+        action=Given,
+        metavar="NAME|FILE",
+        help=f"source distribution pi0 (t = 0): one of {names}, or a .npy/.csv "
+        "file of (n, 2) points",
+    )
+    data.add_argument(
+        "--target",
+        type=dataset,
+        default="moons",
+        action=Given,
+        metavar="NAME|FILE",
+        help="target distribution pi1 (t = 1): a dataset name as for --source, or "
+        "a .npy/.csv file of (n, 2) points",
+    )
+    data.add_argument(
+        "--coupling",
+        choices=COUPLINGS,
+        default="independent",
+        action=Given,
+        help="how pairs (X0, X1) are drawn (see above)",
+    )
+    data.add_argument(
+        "--sinkhorn-reg",
+        type=positive_float,
+        default=0.05,
+        action=Given,
+        metavar="EPS",
+        help="entropic regularisation of --coupling sinkhorn, relative to the "
+        "batch's mean squared distance",
+    )
+    data.add_argument(
+        "--full-ot-points",
+        type=positive_int,
+        default=2048,
+        action=Given,
+        metavar="N",
+        help="number of source and target points of --coupling full-ot (solved "
+        "once at the start; seeded by --seed)",
+    )
+    obj = p.add_argument_group("objective and model")
+    obj.add_argument(
+        "--target-kind",
+        choices=TARGET_KINDS,
+        default="tangent",
+        action=Given,
+        help="what the network regresses: the path's tangent X1 - X0, or the "
+        "endpoint velocity (X1 - X_t) / (1 - t)",
+    )
+    obj.add_argument(
+        "--time-sampling",
+        choices=TIME_SAMPLINGS,
+        default="uniform",
+        action=Given,
+        help="distribution of training times t: uniform on [0, 1], U-shaped "
+        "p(t) ~ e^(4t) + e^(4(1-t)), or logit-normal sigmoid(N(0, 1))",
+    )
+    obj.add_argument(
+        "--hidden",
+        type=positive_int,
+        default=256,
+        action=Given,
+        metavar="WIDTH",
+        help="width of each hidden layer of the MLP velocity network",
+    )
+    obj.add_argument(
+        "--depth",
+        type=positive_int,
+        default=3,
+        action=Given,
+        metavar="LAYERS",
+        help="number of hidden layers of the MLP",
+    )
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument(
+        "--steps",
+        type=positive_int,
+        default=2000,
+        action=Given,
+        metavar="N",
+        help="total number of optimizer steps (with --resume: default the resumed "
+        "run's total; a larger value extends the run)",
+    )
+    opt.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        action=Given,
+        metavar="N",
+        help="pairs per step",
+    )
+    opt.add_argument(
+        "--lr",
+        type=positive_float,
+        default=1e-3,
+        action=Given,
+        metavar="LR",
+        help="peak AdamW learning rate (cosine decay to 0 at the last step)",
+    )
+    opt.add_argument(
+        "--ema-decay",
+        type=nonnegative_float,
+        default=0.99,
+        action=Given,
+        metavar="D",
+        help="decay d of the exponential moving average of the weights, which "
+        "averages over about 1/(1-d) steps; 0 turns EMA off",
+    )
+    opt.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        action=Given,
+        metavar="SEED",
+        help="seed of every random draw (initial weights, batches, times); the same "
+        "seed gives the same run on the same device",
+    )
+    opt.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to train: auto picks cuda, then mps, then cpu",
+    )
+    io = p.add_argument_group("checkpoints and output")
+    io.add_argument(
+        "--out",
+        metavar="PATH",
+        default=None,
+        help=f"checkpoint to write: PATH.safetensors and PATH.json (a .safetensors or "
+        f".json suffix is dropped) (default: {DEFAULT_OUT}, or the --resume "
+        f"checkpoint when resuming)",
+    )
+    io.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out checkpoint (default: refuse)",
+    )
+    io.add_argument(
+        "--resume",
+        metavar="PATH",
+        default=None,
+        help="continue the run saved in this checkpoint (default: start a new run)",
+    )
+    io.add_argument(
+        "--checkpoint-every",
+        type=nonnegative_int,
+        default=0,
+        action=Given,
+        metavar="N",
+        help="also save a resumable checkpoint to --out every N steps; 0 saves only at the end",
+    )
+    io.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no summary line (warnings and errors still print)",
+    )
