@@ -15,14 +15,24 @@ given machine with one torch thread):
 :func:`lesson_flows` loads them when they exist and trains them otherwise (or when asked);
 :func:`make_lesson_checkpoints` (``python scripts/make_lesson_checkpoints.py``) regenerates them.
 
+**Lesson students.** Lessons 04 and 06 train several small students of these flows in a cell
+that holds their recipe. :func:`lesson_students` runs that cell's training function, or loads the
+students it trained before from ``data/checkpoints/students-<lesson>/`` (one checkpoint per
+student and a ``students.json`` manifest), which keeps the lessons (and their CI) fast;
+``setup_lesson(retrain=True)`` trains them again. ``python scripts/make_lesson_checkpoints.py
+--students`` regenerates those files by running the lessons with ``$BEZKIT_SAVE_STUDENTS`` set.
+
 The experiment's ``results.json`` and its readers live in :mod:`bezkit.experiments.results`;
 :func:`bezkit.experiments.lesson_results` loads it for lesson 05 (or runs a small experiment).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,12 +54,15 @@ _T = TypeVar("_T")
 
 __all__ = [
     "LESSON_PAIR",
+    "SAVE_STUDENTS_ENV",
     "checkpoint_name",
     "default_checkpoint_dir",
     "lesson_flows",
+    "lesson_students",
     "make_lesson_checkpoints",
     "reflow_config",
     "rf1_config",
+    "save_lesson_students",
     "train_lesson_1rf",
     "train_lesson_reflow",
 ]
@@ -207,3 +220,86 @@ def make_lesson_checkpoints(
             print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB) in {seconds:.1f} s")
         previous = model.eval()
     return written
+
+
+# -- the lesson students --------------------------------------------------------------------------
+
+#: When this environment variable names a folder, :func:`lesson_students` always trains and writes
+#: the students there (``scripts/make_lesson_checkpoints.py --students`` sets it).
+SAVE_STUDENTS_ENV = "BEZKIT_SAVE_STUDENTS"
+STUDENTS_MANIFEST = "students.json"
+
+
+def _students_folder(checkpoints: str | Path | None, name: str) -> Path:
+    if not re.fullmatch(r"[0-9a-z][0-9a-z_-]*", name):
+        raise ValueError(f"a lesson's students need a short lower-case name, got {name!r}")
+    root = Path(checkpoints) if checkpoints is not None else default_checkpoint_dir()
+    return root / f"students-{name}"
+
+
+def save_lesson_students(
+    name: str,
+    students: Mapping[str, nn.Module],
+    checkpoints: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``students`` (label -> model) to ``<checkpoints>/students-<name>/``: one checkpoint
+    per student (``00``, ``01``, ... in the mapping's order) and ``students.json`` with the labels.
+    Returns the folder. Existing files are an error unless ``overwrite``."""
+    if not students:
+        raise ValueError(f"no students to save for {name!r}")
+    folder = _students_folder(checkpoints, name)
+    manifest = folder / STUDENTS_MANIFEST
+    if manifest.exists() and not overwrite:
+        raise FileExistsError(f"{manifest} exists; pass overwrite=True to replace the students")
+    folder.mkdir(parents=True, exist_ok=True)
+    stems = [f"{i:02d}" for i in range(len(students))]
+    for stem, (label, model) in zip(stems, students.items(), strict=True):
+        meta = {"lesson_students": name, "label": label, "regenerate": REGENERATE_STUDENTS}
+        save_model(folder / stem, model, meta, overwrite=overwrite)
+    manifest.write_text(
+        json.dumps({"students": dict(zip(stems, students, strict=True))}, indent=1) + "\n"
+    )
+    return folder
+
+
+REGENERATE_STUDENTS = "python scripts/make_lesson_checkpoints.py --students --overwrite"
+
+
+def lesson_students(
+    name: str,
+    train_students: Callable[[], Mapping[str, nn.Module]],
+    checkpoints: str | Path | None = None,
+    *,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> dict[str, nn.Module]:
+    """A lesson's students, label -> model (eval mode, CPU): loaded from
+    ``<checkpoints>/students-<name>/`` (see :func:`save_lesson_students`) when it holds them and
+    ``retrain`` is False, else ``train_students()`` on one torch thread.
+
+    The lesson's cell defines ``train_students`` (its recipe, seeded), so both paths give the same
+    weights on a given machine. With ``$BEZKIT_SAVE_STUDENTS`` set to a folder the students are
+    always trained and written there (overwriting)."""
+    save_to = os.environ.get(SAVE_STUDENTS_ENV)
+    folder = _students_folder(checkpoints, name)
+    manifest = folder / STUDENTS_MANIFEST
+    if not retrain and not save_to and manifest.exists():
+        labels = json.loads(manifest.read_text())["students"]
+        students = {label: load_model(folder / stem)[0] for stem, label in labels.items()}
+        if verbose:
+            print(f"loaded {len(students)} students from {folder.name} (retrain=True trains them)")
+        return students
+    t0 = time.perf_counter()
+    trained = _single_thread(train_students)
+    if not isinstance(trained, Mapping) or not trained:
+        raise TypeError(f"train_students must return a non-empty dict of models, got {trained!r}")
+    students = {str(label): model.eval() for label, model in trained.items()}
+    if verbose:
+        print(f"trained {len(students)} students in {time.perf_counter() - t0:.1f} s")
+    if save_to:
+        written = save_lesson_students(name, students, save_to, overwrite=True)
+        if verbose:
+            print(f"wrote them to {written}")
+    return students

@@ -155,21 +155,7 @@ def test_writer_uses_jupyters_layout(path: Path) -> None:
     assert clean.notebook_text(nb) == nbformat.writes(nbformat.from_dict(nb)) + "\n"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                reason="committed before the hook; cleaned when the lessons rewrite lands "
-                "(pre-commit run --all-files)",
-                strict=False,
-            ),
-        )
-        for p in NOTEBOOKS
-    ],
-    ids=[p.name for p in NOTEBOOKS],
-)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_committed_notebooks_are_clean(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)

@@ -19,15 +19,22 @@ from bezkit.exercises import (
     check_degree_elevation,
     check_endpoint_target,
     check_euler_sample,
+    check_first_better_round,
     check_linear_path,
+    check_paired_interval,
     check_prediction,
     check_reflow_pairs,
     check_segments_cross,
+    check_verdict,
     check_worse_with_more_steps,
     degree_elevate,
     endpoint_target,
+    first_better_round,
     show_question,
+    verdict,
 )
+from bezkit.exercises.chains import PRACTICE_DIFFERENCES, PRACTICE_PAIRS
+from bezkit.experiments.statistics import Interval, paired_difference
 from bezkit.paths import BezierPath
 
 
@@ -370,3 +377,85 @@ def test_practice_tables_are_used_without_a_table():
     # right on the first practice table at one step only: caught on the second table
     assert_fails(check_best_at(lambda t, s: "distilled" if "distilled" in t else "A"))
     assert_fails(check_worse_with_more_steps(lambda t, f, m: {"distilled"}))
+
+
+# --- lesson 05: chains --------------------------------------------------------------------------
+
+
+def paired_by_hand(a, b):
+    from scipy import stats
+
+    d = [
+        sum(x - y for x, y in zip(ra, rb, strict=True)) / len(ra)
+        for ra, rb in zip(a, b, strict=True)
+    ]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def test_paired_interval_check():
+    from scipy import stats
+
+    assert check_paired_interval(paired_by_hand).passed
+    assert check_paired_interval(lambda a, b: Interval(*paired_by_hand(a, b), len(a))).passed
+    assert check_paired_interval(stub).status == Verdict.NOT_IMPLEMENTED
+    assert_fails(check_paired_interval(lambda a, b: paired_by_hand(b, a)), "sign is reversed")
+
+    def normal(a, b):
+        mean, low, _ = paired_by_hand(a, b)
+        z = 1.96 * (mean - low) / stats.t.ppf(0.975, len(a) - 1)
+        return mean, mean - z, mean + z
+
+    assert_fails(check_paired_interval(normal), "Student's t")
+
+    def draws_as_seeds(a, b):
+        flat = [[x - y] for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+        return paired_by_hand(flat, [[0.0]] * len(flat))
+
+    assert_fails(check_paired_interval(draws_as_seeds), "average each seed's draws first")
+    assert_fails(check_paired_interval(lambda a, b: 0.1), "three numbers")
+    assert_fails(check_paired_interval(lambda a, b: (0.0, 0.0, 0.0)), "expected")
+    # the reference agrees with the experiment's own statistics
+    a, b = PRACTICE_PAIRS[0]
+    want = paired_difference(a, b)
+    assert paired_by_hand(a, b) == pytest.approx((want.mean, want.low, want.high))
+
+
+def test_verdict_check():
+    def right(low, high):
+        return "yes" if high < 0 else "no" if low > 0 else "not distinguishable"
+
+    assert check_verdict(right).passed
+    assert check_verdict(lambda lo, hi: "No (worse)" if lo > 0 else right(lo, hi)).passed
+    assert check_verdict(stub).status == Verdict.NOT_IMPLEMENTED
+    assert_fails(check_verdict(lambda lo, hi: "yes" if lo > 0 else right(lo, hi)), "lower W2")
+    assert_fails(check_verdict(lambda lo, hi: "yes" if hi <= 0 else right(lo, hi)), "reaches")
+    assert_fails(check_verdict(lambda lo, hi: "maybe"), "'not distinguishable'")
+    assert [verdict(lo, hi) for lo, hi in ((-2, -1), (1, 2), (-1, 1), (-1, 0))] == [
+        "yes", "no", "not distinguishable", "not distinguishable",
+    ]  # fmt: skip
+
+
+def test_first_better_round_check():
+    def right(differences):
+        return next((k for k in sorted(differences) if differences[k].high < 0), None)
+
+    assert check_first_better_round(right).passed
+    assert check_first_better_round(stub).status == Verdict.NOT_IMPLEMENTED
+    by_mean = check_first_better_round(
+        lambda d: next((k for k in sorted(d) if d[k].mean < 0), None)
+    )
+    assert_fails(by_mean, "A negative mean is not enough")
+    assert_fails(check_first_better_round(lambda d: max(d)), "expected")
+    assert_fails(check_first_better_round(lambda d: 3), "return None")
+    assert [first_better_round(t) for t in PRACTICE_DIFFERENCES] == [3, None, None]
+    # a run's own table is checked after the practice ones
+    table = {1: Interval(0.0, 0.0, 0.0, 3), 2: Interval(-0.05, -0.08, -0.02, 3)}
+    assert check_first_better_round(right, table).passed
+    wrong_on_the_run = check_first_better_round(lambda d: 1 if len(d) == 2 else right(d), table)
+    assert_fails(wrong_on_the_run, "expected 2")
+    with pytest.raises(ValueError, match="empty"):
+        check_first_better_round(right, {})

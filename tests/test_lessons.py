@@ -167,3 +167,69 @@ def test_make_lesson_checkpoints_trains_each_round_from_the_previous(tmp_path, f
     assert [p.name for p in paths] == [f"{L.checkpoint_name(k)}.safetensors" for k in (1, 2, 3)]
     losses = [load_model(p)[1]["losses"] for p in paths]
     assert losses == [[1.0, 0.5], [0.3], [0.3]]
+
+
+# -- the lesson students --------------------------------------------------------------------------
+
+
+def two_students(calls: list[int]):
+    def train_students():
+        calls.append(1)
+        return {
+            "first": new_mlp(2, hidden=8, seed=1),
+            "second, wider": new_mlp(2, hidden=16, seed=2),
+        }
+
+    return train_students
+
+
+def test_lesson_students_train_then_load_the_same_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv(L.SAVE_STUDENTS_ENV, raising=False)
+    calls: list[int] = []
+    trained = L.lesson_students("xx", two_students(calls), tmp_path, verbose=False)
+    assert calls == [1] and list(trained) == ["first", "second, wider"]
+    assert not (tmp_path / "students-xx").exists()  # a lesson run never writes by itself
+    folder = L.save_lesson_students("xx", trained, tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "00.json", "00.safetensors", "01.json", "01.safetensors", "students.json",
+    ]  # fmt: skip
+    loaded = L.lesson_students("xx", two_students(calls), tmp_path, verbose=False)
+    assert calls == [1] and list(loaded) == list(trained)  # loaded, not trained again
+    x, t = torch.randn(64, 2), torch.rand(64)
+    for label in trained:
+        assert not loaded[label].training
+        torch.testing.assert_close(loaded[label](x, t), trained[label](x, t), rtol=0, atol=0)
+    L.lesson_students("xx", two_students(calls), tmp_path, retrain=True, verbose=False)
+    assert calls == [1, 1]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        L.save_lesson_students("xx", trained, tmp_path)
+
+
+def test_lesson_students_env_writes_what_it_trains(tmp_path, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setenv(L.SAVE_STUDENTS_ENV, str(tmp_path / "out"))
+    L.lesson_students("yy", two_students(calls), tmp_path, verbose=False)
+    assert (tmp_path / "out" / "students-yy" / "students.json").exists()
+    L.lesson_students("yy", two_students(calls), tmp_path / "out", verbose=False)
+    assert calls == [1, 1]  # with the variable set it always trains (and overwrites)
+
+
+def test_lesson_students_refuse_bad_input(tmp_path, monkeypatch):
+    monkeypatch.delenv(L.SAVE_STUDENTS_ENV, raising=False)
+    with pytest.raises(ValueError, match="short lower-case name"):
+        L.lesson_students("../up", lambda: {}, tmp_path)
+    with pytest.raises(TypeError, match="non-empty dict"):
+        L.lesson_students("zz", lambda: {}, tmp_path, verbose=False)
+    with pytest.raises(ValueError, match="no students"):
+        L.save_lesson_students("zz", {}, tmp_path)
+
+
+def test_committed_lesson_students_load(monkeypatch):
+    monkeypatch.delenv(L.SAVE_STUDENTS_ENV, raising=False)
+    for name, count in (("04", 6), ("06", 5)):
+        folder = COMMITTED / f"students-{name}"
+        if not folder.exists():
+            pytest.skip("no committed lesson students")
+        students = L.lesson_students(name, lambda: {}, COMMITTED, verbose=False)
+        assert len(students) == count
+        assert sum(p.stat().st_size for p in folder.iterdir()) < 1_200_000

@@ -18,6 +18,13 @@ from bezkit.exercises.bezier import (
     endpoint_target,
     interpolated_guide,
 )
+from bezkit.exercises.chains import (
+    check_first_better_round,
+    check_paired_interval,
+    check_verdict,
+    first_better_round,
+    verdict,
+)
 from bezkit.exercises.crossings import CROSSING_CASES, check_segments_cross
 from bezkit.exercises.flows import (
     TimeVelocity,
@@ -48,18 +55,23 @@ __all__ = [
     "check_degree_elevation",
     "check_endpoint_target",
     "check_euler_sample",
+    "check_first_better_round",
     "check_hop_times",
     "check_interpolated_guide",
     "check_linear_path",
     "check_one_step",
+    "check_paired_interval",
     "check_prediction",
     "check_reflow_pairs",
     "check_segments_cross",
     "check_to_pixels",
+    "check_verdict",
     "check_worse_with_more_steps",
     "degree_elevate",
     "endpoint_target",
+    "first_better_round",
     "hop_times",
     "interpolated_guide",
     "show_question",
+    "verdict",
 ]

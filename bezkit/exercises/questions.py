@@ -79,6 +79,24 @@ QUESTIONS: dict[str, Question] = {
             "data-anchored distillation; the curve only matters for uniform t or N >= 2 steps."
         ),
     ),
+    "05.anchored-side": Question(
+        prompt=(
+            "A data-anchored round trains on pairs (X0, X1): X1 is real held-in data, X0 comes "
+            "from the previous round's reverse ODE. Where do those pairs carry the previous "
+            "round's error?"
+        ),
+        choices={
+            "a": "in X1, as for reflow pairs",
+            "b": "in X0: its W2 to the source is above that of real source samples",
+            "c": "nowhere: with a real endpoint the pairs are exact",
+        },
+        answer="b",
+        explanation=(
+            "the real X1 is exact, but the X0 that the reverse ODE returns are not distributed "
+            "as the source: the error moves to the X0 side. Reflow pairs are the mirror image: "
+            "X0 are fresh source samples and X1 are generated."
+        ),
+    ),
     "06.no-restarts": Question(
         prompt=(
             "A K = 4 B-DENSE student is trained from s = 0 only (no restarts). Sampled with 4 "

@@ -36,14 +36,14 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 
 #: The widget lessons and the control the mouse works in each one's first widget: the description
-#: of a slider it drags, or ``"button:<label>"`` for a toggle button it clicks (lesson 05's committed
-#: results have students at one round only, so its ``round k`` slider has nothing to move to).
+#: of a slider it drags, or ``"button:<label>"`` for a toggle button it clicks (lesson 05: the
+#: chains widget's round slider, over the chains' rounds 1..K).
 LESSONS = {
     "01_rectified_flow.ipynb": "steps",
     "02_reflow_and_crossings.ipynb": "round k",
     "03_bezier_curves.ipynb": "t",
     "04_bezier_distillation.ipynb": "guide time s",
-    "05_error_accumulation.ipynb": "button:students at round k",
+    "05_error_accumulation.ipynb": "round k",
     "06_bdense.ipynb": "branches K",
 }
 RUN_TIMEOUT = 240.0  # seconds for "Run All Cells" of one lesson
