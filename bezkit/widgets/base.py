@@ -3,7 +3,7 @@ small trace builders the widgets share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +11,14 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["WidgetBundle", "arrow_trace", "format_value", "polylines", "segments"]
+__all__ = [
+    "WidgetBundle",
+    "arrow_trace",
+    "format_value",
+    "polylines",
+    "segments",
+    "update_traces",
+]
 
 
 @dataclass
@@ -80,3 +87,22 @@ def arrow_trace(name: str, color: str, **kwargs: Any) -> go.Scatter:
 def segments(a: np.ndarray, b: np.ndarray) -> tuple[list[float | None], list[float | None]]:
     """Segments ``a[i] -> b[i]`` as one x/y list with ``None`` between them."""
     return polylines(np.stack([a, b], axis=1))
+
+
+def update_traces(figure: go.FigureWidget, changes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set properties of the traces named in ``changes`` (``{name: {property: value}}``), one
+    ``Plotly.update`` message per trace.
+
+    Never a ``figure.batch_update()`` over several traces: plotly sends such a batch as one message
+    whose restyle data holds, for every property set in the batch, one value per trace, and fills a
+    trace that did not set it (or set it to the value it had, which plotly drops) with its
+    ``Undefined`` placeholder, ``"_undefined_"`` on the wire. plotly's anywidget front end applies
+    that as the trace's data, and the trace vanishes in the browser. ``trace.update`` batches one
+    trace only, so every value it sends is a value. A ``KeyError`` names the traces there are.
+    """
+    by_name = {tr.name: tr for tr in figure.data}
+    for name in changes:
+        if name not in by_name:
+            raise KeyError(f"no trace {name!r}; traces: {list(by_name)}")
+    for name, props in changes.items():
+        by_name[name].update(dict(props))
