@@ -98,10 +98,9 @@ def _two_traces() -> go.FigureWidget:
 def test_a_batch_over_two_traces_sends_the_placeholder():
     """The plotly behaviour the widgets avoid: ``b`` keeps its x, so it is sent as undefined."""
     fig = _two_traces()
-    with wire(fig) as sent:
-        with fig.batch_update():
-            fig.data[0].x, fig.data[0].y = [2, 3], [4, 5]
-            fig.data[1].x, fig.data[1].y = [0, 1], [7, 8]  # x unchanged: dropped by plotly
+    with wire(fig) as sent, fig.batch_update():
+        fig.data[0].x, fig.data[0].y = [2, 3], [4, 5]
+        fig.data[1].x, fig.data[1].y = [0, 1], [7, 8]  # x unchanged: dropped by plotly
     assert _undefined(sent) == ["_py2js_update: x"]
 
 
