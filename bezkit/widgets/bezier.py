@@ -194,7 +194,7 @@ class _BezierView(WidgetView):
         plot_box = PlotBox.square(-limit - pad, limit + pad)
         end_colors = [COLORS["source"]] + [COLORS["control"]] * (order - 1) + [COLORS["target"]]
         self.figure = _bezier_figure(order, plot_box, end_colors)
-        self.drag = DragPoints(cp0, plot_box, colors=end_colors, labels=_roles(order))
+        self.drag = DragPoints(cp0.tolist(), plot_box, colors=end_colors, labels=_roles(order))
         self.controls["points"] = self.drag
         self.state["order"] = order
         self.guide_keys = [f"P{i}_{a}" for i in range(1, order) for a in "xy"]
