@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import ipywidgets as widgets
 import numpy as np
@@ -29,6 +29,19 @@ from bezkit.widgets.base import (
 __all__ = ["bdense_widget"]
 
 
+@runtime_checkable
+class _Branched(Protocol):
+    """What the widget uses of a B-DENSE student (:class:`bezkit.models.BranchedVelocity`, or an
+    ensemble of them)."""
+
+    num_branches: int
+    times: tuple[float, ...]
+
+    def branches(self, x: Tensor, t: Tensor) -> Tensor: ...
+
+    def sample(self, x: Tensor, steps: int = 1) -> Tensor: ...
+
+
 @torch.no_grad()
 def _student_data(
     model: nn.Module,
@@ -42,7 +55,7 @@ def _student_data(
     """The teacher's states at the K branch times (its grid rounded up to a multiple of K), the
     student's branch predictions from ``x0``, the per-branch errors and the W2 of every hop count
     dividing K: what the widget draws for the student with ``kk`` branches."""
-    if getattr(model, "num_branches", None) != kk:
+    if not isinstance(model, _Branched) or model.num_branches != kk:
         raise ValueError(
             f"students[{kk}] must be a BranchedVelocity with {kk} branches, got "
             f"{getattr(model, 'num_branches', type(model).__name__)}"

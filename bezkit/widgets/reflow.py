@@ -52,6 +52,7 @@ def trajectory_summary(
     model.eval()
     sol = solve_ode(model, x0, method=method, steps=steps, record=True)
     traj, times = sol.trajectory, sol.times
+    assert traj is not None  # record=True
     v = trajectory_velocities(model, traj, times)
     m = traj.shape[1] if m_crossings is None else min(m_crossings, traj.shape[1])
     cross = trajectory_crossings(traj[:, :m])
