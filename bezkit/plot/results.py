@@ -85,7 +85,7 @@ def plot_metric_vs_k(
     if logy:
         ax.set_yscale("log")
     if results or reference is not None:
-        ax.legend(fontsize=8)
+        ax.legend()
     if title:
         ax.set_title(title)
     return ax
@@ -119,7 +119,7 @@ def plot_w2_vs_steps(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("$W_2$ to held-out data")
     if results or noise_floor is not None:
-        ax.legend(fontsize=8)
+        ax.legend()
     if title:
         ax.set_title(title)
     return ax
@@ -151,9 +151,9 @@ def plot_intervals_by_k(
     ax.set_ylabel(ylabel)
     _integer_ticks(ax)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     if legend and (series or reference is not None):
-        ax.legend(fontsize=7, loc=legend)
+        ax.legend(loc=legend)
     return ax
 
 
@@ -182,11 +182,11 @@ def plot_paired_differences(
             capsize=3,
         )
     ax.axvline(0.0, color=COLORS["floor"], lw=1)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     return ax
 
 
@@ -221,7 +221,7 @@ def plot_few_step(
     ax.set_xlabel("NFE (Euler steps the student is made for)")
     ax.set_ylabel("$W_2$ to held-out data")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     if series:
-        ax.legend(fontsize=7)
+        ax.legend()
     return ax
