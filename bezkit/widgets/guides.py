@@ -263,7 +263,7 @@ class _GuideView(WidgetView):
         self.grid_t = to_numpy(sol.times)
         self.a, self.a64, self.b64, self.m = a, a.double(), b.double(), a.shape[0]
         self.lim, p0 = _window_and_probe(a, b, self.traj, lim, probe)
-        plot_box = PlotBox.square(-self.lim, self.lim, size=460, bottom=120)
+        plot_box = PlotBox.square(-self.lim, self.lim, size=460, bottom=150)  # 5 legend rows
         self.figure = _guide_figure(plot_box, to_numpy(a), to_numpy(b), self.traj)
         self.controls = _guide_controls(**choices, p0=p0, lim=self.lim)
         self.drag = DragPoints(
