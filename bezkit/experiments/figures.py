@@ -1,16 +1,24 @@
 """The experiment's PNG figures: chains across rounds with interval bands, paired differences
-with error bars, the few-step comparison at equal NFE, and the chains' trajectories."""
+with error bars, the few-step comparison at equal NFE, and the chains' trajectories (coloured by
+the source mode they start from). Every figure is drawn in :func:`bezkit.plot.style_context`, the
+lessons' sizes and fonts."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image
 
+from bezkit.arrays import to_numpy
 from bezkit.experiments.protocol import STUDENTS
 from bezkit.experiments.results import (
     chain_by_k,
@@ -21,10 +29,18 @@ from bezkit.experiments.results import (
     student_rounds,
     twin_table,
 )
+from bezkit.files.atomic import atomic_write_bytes
 from bezkit.plot.results import plot_few_step, plot_intervals_by_k, plot_paired_differences
-from bezkit.plot.trajectories import plot_trajectories
+from bezkit.plot.style import MODE_COLORS, style_context
+from bezkit.plot.trajectories import plot_trajectories, source_modes
 
-__all__ = ["few_step_series", "plot_chains", "write_figures"]
+__all__ = [
+    "data_window",
+    "few_step_series",
+    "plot_chain_trajectories",
+    "plot_chains",
+    "write_figures",
+]
 
 
 def _slug(exp: Mapping[str, Any]) -> str:
@@ -87,10 +103,113 @@ def plot_chains(
     return plot_intervals_by_k(series, ax=ax, ylabel=label, reference=floor, title=title)
 
 
-def _save(fig: plt.Figure, out_dir: Path, name: str, names: list[str]) -> None:
-    fig.tight_layout()
-    fig.savefig(out_dir / name, dpi=90)
+def data_window(
+    points: np.ndarray, *, coverage: float = 0.99, pad: float = 0.06
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(xlim, ylim)`` that hold the central ``coverage`` of ``points`` ``(..., 2)`` along each
+    axis, plus ``pad`` of the larger range on every side, as a square window (equal scales on
+    a square panel): a few far-out points do not shrink the rest."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if pts.shape[0] == 0:
+        raise ValueError("data_window needs at least one finite point")
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    tail = (1.0 - coverage) / 2
+    lo, hi = np.quantile(pts, [tail, 1.0 - tail], axis=0)
+    half = max(float((hi - lo).max()), 1e-9) * (0.5 + pad)
+    cx, cy = (lo + hi) / 2
+    return (float(cx - half), float(cx + half)), (float(cy - half), float(cy + half))
+
+
+def plot_chain_trajectories(
+    paths: Mapping[tuple[str, int], torch.Tensor],
+    *,
+    max_paths: int = 100,
+    n_modes: int = 8,
+    title: str | None = None,
+) -> Figure:
+    """One panel per chain (rows) and round (columns): ``paths[(chain, k)]`` ``(T+1, n, 2)``, each
+    trajectory in the colour of the source mode it starts from (:func:`source_modes`, the same
+    labels in every panel when the panels start from the same points), its start ``Z_0`` in that
+    colour and its end ``Z_1`` in black. Every panel shows the same window, zoomed to the
+    trajectories (:func:`data_window`); one legend below names the modes and the markers."""
+    if not paths:
+        raise ValueError("plot_chain_trajectories needs at least one (chain, k) trajectory")
+    kinds = list(dict.fromkeys(kind for kind, _ in paths))
+    rounds = sorted({k for _, k in paths})
+    arrays = {key: to_numpy(traj) for key, traj in paths.items()}
+    xlim, ylim = data_window(np.concatenate([a.reshape(-1, 2) for a in arrays.values()]))
+    fig, axes = plt.subplots(
+        len(kinds),
+        len(rounds),
+        figsize=(2.7 * len(rounds) + 0.4, 2.7 * len(kinds) + 1.0),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    used: set[int] = set()
+    for i, kind in enumerate(kinds):
+        for j, k in enumerate(rounds):
+            ax = axes[i][j]
+            if (kind, k) not in arrays:
+                ax.set_axis_off()
+                continue
+            traj = arrays[(kind, k)]
+            modes = source_modes(traj[0], n_modes)
+            used.update(int(m) for m in np.unique(modes))
+            plot_trajectories(
+                traj, ax=ax, max_paths=max_paths, modes=modes, show_ends=True, legend=None
+            )
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            if i == 0:
+                ax.set_title(f"round k = {k}")
+            if j == 0:
+                ax.set_ylabel(f"{kind} chain")
+    handles = [
+        Line2D([], [], color=MODE_COLORS[m % len(MODE_COLORS)], lw=2, label=f"from mode {m + 1}")
+        for m in sorted(used)
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", color="#777777", label="$Z_0$ (its mode's colour)"),
+        Line2D([], [], ls="", marker="o", color="black", label="$Z_1$"),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 5, 2 * len(rounds)),
+        frameon=False,
+        title="trajectories coloured by the source mode they start from",
+    )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0.0, 1.0 / fig.get_figheight(), 1.0, 1.0))  # the legend: 1 inch
+    return fig
+
+
+def _save(
+    fig: Figure,
+    out_dir: Path,
+    name: str,
+    names: list[str],
+    *,
+    layout: bool = True,
+    dpi: float | None = None,
+) -> None:
+    """Write ``fig`` as an 8-bit palette PNG (a few hundred colours are all a plot has; the file is
+    about a third of a full-colour one), atomically; ``dpi`` defaults to the style's."""
+    if layout:
+        fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi if dpi is not None else "figure")
     plt.close(fig)
+    buf.seek(0)
+    with Image.open(buf) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    palette.save(out, format="png", optimize=True)
+    atomic_write_bytes(out_dir / name, out.getvalue())
     names.append(name)
 
 
@@ -135,30 +254,10 @@ def _experiment_figures(
         )
         _save(fig, out_dir, f"{slug}-few-step.png", names)
     if paths:
-        kinds = list(dict.fromkeys(kind for kind, _ in paths))
-        rounds = sorted({k for _, k in paths})
-        # zoom to the data: a few far-out points must not shrink every panel
-        lim = max(float(torch.quantile(p.abs().flatten(), 0.995)) for p in paths.values()) * 1.1
-        fig, axes = plt.subplots(
-            len(kinds), len(rounds), figsize=(2.6 * len(rounds), 2.6 * len(kinds)), squeeze=False
+        fig = plot_chain_trajectories(
+            paths, title=f"{exp['source']} -> {exp['target']}: the chains' trajectories"
         )
-        for i, kind in enumerate(kinds):
-            for j, k in enumerate(rounds):
-                ax = axes[i][j]
-                plot_trajectories(
-                    paths[(kind, k)],
-                    ax=ax,
-                    max_paths=100,
-                    show_ends=True,
-                    title=f"{kind} chain, k={k}",
-                    lim=lim,
-                )
-                if ax.get_legend() is not None:
-                    ax.get_legend().remove()
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.title.set_fontsize(8)
-        _save(fig, out_dir, f"{slug}-chain-trajectories.png", names)
+        _save(fig, out_dir, f"{slug}-chain-trajectories.png", names, layout=False, dpi=110)
     return names
 
 
@@ -170,6 +269,7 @@ def write_figures(
     """Write every experiment's figures into ``out_dir``; returns the file names."""
     out = Path(out_dir)
     names: list[str] = []
-    for exp, p in zip(experiments(results), paths, strict=True):
-        names += _experiment_figures(exp, p, out)
+    with style_context():
+        for exp, p in zip(experiments(results), paths, strict=True):
+            names += _experiment_figures(exp, p, out)
     return names

@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection
 from bezkit.arrays import as_points2d, subsample
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.bezier_geometry import bezier_geometry
-from bezkit.paths.targets import regression_target
+from bezkit.paths.targets import TargetKind, regression_target
 from bezkit.plot.style import COLORS, finish_axes, new_axes, place_legend
 
 __all__ = ["bezier_path_for", "pair_parts", "plot_bezier", "plot_bezier_pairs", "plot_targets"]
@@ -70,11 +70,11 @@ def plot_bezier(
         lw=2,
         label=label or f"$B(t)$, order {geo.order}",
     )
-    ax.scatter(*cp[0], color=COLORS["source"], zorder=4, s=30)
-    ax.scatter(*cp[-1], color=COLORS["target"], zorder=4, s=30)
+    ax.scatter(cp[0, 0], cp[0, 1], color=COLORS["source"], zorder=4, s=30)
+    ax.scatter(cp[-1, 0], cp[-1, 1], color=COLORS["target"], zorder=4, s=30)
     if t is not None:
         p, rem = geo.point, 1.0 - geo.t
-        ax.scatter(*p, color="black", zorder=5, s=25, label=f"$B({geo.t:.2f})$")
+        ax.scatter(p[0], p[1], color="black", zorder=5, s=25, label=f"$B({geo.t:.2f})$")
         arrows = []
         if show_tangent:
             arrows.append((geo.tangent, COLORS["tangent"], "$(1-t)\\,B'(t)$"))
@@ -256,7 +256,12 @@ def plot_targets(
     sample = path.sample(x0, x1, torch.full((x0.shape[0],), t, dtype=torch.float64), guides)
     p = sample.x_t.numpy()
     rem = 1.0 - t
-    kinds = ("tangent", "endpoint") if target == "both" else (target,)
+    drawn: dict[str, tuple[TargetKind, ...]] = {
+        "tangent": ("tangent",),
+        "endpoint": ("endpoint",),
+        "both": ("tangent", "endpoint"),
+    }
+    kinds = drawn[target]
     for kind in kinds:
         v = regression_target(sample, kind).numpy() * rem
         ax.quiver(

@@ -6,9 +6,10 @@ equal NFE (every :class:`~bezkit.experiments.statistics.Interval` drawn as mean 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from bezkit.plot.style import COLORS, new_axes
 
@@ -16,12 +17,35 @@ if TYPE_CHECKING:  # the figures draw anything with mean / low / high / excludes
     from bezkit.experiments.statistics import Interval
 
 __all__ = [
+    "LegendLocation",
     "plot_few_step",
     "plot_intervals_by_k",
     "plot_metric_vs_k",
     "plot_paired_differences",
     "plot_w2_vs_steps",
 ]
+
+#: Where :func:`plot_intervals_by_k` puts its legend inside the axes (matplotlib's ``loc`` names).
+LegendLocation = Literal[
+    "best",
+    "upper right",
+    "upper left",
+    "lower left",
+    "lower right",
+    "right",
+    "center left",
+    "center right",
+    "lower center",
+    "upper center",
+    "center",
+]
+
+
+def _integer_ticks(ax: Axes) -> None:
+    """Only integer ticks on the x axis (the rounds ``k``), with the default tick spacing."""
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
 
 
 def _series(values: Mapping[Any, float] | Sequence[float], start: int = 1) -> tuple[list, list]:
@@ -57,11 +81,11 @@ def plot_metric_vs_k(
         ax.axhline(reference, ls="--", color=COLORS["floor"], lw=1, label=reference_label)
     ax.set_xlabel("reflow round $k$")
     ax.set_ylabel(metric)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax)
     if logy:
         ax.set_yscale("log")
     if results or reference is not None:
-        ax.legend(fontsize=8)
+        ax.legend()
     if title:
         ax.set_title(title)
     return ax
@@ -82,9 +106,10 @@ def plot_w2_vs_steps(
     strings) or a single ``{steps: w2}``.
     """
     ax = new_axes(ax, (5.0, 3.5))
+    series: Mapping[Any, Any] = results
     if results and not isinstance(next(iter(results.values())), Mapping):
-        results = {"W2": results}
-    for i, (name, vals) in enumerate(results.items()):
+        series = {"W2": results}
+    for i, (name, vals) in enumerate(series.items()):
         xs, ys = _series(vals)
         ax.plot(xs, ys, "-o", color=f"C{i}", label=name, ms=4)
     if noise_floor is not None:
@@ -94,7 +119,7 @@ def plot_w2_vs_steps(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("$W_2$ to held-out data")
     if results or noise_floor is not None:
-        ax.legend(fontsize=8)
+        ax.legend()
     if title:
         ax.set_title(title)
     return ax
@@ -108,7 +133,7 @@ def plot_intervals_by_k(
     reference: float | None = None,
     reference_label: str = "noise floor",
     title: str | None = None,
-    legend: str | None = "best",
+    legend: LegendLocation | None = "best",
 ) -> Axes:
     """``{name: {k: Interval}}`` against the round ``k``: the mean as a line, the 95% interval
     over seeds as a shaded band, one colour per series; ``reference`` as a dashed line."""
@@ -124,11 +149,11 @@ def plot_intervals_by_k(
         ax.axhline(reference, ls="--", color=COLORS["floor"], lw=1, label=reference_label)
     ax.set_xlabel("round $k$")
     ax.set_ylabel(ylabel)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     if legend and (series or reference is not None):
-        ax.legend(fontsize=7, loc=legend)
+        ax.legend(loc=legend)
     return ax
 
 
@@ -157,11 +182,11 @@ def plot_paired_differences(
             capsize=3,
         )
     ax.axvline(0.0, color=COLORS["floor"], lw=1)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     return ax
 
 
@@ -196,7 +221,7 @@ def plot_few_step(
     ax.set_xlabel("NFE (Euler steps the student is made for)")
     ax.set_ylabel("$W_2$ to held-out data")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     if series:
-        ax.legend(fontsize=7)
+        ax.legend()
     return ax

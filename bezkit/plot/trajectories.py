@@ -43,6 +43,7 @@ def plot_samples(
     """Scatter 2D samples. ``samples`` is one ``(n, 2)`` set, or a mapping ``{label: (n, 2)}``
     (the keys ``source``, ``target`` and ``generated`` get their :data:`COLORS`)."""
     ax = new_axes(ax)
+    sets: list[tuple[str | None, Any, str | None]]
     if isinstance(samples, Mapping):
         sets = [(str(k), v, COLORS.get(str(k))) for k, v in samples.items()]
     else:

@@ -10,9 +10,9 @@ read the figure's traces back, no kernel or browser needed::
 
 Builders:
 
-- :func:`bezier_widget`: drag the control points of a quadratic or cubic curve with sliders and move
-  ``t``: the curve, its control polygon, the tangent ``B'(t)``, the endpoint target
-  ``(X1 - B(t)) / (1 - t)`` and, optionally, the degree-elevated polygon are redrawn.
+- :func:`bezier_widget`: drag the control points of a quadratic or cubic curve with the mouse (or
+  its sliders) and move ``t``: the curve, its control polygon, the tangent ``B'(t)``, the endpoint
+  target ``(X1 - B(t)) / (1 - t)`` and, optionally, the degree-elevated polygon are redrawn.
 - :func:`reflow_widget`: a slider over the reflow round ``k`` shows that round's trajectories, the
   straight chords ``Z0 -> Z1`` (the next round's pairs) and its crossing count and straightness.
   It takes precomputed per-round data (:func:`trajectory_summary`), so moving the slider is cheap.
@@ -22,7 +22,9 @@ Builders:
 
 No control value inside a slider's range raises: ``t = 1``, guides at the slider limits, both ends
 of ``k``, one solver step. Numerical failures (a model returning NaN) are shown in the readout.
-Colours are those of :data:`bezkit.plot.COLORS`.
+Colours are those of :data:`bezkit.plot.COLORS`. Traces are changed through
+:func:`~bezkit.widgets.base.update_traces` (one plotly update per trace, never a multi-trace
+``batch_update``, which plotly's browser side can turn into vanished curves).
 
 One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every builder returns),
 :mod:`~bezkit.widgets.bezier` (lesson 03), :mod:`~bezkit.widgets.reflow` (lesson 02),

@@ -1,17 +1,32 @@
-"""What every widget is made of: a :class:`WidgetBundle` (figure + controls + readout) and the
-small trace builders the widgets share."""
+"""What every widget is made of: a :class:`WidgetBundle` (figure + controls + readout), the
+figure and layout builders the widgets share (:func:`panel_figure`, :func:`controls_over_figure`,
+:func:`figure_beside_panel`), :class:`WidgetView` (the state and callbacks of one widget), the one
+safe way to change traces (:func:`update_traces`) and small trace builders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-__all__ = ["WidgetBundle", "arrow_trace", "format_value", "polylines", "segments"]
+__all__ = [
+    "WidgetBundle",
+    "WidgetView",
+    "arrow_trace",
+    "controls_over_figure",
+    "figure_beside_panel",
+    "format_value",
+    "panel_figure",
+    "polylines",
+    "segments",
+    "update_traces",
+]
 
 
 @dataclass
@@ -80,3 +95,138 @@ def arrow_trace(name: str, color: str, **kwargs: Any) -> go.Scatter:
 def segments(a: np.ndarray, b: np.ndarray) -> tuple[list[float | None], list[float | None]]:
     """Segments ``a[i] -> b[i]`` as one x/y list with ``None`` between them."""
     return polylines(np.stack([a, b], axis=1))
+
+
+def update_traces(figure: go.FigureWidget, changes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set properties of the traces named in ``changes`` (``{name: {property: value}}``), one
+    ``Plotly.update`` message per trace.
+
+    Never a ``figure.batch_update()`` over several traces: plotly sends such a batch as one message
+    whose restyle data holds, for every property set in the batch, one value per trace, and fills a
+    trace that did not set it (or set it to the value it had, which plotly drops) with its
+    ``Undefined`` placeholder, ``"_undefined_"`` on the wire. plotly's anywidget front end applies
+    that as the trace's data, and the trace vanishes in the browser. ``trace.update`` batches one
+    trace only, so every value it sends is a value. A ``KeyError`` names the traces there are.
+    """
+    by_name = {tr.name: tr for tr in figure.data}
+    for name in changes:
+        if name not in by_name:
+            raise KeyError(f"no trace {name!r}; traces: {list(by_name)}")
+    for name, props in changes.items():
+        by_name[name].update(dict(props))
+
+
+def panel_figure(
+    titles: Sequence[str],
+    widths: Sequence[float],
+    *,
+    width: int,
+    height: int,
+    lim: float | None = None,
+    spacing: float = 0.1,
+    margin_left: int = 40,
+    legend_y: float = -0.14,
+    font_size: int | None = None,
+) -> go.Figure:
+    """One row of panels (``widths``: fractions of the width) with a horizontal legend below.
+
+    The first panel shows 2D points: equal scales on both axes, and the square window
+    ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with ``row=1, col=c``, then make the
+    ``go.FigureWidget`` of the whole figure, so that its first state holds every trace.
+    """
+    if len(titles) != len(widths):
+        raise ValueError(f"{len(titles)} panel titles for {len(widths)} panel widths")
+    fig = make_subplots(
+        rows=1,
+        cols=len(widths),
+        column_widths=list(widths),
+        subplot_titles=list(titles),
+        horizontal_spacing=spacing,
+    )
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
+    if lim is not None:
+        fig.update_xaxes(range=[-lim, lim], row=1, col=1)
+        fig.update_yaxes(range=[-lim, lim], row=1, col=1)
+    fig.update_layout(
+        width=width,
+        height=height,
+        margin=dict(l=margin_left, r=10, t=40, b=30),
+        legend=dict(orientation="h", y=legend_y),
+    )
+    if font_size is not None:
+        fig.update_layout(font=dict(size=font_size))
+    return fig
+
+
+class WidgetView:
+    """The state and callbacks of one widget: a subclass builds its ``figure``, ``controls`` and
+    ``readout`` and draws them in :meth:`refresh`.
+
+    :meth:`quietly` sets controls from the code (e.g. a slider that follows a drag) without each
+    change redrawing: :meth:`on_change`, the observer of the controls, skips while it runs.
+    """
+
+    figure: go.FigureWidget
+    controls: dict[str, widgets.Widget]
+    readout: widgets.HTML
+    state: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.readout = widgets.HTML()
+        self.state = {}
+        self._busy = False
+
+    def refresh(self) -> None:
+        """Redraw the figure and the readout from the controls' current values."""
+        raise NotImplementedError
+
+    def on_change(self, _change: Any = None) -> None:
+        """A control changed: redraw, unless the change came from inside :meth:`quietly`."""
+        if not self._busy:
+            self.refresh()
+
+    @contextmanager
+    def quietly(self) -> Iterator[None]:
+        """Change controls from the code without a redraw per change."""
+        busy, self._busy = self._busy, True
+        try:
+            yield
+        finally:
+            self._busy = busy
+
+    @property
+    def busy(self) -> bool:
+        """Whether controls are being set from the code (:meth:`quietly`)."""
+        return self._busy
+
+    def update(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """:func:`update_traces` on this widget's figure."""
+        update_traces(self.figure, changes)
+
+    def bundle(self, box: widgets.Box) -> WidgetBundle:
+        """The :class:`WidgetBundle` of this view, displayed as ``box``."""
+        return WidgetBundle(
+            box=box,
+            figure=self.figure,
+            controls=self.controls,
+            readout=self.readout,
+            state=self.state,
+            refresh=self.refresh,
+        )
+
+
+def controls_over_figure(
+    view: WidgetView, row: Sequence[widgets.Widget] | None = None
+) -> WidgetBundle:
+    """The layout of the panel widgets: the controls in a row (``row``, default every control),
+    the readout below them and the figure below that."""
+    controls = list(view.controls.values()) if row is None else list(row)
+    return view.bundle(widgets.VBox([widgets.HBox(controls), view.readout, view.figure]))
+
+
+def figure_beside_panel(
+    view: WidgetView, figure: widgets.Widget, panel: Sequence[widgets.Widget]
+) -> WidgetBundle:
+    """The layout of the widgets with draggable points: the figure (with its drag layer,
+    :func:`~bezkit.widgets.drag.stack_over`) on the left, ``panel`` and the readout on the right."""
+    return view.bundle(widgets.VBox([widgets.HBox([figure, widgets.VBox([*panel, view.readout])])]))

@@ -13,7 +13,13 @@ import plotly.graph_objects as go
 from bezkit.arrays import to_numpy
 from bezkit.paths.bezier_geometry import bezier_geometry, degree_elevate
 from bezkit.plot.style import COLORS
-from bezkit.widgets.base import WidgetBundle, arrow_trace, format_value
+from bezkit.widgets.base import (
+    WidgetBundle,
+    WidgetView,
+    arrow_trace,
+    figure_beside_panel,
+    format_value,
+)
 from bezkit.widgets.drag import DragPoints, PlotBox, pinned_layout, stack_over
 
 __all__ = ["DEFAULT_CONTROL_POINTS", "bezier_widget"]
@@ -61,14 +67,26 @@ def bezier_widget(
     cp0 = np.clip(to_numpy(control_points), -limit, limit)
     if cp0.shape != (order + 1, 2):
         raise ValueError(f"order {order} needs {order + 1} control points (x, y), got {cp0.shape}")
+    view = _BezierView(cp0, t=t, limit=limit, step=step, n_points=n_points)
+    view.refresh()
+    return figure_beside_panel(view, stack_over(view.figure, view.drag), view.panel)
 
-    controls: dict[str, widgets.Widget] = {}
+
+def _roles(order: int) -> list[str]:
+    """``X0``, the guides ``G1 .. G{n-1}`` and ``X1``."""
+    return ["X0", *(f"G{i}" for i in range(1, order)), "X1"]
+
+
+def _point_sliders(
+    cp0: np.ndarray, limit: float, step: float
+) -> tuple[dict[str, widgets.FloatSlider], list[widgets.HBox]]:
+    """An x and a y slider per control point (``P{i}_x``, ``P{i}_y``) and their rows."""
+    sliders: dict[str, widgets.FloatSlider] = {}
     rows = []
-    for i in range(order + 1):
-        role = "X0" if i == 0 else "X1" if i == order else f"G{i}"
+    for i, role in enumerate(_roles(cp0.shape[0] - 1)):
         pair = []
         for j, axis in enumerate("xy"):
-            s = widgets.FloatSlider(
+            sliders[f"P{i}_{axis}"] = slider = widgets.FloatSlider(
                 value=float(cp0[i, j]),
                 min=-limit,
                 max=limit,
@@ -78,36 +96,42 @@ def bezier_widget(
                 readout_format=".2f",
                 layout=widgets.Layout(width="260px"),
             )
-            controls[f"P{i}_{axis}"] = s
-            pair.append(s)
+            pair.append(slider)
         rows.append(widgets.HBox(pair))
-    controls["t"] = widgets.FloatSlider(
-        value=float(min(1.0, max(0.0, t))),
-        min=0.0,
-        max=1.0,
-        step=0.01,
-        description="t",
-        continuous_update=True,
-        readout_format=".2f",
-        layout=widgets.Layout(width="520px"),
-    )
-    controls["chord"] = widgets.Checkbox(
-        value=False,
-        description="guides on the chord (the line, degree-elevated)",
-        indent=False,
-        layout=widgets.Layout(width="auto"),
-    )
-    controls["elevate"] = widgets.Checkbox(
-        value=False,
-        description=f"show the order-{order + 1} control polygon",
-        indent=False,
-        layout=widgets.Layout(width="auto"),
-    )
+    return sliders, rows
 
-    pad = 0.5
-    plot_box = PlotBox.square(-limit - pad, limit + pad)
-    end_colors = [COLORS["source"]] + [COLORS["control"]] * (order - 1) + [COLORS["target"]]
-    fig = go.FigureWidget(
+
+def _toggles(order: int, t: float) -> dict[str, widgets.Widget]:
+    """The ``t`` slider and the ``chord`` and ``elevate`` check boxes."""
+    return {
+        "t": widgets.FloatSlider(
+            value=float(min(1.0, max(0.0, t))),
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="t",
+            continuous_update=True,
+            readout_format=".2f",
+            layout=widgets.Layout(width="520px"),
+        ),
+        "chord": widgets.Checkbox(
+            value=False,
+            description="guides on the chord (the line, degree-elevated)",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
+        ),
+        "elevate": widgets.Checkbox(
+            value=False,
+            description=f"show the order-{order + 1} control polygon",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
+        ),
+    }
+
+
+def _bezier_figure(order: int, plot_box: PlotBox, end_colors: list[str]) -> go.FigureWidget:
+    """The curve's traces (filled by the first draw) on a figure pinned to ``plot_box``."""
+    return go.FigureWidget(
         data=[
             go.Scatter(
                 name="control polygon",
@@ -136,135 +160,146 @@ def bezier_widget(
             title=dict(text=f"Bezier curve of order {order}: drag the points", x=0.5),
         ),
     )
-    roles = ["X0", *(f"G{i}" for i in range(1, order)), "X1"]
-    drag = DragPoints(cp0, plot_box, colors=end_colors, labels=roles)
-    controls["points"] = drag
-    readout = widgets.HTML()
-    state: dict[str, Any] = {"order": order, "busy": False}
-    guide_keys = [f"P{i}_{a}" for i in range(1, order) for a in "xy"]
 
-    def current_points() -> np.ndarray:
+
+def _bezier_text(geo: Any, gap: float) -> str:
+    p = geo.point
+    return "<br>".join(
+        [
+            f"<b>t</b> = {geo.t:.2f} &nbsp; <b>B(t)</b> = {format_value(p)}",
+            f"<span style='color:{COLORS['tangent']}'><b>B'(t)</b> = "
+            f"{format_value(geo.tangent)}</span> &nbsp; "
+            f"<span style='color:{COLORS['endpoint']}'><b>(X1 - B(t)) / (1 - t)</b> = "
+            f"{format_value(geo.endpoint_velocity)}</span>",
+            f"largest gap between the curve and the straight path (1-t) X0 + t X1: {gap:.2e}",
+        ]
+    )
+
+
+class _BezierView(WidgetView):
+    """The Bezier widget: sliders and draggable handles for the control points, ``t``, the chord
+    and elevation toggles, kept in sync both ways."""
+
+    def __init__(
+        self, cp0: np.ndarray, *, t: float, limit: float, step: float, n_points: int
+    ) -> None:
+        super().__init__()
+        self.order = order = cp0.shape[0] - 1
+        self.limit, self.n_points = limit, n_points
+        sliders, rows = _point_sliders(cp0, limit, step)
+        toggles = _toggles(order, t)
+        self.controls = {**sliders, **toggles}
+        self.panel = [*rows, toggles["t"], toggles["chord"], toggles["elevate"]]
+        pad = 0.5
+        plot_box = PlotBox.square(-limit - pad, limit + pad)
+        end_colors = [COLORS["source"]] + [COLORS["control"]] * (order - 1) + [COLORS["target"]]
+        self.figure = _bezier_figure(order, plot_box, end_colors)
+        self.drag = DragPoints(cp0.tolist(), plot_box, colors=end_colors, labels=_roles(order))
+        self.controls["points"] = self.drag
+        self.state["order"] = order
+        self.guide_keys = [f"P{i}_{a}" for i in range(1, order) for a in "xy"]
+        self._observe()
+
+    def _observe(self) -> None:
+        ends = ("P0_x", "P0_y", f"P{self.order}_x", f"P{self.order}_y")
+        for key, ctrl in self.controls.items():
+            if key == "points":
+                ctrl.observe(self.on_drag, names="points")
+            elif key == "chord":
+                ctrl.observe(self.on_chord, names="value")
+            elif key in ends:
+                ctrl.observe(self.on_endpoint, names="value")
+            else:
+                ctrl.observe(self.on_change, names="value")
+
+    def chord_is_on(self) -> bool:
+        return bool(self.controls["chord"].value)
+
+    def current_points(self) -> np.ndarray:
+        c, order = self.controls, self.order
         pts = np.array(
-            [[controls[f"P{i}_x"].value, controls[f"P{i}_y"].value] for i in range(order + 1)],
+            [[c[f"P{i}_x"].value, c[f"P{i}_y"].value] for i in range(order + 1)],
             dtype=np.float64,
         )
-        if controls["chord"].value:  # exact chord points, whatever the sliders' rounding
+        if self.chord_is_on():  # exact chord points, whatever the sliders' rounding
             frac = np.arange(order + 1)[:, None] / order
             pts = (1 - frac) * pts[0] + frac * pts[-1]
         return pts
 
-    def refresh() -> None:
-        pts = current_points()
-        geo = bezier_geometry(pts, controls["t"].value, n_points=n_points)
+    def locked(self) -> list[bool]:
+        on = self.chord_is_on()
+        return [on and 0 < i < self.order for i in range(self.order + 1)]
+
+    def refresh(self) -> None:
+        pts = self.current_points()
+        geo = bezier_geometry(pts, self.controls["t"].value, n_points=self.n_points)
         grid = np.linspace(0.0, 1.0, geo.curve.shape[0])[:, None]
-        line = (1 - grid) * pts[0] + grid * pts[-1]
-        gap = float(np.abs(geo.curve - line).max())
+        gap = float(np.abs(geo.curve - ((1 - grid) * pts[0] + grid * pts[-1])).max())
         elevated = degree_elevate(pts)
         p, rem = geo.point, 1.0 - geo.t
         tan_end = p + rem * geo.tangent
         end_end = p + rem * geo.endpoint_velocity
-        with fig.batch_update():
-            fig.data[0].x, fig.data[0].y = pts[:, 0], pts[:, 1]
-            fig.data[1].x, fig.data[1].y = pts[[0, -1], 0], pts[[0, -1], 1]
-            fig.data[2].x, fig.data[2].y = elevated[:, 0], elevated[:, 1]
-            fig.data[2].visible = bool(controls["elevate"].value)
-            fig.data[3].x, fig.data[3].y = geo.curve[:, 0], geo.curve[:, 1]
-            fig.data[4].x, fig.data[4].y = [p[0]], [p[1]]
-            fig.data[5].x, fig.data[5].y = [p[0], tan_end[0]], [p[1], tan_end[1]]
-            fig.data[6].x, fig.data[6].y = [p[0], end_end[0]], [p[1], end_end[1]]
-        state.update(geometry=geo, max_chord_gap=gap, elevated=elevated)
+        self.update(
+            {
+                "control polygon": dict(x=pts[:, 0], y=pts[:, 1]),
+                "chord": dict(x=pts[[0, -1], 0], y=pts[[0, -1], 1]),
+                "elevated polygon": dict(
+                    x=elevated[:, 0],
+                    y=elevated[:, 1],
+                    visible=bool(self.controls["elevate"].value),
+                ),
+                "curve": dict(x=geo.curve[:, 0], y=geo.curve[:, 1]),
+                "B(t)": dict(x=[p[0]], y=[p[1]]),
+                "tangent": dict(x=[p[0], tan_end[0]], y=[p[1], tan_end[1]]),
+                "endpoint target": dict(x=[p[0], end_end[0]], y=[p[1], end_end[1]]),
+            }
+        )
+        self.state.update(geometry=geo, max_chord_gap=gap, elevated=elevated)
         drawn = pts.tolist()
-        if drag.points != drawn or drag.locked != locked():
-            state["busy"] = True
-            try:
-                drag.locked = locked()
-                drag.points = drawn
-            finally:
-                state["busy"] = False
-        lines = [
-            f"<b>t</b> = {geo.t:.2f} &nbsp; <b>B(t)</b> = {format_value(p)}",
-            f"<span style='color:{COLORS['tangent']}'><b>B'(t)</b> = {format_value(geo.tangent)}</span>"
-            f" &nbsp; <span style='color:{COLORS['endpoint']}'><b>(X1 - B(t)) / (1 - t)</b> = "
-            f"{format_value(geo.endpoint_velocity)}</span>",
-            f"largest gap between the curve and the straight path (1-t) X0 + t X1: {gap:.2e}",
-        ]
-        readout.value = "<br>".join(lines)
+        if self.drag.points != drawn or self.drag.locked != self.locked():
+            with self.quietly():  # the handles follow the sliders
+                self.drag.locked = self.locked()
+                self.drag.points = drawn
+        self.readout.value = _bezier_text(geo, gap)
 
-    def on_change(_change: Any = None) -> None:
-        if not state["busy"]:
-            refresh()
+    def show_guides_on_chord(self) -> None:
+        pts = self.current_points()
+        for i in range(1, self.order):
+            self.controls[f"P{i}_x"].value = float(np.clip(pts[i, 0], -self.limit, self.limit))
+            self.controls[f"P{i}_y"].value = float(np.clip(pts[i, 1], -self.limit, self.limit))
 
-    def show_guides_on_chord() -> None:
-        pts = current_points()
-        for i in range(1, order):
-            controls[f"P{i}_x"].value = float(np.clip(pts[i, 0], -limit, limit))
-            controls[f"P{i}_y"].value = float(np.clip(pts[i, 1], -limit, limit))
+    def on_chord(self, _change: Any = None) -> None:
+        """The chord toggle: lock the guide sliders and show where the guides went."""
+        on = self.chord_is_on()
+        with self.quietly():
+            for key in self.guide_keys:
+                self.controls[key].disabled = on
+            if on:
+                self.show_guides_on_chord()
+        self.refresh()
 
-    def on_chord(_change: Any = None) -> None:
-        on = bool(controls["chord"].value)
-        state["busy"] = True
-        try:
-            for key in guide_keys:
-                controls[key].disabled = on
-            if on:  # show where the guides went
-                show_guides_on_chord()
-        finally:
-            state["busy"] = False
-        refresh()
+    def on_endpoint(self, _change: Any) -> None:
+        """An endpoint slider: on the chord the guides move with it."""
+        if self.chord_is_on() and not self.busy:
+            self.on_chord()
+        else:
+            self.on_change()
 
-    def locked() -> list[bool]:
-        on = bool(controls["chord"].value)
-        return [on and 0 < i < order for i in range(order + 1)]
-
-    def on_drag(change: Any) -> None:
+    def on_drag(self, change: Any) -> None:
         """A handle was dragged (or ``points`` set from Python): move the sliders, redraw once."""
-        if state["busy"]:
+        if self.busy:
             return
-        new = np.clip(np.asarray(change["new"], dtype=np.float64), -limit, limit)
+        order = self.order
+        new = np.clip(np.asarray(change["new"], dtype=np.float64), -self.limit, self.limit)
         if new.shape != (order + 1, 2):
             raise ValueError(f"points must be {order + 1} (x, y) pairs, got shape {new.shape}")
-        chord = bool(controls["chord"].value)
-        state["busy"] = True
-        try:
+        chord = self.chord_is_on()
+        with self.quietly():
             for i in range(order + 1):
                 if chord and 0 < i < order:
                     continue  # guides follow the chord, they are not dragged
-                controls[f"P{i}_x"].value = float(new[i, 0])
-                controls[f"P{i}_y"].value = float(new[i, 1])
+                self.controls[f"P{i}_x"].value = float(new[i, 0])
+                self.controls[f"P{i}_y"].value = float(new[i, 1])
             if chord:
-                show_guides_on_chord()
-        finally:
-            state["busy"] = False
-        refresh()
-
-    def on_endpoint(_change: Any) -> None:
-        if controls["chord"].value and not state["busy"]:
-            on_chord()
-        else:
-            on_change()
-
-    for key, ctrl in controls.items():
-        if key == "points":
-            ctrl.observe(on_drag, names="points")
-        elif key == "chord":
-            ctrl.observe(on_chord, names="value")
-        elif key in ("P0_x", "P0_y", f"P{order}_x", f"P{order}_y"):
-            ctrl.observe(on_endpoint, names="value")
-        else:
-            ctrl.observe(on_change, names="value")
-    refresh()
-    box = widgets.VBox(
-        [
-            widgets.HBox(
-                [
-                    stack_over(fig, drag),
-                    widgets.VBox(
-                        [*rows, controls["t"], controls["chord"], controls["elevate"], readout]
-                    ),
-                ]
-            ),
-        ]
-    )
-    return WidgetBundle(
-        box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
-    )
+                self.show_guides_on_chord()
+        self.refresh()

@@ -11,7 +11,6 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
@@ -24,7 +23,13 @@ from bezkit.metrics.straightness import (
 )
 from bezkit.plot.style import COLORS
 from bezkit.solvers.ode import solve_ode
-from bezkit.widgets.base import WidgetBundle, polylines
+from bezkit.widgets.base import (
+    WidgetBundle,
+    WidgetView,
+    controls_over_figure,
+    panel_figure,
+    polylines,
+)
 
 __all__ = ["reflow_widget", "trajectory_summary"]
 
@@ -47,6 +52,7 @@ def trajectory_summary(
     model.eval()
     sol = solve_ode(model, x0, method=method, steps=steps, record=True)
     traj, times = sol.trajectory, sol.times
+    assert traj is not None  # record=True
     v = trajectory_velocities(model, traj, times)
     m = traj.shape[1] if m_crossings is None else min(m_crossings, traj.shape[1])
     cross = trajectory_crossings(traj[:, :m])
@@ -83,72 +89,48 @@ def _as_rounds(rounds: Mapping[int, Mapping[str, Any]] | Sequence[Any]) -> dict[
     return dict(sorted(out.items()))
 
 
-def reflow_widget(
-    rounds: Mapping[int, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
-    *,
-    metrics: Sequence[str] = ("crossings", "straightness"),
-    max_paths: int = 100,
-    seed: int = 0,
-    lim: float | None = None,
-) -> WidgetBundle:
-    """A slider over the reflow round ``k``: that round's trajectories and numbers.
-
-    ``rounds`` maps ``k`` to a dict with a ``"trajectory"`` ``(T+1, n, 2)`` and scalar metrics
-    (e.g. :func:`trajectory_summary`'s output), or is a list of such dicts (``"k"`` keys, or 1, 2,
-    ...). Every round should start from the same ``x0`` so that the same paths are compared. The
-    figure shows ``max_paths`` trajectories (the same indices in every round), their chords
-    ``Z0 -> Z1`` when ``chords`` is ticked (red where two chords cross), and one small panel per
-    entry of ``metrics`` with the value of every round and the current one highlighted.
-
-    Controls: ``k`` (an ``IntSlider``; a k without data snaps to the nearest round), ``chords``.
-    Traces: ``trajectories``, ``Z0``, ``Z1``, ``chords``, ``crossing chords``, and per metric
-    ``<metric>`` (all rounds) and ``<metric> at k``. ``state["k"]`` is the round drawn.
-    """
-    data = _as_rounds(rounds)
+def _reflow_figure(
+    data: Mapping[int, Mapping[str, Any]], metrics: Sequence[str], lim: float | None
+) -> go.FigureWidget:
+    """The trajectories panel (filled by the first draw) and one narrow panel per metric with
+    the value of every round."""
     ks = list(data)
-    metrics = [m for m in metrics if all(m in r for r in data.values())]
-    n = min(r["trajectory"].shape[1] for r in data.values())
-    idx = subsample(n, max_paths, seed)
-
-    cols = 1 + len(metrics)
     width = 480 + 210 * len(metrics)  # pixels: the trajectories, then one narrow panel per metric
-    # the whole figure first, then one FigureWidget: its first state holds every trace
-    fig = make_subplots(
-        rows=1,
-        cols=cols,
-        column_widths=[480 / width] + [210 / width] * len(metrics),
-        subplot_titles=["trajectories", *metrics],
-        horizontal_spacing=0.08,
+    fig = panel_figure(
+        ["trajectories", *metrics],
+        [480 / width] + [210 / width] * len(metrics),
+        width=width,
+        height=460,
+        lim=lim,
+        spacing=0.08,
+        margin_left=30,
+        legend_y=-0.1,
     )
+    left = dict(row=1, col=1)
     fig.add_scatter(
         name="trajectories",
         mode="lines",
-        row=1,
-        col=1,
         line=dict(color=COLORS["trajectory"], width=1),
         opacity=0.6,
+        **left,
     )
     fig.add_scatter(
         name="chords",
         mode="lines",
-        row=1,
-        col=1,
         visible=False,
         line=dict(color=COLORS["segment"], width=1, dash="dot"),
+        **left,
     )
     fig.add_scatter(
         name="crossing chords",
         mode="lines",
-        row=1,
-        col=1,
         visible=False,
         line=dict(color=COLORS["crossing"], width=1.5),
+        **left,
     )
+    fig.add_scatter(name="Z0", mode="markers", marker=dict(size=4, color=COLORS["source"]), **left)
     fig.add_scatter(
-        name="Z0", mode="markers", row=1, col=1, marker=dict(size=4, color=COLORS["source"])
-    )
-    fig.add_scatter(
-        name="Z1", mode="markers", row=1, col=1, marker=dict(size=4, color=COLORS["generated"])
+        name="Z1", mode="markers", marker=dict(size=4, color=COLORS["generated"]), **left
     )
     for j, m in enumerate(metrics, start=2):
         ys = [float(data[k][m]) for k in ks]
@@ -174,73 +156,106 @@ def reflow_widget(
             showlegend=False,
         )
         fig.update_xaxes(title_text="k", dtick=1, row=1, col=j)
-    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
-    if lim is not None:
-        fig.update_xaxes(range=[-lim, lim], row=1, col=1)
-        fig.update_yaxes(range=[-lim, lim], row=1, col=1)
-    fig.update_layout(
-        width=width,
-        height=460,
-        margin=dict(l=30, r=10, t=40, b=30),
-        legend=dict(orientation="h", y=-0.1),
-    )
+    return go.FigureWidget(fig)
 
-    controls: dict[str, widgets.Widget] = {
-        "k": widgets.IntSlider(
-            value=ks[0],
-            min=ks[0],
-            max=ks[-1],
-            step=1,
-            description="round k",
-            continuous_update=True,
-        ),
-        "chords": widgets.Checkbox(
-            value=False, indent=False, description="show the chords Z0 -> Z1 (next round's pairs)"
-        ),
-    }
-    readout = widgets.HTML()
-    state: dict[str, Any] = {"rounds": data, "indices": idx}
-    fig = go.FigureWidget(fig)
-    traces = {tr.name: tr for tr in fig.data}
 
-    def refresh() -> None:
-        want = int(controls["k"].value)
-        k = min(ks, key=lambda kk: (abs(kk - want), kk))
-        r = data[k]
-        paths = np.transpose(r["trajectory"][:, idx], (1, 0, 2))
-        x, y = polylines(paths)
+def _round_text(k: int, r: Mapping[str, Any], crossing: int, shown: int) -> str:
+    """The readout of round ``k``: its scalar numbers and the crossing chords."""
+    parts = [f"<b>round k = {k}</b>"]
+    for name, val in r.items():
+        if name in ("trajectory", "times", "k") or not isinstance(val, int | float):
+            continue
+        parts.append(
+            f"{html.escape(str(name))} = {val:.4g}"
+            if isinstance(val, float)
+            else f"{html.escape(str(name))} = {val}"
+        )
+    parts.append(f"chords shown that cross another: {crossing} of {shown}")
+    return " &nbsp;|&nbsp; ".join(parts)
+
+
+class _ReflowView(WidgetView):
+    """The reflow widget's controls (``k``, ``chords``) and drawing."""
+
+    def __init__(
+        self,
+        data: dict[int, dict[str, Any]],
+        metrics: Sequence[str],
+        indices: np.ndarray,
+        lim: float | None,
+    ) -> None:
+        super().__init__()
+        self.data, self.metrics, self.indices = data, list(metrics), indices
+        ks = list(data)
+        self.figure = _reflow_figure(data, self.metrics, lim)
+        self.controls = {
+            "k": widgets.IntSlider(
+                value=ks[0],
+                min=ks[0],
+                max=ks[-1],
+                step=1,
+                description="round k",
+                continuous_update=True,
+            ),
+            "chords": widgets.Checkbox(
+                value=False,
+                indent=False,
+                description="show the chords Z0 -> Z1 (next round's pairs)",
+            ),
+        }
+        self.state.update(rounds=data, indices=indices)
+        for ctrl in self.controls.values():
+            ctrl.observe(self.on_change, names="value")
+
+    def refresh(self) -> None:
+        want = int(self.controls["k"].value)
+        k = min(self.data, key=lambda kk: (abs(kk - want), kk))  # a k without data snaps
+        r = self.data[k]
+        paths = np.transpose(r["trajectory"][:, self.indices], (1, 0, 2))
         z0, z1 = paths[:, 0], paths[:, -1]
         mask = crossing_mask(z0, z1) if len(z0) > 1 else np.zeros(len(z0), dtype=bool)
         cx, cy = polylines(np.stack([z0[mask], z1[mask]], axis=1))
         sx, sy = polylines(np.stack([z0[~mask], z1[~mask]], axis=1))
-        show = bool(controls["chords"].value)
-        with fig.batch_update():
-            traces["trajectories"].x, traces["trajectories"].y = x, y
-            traces["Z0"].x, traces["Z0"].y = z0[:, 0], z0[:, 1]
-            traces["Z1"].x, traces["Z1"].y = z1[:, 0], z1[:, 1]
-            traces["chords"].x, traces["chords"].y = sx, sy
-            traces["crossing chords"].x, traces["crossing chords"].y = cx, cy
-            traces["chords"].visible = show
-            traces["crossing chords"].visible = show
-            for m in metrics:
-                traces[f"{m} at k"].x, traces[f"{m} at k"].y = [k], [float(r[m])]
-        state.update(k=k, chord_crossings=int(mask.sum()))
-        parts = [f"<b>round k = {k}</b>"]
-        for name, val in r.items():
-            if name in ("trajectory", "times", "k") or not isinstance(val, int | float):
-                continue
-            parts.append(
-                f"{html.escape(str(name))} = {val:.4g}"
-                if isinstance(val, float)
-                else f"{html.escape(str(name))} = {val}"
-            )
-        parts.append(f"chords shown that cross another: {int(mask.sum())} of {len(mask)}")
-        readout.value = " &nbsp;|&nbsp; ".join(parts)
+        x, y = polylines(paths)
+        show = bool(self.controls["chords"].value)
+        changes: dict[str, dict[str, Any]] = {
+            "trajectories": dict(x=x, y=y),
+            "Z0": dict(x=z0[:, 0], y=z0[:, 1]),
+            "Z1": dict(x=z1[:, 0], y=z1[:, 1]),
+            "chords": dict(x=sx, y=sy, visible=show),
+            "crossing chords": dict(x=cx, y=cy, visible=show),
+        }
+        for m in self.metrics:
+            changes[f"{m} at k"] = dict(x=[k], y=[float(r[m])])
+        self.update(changes)
+        self.state.update(k=k, chord_crossings=int(mask.sum()))
+        self.readout.value = _round_text(k, r, int(mask.sum()), len(mask))
 
-    controls["k"].observe(lambda _c: refresh(), names="value")
-    controls["chords"].observe(lambda _c: refresh(), names="value")
-    refresh()
-    box = widgets.VBox([widgets.HBox([controls["k"], controls["chords"]]), readout, fig])
-    return WidgetBundle(
-        box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
-    )
+
+def reflow_widget(
+    rounds: Mapping[int, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
+    *,
+    metrics: Sequence[str] = ("crossings", "straightness"),
+    max_paths: int = 100,
+    seed: int = 0,
+    lim: float | None = None,
+) -> WidgetBundle:
+    """A slider over the reflow round ``k``: that round's trajectories and numbers.
+
+    ``rounds`` maps ``k`` to a dict with a ``"trajectory"`` ``(T+1, n, 2)`` and scalar metrics
+    (e.g. :func:`trajectory_summary`'s output), or is a list of such dicts (``"k"`` keys, or 1, 2,
+    ...). Every round should start from the same ``x0`` so that the same paths are compared. The
+    figure shows ``max_paths`` trajectories (the same indices in every round), their chords
+    ``Z0 -> Z1`` when ``chords`` is ticked (red where two chords cross), and one small panel per
+    entry of ``metrics`` with the value of every round and the current one highlighted.
+
+    Controls: ``k`` (an ``IntSlider``; a k without data snaps to the nearest round), ``chords``.
+    Traces: ``trajectories``, ``Z0``, ``Z1``, ``chords``, ``crossing chords``, and per metric
+    ``<metric>`` (all rounds) and ``<metric> at k``. ``state["k"]`` is the round drawn.
+    """
+    data = _as_rounds(rounds)
+    metrics = [m for m in metrics if all(m in r for r in data.values())]
+    n = min(r["trajectory"].shape[1] for r in data.values())
+    view = _ReflowView(data, metrics, subsample(n, max_paths, seed), lim)
+    view.refresh()
+    return controls_over_figure(view)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
@@ -28,7 +28,14 @@ from bezkit.metrics.wasserstein import wasserstein2
 from bezkit.plot.style import COLORS, MODE_COLORS
 from bezkit.solvers.fixed_step import FIXED_STEP
 from bezkit.solvers.ode import solve_ode
-from bezkit.widgets.base import WidgetBundle, polylines
+from bezkit.widgets.base import (
+    WidgetBundle,
+    WidgetView,
+    controls_over_figure,
+    panel_figure,
+    polylines,
+    update_traces,
+)
 
 __all__ = ["compare_steps_widget", "solver_steps_widget", "steps_widget"]
 
@@ -124,6 +131,281 @@ def compare_steps_widget(
     )
 
 
+@dataclass(frozen=True)
+class _Choices:
+    """What a steps widget lets one choose: models, fixed-step solvers, and how W2 is plotted."""
+
+    names: list[str]
+    methods: list[str]
+    show_model: bool
+    x_axis: str
+
+    @property
+    def show_method(self) -> bool:
+        return len(self.methods) > 1
+
+    def series(self, name: str, method: str) -> str:
+        """The W2 curve a choice belongs to: per model, per method, or per ``model/method``."""
+        if self.show_model and not self.show_method:
+            return name
+        if self.show_method and not self.show_model:
+            return method
+        return f"{name}/{method}" if self.show_model else name
+
+    def all_series(self) -> list[str]:
+        return list(dict.fromkeys(self.series(n, m) for n in self.names for m in self.methods))
+
+    def x_of(self, nfe: int, steps: int) -> int:
+        """A result's position on the W2 panel's x axis."""
+        return nfe if self.x_axis == "nfe" else steps
+
+    def x_title(self) -> str:
+        if self.x_axis == "nfe":
+            return "NFE"
+        return "Euler steps (NFE)" if self.methods == ["euler"] else "steps"
+
+
+class _SolveCache:
+    """Each ``(model, method, steps)`` solved once from ``x0``: NFE, samples, W2 (or the error)."""
+
+    def __init__(
+        self,
+        models: Mapping[str, nn.Module],
+        x0: Tensor,
+        reference: Tensor | None,
+        path_idx: np.ndarray | None,
+        series: Callable[[str, str], str],
+    ) -> None:
+        self.models, self.x0, self.reference, self.path_idx = models, x0, reference, path_idx
+        self.series = series
+        self.results: dict[tuple[str, int], dict[str, Any]] = {}
+        for mod in models.values():
+            mod.eval()
+
+    def compute(self, name: str, method: str, k: int) -> dict[str, Any]:
+        key = (self.series(name, method), k)
+        if key not in self.results:
+            t0 = time.perf_counter()
+            res = self._solve(name, method, k)
+            res["seconds"] = time.perf_counter() - t0
+            self.results[key] = res
+        return self.results[key]
+
+    def _solve(self, name: str, method: str, k: int) -> dict[str, Any]:
+        """One solve and its W2; a failure (e.g. a model returning NaN) is returned, not raised."""
+        try:
+            with torch.no_grad():
+                sol = solve_ode(
+                    self.models[name],
+                    self.x0,
+                    method=method,
+                    steps=k,
+                    record=self.path_idx is not None,
+                )
+            res: dict[str, Any] = {
+                "nfe": sol.nfe,
+                "x": sol.x,
+                "trajectory": sol.trajectory,
+                "w2": math.nan,
+                "error": None,
+            }
+            if not torch.isfinite(sol.x).all():
+                res["error"] = "the samples contain NaN or inf"
+            elif self.reference is not None:
+                res["w2"] = wasserstein2(sol.x, self.reference)
+        except (ValueError, RuntimeError, FloatingPointError) as err:
+            nfe = k * FIXED_STEP[method][1]
+            return {"nfe": nfe, "x": None, "trajectory": None, "w2": math.nan, "error": str(err)}
+        return res
+
+
+def _steps_figure(
+    choices: _Choices,
+    reference: Tensor | None,
+    with_paths: bool,
+    noise_floor: float | None,
+    max_steps: int,
+    lim: float | None,
+) -> go.FigureWidget:
+    """The samples panel (reference, generated, paths) and the W2 panel (noise floor, one curve
+    per series, the current choice)."""
+    ref = None if reference is None else to_numpy(reference)
+    max_x = choices.x_of(max_steps * max(FIXED_STEP[m][1] for m in choices.methods), max_steps)
+    fig = panel_figure(
+        ["samples", f"W2 against {'NFE' if choices.x_axis == 'nfe' else 'steps'}"],
+        [0.56, 0.44],
+        width=920,
+        height=460,
+        lim=lim,
+        font_size=13,
+    )
+    left, right = dict(row=1, col=1), dict(row=1, col=2)
+    fig.add_scatter(
+        name="reference",
+        mode="markers",
+        x=[] if ref is None else ref[:, 0],
+        y=[] if ref is None else ref[:, 1],
+        marker=dict(size=3, color=COLORS["target"], opacity=0.35),
+        **left,
+    )
+    fig.add_scatter(
+        name="generated",
+        mode="markers",
+        marker=dict(size=3, color=COLORS["generated"], opacity=0.7),
+        **left,
+    )
+    if with_paths:
+        fig.add_scatter(
+            name="paths",
+            mode="lines+markers",
+            line=dict(color=COLORS["trajectory"], width=1),
+            marker=dict(size=3, color=COLORS["trajectory"]),
+            **left,
+        )
+    fig.add_scatter(
+        name="noise floor",
+        mode="lines",
+        x=[1, max_x] if noise_floor is not None else [],
+        y=[noise_floor] * 2 if noise_floor is not None else [],
+        line=dict(color=COLORS["floor"], dash="dash"),
+        **right,
+    )
+    for i, label in enumerate(choices.all_series()):
+        fig.add_scatter(
+            name=f"W2 {label}",
+            mode="lines+markers",
+            line=dict(color=MODE_COLORS[i % len(MODE_COLORS)]),
+            **right,
+        )
+    fig.add_scatter(
+        name="current",
+        mode="markers",
+        marker=dict(size=14, color=COLORS["crossing"], symbol="circle-open", line=dict(width=3)),
+        showlegend=False,
+        **right,
+    )
+    fig.update_xaxes(type="log", title_text=choices.x_title(), row=1, col=2)
+    fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
+    return go.FigureWidget(fig)
+
+
+def _steps_controls(
+    choices: _Choices, model: str, steps: int, max_steps: int
+) -> dict[str, widgets.Widget]:
+    controls: dict[str, widgets.Widget] = {}
+    if choices.show_model:
+        controls["model"] = widgets.Dropdown(
+            options=choices.names, value=model, description="model"
+        )
+    controls["steps"] = widgets.IntSlider(
+        value=min(max(1, int(steps)), max_steps),
+        min=1,
+        max=max_steps,
+        step=1,
+        description="steps",
+        continuous_update=False,
+    )
+    if choices.show_method:
+        controls["method"] = widgets.Dropdown(
+            options=list(choices.methods), value=choices.methods[0], description="solver"
+        )
+    return controls
+
+
+class _StepsView(WidgetView):
+    """The steps widget's controls (``model``, ``steps``, ``method``) and drawing."""
+
+    def __init__(
+        self,
+        solver: _SolveCache,
+        choices: _Choices,
+        model: str,
+        steps: int,
+        max_steps: int,
+        noise_floor: float | None,
+        lim: float | None,
+    ) -> None:
+        super().__init__()
+        self.solver, self.choices, self.model, self.noise_floor = (
+            solver,
+            choices,
+            model,
+            noise_floor,
+        )
+        with_paths = solver.path_idx is not None
+        self.figure = _steps_figure(
+            choices, solver.reference, with_paths, noise_floor, max_steps, lim
+        )
+        self.controls = _steps_controls(choices, model, steps, max_steps)
+        self.state.update(
+            results=solver.results,
+            x0=solver.x0,
+            reference=solver.reference,
+            noise_floor=noise_floor,
+            current=None,
+        )
+        for ctrl in self.controls.values():
+            ctrl.observe(self.on_change, names="value")
+
+    def choice(self) -> tuple[str, str, int]:
+        c = self.controls
+        name = c["model"].value if "model" in c else self.model
+        method = c["method"].value if "method" in c else self.choices.methods[0]
+        return name, method, int(c["steps"].value)
+
+    def _curves(self) -> dict[str, dict[str, Any]]:
+        """Every series' finite (x, W2) computed so far, sorted along x."""
+        out = {}
+        for label in self.choices.all_series():
+            pts = sorted(
+                (self.choices.x_of(r["nfe"], kk), r["w2"])
+                for (lab, kk), r in self.solver.results.items()
+                if lab == label and math.isfinite(r["w2"])
+            )
+            out[f"W2 {label}"] = dict(x=[p[0] for p in pts], y=[p[1] for p in pts])
+        return out
+
+    def refresh(self) -> None:
+        name, method, k = self.choice()
+        res = self.solver.compute(name, method, k)
+        changes = self._curves()
+        if res["x"] is not None:
+            x = to_numpy(res["x"])
+            changes["generated"] = dict(x=x[:, 0], y=x[:, 1])
+            if self.solver.path_idx is not None:
+                traj = to_numpy(res["trajectory"])[:, self.solver.path_idx]
+                px, py = polylines(np.transpose(traj, (1, 0, 2)))
+                changes["paths"] = dict(x=px, y=py)
+        ok = math.isfinite(res["w2"])
+        changes["current"] = dict(
+            x=[self.choices.x_of(res["nfe"], k)] if ok else [], y=[res["w2"]] if ok else []
+        )
+        update_traces(self.figure, changes)
+        self.state["current"] = {
+            "model": name,
+            "method": method,
+            "steps": k,
+            "nfe": res["nfe"],
+            "w2": res["w2"],
+        }
+        self.readout.value = self._text(name, method, k, res)
+
+    def _text(self, name: str, method: str, k: int, res: Mapping[str, Any]) -> str:
+        label = self.choices.series(name, method)
+        how = "" if label.endswith(method) else f" {html.escape(method)}"
+        text = f"<b>{html.escape(label)}</b>, {k}{how} step(s): <b>NFE = {res['nfe']}</b>"
+        if self.solver.reference is not None:
+            text += f" &nbsp; W2 = {res['w2']:.3f}"
+        if self.noise_floor is not None:
+            text += f" (noise floor {self.noise_floor:.3f})"
+        if res["error"]:
+            text += (
+                f" &nbsp; <span style='color:{COLORS['crossing']}'>"
+                f"{html.escape(res['error'])}</span>"
+            )
+        return text
+
+
 def solver_steps_widget(
     models: Mapping[str, nn.Module],
     x0: Tensor,
@@ -171,214 +453,17 @@ def solver_steps_widget(
         raise ValueError(f"a steps widget needs fixed-step solvers among {list(FIXED_STEP)}")
     if x_axis not in ("steps", "nfe"):
         raise ValueError(f"x_axis must be 'steps' or 'nfe', got {x_axis!r}")
-    show_model = len(names) > 1 if show_model is None else bool(show_model)
-    show_method = len(methods) > 1
+    choices = _Choices(
+        names, methods, len(names) > 1 if show_model is None else bool(show_model), x_axis
+    )
     x0 = x0.float()
-    ref = None if reference is None else to_numpy(reference)
     path_idx = subsample(x0.shape[0], m_paths, seed) if m_paths > 0 else None
+    solver = _SolveCache(models, x0, reference, path_idx, choices.series)
     max_steps = max(1, int(max_steps))
-    for mod in models.values():
-        mod.eval()
-
-    def series(name: str, method: str) -> str:
-        if show_model and not show_method:
-            return name
-        if show_method and not show_model:
-            return method
-        return f"{name}/{method}" if show_model else name
-
-    all_series = list(dict.fromkeys(series(n, m) for n in names for m in methods))
-    max_x = max_steps * (max(FIXED_STEP[m][1] for m in methods) if x_axis == "nfe" else 1)
-    # the whole figure first, then one FigureWidget: its first state holds every trace
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.56, 0.44],
-        subplot_titles=["samples", f"W2 against {'NFE' if x_axis == 'nfe' else 'steps'}"],
-        horizontal_spacing=0.1,
-    )
-    fig.add_scatter(
-        name="reference",
-        mode="markers",
-        row=1,
-        col=1,
-        x=[] if ref is None else ref[:, 0],
-        y=[] if ref is None else ref[:, 1],
-        marker=dict(size=3, color=COLORS["target"], opacity=0.35),
-    )
-    fig.add_scatter(
-        name="generated",
-        mode="markers",
-        row=1,
-        col=1,
-        marker=dict(size=3, color=COLORS["generated"], opacity=0.7),
-    )
-    if path_idx is not None:
-        fig.add_scatter(
-            name="paths",
-            mode="lines+markers",
-            row=1,
-            col=1,
-            line=dict(color=COLORS["trajectory"], width=1),
-            marker=dict(size=3, color=COLORS["trajectory"]),
-        )
-    fig.add_scatter(
-        name="noise floor",
-        mode="lines",
-        row=1,
-        col=2,
-        x=[1, max_x] if noise_floor is not None else [],
-        y=[noise_floor] * 2 if noise_floor is not None else [],
-        line=dict(color=COLORS["floor"], dash="dash"),
-    )
-    for i, label in enumerate(all_series):
-        fig.add_scatter(
-            name=f"W2 {label}",
-            mode="lines+markers",
-            row=1,
-            col=2,
-            line=dict(color=MODE_COLORS[i % len(MODE_COLORS)]),
-        )
-    fig.add_scatter(
-        name="current",
-        mode="markers",
-        row=1,
-        col=2,
-        marker=dict(size=14, color=COLORS["crossing"], symbol="circle-open", line=dict(width=3)),
-        showlegend=False,
-    )
-    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
-    if lim is not None:
-        fig.update_xaxes(range=[-lim, lim], row=1, col=1)
-        fig.update_yaxes(range=[-lim, lim], row=1, col=1)
-    x_title = "NFE" if x_axis == "nfe" else "Euler steps (NFE)" if methods == ["euler"] else "steps"
-    fig.update_xaxes(type="log", title_text=x_title, row=1, col=2)
-    fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
-    fig.update_layout(
-        width=920,
-        height=460,
-        margin=dict(l=40, r=10, t=40, b=30),
-        legend=dict(orientation="h", y=-0.14),
-        font=dict(size=13),
-    )
-
-    controls: dict[str, widgets.Widget] = {}
-    if show_model:
-        controls["model"] = widgets.Dropdown(options=names, value=model, description="model")
-    controls["steps"] = widgets.IntSlider(
-        value=min(max(1, int(steps)), max_steps),
-        min=1,
-        max=max_steps,
-        step=1,
-        description="steps",
-        continuous_update=False,
-    )
-    if show_method:
-        controls["method"] = widgets.Dropdown(
-            options=list(methods), value=methods[0], description="solver"
-        )
-    readout = widgets.HTML()
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    state: dict[str, Any] = {
-        "results": results,
-        "x0": x0,
-        "reference": reference,
-        "noise_floor": noise_floor,
-        "current": None,
-    }
-    fig = go.FigureWidget(fig)
-    traces = {tr.name: tr for tr in fig.data}
-
-    def compute(name: str, method: str, k: int) -> dict[str, Any]:
-        key = (series(name, method), k)
-        if key in results:
-            return results[key]
-        t0 = time.perf_counter()
-        try:
-            with torch.no_grad():
-                sol = solve_ode(
-                    models[name], x0, method=method, steps=k, record=path_idx is not None
-                )
-            res: dict[str, Any] = {
-                "nfe": sol.nfe,
-                "x": sol.x,
-                "trajectory": sol.trajectory,
-                "w2": math.nan,
-                "error": None,
-            }
-            if not torch.isfinite(sol.x).all():
-                res["error"] = "the samples contain NaN or inf"
-            elif reference is not None:
-                res["w2"] = wasserstein2(sol.x, reference)
-        except (ValueError, RuntimeError, FloatingPointError) as err:
-            res = {
-                "nfe": k * FIXED_STEP[method][1],
-                "x": None,
-                "trajectory": None,
-                "w2": math.nan,
-                "error": str(err),
-            }
-        res["seconds"] = time.perf_counter() - t0
-        results[key] = res
-        return res
-
     for k in precompute:
         if 1 <= int(k) <= max_steps:
             for name in names:
-                compute(name, methods[0], int(k))
-
-    def choice() -> tuple[str, str, int]:
-        name = controls["model"].value if "model" in controls else model
-        method = controls["method"].value if "method" in controls else methods[0]
-        return name, method, int(controls["steps"].value)
-
-    def refresh() -> None:
-        name, method, k = choice()
-        res = compute(name, method, k)
-        with fig.batch_update():
-            if res["x"] is not None:
-                x = to_numpy(res["x"])
-                traces["generated"].x, traces["generated"].y = x[:, 0], x[:, 1]
-                if path_idx is not None:
-                    paths = np.transpose(to_numpy(res["trajectory"])[:, path_idx], (1, 0, 2))
-                    traces["paths"].x, traces["paths"].y = polylines(paths)
-            for label in all_series:
-                pts = sorted(
-                    (r["nfe"] if x_axis == "nfe" else kk, r["w2"])
-                    for (lab, kk), r in results.items()
-                    if lab == label and math.isfinite(r["w2"])
-                )
-                traces[f"W2 {label}"].x = [p[0] for p in pts]
-                traces[f"W2 {label}"].y = [p[1] for p in pts]
-            ok = math.isfinite(res["w2"])
-            traces["current"].x = [res["nfe"] if x_axis == "nfe" else k] if ok else []
-            traces["current"].y = [res["w2"]] if ok else []
-        state["current"] = {
-            "model": name,
-            "method": method,
-            "steps": k,
-            "nfe": res["nfe"],
-            "w2": res["w2"],
-        }
-        label = series(name, method)
-        how = "" if label.endswith(method) else f" {html.escape(method)}"
-        text = f"<b>{html.escape(label)}</b>, {k}{how} step(s): "
-        text += f"<b>NFE = {res['nfe']}</b>"
-        if reference is not None:
-            text += f" &nbsp; W2 = {res['w2']:.3f}"
-        if noise_floor is not None:
-            text += f" (noise floor {noise_floor:.3f})"
-        if res["error"]:
-            text += (
-                f" &nbsp; <span style='color:{COLORS['crossing']}'>"
-                f"{html.escape(res['error'])}</span>"
-            )
-        readout.value = text
-
-    for ctrl in controls.values():
-        ctrl.observe(lambda _c: refresh(), names="value")
-    refresh()
-    box = widgets.VBox([widgets.HBox(list(controls.values())), readout, fig])
-    return WidgetBundle(
-        box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
-    )
+                solver.compute(name, methods[0], int(k))
+    view = _StepsView(solver, choices, model, steps, max_steps, noise_floor, lim)
+    view.refresh()
+    return controls_over_figure(view)

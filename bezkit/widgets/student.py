@@ -21,7 +21,6 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
@@ -31,7 +30,7 @@ from bezkit.metrics.wasserstein import wasserstein2
 from bezkit.plot.style import COLORS, MODE_COLORS
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
-from bezkit.widgets.base import WidgetBundle, polylines
+from bezkit.widgets.base import WidgetBundle, panel_figure, polylines, update_traces
 
 __all__ = ["few_step_w2", "student_widget"]
 
@@ -61,12 +60,13 @@ def _student_figure(
     k_paths = steps[-1]
 
     # the whole figure first, then one FigureWidget: its first state holds every trace
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.55, 0.45],
-        subplot_titles=[f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
-        horizontal_spacing=0.1,
+    fig = panel_figure(
+        [f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
+        [0.55, 0.45],
+        width=920,
+        height=440,
+        lim=lim,
+        font_size=13,
     )
     px, py = polylines(np.transpose(to_numpy(teacher_traj), (1, 0, 2)))
     fig.add_scatter(
@@ -129,19 +129,8 @@ def _student_figure(
         col=2,
         line=dict(color=COLORS["curve"], width=3),
     )
-    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
-    if lim is not None:
-        fig.update_xaxes(range=[-lim, lim], row=1, col=1)
-        fig.update_yaxes(range=[-lim, lim], row=1, col=1)
     fig.update_xaxes(type="log", title_text="Euler steps (NFE)", row=1, col=2)
     fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
-    fig.update_layout(
-        width=920,
-        height=440,
-        margin=dict(l=40, r=10, t=40, b=30),
-        legend=dict(orientation="h", y=-0.14),
-        font=dict(size=13),
-    )
     return go.FigureWidget(fig)
 
 
@@ -277,7 +266,6 @@ def student_widget(
     log = widgets.Output()  # the training's progress bar (tqdm) shows here
     students: dict[str, dict[str, Any]] = {}
     state: dict[str, Any] = {"teacher_w2": teacher_w2, "students": students, "current": None}
-    traces = {tr.name: tr for tr in fig.data}
 
     def refresh() -> None:
         name = state["current"]
@@ -290,12 +278,14 @@ def student_widget(
         cur = students[name]
         earlier_x, earlier_y = _earlier(students, name)
         sx, sy = polylines(np.transpose(cur["trajectory"], (1, 0, 2)))
-        with fig.batch_update():
-            traces["student paths"].x, traces["student paths"].y = sx, sy
-            traces["W2 student"].x = list(cur["w2"])
-            traces["W2 student"].y = list(cur["w2"].values())
-            traces["W2 earlier students"].x = earlier_x
-            traces["W2 earlier students"].y = earlier_y
+        update_traces(
+            fig,
+            {
+                "student paths": dict(x=sx, y=sy),
+                "W2 student": dict(x=list(cur["w2"]), y=list(cur["w2"].values())),
+                "W2 earlier students": dict(x=earlier_x, y=earlier_y),
+            },
+        )
         readout.value = "<br>".join(
             [
                 teacher_text,

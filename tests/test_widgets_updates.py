@@ -1,0 +1,212 @@
+"""What the widgets send to the browser: no trace property as plotly's ``"_undefined_"``.
+
+A ``FigureWidget.batch_update()`` over several traces sends one ``Plotly.update`` whose restyle
+data has one entry per trace for *every* property set in the batch; a trace that did not set that
+property (or set it to the value it already had, which plotly drops) gets ``Undefined``, sent as
+the string ``"_undefined_"``. plotly's anywidget front end stores that as the trace's data, so in
+the browser curves vanished. Every message is read here as it goes on the wire: the figure's
+synced ``_py2js_*`` traits, serialised by plotly's own serialiser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("plotly")
+
+import plotly.graph_objects as go
+from plotly.serializers import custom_serializers
+
+from bezkit.data import get_sampler
+from bezkit.methods import branched_from_teacher, new_mlp
+from bezkit.widgets import (
+    bdense_widget,
+    bezier_widget,
+    compare_steps_widget,
+    guide_widget,
+    reflow_widget,
+    steps_widget,
+    student_widget,
+)
+from bezkit.widgets.base import update_traces
+
+_MESSAGES = ("_py2js_update", "_py2js_restyle", "_py2js_relayout", "_py2js_animate")
+
+
+@contextmanager
+def wire(fig: go.FigureWidget) -> Iterator[list[dict[str, Any]]]:
+    """The restyle / update messages ``fig`` sends while the block runs, as JSON-able dicts."""
+    sent: list[dict[str, Any]] = []
+    to_json = custom_serializers["to_json"]
+
+    def record(change: dict[str, Any]) -> None:
+        if change["new"] is not None:
+            sent.append({"trait": change["name"], **to_json(change["new"], None)})
+
+    fig.observe(record, names=list(_MESSAGES))
+    try:
+        yield sent
+    finally:
+        fig.unobserve(record, names=list(_MESSAGES))
+
+
+def _undefined(sent: list[dict[str, Any]]) -> list[str]:
+    """Every ``trait: property`` of ``sent`` that carries the ``"_undefined_"`` placeholder."""
+    bad = []
+    for msg in sent:
+        for key in ("restyle_data", "style_data"):
+            for prop, values in (msg.get(key) or {}).items():
+                if "_undefined_" in json.dumps(values, default=lambda _v: "<buffer>"):
+                    bad.append(f"{msg['trait']}: {prop}")
+    return bad
+
+
+def _traces_of(sent: list[dict[str, Any]]) -> set[int]:
+    out: set[int] = set()
+    for msg in sent:
+        idx = msg.get("restyle_traces", msg.get("style_traces"))
+        out.update([idx] if isinstance(idx, int) else idx or [])
+    return out
+
+
+def _check(fig: go.FigureWidget, drive: Callable[[], None], *, at_least: int = 2) -> None:
+    """``drive()`` sends updates of at least ``at_least`` traces and no placeholder."""
+    with wire(fig) as sent:
+        drive()
+    assert len(_traces_of(sent)) >= at_least, f"only traces {_traces_of(sent)} were updated"
+    assert _undefined(sent) == []
+
+
+# -- the placeholder itself ------------------------------------------------------------------------
+
+
+def _two_traces() -> go.FigureWidget:
+    return go.FigureWidget(
+        data=[go.Scatter(name="a", x=[0, 1], y=[0, 1]), go.Scatter(name="b", x=[0, 1], y=[1, 0])]
+    )
+
+
+def test_a_batch_over_two_traces_sends_the_placeholder():
+    """The plotly behaviour the widgets avoid: ``b`` keeps its x, so it is sent as undefined."""
+    fig = _two_traces()
+    with wire(fig) as sent, fig.batch_update():
+        fig.data[0].x, fig.data[0].y = [2, 3], [4, 5]
+        fig.data[1].x, fig.data[1].y = [0, 1], [7, 8]  # x unchanged: dropped by plotly
+    assert _undefined(sent) == ["_py2js_update: x"]
+
+
+def test_update_traces_sends_every_value_and_never_the_placeholder():
+    fig = _two_traces()
+    with wire(fig) as sent:
+        update_traces(fig, {"a": dict(x=[2, 3], y=[4, 5]), "b": dict(x=[0, 1], y=[7, 8])})
+    assert _undefined(sent) == []
+    assert _traces_of(sent) == {0, 1}
+    assert list(fig.data[0].x) == [2, 3] and list(fig.data[1].y) == [7, 8]
+    with wire(fig) as sent:
+        update_traces(fig, {"a": dict(visible=False), "b": dict(line=dict(color="red"))})
+    assert _undefined(sent) == [] and fig.data[0].visible is False
+    assert fig.data[1].line.color == "red"
+    with pytest.raises(KeyError, match="no trace 'c'; traces: \\['a', 'b'\\]"):
+        update_traces(fig, {"c": dict(x=[1])})
+
+
+# -- every widget ----------------------------------------------------------------------------------
+
+
+class _Decay(nn.Module):
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -x
+
+
+class _Grow(nn.Module):
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_bezier_widget_sends_no_placeholder():
+    b = bezier_widget(order=2)
+
+    def drive() -> None:
+        b.controls["P1_x"].value = 0.5  # the chord does not move
+        b.controls["elevate"].value = True  # one trace's visibility only
+        b.controls["points"].points = [[-2.0, -1.0], [1.0, 1.0], [2.0, 2.0]]
+
+    _check(b.figure, drive, at_least=4)
+
+
+def test_reflow_widget_sends_no_placeholder():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(20, 2, generator=g)
+    t = torch.linspace(0, 1, 5)[:, None, None]
+    rounds = {  # the same Z0 and the same straightness in both rounds: unchanged values
+        1: {"trajectory": (1 - t) * x0 - t * x0, "crossings": 10, "straightness": 0.0},
+        2: {"trajectory": x0 + t * torch.tensor([3.0, 0.0]), "crossings": 0, "straightness": 0.0},
+    }
+    b = reflow_widget(rounds, max_paths=10)
+
+    def drive() -> None:
+        b.controls["chords"].value = True
+        b.controls["k"].value = 2
+
+    _check(b.figure, drive, at_least=4)
+
+
+def test_steps_widgets_send_no_placeholder():
+    x0 = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    b = steps_widget(_Grow(), x0, reference=2.5 * x0, max_steps=8, m_paths=5)
+
+    def drive() -> None:
+        b.controls["steps"].value = 4
+        b.controls["method"].value = "heun"
+
+    _check(b.figure, drive, at_least=3)
+    c = compare_steps_widget({"grow": _Grow(), "decay": _Decay()}, x0, 2.5 * x0, max_steps=4)
+    _check(c.figure, lambda: setattr(c.controls["model"], "value", "decay"), at_least=2)
+
+
+def test_guide_and_student_widgets_send_no_placeholder():
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g) + 2
+    b = guide_widget(_Decay(), x0, x1, max_pairs=6, teacher_steps=10, lim=4.0)
+
+    def drive() -> None:
+        b.controls["t"].value = 0.8  # curves and guides stay
+        b.controls["target"].value = "tangent"  # one trace's colour
+        b.controls["points"].points = [[1.0, 1.0]]
+
+    _check(b.figure, drive, at_least=4)
+    src, tgt = get_sampler("8gaussians"), get_sampler("moons")
+    teacher = new_mlp(2, hidden=16, depth=2, seed=0)
+    guides = guide_widget(teacher, x0, x1, max_pairs=6, teacher_steps=10)
+    opts = dict(n_eval=64, n_pairs=64, train_steps=2, batch_size=32, steps=(1, 2), m_paths=5)
+    s = student_widget(guides, src, tgt, progress=False, **opts)
+
+    def train_two() -> None:
+        s.controls["train"].click()
+        guides.controls["s"].value = 0.3
+        s.controls["train"].click()  # the first student becomes an "earlier" one
+
+    _check(s.figure, train_two, at_least=3)
+
+
+def test_bdense_widget_sends_no_placeholder():
+    teacher = new_mlp(2, hidden=16, depth=2, seed=3)
+    students = {k: branched_from_teacher(teacher, k) for k in (1, 2, 4)}
+    x0 = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
+    b = bdense_widget(students, teacher, x0, max_points=10)
+
+    def drive() -> None:  # K = 4 -> 2 moves no point (untrained students), 2 -> 1 does
+        b.controls["K"].value = 2
+        b.controls["K"].value = 1
+
+    _check(b.figure, drive, at_least=4)
+    assert np.isfinite(np.asarray(b.trace("error K=4").y, dtype=float)).all()
