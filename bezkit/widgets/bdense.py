@@ -22,6 +22,8 @@ from bezkit.widgets.base import (
     WidgetView,
     controls_over_figure,
     panel_figure,
+    paths_trace,
+    points_trace,
     polylines,
     segments,
 )
@@ -93,21 +95,8 @@ def _bdense_figure(
         lim=lim,
     )
     left = dict(row=1, col=1)
-    fig.add_scatter(
-        name="teacher paths",
-        mode="lines",
-        line=dict(color=COLORS["trajectory"], width=1),
-        opacity=0.6,
-        **left,
-    )
-    fig.add_scatter(
-        name="x0",
-        mode="markers",
-        x=x0[:, 0],
-        y=x0[:, 1],
-        marker=dict(size=5, color=COLORS["source"]),
-        **left,
-    )
+    fig.add_trace(paths_trace("teacher paths"), **left)
+    fig.add_trace(points_trace("x0", x0, color=COLORS["source"], size=5), **left)
     fig.add_scatter(
         name="error", mode="lines", line=dict(color=COLORS["crossing"], width=1.5), **left
     )
