@@ -203,12 +203,15 @@ def test_guide_and_student_widgets_send_no_placeholder():
 def test_bdense_widget_sends_no_placeholder():
     teacher = new_mlp(2, hidden=16, depth=2, seed=3)
     students = {k: branched_from_teacher(teacher, k) for k in (1, 2, 4)}
+    other = {4: branched_from_teacher(new_mlp(2, hidden=16, depth=2, seed=4), 4)}
     x0 = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
-    b = bdense_widget(students, teacher, x0, max_points=10)
+    b = bdense_widget(students, teacher, x0, without_restarts=other, max_points=10)
 
     def drive() -> None:  # K = 4 -> 2 moves no point (untrained students), 2 -> 1 does
         b.controls["K"].value = 2
         b.controls["K"].value = 1
+        b.controls["K"].value = 4
+        b.controls["restarts"].value = False  # the other K = 4 student: other branch outputs
 
     _check(b.figure, drive, at_least=4)
     assert np.isfinite(np.asarray(b.trace("error K=4").y, dtype=float)).all()

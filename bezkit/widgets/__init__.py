@@ -30,7 +30,8 @@ Colours are those of :data:`bezkit.plot.COLORS`. Traces are changed through
 
 One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every builder returns),
 :mod:`~bezkit.widgets.bezier` (lesson 03), :mod:`~bezkit.widgets.reflow` (lesson 02),
-:mod:`~bezkit.widgets.steps` (lessons 01 and 04; one builder, :func:`solver_steps_widget`), :mod:`~bezkit.widgets.guides` and :mod:`~bezkit.widgets.student` (lesson 04),
+:mod:`~bezkit.widgets.steps` (lessons 01 and 04; one builder, :func:`solver_steps_widget`),
+:mod:`~bezkit.widgets.guides` and :mod:`~bezkit.widgets.student` (lesson 04),
 :mod:`~bezkit.widgets.bdense` (lesson 06), :mod:`~bezkit.widgets.chains` and
 :mod:`~bezkit.widgets.results` (lesson 05; their interval panels: :mod:`~bezkit.widgets.intervals`).
 """

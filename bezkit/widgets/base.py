@@ -168,8 +168,9 @@ def panel_figure(
     """One row of panels (``widths``: fractions of the width) with a horizontal legend below.
 
     The first panel shows 2D points (unless ``equal_axes=False``): equal scales on both axes, and
-    the square window ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with ``row=1, col=c``, then make the
-    ``go.FigureWidget`` of the whole figure, so that its first state holds every trace.
+    the square window ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with
+    ``row=1, col=c``, then make the ``go.FigureWidget`` of the whole figure, so that its first
+    state holds every trace.
     """
     if len(titles) != len(widths):
         raise ValueError(f"{len(titles)} panel titles for {len(widths)} panel widths")
