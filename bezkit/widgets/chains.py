@@ -31,6 +31,7 @@ from bezkit.experiments.statistics import Interval, better, paired_difference
 from bezkit.widgets.base import WidgetBundle, WidgetView
 from bezkit.widgets.intervals import (
     W2_FIELDS,
+    chains_control,
     difference_bars,
     field_control,
     interval_figure,
@@ -116,12 +117,7 @@ class _ChainsView(WidgetView):
         first, last = self.rounds[0], self.rounds[-1]
         self.controls = {
             "pair": pair_control(self.labels),
-            "chains": widgets.SelectMultiple(
-                options=self.kinds,
-                value=tuple(self.kinds),
-                description="chains",
-                rows=max(2, len(self.kinds)),
-            ),
+            "chains": chains_control(self.kinds),
             "field": field_control(field, "metric"),
             "against": widgets.Dropdown(
                 options=CHAIN_COMPARISONS, value=against, description="against"

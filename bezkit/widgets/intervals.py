@@ -20,6 +20,7 @@ from bezkit.widgets.base import noise_floor_trace, panel_figure
 
 __all__ = [
     "W2_FIELDS",
+    "chains_control",
     "difference_bars",
     "error_bars",
     "field_control",
@@ -119,6 +120,13 @@ def interval_figure(
 def pair_control(labels: Sequence[str]) -> widgets.Dropdown:
     """The ``pair`` control: which experiment (source -> target) of the results to show."""
     return widgets.Dropdown(options=list(labels), value=labels[0], description="pair")
+
+
+def chains_control(kinds: Sequence[str]) -> widgets.SelectMultiple:
+    """The ``chains`` control: which of the reflow chains ``kinds`` to draw (all at first)."""
+    return widgets.SelectMultiple(
+        options=list(kinds), value=tuple(kinds), description="chains", rows=max(2, len(kinds))
+    )
 
 
 def field_control(field: str, description: str) -> widgets.Dropdown:

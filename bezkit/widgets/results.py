@@ -29,6 +29,7 @@ from bezkit.experiments.statistics import Interval
 from bezkit.widgets.base import WidgetBundle, WidgetView
 from bezkit.widgets.intervals import (
     W2_FIELDS,
+    chains_control,
     difference_bars,
     field_control,
     interval_figure,
@@ -100,12 +101,7 @@ class _ResultsView(WidgetView):
             "pair": pair_control(self.labels),
             "view": widgets.ToggleButtons(options=_VIEWS, value=view, description="view"),
             "field": field_control(field, "chain field"),
-            "chains": widgets.SelectMultiple(
-                options=self.kinds,
-                value=tuple(self.kinds),
-                description="chains",
-                rows=max(2, len(self.kinds)),
-            ),
+            "chains": chains_control(self.kinds),
             "methods": widgets.SelectMultiple(
                 options=self.students,
                 value=picked,
