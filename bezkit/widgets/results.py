@@ -142,9 +142,8 @@ class _ResultsView(WidgetView):
         all_series = chain_by_k(exp, fld) if exp.get("chains") else {}
         series = {c: all_series[c] for c in shown if c in all_series}
         diffs = chain_difference_by_k(exp, fld) if exp.get("chains") else {}
-        diffs = {c: by_k for c, by_k in diffs.items() if c in shown}
         span = sorted({x for by_k in series.values() for x in by_k}) or [1]
-        drawn = {f"{c} - reflow": interval_series(by_k) for c, by_k in diffs.items()}
+        drawn = {f"{c} - reflow": interval_series(v) for c, v in diffs.items() if c in shown}
         drawn["noise floor"] = noise_floor_line(
             span, mean_noise_floor(exp) if fld in W2_FIELDS else None
         )
