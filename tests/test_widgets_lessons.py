@@ -14,6 +14,7 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
 
+from bezkit.arrays import subsample
 from bezkit.methods import branched_from_teacher, new_mlp
 from bezkit.metrics import wasserstein2
 from bezkit.paths import BezierPath
@@ -219,6 +220,43 @@ def test_bdense_widget_checks_its_students(bdense_setup):
         bdense_widget({2: students[4]}, teacher, x0)
     with pytest.raises(ValueError, match="at least one"):
         bdense_widget({}, teacher, x0)
+
+
+def test_bdense_widget_sets_the_students_without_restarts_beside_the_others(bdense_setup):
+    """Lesson 06's contrast: at the same K, a student trained with restarts and one without."""
+    teacher, students, x0, ref = bdense_setup
+    other = branched_from_teacher(new_mlp(2, hidden=16, depth=2, seed=5), 4)  # another student
+    b = bdense_widget(
+        students, teacher, x0, without_restarts={4: other}, reference=ref, K=4, max_points=10
+    )
+    restarts = b.controls["restarts"]
+    assert list(b.controls["K"].options) == [1, 2, 4]
+    assert restarts.value is True and not restarts.disabled  # K = 4 has both students
+    w2_with = b.state["w2"][4][4]
+    w2_without = b.state["w2_without_restarts"][4][4]
+    assert w2_without == pytest.approx(wasserstein2(other.sample(x0, 4), ref))
+    assert w2_with == pytest.approx(wasserstein2(students[4].sample(x0, 4), ref))
+    assert f"at 4 hops: {w2_with:.3f} with restarts, {w2_without:.3f} without" in b.readout.value
+    draw = subsample(x0.shape[0], 10, 0)
+    b.controls["j"].value = 3
+    restarts.value = False  # the branch outputs, errors and highlighted curve are the other's
+    with torch.no_grad():
+        want = other.branches(x0, torch.zeros(len(x0)))[draw, 2]
+    np.testing.assert_allclose(b.trace("branch j").x, want[:, 0].numpy(), rtol=1e-5, atol=1e-6)
+    err = b.state["errors_without_restarts"][4]
+    assert b.trace("current branch").y[0] == pytest.approx(float(err[2]))
+    assert b.trace("error K=4, no restarts").line.dash == "dash"
+    assert b.trace("error K=4, no restarts").opacity == 1.0 and b.trace("error K=4").opacity < 1
+    assert b.state["restarts"] is False and "without restarts" in b.readout.value
+    b.controls["K"].value = 2  # only a student with restarts: the toggle shows it, disabled
+    assert restarts.value is True and restarts.disabled and b.state["restarts"] is True
+    assert b.trace("error K=2").opacity == 1.0
+    b.controls["K"].value = 4
+    assert not restarts.disabled and b.state["K"] == 4
+    with pytest.raises(ValueError, match=r"without_restarts\[4\] must be a BranchedVelocity"):
+        bdense_widget(students, teacher, x0, without_restarts={4: students[2]})
+    only = bdense_widget({}, teacher, x0, without_restarts={4: other}, max_points=10)
+    assert only.controls["restarts"].value is False and only.controls["restarts"].disabled
 
 
 def test_guide_widget_probe_follows_a_drag_and_its_sliders():

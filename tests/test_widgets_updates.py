@@ -31,7 +31,9 @@ from bezkit.methods import branched_from_teacher, new_mlp
 from bezkit.widgets import (
     bdense_widget,
     bezier_widget,
+    chains_widget,
     compare_steps_widget,
+    error_accumulation_widget,
     guide_widget,
     reflow_widget,
     steps_widget,
@@ -201,12 +203,79 @@ def test_guide_and_student_widgets_send_no_placeholder():
 def test_bdense_widget_sends_no_placeholder():
     teacher = new_mlp(2, hidden=16, depth=2, seed=3)
     students = {k: branched_from_teacher(teacher, k) for k in (1, 2, 4)}
+    other = {4: branched_from_teacher(new_mlp(2, hidden=16, depth=2, seed=4), 4)}
     x0 = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
-    b = bdense_widget(students, teacher, x0, max_points=10)
+    b = bdense_widget(students, teacher, x0, without_restarts=other, max_points=10)
 
     def drive() -> None:  # K = 4 -> 2 moves no point (untrained students), 2 -> 1 does
         b.controls["K"].value = 2
         b.controls["K"].value = 1
+        b.controls["K"].value = 4
+        b.controls["restarts"].value = False  # the other K = 4 student: other branch outputs
 
     _check(b.figure, drive, at_least=4)
     assert np.isfinite(np.asarray(b.trace("error K=4").y, dtype=float)).all()
+
+
+def _results() -> dict[str, Any]:
+    """A small results file (schema 2): two chains over three rounds and two students at two
+    rounds, three seeds of two evaluation draws; every number differs by chain, round and seed."""
+    seeds = (0, 1, 2)
+
+    def values(base: float, seed: int) -> list[float]:
+        return [base + 0.01 * seed, base + 0.01 * seed + 0.003]
+
+    chains = [
+        {
+            "chain": kind,
+            "k": k,
+            "seed": s,
+            "metrics": {
+                "w2": {"1": values(0.5 + base * k, s), "16": values(base * k, s)},
+                "reverse_x0_w2": values(0.1, s),
+                "straightness": [1.0 / k] * 2,
+                "crossings_per_trajectory": [2.0 / k] * 2,
+            },
+            "trained_on": {"x0_w2": values(0.05, s), "x1_w2": values(0.04, s)},
+        }
+        for kind, base in (("reflow", 0.2), ("bezier", 0.1))
+        for k in (1, 2, 3)
+        for s in seeds
+    ]
+    runs = [
+        {"method": m, "k": k, "seed": s, "metrics": {"w2": {"1": values(base * k, s)}}}
+        for m, base in (("rf-distill", 0.3), ("bezier-quadratic-2-endpoint", 0.25))
+        for k in (1, 2)
+        for s in seeds
+    ]
+    exp = {"source": "8gaussians", "target": "moons", "seeds": list(seeds),
+           "noise_floor": [0.1, 0.12], "runs": runs, "chains": chains}  # fmt: skip
+    return {"schema_version": 2, "experiments": [exp]}
+
+
+def test_chains_widget_sends_no_placeholder():
+    b = chains_widget(_results())
+
+    def drive() -> None:
+        b.controls["k"].value = 2  # the means stay, the marker and the differences move
+        b.controls["chains"].value = ("bezier",)  # the reflow chain's curve empties
+        b.controls["field"].value = "straightness"  # no noise floor any more
+        b.controls["against"].value = "round1"
+
+    _check(b.figure, drive, at_least=4)
+    assert list(b.trace("bezier").y) == pytest.approx([1.0, 0.5, 1 / 3])
+    assert list(b.trace("differences").y) == ["bezier"]
+
+
+def test_results_widget_sends_no_placeholder():
+    b = error_accumulation_widget(_results())
+
+    def drive() -> None:
+        b.controls["field"].value = "w2_one_step"
+        b.controls["view"].value = "students"  # the chains empty, the students fill
+        b.controls["k"].value = 1
+        b.controls["view"].value = "chains"
+
+    _check(b.figure, drive, at_least=5)
+    assert list(b.trace("bezier - reflow").y) == pytest.approx([-0.1, -0.2, -0.3])
+    assert list(b.trace("rf-distill").x) == []

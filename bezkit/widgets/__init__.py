@@ -16,6 +16,8 @@ Builders:
 - :func:`reflow_widget`: a slider over the reflow round ``k`` shows that round's trajectories, the
   straight chords ``Z0 -> Z1`` (the next round's pairs) and its crossing count and straightness.
   It takes precomputed per-round data (:func:`trajectory_summary`), so moving the slider is cheap.
+- :func:`chains_widget`: pick the reflow chains, a metric and a round k of the experiment's
+  results: means with their 95% intervals across rounds and paired differences at round k.
 - :func:`steps_widget`: a slider over the number of solver steps: samples, W2 to held-out data
   (with the noise floor) and the NFE. Each update integrates the ODE and solves an OT problem, so
   the slider only updates on release (``continuous_update=False``) and results are cached.
@@ -28,8 +30,10 @@ Colours are those of :data:`bezkit.plot.COLORS`. Traces are changed through
 
 One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every builder returns),
 :mod:`~bezkit.widgets.bezier` (lesson 03), :mod:`~bezkit.widgets.reflow` (lesson 02),
-:mod:`~bezkit.widgets.steps` (lessons 01 and 04; one builder, :func:`solver_steps_widget`), :mod:`~bezkit.widgets.guides` and :mod:`~bezkit.widgets.student` (lesson 04),
-:mod:`~bezkit.widgets.bdense` (lesson 06) and :mod:`~bezkit.widgets.results` (lesson 05).
+:mod:`~bezkit.widgets.steps` (lessons 01 and 04; one builder, :func:`solver_steps_widget`),
+:mod:`~bezkit.widgets.guides` and :mod:`~bezkit.widgets.student` (lesson 04),
+:mod:`~bezkit.widgets.bdense` (lesson 06), :mod:`~bezkit.widgets.chains` and
+:mod:`~bezkit.widgets.results` (lesson 05; their interval panels: :mod:`~bezkit.widgets.intervals`).
 """
 
 try:
@@ -44,6 +48,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from bezkit.widgets.base import WidgetBundle
 from bezkit.widgets.bdense import bdense_widget
 from bezkit.widgets.bezier import DEFAULT_CONTROL_POINTS, bezier_widget
+from bezkit.widgets.chains import chains_widget
 from bezkit.widgets.guides import guide_widget
 from bezkit.widgets.reflow import reflow_widget, trajectory_summary
 from bezkit.widgets.results import error_accumulation_widget
@@ -55,6 +60,7 @@ __all__ = [
     "WidgetBundle",
     "bdense_widget",
     "bezier_widget",
+    "chains_widget",
     "compare_steps_widget",
     "error_accumulation_widget",
     "guide_widget",

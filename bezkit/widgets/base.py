@@ -15,6 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from bezkit.plot.style import COLORS
+
 __all__ = [
     "WidgetBundle",
     "WidgetView",
@@ -22,7 +24,10 @@ __all__ = [
     "controls_over_figure",
     "figure_beside_panel",
     "format_value",
+    "noise_floor_trace",
     "panel_figure",
+    "paths_trace",
+    "points_trace",
     "polylines",
     "segments",
     "update_traces",
@@ -92,6 +97,37 @@ def arrow_trace(name: str, color: str, **kwargs: Any) -> go.Scatter:
     )
 
 
+def paths_trace(name: str, **kwargs: Any) -> go.Scatter:
+    """A bundle of trajectories as one thin line trace in the trajectory colour (fill its
+    ``x``/``y`` with :func:`polylines`)."""
+    return go.Scatter(
+        name=name,
+        mode="lines",
+        line=dict(color=COLORS["trajectory"], width=1),
+        opacity=0.6,
+        **kwargs,
+    )
+
+
+def points_trace(name: str, points: np.ndarray, *, color: str, size: int) -> go.Scatter:
+    """A cloud of ``(n, 2)`` points as one marker trace."""
+    return go.Scatter(
+        name=name,
+        mode="markers",
+        x=points[:, 0],
+        y=points[:, 1],
+        marker=dict(size=size, color=color),
+    )
+
+
+def noise_floor_trace(**kwargs: Any) -> go.Scatter:
+    """The ``noise floor`` of a W2 panel, a dashed line: the W2 between two samples of the real
+    data, the estimator's own error at that sample size."""
+    return go.Scatter(
+        name="noise floor", mode="lines", line=dict(color=COLORS["floor"], dash="dash"), **kwargs
+    )
+
+
 def segments(a: np.ndarray, b: np.ndarray) -> tuple[list[float | None], list[float | None]]:
     """Segments ``a[i] -> b[i]`` as one x/y list with ``None`` between them."""
     return polylines(np.stack([a, b], axis=1))
@@ -127,12 +163,14 @@ def panel_figure(
     margin_left: int = 40,
     legend_y: float = -0.14,
     font_size: int | None = None,
+    equal_axes: bool = True,
 ) -> go.Figure:
     """One row of panels (``widths``: fractions of the width) with a horizontal legend below.
 
-    The first panel shows 2D points: equal scales on both axes, and the square window
-    ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with ``row=1, col=c``, then make the
-    ``go.FigureWidget`` of the whole figure, so that its first state holds every trace.
+    The first panel shows 2D points (unless ``equal_axes=False``): equal scales on both axes, and
+    the square window ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with
+    ``row=1, col=c``, then make the ``go.FigureWidget`` of the whole figure, so that its first
+    state holds every trace.
     """
     if len(titles) != len(widths):
         raise ValueError(f"{len(titles)} panel titles for {len(widths)} panel widths")
@@ -143,7 +181,8 @@ def panel_figure(
         subplot_titles=list(titles),
         horizontal_spacing=spacing,
     )
-    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
+    if equal_axes:
+        fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
     if lim is not None:
         fig.update_xaxes(range=[-lim, lim], row=1, col=1)
         fig.update_yaxes(range=[-lim, lim], row=1, col=1)

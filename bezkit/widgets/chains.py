@@ -18,7 +18,6 @@ from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from bezkit.experiments.results import (
     CHAIN_FIELDS,
@@ -29,8 +28,18 @@ from bezkit.experiments.results import (
     experiments,
 )
 from bezkit.experiments.statistics import Interval, better, paired_difference
-from bezkit.plot.style import COLORS
-from bezkit.widgets.base import WidgetBundle
+from bezkit.widgets.base import WidgetBundle, WidgetView
+from bezkit.widgets.intervals import (
+    W2_FIELDS,
+    chains_control,
+    difference_bars,
+    field_control,
+    interval_figure,
+    interval_series,
+    mean_noise_floor,
+    noise_floor_line,
+    pair_control,
+)
 
 __all__ = ["CHAIN_COMPARISONS", "chain_comparison", "chains_widget"]
 
@@ -39,7 +48,6 @@ CHAIN_COMPARISONS: tuple[tuple[str, str], ...] = (
     ("the reflow chain, same round", "reflow"),
     ("the same chain at round 1", "round1"),
 )
-_W2_FIELDS = ("w2_many_steps", "w2_one_step")
 
 
 def chain_comparison(
@@ -67,15 +75,6 @@ def chain_comparison(
     return out
 
 
-def _err(ivs: Sequence[Interval]) -> dict[str, Any]:
-    return dict(
-        type="data",
-        symmetric=False,
-        array=[iv.high - iv.mean for iv in ivs],
-        arrayminus=[iv.mean - iv.low for iv in ivs],
-    )
-
-
 def _chain_experiments(results: Any) -> list[Experiment]:
     exps = [e for e in experiments(results) if e.get("chains")]
     if not exps:
@@ -87,48 +86,111 @@ def _palette(kinds: Sequence[str]) -> dict[str, str]:
     return {kind: f"hsl({(i * 97 + 210) % 360}, 65%, 42%)" for i, kind in enumerate(kinds)}
 
 
-def _figure(kinds: Sequence[str]) -> go.FigureWidget:
-    fig = go.FigureWidget(
-        make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.55, 0.45],
-            subplot_titles=["mean and 95% interval over seeds", "paired difference at round k"],
-            horizontal_spacing=0.2,
-        )
-    )
-    palette = _palette(kinds)
-    for kind in kinds:
-        fig.add_scatter(
-            name=kind, mode="lines+markers", row=1, col=1, line=dict(color=palette[kind])
-        )
-    fig.add_scatter(name="round k", mode="lines", row=1, col=1, line=dict(color="#555", dash="dot"))
-    fig.add_scatter(
-        name="noise floor",
-        mode="lines",
-        row=1,
-        col=1,
-        line=dict(color=COLORS["floor"], dash="dash"),
-    )
-    fig.add_scatter(
-        name="differences",
-        mode="markers",
-        row=1,
-        col=2,
-        showlegend=False,
-        marker=dict(size=10),
-    )
-    fig.add_scatter(
-        name="zero", mode="lines", row=1, col=2, line=dict(color="#888"), showlegend=False
-    )
-    fig.update_xaxes(title_text="round k", dtick=1, row=1, col=1)
-    fig.update_layout(
-        width=1000,
+def _figure(kinds: Sequence[str], palette: Mapping[str, str]) -> go.FigureWidget:
+    """Left: one series per chain and the dotted ``round k`` marker; right: the differences."""
+    left = [
+        go.Scatter(name=kind, mode="lines+markers", line=dict(color=palette[kind]))
+        for kind in kinds
+    ]
+    left.append(go.Scatter(name="round k", mode="lines", line=dict(color="#555", dash="dot")))
+    return interval_figure(
+        left,
+        [],
+        titles=["mean and 95% interval over seeds", "paired difference at round k"],
         height=460,
-        margin=dict(l=60, r=10, t=40, b=30),
-        legend=dict(y=-0.2, orientation="h"),
+        margin_left=60,
     )
-    return fig
+
+
+class _ChainsView(WidgetView):
+    """The chains widget's controls (``pair``, ``chains``, ``field``, ``against``, ``k``) and
+    drawing."""
+
+    def __init__(self, exps: list[Experiment], field: str, k: int | None, against: str) -> None:
+        super().__init__()
+        self.exps = exps
+        self.labels = [experiment_label(e) for e in exps]
+        self.kinds = list(dict.fromkeys(c["chain"] for e in exps for c in e["chains"]))
+        self.rounds = sorted({c["k"] for e in exps for c in e["chains"]})
+        self.palette = _palette(self.kinds)
+        self.figure = _figure(self.kinds, self.palette)
+        first, last = self.rounds[0], self.rounds[-1]
+        self.controls = {
+            "pair": pair_control(self.labels),
+            "chains": chains_control(self.kinds),
+            "field": field_control(field, "metric"),
+            "against": widgets.Dropdown(
+                options=CHAIN_COMPARISONS, value=against, description="against"
+            ),
+            "k": widgets.IntSlider(
+                value=last if k is None else min(max(int(k), first), last),
+                min=first,
+                max=last,
+                description="round k",
+            ),
+        }
+        for ctrl in self.controls.values():
+            ctrl.observe(self.on_change, names="value")
+
+    def refresh(self) -> None:
+        c = self.controls
+        exp = self.exps[self.labels.index(c["pair"].value)]
+        fld, kk, base = c["field"].value, int(c["k"].value), c["against"].value
+        shown = [kind for kind in self.kinds if kind in c["chains"].value]
+        series = {kind: v for kind, v in chain_by_k(exp, fld).items() if kind in shown}
+        diffs = {
+            kind: iv
+            for kind, iv in chain_comparison(exp, fld, kk, against=base).items()
+            if kind in shown
+        }
+        self._draw(exp, series, diffs, kk)
+        what = "minus the reflow chain" if base == "reflow" else "minus its round 1"
+        self.figure.update_layout(
+            {
+                "yaxis.title.text": fld.replace("_", " "),
+                "xaxis2.title.text": f"round {kk} {what} (negative = lower)",
+            }
+        )
+        self.state.update(experiment=exp, series=series, differences=diffs, k=kk, field=fld)
+        self.readout.value = self._text(series, diffs, kk)
+
+    def _draw(
+        self,
+        exp: Experiment,
+        series: Mapping[str, Mapping[int, Interval]],
+        diffs: Mapping[str, Interval],
+        kk: int,
+    ) -> None:
+        values = [iv for by_k in series.values() for iv in by_k.values()]
+        low = min((iv.low for iv in values), default=0.0)
+        high = max((iv.high for iv in values), default=1.0)
+        floor = mean_noise_floor(exp) if self.controls["field"].value in W2_FIELDS else None
+        changes = {kind: interval_series(series.get(kind, {})) for kind in self.kinds}
+        changes["round k"] = dict(x=[kk, kk], y=[low, high])
+        changes["noise floor"] = noise_floor_line(self.rounds, floor)
+        changes.update(difference_bars(diffs))
+        changes["differences"]["marker"] = dict(color=[self.palette[n] for n in diffs])
+        self.update(changes)
+
+    def _text(
+        self,
+        series: Mapping[str, Mapping[int, Interval]],
+        diffs: Mapping[str, Interval],
+        kk: int,
+    ) -> str:
+        c = self.controls
+        fld, base = c["field"].value, c["against"].value
+        parts = [f"<b>{html.escape(c['pair'].value)}</b>, {html.escape(fld)}, round {kk}"]
+        for kind, by_k in series.items():
+            if kk in by_k:
+                parts.append(f"{html.escape(kind)}: {by_k[kk].format()}")
+        for kind, iv in diffs.items():
+            other = "reflow" if base == "reflow" else f"{kind} at round 1"
+            parts.append(
+                f"{html.escape(kind)} - {html.escape(other)}: {iv.format()} "
+                f"(lower? {html.escape(better(iv))})"
+            )
+        return "<br>".join(parts)
 
 
 def chains_widget(
@@ -152,89 +214,9 @@ def chains_widget(
     (``{chain: Interval}``) and ``k``.
     """
     exps = _chain_experiments(results)
-    if field not in CHAIN_FIELDS:
-        raise ValueError(f"unknown chain field {field!r}; known: {', '.join(CHAIN_FIELDS)}")
-    chain_comparison(exps[0], field, 1, against=against)  # validates ``against``
-    labels = [experiment_label(e) for e in exps]
-    kinds = list(dict.fromkeys(c["chain"] for e in exps for c in e["chains"]))
-    rounds = sorted({c["k"] for e in exps for c in e["chains"]})
-    fig = _figure(kinds)
-    palette = _palette(kinds)
-    controls: dict[str, widgets.Widget] = {
-        "pair": widgets.Dropdown(options=labels, value=labels[0], description="pair"),
-        "chains": widgets.SelectMultiple(
-            options=kinds, value=tuple(kinds), description="chains", rows=max(2, len(kinds))
-        ),
-        "field": widgets.Dropdown(
-            options=[(f.replace("_", " "), f) for f in CHAIN_FIELDS],
-            value=field,
-            description="metric",
-        ),
-        "against": widgets.Dropdown(
-            options=CHAIN_COMPARISONS, value=against, description="against"
-        ),
-        "k": widgets.IntSlider(
-            value=rounds[-1] if k is None else min(max(int(k), rounds[0]), rounds[-1]),
-            min=rounds[0],
-            max=rounds[-1],
-            description="round k",
-        ),
-    }
-    readout = widgets.HTML()
-    state: dict[str, Any] = {}
-    traces = {tr.name: tr for tr in fig.data}
-
-    def refresh() -> None:
-        exp = exps[labels.index(controls["pair"].value)]
-        fld, kk, base = controls["field"].value, int(controls["k"].value), controls["against"].value
-        shown = [c for c in kinds if c in controls["chains"].value]
-        series = {c: v for c, v in chain_by_k(exp, fld).items() if c in shown}
-        diffs = {
-            c: iv for c, iv in chain_comparison(exp, fld, kk, against=base).items() if c in shown
-        }
-        values = [iv for by_k in series.values() for iv in by_k.values()]
-        low = min((iv.low for iv in values), default=0.0)
-        high = max((iv.high for iv in values), default=1.0)
-        floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
-        with fig.batch_update():
-            for c in kinds:
-                by_k = series.get(c, {})
-                ks = sorted(by_k)
-                traces[c].x, traces[c].y = ks, [by_k[x].mean for x in ks]
-                traces[c].error_y = _err([by_k[x] for x in ks])
-            traces["round k"].x, traces["round k"].y = [kk, kk], [low, high]
-            w2 = fld in _W2_FIELDS
-            traces["noise floor"].x = [rounds[0], rounds[-1]] if w2 else []
-            traces["noise floor"].y = [floor, floor] if w2 else []
-            names = list(diffs)
-            tr = traces["differences"]
-            tr.x, tr.y = [diffs[n].mean for n in names], names
-            tr.error_x = _err([diffs[n] for n in names])
-            tr.marker.color = [palette[n] for n in names]
-            traces["zero"].x, traces["zero"].y = (
-                ([0.0, 0.0], [names[0], names[-1]]) if names else ([], [])
-            )
-            fig.layout.yaxis.title.text = fld.replace("_", " ")
-            what = "minus the reflow chain" if base == "reflow" else "minus its round 1"
-            fig.layout.xaxis2.title.text = f"round {kk} {what} (negative = lower)"
-        state.update(experiment=exp, series=series, differences=diffs, k=kk, field=fld)
-        parts = [f"<b>{html.escape(controls['pair'].value)}</b>, {html.escape(fld)}, round {kk}"]
-        for c, by_k in series.items():
-            if kk in by_k:
-                parts.append(f"{html.escape(c)}: {by_k[kk].format()}")
-        for c, iv in diffs.items():
-            other = "reflow" if base == "reflow" else f"{c} at round 1"
-            parts.append(
-                f"{html.escape(c)} - {html.escape(other)}: {iv.format()} "
-                f"(lower? {html.escape(better(iv))})"
-            )
-        readout.value = "<br>".join(parts)
-
-    for ctrl in controls.values():
-        ctrl.observe(lambda _c: refresh(), names="value")
-    refresh()
-    left = widgets.VBox([controls["pair"], controls["field"], controls["against"], controls["k"]])
-    box = widgets.VBox([widgets.HBox([left, controls["chains"]]), readout, fig])
-    return WidgetBundle(
-        box=box, figure=fig, controls=controls, readout=readout, state=state, refresh=refresh
-    )
+    chain_comparison(exps[0], field, 1, against=against)  # validates ``field`` and ``against``
+    view = _ChainsView(exps, field, k, against)
+    view.refresh()
+    c = view.controls
+    left = widgets.VBox([c["pair"], c["field"], c["against"], c["k"]])
+    return view.bundle(widgets.VBox([widgets.HBox([left, c["chains"]]), view.readout, view.figure]))

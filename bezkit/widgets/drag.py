@@ -142,21 +142,18 @@ function render({ model, el }) {
   }
 
   const rebuildIfNeeded = () => (model.get("points").length !== handles.length ? build() : place());
-  model.on("change:points", rebuildIfNeeded);
-  model.on("change:colors", place);
-  model.on("change:labels", place);
-  model.on("change:locked", place);
-  model.on("change:box", build);
-  model.on("change:radius", build);
+  // every trait this view follows, with what a change of it redraws (removed on unmount)
+  const listeners = [
+    ["change:points", rebuildIfNeeded],
+    ["change:colors", place],
+    ["change:labels", place],
+    ["change:locked", place],
+    ["change:box", build],
+    ["change:radius", build],
+  ];
+  listeners.forEach(([event, handler]) => model.on(event, handler));
   build();
-  return () => {
-    model.off("change:points", rebuildIfNeeded);
-    model.off("change:colors", place);
-    model.off("change:labels", place);
-    model.off("change:locked", place);
-    model.off("change:box", build);
-    model.off("change:radius", build);
-  };
+  return () => listeners.forEach(([event, handler]) => model.off(event, handler));
 }
 
 export default { render };

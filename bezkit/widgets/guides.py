@@ -27,6 +27,7 @@ from bezkit.widgets.base import (
     WidgetView,
     figure_beside_panel,
     format_value,
+    points_trace,
     polylines,
     segments,
 )
@@ -159,20 +160,8 @@ def _guide_figure(
                     size=9, symbol="circle-open", color=COLORS["curve"], line=dict(width=2)
                 ),
             ),
-            go.Scatter(
-                name="X0",
-                mode="markers",
-                x=a[:, 0],
-                y=a[:, 1],
-                marker=dict(size=8, color=COLORS["source"]),
-            ),
-            go.Scatter(
-                name="X1",
-                mode="markers",
-                x=b[:, 0],
-                y=b[:, 1],
-                marker=dict(size=8, color=COLORS["target"]),
-            ),
+            points_trace("X0", a, color=COLORS["source"], size=8),
+            points_trace("X1", b, color=COLORS["target"], size=8),
             go.Scatter(name="B(t)", mode="markers", marker=dict(size=7, color="black")),
             go.Scatter(name="target", mode="lines", line=dict(width=2.5)),
             go.Scatter(

@@ -28,6 +28,7 @@ from bezkit.widgets.base import (
     WidgetView,
     controls_over_figure,
     panel_figure,
+    paths_trace,
     polylines,
 )
 
@@ -107,13 +108,7 @@ def _reflow_figure(
         legend_y=-0.1,
     )
     left = dict(row=1, col=1)
-    fig.add_scatter(
-        name="trajectories",
-        mode="lines",
-        line=dict(color=COLORS["trajectory"], width=1),
-        opacity=0.6,
-        **left,
-    )
+    fig.add_trace(paths_trace("trajectories"), **left)
     fig.add_scatter(
         name="chords",
         mode="lines",

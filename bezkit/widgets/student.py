@@ -30,7 +30,14 @@ from bezkit.metrics.wasserstein import wasserstein2
 from bezkit.plot.style import COLORS, MODE_COLORS
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
-from bezkit.widgets.base import WidgetBundle, panel_figure, polylines, update_traces
+from bezkit.widgets.base import (
+    WidgetBundle,
+    noise_floor_trace,
+    panel_figure,
+    points_trace,
+    polylines,
+    update_traces,
+)
 
 __all__ = ["few_step_w2", "student_widget"]
 
@@ -87,24 +94,12 @@ def _student_figure(
         line=dict(color=COLORS["curve"], width=1.5),
         marker=dict(size=4, color=COLORS["curve"]),
     )
-    fig.add_scatter(
-        name="X0",
-        x=x0[:, 0],
-        y=x0[:, 1],
-        mode="markers",
-        row=1,
-        col=1,
-        marker=dict(size=5, color=COLORS["source"]),
-    )
-    fig.add_scatter(
-        name="noise floor",
-        mode="lines",
-        row=1,
-        col=2,
+    fig.add_trace(points_trace("X0", x0, color=COLORS["source"], size=5), row=1, col=1)
+    floor = noise_floor_trace(
         x=[steps[0], steps[-1]] if noise_floor is not None else [],
         y=[noise_floor] * 2 if noise_floor is not None else [],
-        line=dict(color=COLORS["floor"], dash="dash"),
     )
+    fig.add_trace(floor, row=1, col=2)
     fig.add_scatter(
         name="W2 teacher",
         x=list(teacher_w2),
