@@ -1,4 +1,6 @@
-"""``run_experiment``: run, then write ``results.json``, ``report.md`` and the PNG figures."""
+"""``run_experiment``: run, then write ``results.json``, ``report.md``, the chains' trajectories
+(``chain-trajectories.npz``) and the PNG figures; ``rewrite_report``: redraw the report and every
+figure of a finished run from those files, without re-running."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import datetime
 import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,12 @@ from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
 from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
 from bezkit.experiments.toy2d import run_experiment_pairs
+from bezkit.experiments.trajectories import (
+    TRAJECTORIES_FILE,
+    ChainPaths,
+    load_trajectories,
+    save_trajectories,
+)
 from bezkit.training.atomic import atomic_write_bytes
 
 __all__ = [
@@ -55,7 +65,8 @@ def run_experiment(
     overwrite: bool = False,
     threads: int | None = 1,
 ) -> dict[str, Any]:
-    """Run the configured experiment and write ``results.json``, ``report.md`` and the figures
+    """Run the configured experiment and write ``results.json``, ``report.md``, the chains'
+    trajectories (:data:`~bezkit.experiments.trajectories.TRAJECTORIES_FILE`) and the figures
     into ``out_dir``.
 
     ``threads`` sets ``torch.set_num_threads`` for the run (default 1: small MLPs gain nothing
@@ -87,24 +98,47 @@ def run_experiment(
     }
     out.mkdir(parents=True, exist_ok=True)
     paths = [exp.pop("paths") for exp in experiments]
-    figures = write_figures(results, paths, out)
     save_results(out / "results.json", results)
-    atomic_write_bytes(out / "report.md", markdown_report(results, figures).encode())
-    results["figures"] = figures
+    save_trajectories(out / TRAJECTORIES_FILE, paths)
+    results["figures"] = _draw(results, paths, out)
     return results
 
 
+def _draw(results: Mapping[str, Any], paths: Sequence[ChainPaths], out: Path) -> list[str]:
+    """Draw every figure and the report into a temporary folder inside ``out``, then move each
+    file into place (``os.replace``: every file is the old one or the new one, never a part; a
+    failure while drawing leaves every old file as it was). Returns the figure names."""
+    with tempfile.TemporaryDirectory(dir=out, prefix=".bezkit-draw-") as tmp:
+        figures = write_figures(results, list(paths), tmp)
+        report = markdown_report(dict(results), figures)
+        atomic_write_bytes(Path(tmp) / "report.md", report.encode())
+        for name in [*figures, "report.md"]:
+            os.replace(Path(tmp) / name, out / name)
+    return figures
+
+
 def rewrite_report(out_dir: str | Path) -> list[str]:
-    """Redraw ``report.md`` and the figures of a finished run from its ``results.json`` (after a
-    change to the report or the figures; nothing is retrained). The trajectory figures need the
-    trajectories, which ``results.json`` does not hold: existing ones are kept. Returns the
-    figure names."""
+    """Redraw ``report.md`` and every figure of a finished run from the files in ``out_dir``
+    (``results.json`` and, for the trajectory figures, ``chain-trajectories.npz``), without
+    re-running; each file is replaced atomically. A folder without ``results.json`` is an error.
+    A run saved before the trajectories were kept has no ``.npz``: its trajectory figures are
+    left as they are. Returns the names of the figures the report shows."""
     out = Path(out_dir)
+    if not (out / "results.json").is_file():
+        raise FileNotFoundError(
+            f"{out} has no results.json: not the folder of a finished `bezkit experiment` run"
+        )
     results = load_results(out / "results.json")
-    figures = write_figures(results, [{}] * len(results["experiments"]), out)
-    kept = sorted(p.name for p in out.glob("*-chain-trajectories.png"))
-    figures += kept
-    atomic_write_bytes(out / "report.md", markdown_report(dict(results), figures).encode())
+    n = len(results["experiments"])
+    store = out / TRAJECTORIES_FILE
+    paths: list[ChainPaths] = [{} for _ in range(n)]
+    if store.is_file():
+        paths = list(load_trajectories(store, n))
+    figures = _draw(results, paths, out)
+    if not store.is_file():
+        kept = sorted(p.name for p in out.glob("*-chain-trajectories.png"))
+        figures += kept
+        atomic_write_bytes(out / "report.md", markdown_report(dict(results), figures).encode())
     return figures
 
 
