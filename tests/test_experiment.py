@@ -438,3 +438,38 @@ def test_a_failure_while_drawing_leaves_the_old_files(quick_run, tmp_path, monke
     after = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
     assert after == before
     assert not list(folder.glob(".bezkit-draw-*"))
+
+
+def _without_times(obj):
+    if isinstance(obj, dict):
+        return {k: _without_times(v) for k, v in obj.items() if k not in ("wall_seconds", "date")}
+    if isinstance(obj, list):
+        return [_without_times(v) for v in obj]
+    return obj
+
+
+def test_pairs_in_processes_give_the_numbers_of_one_process(tmp_path):
+    from bezkit.experiments import run_experiment
+
+    cfg = ExperimentConfig.quick(
+        pairs=[("8gaussians", "moons"), ("gaussian", "checkerboard")],
+        rounds=2,
+        methods=("rf-distill", "anchored-distill-2", "bezier-quadratic-2-secant"),
+        baselines=(),
+        flow_steps=40,
+        round_steps=20,
+        student_steps=20,
+        n_pairs=128,
+        n_eval=128,
+        many_steps=8,
+        progress=False,
+    )
+    one = run_experiment(cfg, tmp_path / "one", command="x")
+    two = run_experiment(cfg, tmp_path / "two", command="x", jobs=2)
+    assert [e["target"] for e in two["experiments"]] == ["moons", "checkerboard"]
+    assert _without_times(one["experiments"]) == _without_times(two["experiments"])
+    for name in ("results.json", TRAJECTORIES_FILE):
+        a, b = (tmp_path / "one" / name), (tmp_path / "two" / name)
+        assert a.stat().st_size > 0 and b.stat().st_size > 0
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        run_experiment(cfg, tmp_path / "three", jobs=0)

@@ -176,6 +176,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=1,
         help="torch threads during the run (1 is fastest for these small MLPs)",
     )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="run the (source, target) pairs in this many processes at once, each with "
+        "--threads torch threads (same numbers as one process)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -248,7 +255,12 @@ def run(args: argparse.Namespace) -> int:
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
         results = run_experiment(
-            cfg, args.out, command=command, overwrite=args.overwrite, threads=args.threads
+            cfg,
+            args.out,
+            command=command,
+            overwrite=args.overwrite,
+            threads=args.threads,
+            jobs=args.jobs,
         )
     except FileExistsError as err:
         raise CLIError(str(err)) from None

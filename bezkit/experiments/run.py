@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
 from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
-from bezkit.experiments.toy2d import run_experiment_pairs
+from bezkit.experiments.toy2d import run_experiment_pairs, run_pair
 from bezkit.experiments.trajectories import (
     TRAJECTORIES_FILE,
     ChainPaths,
@@ -64,6 +66,7 @@ def run_experiment(
     command: str | None = None,
     overwrite: bool = False,
     threads: int | None = 1,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run the configured experiment and write ``results.json``, ``report.md``, the chains'
     trajectories (:data:`~bezkit.experiments.trajectories.TRAJECTORIES_FILE`) and the figures
@@ -71,10 +74,15 @@ def run_experiment(
 
     ``threads`` sets ``torch.set_num_threads`` for the run (default 1: small MLPs gain nothing
     from more, and on a shared 2-core machine more threads make every step much slower).
+    ``jobs`` > 1 runs the (source, target) pairs in that many processes at once (each with
+    ``threads`` torch threads): every pair is seeded on its own, so the numbers are those of one
+    process running them in turn.
     An existing ``results.json`` in ``out_dir`` is an error unless ``overwrite``; the files are
     written atomically, only after the whole run succeeded.
     """
     cfg.validate()
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     if (out / "results.json").exists() and not overwrite:
         raise FileExistsError(f"{out / 'results.json'} exists; choose another folder or overwrite")
@@ -83,7 +91,10 @@ def run_experiment(
         torch.set_num_threads(threads)
     try:
         t0 = time.perf_counter()
-        experiments = run_experiment_pairs(cfg)
+        if jobs == 1 or len(cfg.pairs) == 1:
+            experiments = run_experiment_pairs(cfg)
+        else:
+            experiments = _pairs_in_processes(cfg, jobs, threads or previous)
         wall = time.perf_counter() - t0
     finally:
         torch.set_num_threads(previous)
@@ -102,6 +113,22 @@ def run_experiment(
     save_trajectories(out / TRAJECTORIES_FILE, paths)
     results["figures"] = _draw(results, paths, out)
     return results
+
+
+def _one_pair(cfg: ExperimentConfig, index: int, threads: int) -> dict[str, Any]:
+    """One (source, target) of ``cfg`` in a worker process (its own progress bar)."""
+    torch.set_num_threads(threads)
+    src, tgt = cfg.pairs[index]
+    return run_pair(src, tgt, cfg)
+
+
+def _pairs_in_processes(cfg: ExperimentConfig, jobs: int, threads: int) -> list[dict[str, Any]]:
+    """:func:`run_pair` of every pair, ``jobs`` at a time in fresh (spawned) processes, in the
+    order of ``cfg.pairs``."""
+    ctx = get_context("spawn")  # no fork of a process whose torch thread pools already run
+    with ProcessPoolExecutor(max_workers=min(jobs, len(cfg.pairs)), mp_context=ctx) as pool:
+        futures = [pool.submit(_one_pair, cfg, i, threads) for i in range(len(cfg.pairs))]
+        return [f.result() for f in futures]
 
 
 def _draw(results: Mapping[str, Any], paths: Sequence[ChainPaths], out: Path) -> list[str]:
