@@ -17,7 +17,7 @@ and chain-trajectories.npz, without re-running.
 Examples:
   bezkit experiment
   bezkit experiment --quick --out /tmp/quick
-  bezkit experiment --full --out data/results
+  bezkit experiment --full --jobs 2 --out data/results/full
   bezkit experiment --pair 8gaussians:spirals --rounds 4 --seeds 5 --chains reflow bezier
   bezkit experiment --pair gaussian:my_points.csv --held-out-fraction 0.25
   bezkit experiment --redraw data/results
