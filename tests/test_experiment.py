@@ -22,7 +22,8 @@ from bezkit.experiments.pools import PoolMaker
 from bezkit.experiments.protocol import (
     DEFAULT_STUDENTS,
     EXTRA_STUDENTS,
-    OPTIONAL_STUDENTS,
+    FULL_STUDENTS,
+    SECANT_STUDENTS,
     STUDENTS,
     paired_baseline,
 )
@@ -36,6 +37,7 @@ from bezkit.experiments.results import (
 from bezkit.experiments.seeds import train_seeds
 from bezkit.experiments.students import student_loss, student_setup
 from bezkit.experiments.toy2d import held_out_split
+from bezkit.experiments.trajectories import TRAJECTORIES_FILE, load_trajectories
 from bezkit.methods.flow import new_mlp
 from bezkit.training.config import TrainConfig
 from bezkit.training.objectives import FlowMatchingLoss
@@ -124,13 +126,19 @@ def test_no_one_step_bezier_column_and_baselines_at_equal_nfe():
             assert twin.order == 1 and twin.pairs in ("anchored",) and twin.steps == spec.steps
 
 
-def test_secant_students_are_named_only_and_train_on_their_own_grid(tiny_round):
-    """``*-secant``: the quadratic curve of the anchored pool, its secant on the N-step grid; not
-    in the default or the full table (run by naming them)."""
-    assert set(OPTIONAL_STUDENTS) == {"bezier-quadratic-2-secant", "bezier-quadratic-4-secant"}
-    full = ExperimentConfig.full().methods
-    assert not set(OPTIONAL_STUDENTS) & (set(DEFAULT_STUDENTS) | set(EXTRA_STUDENTS) | set(full))
-    ExperimentConfig(methods=OPTIONAL_STUDENTS, chains=(), baselines=()).validate()
+def test_secant_students_are_in_every_table_last_and_train_on_their_own_grid(tiny_round):
+    """``*-secant``: the quadratic curve of the anchored pool, its secant on the N-step grid; in
+    the default and the full table, after every other method (a method's training seeds depend on
+    its position, so adding them leaves the other methods' numbers as they were)."""
+    assert set(SECANT_STUDENTS) == {"bezier-quadratic-2-secant", "bezier-quadratic-4-secant"}
+    n = len(SECANT_STUDENTS)
+    assert DEFAULT_STUDENTS[-n:] == SECANT_STUDENTS
+    assert ExperimentConfig().methods == DEFAULT_STUDENTS
+    assert ExperimentConfig.full().methods == FULL_STUDENTS
+    assert DEFAULT_STUDENTS[:-n] + EXTRA_STUDENTS + SECANT_STUDENTS == FULL_STUDENTS
+    for name in SECANT_STUDENTS:  # a linear twin and plain distillation at equal NFE in each
+        for table in (DEFAULT_STUDENTS, FULL_STUDENTS):
+            assert STUDENTS[name].linear_twin in table and paired_baseline(name) in table
     teacher, _, pools = tiny_round
     for n in (2, 4):
         spec = STUDENTS[f"bezier-quadratic-{n}-secant"]
@@ -327,6 +335,11 @@ def test_quick_run_writes_every_file_with_finite_numbers_and_intervals(quick_run
         assert b["steps"] > 0 and b["pairs"] > 0 and b["wall_seconds"] > 0
         assert b["teacher_nfe"] == b["pairs"] * b["teacher_nfe_per_pair"]
     assert "Paired differences against plain k-RF distillation" in report
+    for name in SECANT_STUDENTS:  # the secant claims: against the linear twin and distillation
+        twin = STUDENTS[name].linear_twin
+        assert f"| {name} beats its linear twin {twin} (k=1) | " in report
+        assert f"| {name} beats plain distillation at equal NFE (k=1) | " in report
+    assert (quick_run / TRAJECTORIES_FILE).stat().st_size > 1_000
     assert " [" in report and "mean [95% t-interval]" in report
     assert "AMD" in report or "Intel" in report or "cores" in report
 
@@ -346,3 +359,117 @@ def test_quick_run_chains_name_their_pairs_and_reflow_straightens(quick_run):
 def test_quick_run_refuses_to_overwrite(quick_run, capsys):
     assert main(["experiment", "--quick", "--quiet", "--out", str(quick_run)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+# -- redrawing a finished run ----------------------------------------------------------------------
+
+
+def _copy_run(src: Path, dst: Path) -> dict[str, bytes]:
+    dst.mkdir()
+    files = {p.name: p.read_bytes() for p in src.iterdir() if not p.name.startswith(".")}
+    for name, data in files.items():
+        (dst / name).write_bytes(data)
+    return files
+
+
+def test_redraw_rewrites_the_report_and_every_figure_from_the_files(quick_run, tmp_path, capsys):
+    """``--redraw DIR`` needs only results.json and the trajectories: deleted figures and report
+    come back byte for byte as the run drew them, nothing else changes."""
+    folder = tmp_path / "run"
+    before = _copy_run(quick_run, folder)
+    figures = [n for n in before if n.endswith(".png")]
+    assert len(figures) == 4 and "report.md" in before
+    for name in [*figures, "report.md"]:
+        (folder / name).unlink()
+    assert main(["experiment", "--redraw", str(folder)]) == 0
+    assert "rewrote" in capsys.readouterr().out
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
+    assert after.keys() == before.keys()
+    for name, data in before.items():
+        assert after[name] == data, name
+    assert not list(folder.glob(".bezkit-draw-*"))  # no temporary folder left behind
+    exp = load_results(folder / "results.json")["experiments"][0]
+    paths = load_trajectories(folder / TRAJECTORIES_FILE, 1)[0]
+    assert set(paths) == {(c, k) for c in ("reflow", "anchored", "bezier") for k in (1, 2)}
+    assert all(p.shape[1:] == (100, 2) for p in paths.values())
+    assert exp["seeds"] == [0, 1]
+
+
+def test_redraw_refuses_a_folder_without_results(tmp_path, capsys):
+    missing = tmp_path / "nothing"
+    assert main(["experiment", "--redraw", str(missing)]) == 2
+    assert "has no results.json" in capsys.readouterr().err
+    assert not missing.exists()  # nothing created
+    (tmp_path / "empty").mkdir()
+    assert main(["experiment", "--redraw", str(tmp_path / "empty")]) == 2
+    assert "has no results.json" in capsys.readouterr().err
+    assert list((tmp_path / "empty").iterdir()) == []
+    # --redraw runs nothing: not together with a run's size
+    assert main(["experiment", "--quick", "--redraw", str(tmp_path / "empty")]) == 2
+    assert "--redraw: not allowed with argument --quick" in capsys.readouterr().err
+
+
+def test_redraw_refuses_trajectories_that_do_not_match(quick_run, tmp_path, capsys):
+    folder = tmp_path / "run"
+    before = _copy_run(quick_run, folder)
+    with np.load(folder / TRAJECTORIES_FILE) as data:
+        arrays = {k: data[k].copy() for k in data.files}
+    arrays["e0-reflow-k1"][0] += 1.0  # no longer starts at the stored points
+    np.savez(folder / TRAJECTORIES_FILE, **arrays)
+    assert main(["experiment", "--redraw", str(folder)]) == 2
+    assert "does not start at the stored starting points" in capsys.readouterr().err
+    for name in ("report.md", "8gaussians-to-moons-chains.png"):
+        assert (folder / name).read_bytes() == before[name]  # nothing rewritten
+
+
+def test_a_failure_while_drawing_leaves_the_old_files(quick_run, tmp_path, monkeypatch):
+    from bezkit.experiments import run as run_module
+
+    folder = tmp_path / "run"
+    before = _copy_run(quick_run, folder)
+
+    def broken(results, paths, out_dir):
+        (Path(out_dir) / "8gaussians-to-moons-chains.png").write_bytes(b"half a figure")
+        raise RuntimeError("the drawing failed")
+
+    monkeypatch.setattr(run_module, "write_figures", broken)
+    with pytest.raises(RuntimeError, match="the drawing failed"):
+        run_module.rewrite_report(folder)
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
+    assert after == before
+    assert not list(folder.glob(".bezkit-draw-*"))
+
+
+def _without_times(obj):
+    if isinstance(obj, dict):
+        return {k: _without_times(v) for k, v in obj.items() if k not in ("wall_seconds", "date")}
+    if isinstance(obj, list):
+        return [_without_times(v) for v in obj]
+    return obj
+
+
+def test_pairs_in_processes_give_the_numbers_of_one_process(tmp_path):
+    from bezkit.experiments import run_experiment
+
+    cfg = ExperimentConfig.quick(
+        pairs=[("8gaussians", "moons"), ("gaussian", "checkerboard")],
+        rounds=2,
+        methods=("rf-distill", "anchored-distill-2", "bezier-quadratic-2-secant"),
+        baselines=(),
+        flow_steps=40,
+        round_steps=20,
+        student_steps=20,
+        n_pairs=128,
+        n_eval=128,
+        many_steps=8,
+        progress=False,
+    )
+    one = run_experiment(cfg, tmp_path / "one", command="x")
+    two = run_experiment(cfg, tmp_path / "two", command="x", jobs=2)
+    assert [e["target"] for e in two["experiments"]] == ["moons", "checkerboard"]
+    assert _without_times(one["experiments"]) == _without_times(two["experiments"])
+    for name in ("results.json", TRAJECTORIES_FILE):
+        a, b = (tmp_path / "one" / name), (tmp_path / "two" / name)
+        assert a.stat().st_size > 0 and b.stat().st_size > 0
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        run_experiment(cfg, tmp_path / "three", jobs=0)

@@ -10,14 +10,17 @@ budget. Writes results.json, report.md and PNG figures into --out.
 
 Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes on 2 CPU cores);
 --quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the whole protocol (5 seeds,
-K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline).
+K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline);
+--redraw DIR: rewrite report.md and every figure of a finished run in DIR from its results.json
+and chain-trajectories.npz, without re-running.
 
 Examples:
   bezkit experiment
   bezkit experiment --quick --out /tmp/quick
-  bezkit experiment --full --out data/results
+  bezkit experiment --full --jobs 2 --out data/results/full
   bezkit experiment --pair 8gaussians:spirals --rounds 4 --seeds 5 --chains reflow bezier
   bezkit experiment --pair gaussian:my_points.csv --held-out-fraction 0.25
+  bezkit experiment --redraw data/results
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -33,7 +37,7 @@ from bezkit.cli.inputs import dataset
 from bezkit.cli.outputs import claim_output_dir
 from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
 from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
-from bezkit.experiments.run import run_experiment
+from bezkit.experiments.run import rewrite_report, run_experiment
 
 __all__ = ["add_parser", "run"]
 
@@ -82,6 +86,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--full",
         action="store_true",
         help="the whole protocol: 5 seeds, K = 4, a harder pair, every reading",
+    )
+    size.add_argument(
+        "--redraw",
+        metavar="DIR",
+        default=None,
+        help="run nothing: rewrite report.md and every figure in DIR from its results.json and "
+        "chain-trajectories.npz (each file replaced atomically)",
     )
     p.add_argument(
         "--pair",
@@ -169,13 +180,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=1,
         help="torch threads during the run (1 is fastest for these small MLPs)",
     )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="run the (source, target) pairs in this many processes at once, each with "
+        "--threads torch threads (same numbers as one process)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
+def _redraw(folder: str) -> int:
+    if not (Path(folder) / "results.json").is_file():
+        raise CLIError(
+            f"--redraw: {folder} has no results.json (not the folder of a finished "
+            "`bezkit experiment` run); nothing was written"
+        )
+    _lock = claim_output_dir(folder, what="experiment", option="--redraw")  # no run writes there
+    try:
+        figures = rewrite_report(folder)
+    except (ValueError, KeyError, OSError) as err:
+        raise CLIError(f"--redraw: {folder}: {err}") from None
+    print(f"rewrote {folder}/report.md and {len(figures)} figures")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # the command writes figure files only
+    if args.redraw is not None:
+        return _redraw(args.redraw)
     names = (
         "seeds",
         "rounds",
@@ -217,7 +252,12 @@ def run(args: argparse.Namespace) -> int:
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
         results = run_experiment(
-            cfg, args.out, command=command, overwrite=args.overwrite, threads=args.threads
+            cfg,
+            args.out,
+            command=command,
+            overwrite=args.overwrite,
+            threads=args.threads,
+            jobs=args.jobs,
         )
     except FileExistsError as err:
         raise CLIError(str(err)) from None

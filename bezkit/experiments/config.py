@@ -23,7 +23,7 @@ from bezkit.data.toy2d import get_sampler
 from bezkit.experiments.protocol import (
     BASELINE_METHODS,
     DEFAULT_STUDENTS,
-    EXTRA_STUDENTS,
+    FULL_STUDENTS,
     STUDENTS,
 )
 
@@ -116,7 +116,7 @@ class ExperimentConfig:
             seeds=5,
             rounds=4,
             student_rounds=2,
-            methods=DEFAULT_STUDENTS + EXTRA_STUDENTS,
+            methods=FULL_STUDENTS,
             baselines=BASELINE_METHODS,
         )
         base.update(overrides)

@@ -12,8 +12,8 @@ optimiser steps, on pools of the same number of pairs. What differs is one thing
   states at ``j / B`` for B-DENSE);
 - **curve and target**: linear (order 1), quadratic or cubic Bezier; ``tangent`` ``B'(t)``,
   ``endpoint`` ``(X1 - B(t)) / (1 - t)`` or, for N-step students only, the grid-consistent
-  ``secant`` ``N (B(t_{i+1}) - B(t_i))`` (``*-secant`` methods: not in the default table, run by
-  naming them with ``--methods``).
+  ``secant`` ``N (B(t_{i+1}) - B(t_i))`` (``*-secant`` methods: in the default and the full
+  table, each with its linear twin and plain distillation at equal NFE).
 
 With the endpoint target at ``t = 0`` every curve gives ``X1 - X0``: a one-step Bezier student *is*
 the linear one, so the curve is compared through 2- and 4-step students (N-step grid, equal NFE)
@@ -31,7 +31,8 @@ __all__ = [
     "BASELINE_METHODS",
     "DEFAULT_STUDENTS",
     "EXTRA_STUDENTS",
-    "OPTIONAL_STUDENTS",
+    "FULL_STUDENTS",
+    "SECANT_STUDENTS",
     "STUDENTS",
     "PairKind",
     "StudentSpec",
@@ -168,7 +169,7 @@ _ALL: list[StudentSpec] = [
         linear_twin="anchored-distill-2",
         about="quadratic, literal guide X0 + v(X0, 0) (one full teacher step), 2-step grid",
     ),
-    # the grid-consistent target (METHODS.md section 9): named with --methods only
+    # the grid-consistent target (METHODS.md section 9)
     _secant(2),
     _secant(4),
 ]
@@ -176,14 +177,19 @@ _ALL: list[StudentSpec] = [
 #: Every student method by name.
 STUDENTS: dict[str, StudentSpec] = {s.name: s for s in _ALL}
 
-#: The students of ``bezkit experiment`` by default.
 #: Students added by ``--full``.
 EXTRA_STUDENTS: tuple[str, ...] = ("bdense-restart", "bezier-quadratic-2-literal")
-#: Students run only when named (``--methods``).
-OPTIONAL_STUDENTS: tuple[str, ...] = ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant")
-DEFAULT_STUDENTS: tuple[str, ...] = tuple(
-    s.name for s in _ALL if s.name not in EXTRA_STUDENTS + OPTIONAL_STUDENTS
+#: The grid-consistent N-step Bezier students (``target="secant"``), in every table.
+SECANT_STUDENTS: tuple[str, ...] = ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant")
+_FIRST: tuple[str, ...] = tuple(
+    s.name for s in _ALL if s.name not in EXTRA_STUDENTS + SECANT_STUDENTS
 )
+#: The students of ``bezkit experiment`` by default. The secant students come last: a method's
+#: training seeds depend on its position, so adding them leaves every other method's numbers as
+#: they were.
+DEFAULT_STUDENTS: tuple[str, ...] = _FIRST + SECANT_STUDENTS
+#: The students of ``bezkit experiment --full`` (the same positions rule: additions last).
+FULL_STUDENTS: tuple[str, ...] = _FIRST + EXTRA_STUDENTS + SECANT_STUDENTS
 
 
 def student(name: str) -> StudentSpec:

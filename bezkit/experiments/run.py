@@ -1,4 +1,6 @@
-"""``run_experiment``: run, then write ``results.json``, ``report.md`` and the PNG figures."""
+"""``run_experiment``: run, then write ``results.json``, ``report.md``, the chains' trajectories
+(``chain-trajectories.npz``) and the PNG figures; ``rewrite_report``: redraw the report and every
+figure of a finished run from those files, without re-running."""
 
 from __future__ import annotations
 
@@ -6,7 +8,11 @@ import datetime
 import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +22,13 @@ from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
 from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
-from bezkit.experiments.toy2d import run_experiment_pairs
+from bezkit.experiments.toy2d import run_experiment_pairs, run_pair
+from bezkit.experiments.trajectories import (
+    TRAJECTORIES_FILE,
+    ChainPaths,
+    load_trajectories,
+    save_trajectories,
+)
 from bezkit.files.atomic import atomic_write_bytes
 
 __all__ = [
@@ -54,16 +66,23 @@ def run_experiment(
     command: str | None = None,
     overwrite: bool = False,
     threads: int | None = 1,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Run the configured experiment and write ``results.json``, ``report.md`` and the figures
+    """Run the configured experiment and write ``results.json``, ``report.md``, the chains'
+    trajectories (:data:`~bezkit.experiments.trajectories.TRAJECTORIES_FILE`) and the figures
     into ``out_dir``.
 
     ``threads`` sets ``torch.set_num_threads`` for the run (default 1: small MLPs gain nothing
     from more, and on a shared 2-core machine more threads make every step much slower).
+    ``jobs`` > 1 runs the (source, target) pairs in that many processes at once (each with
+    ``threads`` torch threads): every pair is seeded on its own, so the numbers are those of one
+    process running them in turn.
     An existing ``results.json`` in ``out_dir`` is an error unless ``overwrite``; the files are
     written atomically, only after the whole run succeeded.
     """
     cfg.validate()
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     if (out / "results.json").exists() and not overwrite:
         raise FileExistsError(f"{out / 'results.json'} exists; choose another folder or overwrite")
@@ -72,7 +91,10 @@ def run_experiment(
         torch.set_num_threads(threads)
     try:
         t0 = time.perf_counter()
-        experiments = run_experiment_pairs(cfg)
+        if jobs == 1 or len(cfg.pairs) == 1:
+            experiments = run_experiment_pairs(cfg)
+        else:
+            experiments = _pairs_in_processes(cfg, jobs, threads or previous)
         wall = time.perf_counter() - t0
     finally:
         torch.set_num_threads(previous)
@@ -87,24 +109,63 @@ def run_experiment(
     }
     out.mkdir(parents=True, exist_ok=True)
     paths = [exp.pop("paths") for exp in experiments]
-    figures = write_figures(results, paths, out)
     save_results(out / "results.json", results)
-    atomic_write_bytes(out / "report.md", markdown_report(results, figures).encode())
-    results["figures"] = figures
+    save_trajectories(out / TRAJECTORIES_FILE, paths)
+    results["figures"] = _draw(results, paths, out)
     return results
 
 
+def _one_pair(cfg: ExperimentConfig, index: int, threads: int) -> dict[str, Any]:
+    """One (source, target) of ``cfg`` in a worker process (its own progress bar)."""
+    torch.set_num_threads(threads)
+    src, tgt = cfg.pairs[index]
+    return run_pair(src, tgt, cfg)
+
+
+def _pairs_in_processes(cfg: ExperimentConfig, jobs: int, threads: int) -> list[dict[str, Any]]:
+    """:func:`run_pair` of every pair, ``jobs`` at a time in fresh (spawned) processes, in the
+    order of ``cfg.pairs``."""
+    ctx = get_context("spawn")  # no fork of a process whose torch thread pools already run
+    with ProcessPoolExecutor(max_workers=min(jobs, len(cfg.pairs)), mp_context=ctx) as pool:
+        futures = [pool.submit(_one_pair, cfg, i, threads) for i in range(len(cfg.pairs))]
+        return [f.result() for f in futures]
+
+
+def _draw(results: Mapping[str, Any], paths: Sequence[ChainPaths], out: Path) -> list[str]:
+    """Draw every figure and the report into a temporary folder inside ``out``, then move each
+    file into place (``os.replace``: every file is the old one or the new one, never a part; a
+    failure while drawing leaves every old file as it was). Returns the figure names."""
+    with tempfile.TemporaryDirectory(dir=out, prefix=".bezkit-draw-") as tmp:
+        figures = write_figures(results, list(paths), tmp)
+        report = markdown_report(dict(results), figures)
+        atomic_write_bytes(Path(tmp) / "report.md", report.encode())
+        for name in [*figures, "report.md"]:
+            os.replace(Path(tmp) / name, out / name)
+    return figures
+
+
 def rewrite_report(out_dir: str | Path) -> list[str]:
-    """Redraw ``report.md`` and the figures of a finished run from its ``results.json`` (after a
-    change to the report or the figures; nothing is retrained). The trajectory figures need the
-    trajectories, which ``results.json`` does not hold: existing ones are kept. Returns the
-    figure names."""
+    """Redraw ``report.md`` and every figure of a finished run from the files in ``out_dir``
+    (``results.json`` and, for the trajectory figures, ``chain-trajectories.npz``), without
+    re-running; each file is replaced atomically. A folder without ``results.json`` is an error.
+    A run saved before the trajectories were kept has no ``.npz``: its trajectory figures are
+    left as they are. Returns the names of the figures the report shows."""
     out = Path(out_dir)
+    if not (out / "results.json").is_file():
+        raise FileNotFoundError(
+            f"{out} has no results.json: not the folder of a finished `bezkit experiment` run"
+        )
     results = load_results(out / "results.json")
-    figures = write_figures(results, [{}] * len(results["experiments"]), out)
-    kept = sorted(p.name for p in out.glob("*-chain-trajectories.png"))
-    figures += kept
-    atomic_write_bytes(out / "report.md", markdown_report(dict(results), figures).encode())
+    n = len(results["experiments"])
+    store = out / TRAJECTORIES_FILE
+    paths: list[ChainPaths] = [{} for _ in range(n)]
+    if store.is_file():
+        paths = list(load_trajectories(store, n))
+    figures = _draw(results, paths, out)
+    if not store.is_file():
+        kept = sorted(p.name for p in out.glob("*-chain-trajectories.png"))
+        figures += kept
+        atomic_write_bytes(out / "report.md", markdown_report(dict(results), figures).encode())
     return figures
 
 
