@@ -37,8 +37,8 @@ DESCRIPTION = """\
 Sample a trained 2D flow and measure it; prints JSON to stdout.
 
 From --n source points (seeded by --seed) the flow dZ/dt = v(Z, t) is integrated from t = 0 to 1
-with --solver, once per --steps value, and measured by bezkit.experiments.evaluate.evaluate_flow (the
-experiment's own evaluation). The JSON holds:
+with --solver, once per --steps value, and measured as the experiment measures its models
+(bezkit.experiments.evaluate.evaluate_flow). The JSON holds:
   noise_floor   W2 between two independent target samples of size n: what a perfect model gets
   ot_cost       W2(source sample, held-out target)^2, the exact OT cost of the two finite samples
                 (a flow's least possible transport cost, up to sampling noise that biases it up)
