@@ -128,20 +128,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="NAME|FILE",
         help="target distribution to compare with (default: the checkpoint's)",
     )
-    p.add_argument(
-        "--atol",
-        type=positive_float,
-        default=1e-5,
-        metavar="TOL",
-        help="absolute tolerance of --solver dopri5",
-    )
-    p.add_argument(
-        "--rtol",
-        type=positive_float,
-        default=1e-5,
-        metavar="TOL",
-        help="relative tolerance of --solver dopri5",
-    )
+    for flag, kind in (("--atol", "absolute"), ("--rtol", "relative")):
+        p.add_argument(
+            flag,
+            type=positive_float,
+            default=1e-5,
+            metavar="TOL",
+            help=f"{kind} tolerance of --solver dopri5",
+        )
     p.add_argument(
         "--out",
         metavar="FILE",
