@@ -93,6 +93,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise :class:`CLIError` (one line, exit status 2) instead of argparse's usage dump."""
         raise CLIError(f"{message} (see '{self.prog} --help')", prog=self.prog)
 
 

@@ -63,6 +63,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit evaluate`` and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "evaluate",
         help=COMMAND_HELP["evaluate"],
@@ -270,6 +271,7 @@ def evaluate_checkpoint(
 
 
 def run(args: argparse.Namespace) -> int:
+    """``bezkit evaluate``: check ``--out``, evaluate the checkpoint, print the JSON (and write it)."""
     out = None if args.out is None else check_output(args.out, option="--out", folder=False)
     report = evaluate_checkpoint(
         args.checkpoint,

@@ -26,6 +26,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit lessons`` and its actions (list, copy, student) to ``subparsers``."""
     p = subparsers.add_parser("lessons", help=COMMAND_HELP["lessons"], description=__doc__)
     actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
     actions.required = True
@@ -63,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    """``bezkit lessons ACTION``: list the shipped lessons, copy them as a course, or write student versions."""
     try:
         kit = kit_files()
     except FileNotFoundError as err:
