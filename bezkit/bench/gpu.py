@@ -264,7 +264,8 @@ def _random_fid_weights(path: Path) -> Path:
 
 
 def pipeline(check: Check) -> dict[str, Any]:
-    """Every images stage on generated CIFAR-shaped data (FID with random Inception weights on a GPU)."""
+    """Every images stage on generated CIFAR-shaped data (FID with random Inception weights on a
+    GPU)."""
     with tempfile.TemporaryDirectory(prefix="bezkit-gpu-check-") as tmp:
         weights = _random_fid_weights(Path(tmp) / "inception-random.pth") if check.gpu else None
         result = run_pipeline(tmp, device=str(check.device), micro=not check.gpu,

@@ -399,7 +399,8 @@ def _checkpoint_and_preset(
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``bezkit images evaluate``: check the outputs, then evaluate every checkpoint (one JSON list)."""
+    """``bezkit images evaluate``: check the outputs, then evaluate every checkpoint (one JSON
+    list)."""
     if args.out is not None:  # unwritable outputs: errors before any sampling
         check_output(args.out, option="--out", folder=False)
     if args.grid is not None:

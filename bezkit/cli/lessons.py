@@ -64,7 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """``bezkit lessons ACTION``: list the shipped lessons, copy them as a course, or write student versions."""
+    """``bezkit lessons ACTION``: list the shipped lessons, copy them as a course, or write student
+    versions."""
     try:
         kit = kit_files()
     except FileNotFoundError as err:

@@ -186,7 +186,8 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    """``bezkit train``: settle the run's settings (new, or from ``--resume``), train, save the checkpoint."""
+    """``bezkit train``: settle the run's settings (new, or from ``--resume``), train, save the
+    checkpoint."""
     step = 0
     if args.resume is not None:
         settings, step = _resume_settings(args)

@@ -43,7 +43,8 @@ class Sampler(Protocol):
     name: str
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` points of shape ``(n, d)``, drawn with ``generator`` (seeded draws are reproducible)."""
+        """``n`` points of shape ``(n, d)``, drawn with ``generator`` (seeded draws are
+        reproducible)."""
 
 
 def _check_n(n: int) -> None:

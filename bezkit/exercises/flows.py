@@ -35,7 +35,8 @@ class TimeVelocity(nn.Module):
         self.calls: list[Tensor] = []
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """``v(x, t) = a x + t b``, recording each ``t`` it is called with; ``t`` must have shape ``(n,)``."""
+        """``v(x, t) = a x + t b``, recording each ``t`` it is called with; ``t`` must have shape
+        ``(n,)``."""
         self.calls.append(torch.as_tensor(t).detach().clone())
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim != 1 or t.shape[0] != x.shape[0]:

@@ -160,7 +160,8 @@ class RunLock:
         self._lock: filelock.BaseFileLock | None = None
 
     def acquire(self) -> RunLock:
-        """Take the lock without waiting; :class:`RunLocked` names the output when another process holds it."""
+        """Take the lock without waiting; :class:`RunLocked` names the output when another process
+        holds it."""
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self.lock_file), timeout=0)
         try:

@@ -55,7 +55,8 @@ class DigitsClassifier(nn.Module):
         self.head = nn.Linear(self.feature_dim, 10)
 
     def embed(self, x: Tensor) -> Tensor:
-        """The features of ``(n, 1, 8, 8)`` digit images (the Frechet distance's space), ``(n, features)``."""
+        """The features of ``(n, 1, 8, 8)`` digit images (the Frechet distance's space), ``(n,
+        features)``."""
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
             raise ValueError(
                 f"digits features need images of shape (n, 1, 8, 8), got {tuple(x.shape)}"
