@@ -207,6 +207,13 @@ def test_cli_lessons(tmp_path, capsys):
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["03_bezier_curves.ipynb"]
     assert main(["lessons", "student", str(tmp_path / "s"), "--lesson", "99_nope.ipynb"]) == 2
     assert "no lesson 99_nope.ipynb" in capsys.readouterr().err
+    # an output that cannot be written is one line before any work, never a traceback
+    (tmp_path / "a-file").write_text("")
+    for action in ("copy", "student"):
+        assert main(["lessons", action, str(tmp_path / "a-file" / "course")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "is not a folder" in err
 
 
 def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):

@@ -1,12 +1,13 @@
 """bezkit lessons: the notebooks as a course.
 
   bezkit lessons list                      the lessons that ship with bezkit
-  bezkit lessons copy DIR [--student]      lessons, checkpoints, CI workflow and README into DIR
+  bezkit lessons copy DIR [--student]      lessons, checkpoints, results, CI workflow, README
   bezkit lessons student OUT_DIR           student versions (solutions replaced by stubs)
 
-The lessons and their checkpoints ship inside the installed package, so these work after a plain
-`pip install bezkit`. A course folder written by `copy` runs its lessons with `python -m pytest`
-(nbval, see its README.md) and on GitHub Actions (.github/workflows/lessons.yml).
+The lessons, their checkpoints and the experiment's results.json (lesson 05) ship inside the
+installed package, so these work after a plain `pip install bezkit`. A course folder written by
+`copy` runs its lessons with `python -m pytest` (nbval, see its README.md) and on GitHub Actions
+(.github/workflows/lessons.yml).
 
 Examples:
   bezkit lessons copy my-course
@@ -20,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from bezkit.cli.common import COMMAND_HELP, CLIError
+from bezkit.cli.outputs import check_output
 from bezkit.course import copy_course, kit_files, write_student_versions
 
 __all__ = ["add_parser", "run"]
@@ -35,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     listing.set_defaults(func=run)
 
     copy = actions.add_parser(
-        "copy", help="write a course folder: lessons, checkpoints, CI workflow, README"
+        "copy", help="write a course folder: lessons, checkpoints, results, CI workflow, README"
     )
     copy.add_argument("dir", type=Path, help="the course folder (created if needed)")
     copy.add_argument(
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             print(path.name)
         print(f"({len(lessons)} lessons, {kit.origin} copy in {kit.root})")
         return 0
+    folder = args.dir if args.action == "copy" else args.out_dir
+    check_output(folder, option="DIR" if args.action == "copy" else "OUT_DIR", folder=True)
     try:
         if args.action == "copy":
             out = copy_course(args.dir, student=args.student, overwrite=args.overwrite, files=kit)
@@ -93,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         written = write_student_versions(chosen, args.out_dir, overwrite=args.overwrite)
     except (FileExistsError, NotADirectoryError, ValueError) as err:
         raise CLIError(str(err)) from err
+    except OSError as err:  # e.g. the disk filled up while copying
+        raise CLIError(f"cannot write {folder}: {err.strerror or err}") from err
     for w in written:
         print(f"{w.path}: {w.stubs} exercise stub(s)")
     return 0
