@@ -214,6 +214,7 @@ def test_cli_lessons(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert "is not a folder" in err
+        assert err.startswith(f"bezkit lessons {action}: error: "), err  # names the action
 
 
 def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
