@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     copy = actions.add_parser(
         "copy", help="write a course folder: lessons, checkpoints, results, CI workflow, README"
     )
-    copy.add_argument("dir", type=Path, help="the course folder (created if needed)")
+    copy.add_argument("dir", type=Path, metavar="DIR", help="the course folder (created if needed)")
     copy.add_argument(
         "--student",
         action="store_true",
@@ -51,7 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     copy.set_defaults(func=run)
 
     student = actions.add_parser("student", help="write student versions of the lessons")
-    student.add_argument("out_dir", type=Path, help="folder for the student notebooks")
+    student.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder for the student notebooks"
+    )
     student.add_argument(
         "--lesson",
         action="append",
