@@ -5,6 +5,6 @@ pair), ``couplings`` (how pairs are drawn), ``models`` (``model(x, t)``), ``solv
 ``training``, ``methods`` (the recipes), ``metrics``, ``experiments``, ``plot``/``widgets`` and the CLI.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

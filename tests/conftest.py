@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from bezkit.cli import main
+
 
 @pytest.fixture
 def gen() -> torch.Generator:
@@ -61,3 +63,20 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli_error(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], str]:
+    """``cli_error(argv)``: run ``bezkit argv`` in process; it must fail with exit status 2 and a
+    one-line message starting with ``bezkit`` and no traceback. Returns that line."""
+
+    def run(argv: list[str]) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, err
+        assert lines[0].startswith("bezkit"), lines[0]
+        return lines[0]
+
+    return run

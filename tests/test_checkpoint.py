@@ -309,7 +309,7 @@ def test_trainer_checkpoint_layout(tmp_path):
     assert ckpt.metadata["losses"] == res.losses
     assert ckpt.metadata["model"] == model_spec(model)
     assert ckpt.metadata["train_config"]["steps"] == 6
-    for k, v in res.model.state_dict().items():
+    for k, v in res.raw_model.state_dict().items():
         assert torch.equal(ckpt.model_state[k], v)
     for k, v in res.ema_model.state_dict().items():
         assert torch.equal(ckpt.section("ema")[k], v)

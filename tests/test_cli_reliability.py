@@ -32,21 +32,7 @@ FAST += ["--quiet"]
 EVAL_FAST = ["--n", "100", "--steps", "1", "--m-crossings", "10"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _error(capsys, argv: list[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread is fastest
 
 
 def _stop_at(monkeypatch, stop_step: int) -> None:
@@ -100,55 +86,58 @@ def test_a_periodic_checkpoint_resumes_the_same_run_not_the_defaults(tmp_path, m
             assert torch.equal(a.tensors[key], b.tensors[key]), key
 
 
-def test_a_checkpoint_that_does_not_record_its_run_is_refused(tmp_path, capsys):
+def test_a_checkpoint_that_does_not_record_its_run_is_refused(tmp_path, capsys, cli_error):
     assert main(["train", *FAST, "--steps", "6", "--out", str(tmp_path / "f")]) == 0
     ckpt = load_checkpoint(tmp_path / "f")
     meta = {k: v for k, v in ckpt.metadata.items() if k not in ("run", "format", "sha256")}
     save_checkpoint(tmp_path / "old", ckpt.tensors, {**meta, "step": 2})
-    line = _error(capsys, ["train", "--resume", str(tmp_path / "old")])
+    line = cli_error(["train", "--resume", str(tmp_path / "old")])
     assert "does not record the settings of its run" in line and "start a new run" in line
 
 
-def test_an_existing_out_with_an_interrupted_run_says_resume(tmp_path, monkeypatch, capsys):
+def test_an_existing_out_with_an_interrupted_run_says_resume(
+    tmp_path, monkeypatch, capsys, cli_error
+):
     out = str(tmp_path / "cut")
     _stop_at(monkeypatch, 10)
     assert main(["train", *FAST, "--checkpoint-every", "10", "--out", out]) == 130
     capsys.readouterr()
-    line = _error(capsys, ["train", *FAST, "--out", out])
+    line = cli_error(["train", *FAST, "--out", out])
     assert "interrupted run (step 10 of 30)" in line and f"--resume {out}" in line
 
 
-def test_a_second_run_on_the_same_out_is_refused(tmp_path, capsys):
+def test_a_second_run_on_the_same_out_is_refused(tmp_path, capsys, cli_error):
     out = tmp_path / "busy"
     with RunLock(out, folder=False):
-        line = _error(capsys, ["train", *FAST, "--out", str(out)])
+        line = cli_error(["train", *FAST, "--out", str(out)])
     assert "another 'bezkit train' is using" in line
     assert not (tmp_path / "busy.safetensors").exists()
     assert main(["train", *FAST, "--steps", "2", "--out", str(out)]) == 0  # free again
 
 
-def test_an_unwritable_out_is_refused_before_training(tmp_path, monkeypatch, capsys):
+def test_an_unwritable_out_is_refused_before_training(tmp_path, monkeypatch, capsys, cli_error):
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
     monkeypatch.setattr("bezkit.training.train", no_training)
-    line = _error(capsys, ["train", *FAST, "--out", "/proc/bezkit/flow"])
+    line = cli_error(["train", *FAST, "--out", "/proc/bezkit/flow"])
     assert "--out" in line and "cannot write" in line
     (tmp_path / "dir.safetensors").mkdir()
-    line = _error(capsys, ["train", *FAST, "--out", str(tmp_path / "dir")])
+    line = cli_error(["train", *FAST, "--out", str(tmp_path / "dir")])
     assert "a folder" in line
 
 
-def test_a_batch_that_cannot_fit_in_memory_is_refused(tmp_path, capsys):
-    line = _error(
-        capsys,
+def test_a_batch_that_cannot_fit_in_memory_is_refused(tmp_path, cli_error):
+    line = cli_error(
         ["train", *FAST, "--batch-size", "10000000", "--coupling", "minibatch-ot",
          "--out", str(tmp_path / "f")],
     )  # fmt: skip
     assert "--batch-size 10000000" in line and "GiB" in line and "smaller batch" in line
 
 
-def test_a_changed_data_file_is_refused_on_resume_and_by_evaluate(tmp_path, monkeypatch, capsys):
+def test_a_changed_data_file_is_refused_on_resume_and_by_evaluate(
+    tmp_path, monkeypatch, capsys, cli_error
+):
     points = tmp_path / "points.npy"
     np.save(points, np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32))
     out = str(tmp_path / "cut")
@@ -160,19 +149,19 @@ def test_a_changed_data_file_is_refused_on_resume_and_by_evaluate(tmp_path, monk
     assert main(["evaluate", out, *EVAL_FAST]) == 0  # unchanged: fine
     capsys.readouterr()
     np.save(points, np.random.default_rng(1).normal(size=(200, 2)).astype(np.float32))
-    line = _error(capsys, ["train", "--resume", out])
+    line = cli_error(["train", "--resume", out])
     assert "changed since the run started" in line
-    line = _error(capsys, ["evaluate", out, *EVAL_FAST])
+    line = cli_error(["evaluate", out, *EVAL_FAST])
     assert "changed since" in line and "points.npy" in line
 
 
-def test_evaluate_out_refuses_special_files_and_follows_links(tmp_path, capsys):
+def test_evaluate_out_refuses_special_files_and_follows_links(tmp_path, capsys, cli_error):
     ckpt = str(tmp_path / "f")
     assert main(["train", *FAST, "--steps", "6", "--out", ckpt]) == 0
-    line = _error(capsys, ["evaluate", ckpt, *EVAL_FAST, "--out", "/dev/null"])
+    line = cli_error(["evaluate", ckpt, *EVAL_FAST, "--out", "/dev/null"])
     assert "not a regular file" in line
     os.mkfifo(tmp_path / "fifo")
-    line = _error(capsys, ["evaluate", ckpt, *EVAL_FAST, "--out", str(tmp_path / "fifo")])
+    line = cli_error(["evaluate", ckpt, *EVAL_FAST, "--out", str(tmp_path / "fifo")])
     assert "not a regular file" in line
     target = tmp_path / "real.json"
     target.write_text("{}")
@@ -183,9 +172,9 @@ def test_evaluate_out_refuses_special_files_and_follows_links(tmp_path, capsys):
     assert json.loads(target.read_text())["checkpoint"] == ckpt
 
 
-def test_experiment_checks_and_locks_its_out_folder_before_any_work(tmp_path, capsys):
-    line = _error(capsys, ["experiment", "--quick", "--quiet", "--out", "/proc/bezkit-exp"])
+def test_experiment_checks_and_locks_its_out_folder_before_any_work(tmp_path, capsys, cli_error):
+    line = cli_error(["experiment", "--quick", "--quiet", "--out", "/proc/bezkit-exp"])
     assert "--out" in line and "cannot write" in line
     with RunLock(tmp_path / "exp", folder=True):
-        line = _error(capsys, ["experiment", "--quick", "--quiet", "--out", str(tmp_path / "exp")])
+        line = cli_error(["experiment", "--quick", "--quiet", "--out", str(tmp_path / "exp")])
     assert "another experiment is using" in line

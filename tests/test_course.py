@@ -166,9 +166,17 @@ def test_copy_course_writes_lessons_checkpoints_workflow_and_readme(tmp_path):
     root = kit.root
     lessons = sorted(p.name for p in (root / "notebooks").glob("*.ipynb"))
     assert lessons == [p.name for p in kit_files().lessons()]
-    for name in ("8gaussians-moons-1rf.safetensors", "images/digits-1rf.safetensors"):
-        src, dst = kit_files().checkpoints / name, root / "data" / "checkpoints" / name
-        assert dst.read_bytes() == src.read_bytes()
+    checkpoints = kit_files().checkpoints
+    shipped = sorted(p.relative_to(checkpoints) for p in checkpoints.rglob("*") if p.is_file())
+    # lessons 04 and 06 load their cached students from students-04/ and students-06/
+    for folder in ("students-04", "students-06"):
+        assert any(p.parts[0] == folder and p.name == "students.json" for p in shipped), folder
+    for name in shipped:
+        src, dst = checkpoints / name, root / "data" / "checkpoints" / name
+        assert dst.read_bytes() == src.read_bytes(), name
+    # lesson 05 reads the experiment's results (without them it would run a small experiment)
+    results = root / "data" / "results" / "results.json"
+    assert results.read_bytes() == kit_files().results.read_bytes()
     yaml = pytest.importorskip("yaml")  # PyYAML comes with jupyter; the check needs it only here
     workflow = yaml.safe_load((root / ".github" / "workflows" / "lessons.yml").read_text())
     steps = workflow["jobs"]["notebooks"]["steps"]
@@ -199,6 +207,14 @@ def test_cli_lessons(tmp_path, capsys):
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["03_bezier_curves.ipynb"]
     assert main(["lessons", "student", str(tmp_path / "s"), "--lesson", "99_nope.ipynb"]) == 2
     assert "no lesson 99_nope.ipynb" in capsys.readouterr().err
+    # an output that cannot be written is one line before any work, never a traceback
+    (tmp_path / "a-file").write_text("")
+    for action in ("copy", "student"):
+        assert main(["lessons", action, str(tmp_path / "a-file" / "course")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "is not a folder" in err
+        assert err.startswith(f"bezkit lessons {action}: error: "), err  # names the action
 
 
 def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
@@ -237,7 +253,13 @@ def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for lesson in kit_files().lessons():
         assert f"bezkit/course/kit/notebooks/{lesson.name}" in names
-    assert "bezkit/course/kit/data/checkpoints/8gaussians-moons-1rf.safetensors" in names
+    checkpoints = ROOT / "data" / "checkpoints"
+    for path in checkpoints.rglob("*"):  # the lessons' flows and 04 / 06's cached students
+        if path.is_file():
+            assert f"bezkit/course/kit/data/checkpoints/{path.relative_to(checkpoints)}" in names
+    assert "bezkit/course/kit/data/checkpoints/students-04/students.json" in names
+    assert "bezkit/course/kit/data/checkpoints/students-06/students.json" in names
+    assert "bezkit/course/kit/data/results/results.json" in names  # lesson 05's numbers
     for name in ("sanitize.cfg", "README.md", "NOTATION.md"):
         assert f"bezkit/course/kit/notebooks/{name}" in names
 
@@ -264,4 +286,9 @@ def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
         timeout=120,
     ).stdout
     assert f"packaged copy in {site / 'bezkit' / 'course' / 'kit'}" in listed
-    assert (tmp_path / "course" / "data" / "checkpoints" / "8gaussians-moons-1rf.json").is_file()
+    course = tmp_path / "course" / "data"
+    assert (course / "checkpoints" / "8gaussians-moons-1rf.json").is_file()
+    for folder in ("students-04", "students-06"):
+        assert (course / "checkpoints" / folder / "students.json").is_file()
+    results = course / "results" / "results.json"
+    assert results.read_bytes() == (ROOT / "data" / "results" / "results.json").read_bytes()

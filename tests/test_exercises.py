@@ -150,6 +150,16 @@ def test_linear_path_check():
     )
     assert_fails(check_linear_path(lambda a, b, t: (right(a, b, t)[0], a - b)), "sign is flipped")
     assert_fails(check_linear_path(lambda a, b, t: right(a, b, t)[0]), "return two things")
+    # a wrong shape names the value that has it
+    assert_fails(
+        check_linear_path(lambda a, b, t: (right(a, b, t)[0][:3], b - a)),
+        "for X_t ",
+        "(a batch of 6 points in 2D)",
+    )
+    assert_fails(
+        check_linear_path(lambda a, b, t: (right(a, b, t)[0], (b - a)[:, :1])),
+        "for the velocity ",
+    )
 
 
 def test_euler_sample_check():
@@ -187,6 +197,9 @@ def test_reflow_pairs_check():
     )
     assert_fails(check_reflow_pairs(lambda m, x, s: (x, euler(m, x, 1))), "one Euler step")
     assert_fails(check_reflow_pairs(lambda m, x, s: (x + 1, euler(m, x, s))), "source points")
+    assert_fails(check_reflow_pairs(lambda m, x, s: euler(m, x, s)), "return the pair (x0, x1)")
+    assert_fails(check_reflow_pairs(lambda m, x, s: (x, euler(m, x, s)[:2])), "for x1 ")
+    assert_fails(check_reflow_pairs(lambda m, x, s: (x[:, 0], euler(m, x, s))), "for x0 ")
 
 
 # --- lesson 02: crossing test ----------------------------------------------------------------

@@ -5,8 +5,7 @@ The imports are read with ``ast`` (nothing is executed): module-level imports an
 functions, which Python runs later but which still close a cycle (they are how cycles hide). Imports
 under ``if TYPE_CHECKING:`` are left out: they never run.
 
-Modules that break a rule today are listed below as expected failures (``xfail(strict=False)``),
-each with the reason; the restructuring of issue 10 removes them, and with them their line here.
+Every module is checked by every rule: there are no expected failures.
 """
 
 from __future__ import annotations
@@ -35,11 +34,6 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
     "torch_fidelity": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
     "torchmetrics": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
 }
-
-# Known offenders today (issue 10); remove an entry when its module is fixed.
-KNOWN_CYCLES: dict[str, str] = {}
-KNOWN_PRIVATE_IMPORTS: dict[str, str] = {}
-KNOWN_LAZY_IMPORTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -268,29 +262,23 @@ SCAN = scan_package(PACKAGE_ROOT)
 CYCLES = find_cycles(SCAN.graph)
 
 
-def _cases(known: dict[str, str]) -> list[object]:
-    return [
-        pytest.param(m, marks=pytest.mark.xfail(reason=known[m], strict=False), id=m)
-        if m in known
-        else pytest.param(m, id=m)
-        for m in sorted(SCAN.imports)
-    ]
+MODULES = sorted(SCAN.imports)
 
 
-@pytest.mark.parametrize("module", _cases(KNOWN_CYCLES))
+@pytest.mark.parametrize("module", MODULES)
 def test_module_is_on_no_import_cycle(module: str) -> None:
     on = [" -> ".join(c) for c in CYCLES if module in c]
     assert not on, f"{module} is on an import cycle: {'; '.join(on)}"
 
 
-@pytest.mark.parametrize("module", _cases(KNOWN_PRIVATE_IMPORTS))
+@pytest.mark.parametrize("module", MODULES)
 def test_module_imports_no_private_name_of_another(module: str) -> None:
     bad = private_imports(SCAN.imports[module], module, PACKAGE_ROOT.name)
     bad += private_attribute_uses(SCAN.files[module], module, set(SCAN.files))
     assert not bad, f"{module} imports private names of other modules: {', '.join(bad)}"
 
 
-@pytest.mark.parametrize("module", _cases(KNOWN_LAZY_IMPORTS))
+@pytest.mark.parametrize("module", MODULES)
 def test_function_level_imports_only_for_heavy_optional_dependencies(module: str) -> None:
     bad = lazy_imports_not_allowed(SCAN.imports[module], module)
     assert not bad, (
@@ -298,11 +286,6 @@ def test_function_level_imports_only_for_heavy_optional_dependencies(module: str
         f"({', '.join(sorted(LAZY_IMPORTS_ALLOWED))}) or has no comment saying why: "
         f"{', '.join(bad)}; import at module level"
     )
-
-
-def test_known_offender_lists_name_real_modules() -> None:
-    listed = {*KNOWN_CYCLES, *KNOWN_PRIVATE_IMPORTS, *KNOWN_LAZY_IMPORTS}
-    assert listed <= set(SCAN.imports), f"no such modules: {sorted(listed - set(SCAN.imports))}"
 
 
 def dynamic_imports(path: Path) -> list[str]:

@@ -150,6 +150,32 @@ def test_runtime_options_cannot_be_passed_by_position(teacher):
         distill(teacher, pool, cfg(1), DistillConfig(), None)  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("name", RECIPE_NAMES)
+def test_a_wrong_train_or_method_config_is_named(teacher, name):
+    recipes = _recipes(teacher)
+    with pytest.raises(TypeError, match=f"{name}: train must be a TrainConfig, got int"):
+        recipes[name](3)  # type: ignore[arg-type]
+    params = list(inspect.signature(globals()[name]).parameters)
+    config_arg = params[params.index("train") + 1]  # the method's config follows train
+    bad = dict(_bad_config_calls(teacher))[name]
+    with pytest.raises(TypeError, match=f"{name}: {config_arg} must be a \\w+Config, got dict"):
+        bad()
+
+
+def _bad_config_calls(teacher: nn.Module) -> list[tuple[str, Callable[[], Any]]]:
+    """Every recipe called with a dict where its method config goes."""
+    pool = make_trajectory_pool(teacher, SRC, num_branches=2, n_pairs=16, teacher_steps=2)
+    pairs = ReflowCoupling(teacher, SRC, n_pairs=16, steps=2)
+    return [
+        ("train_flow", lambda: train_flow(new_mlp(hidden=8, depth=1), pairs, cfg(1), {})),
+        ("reflow_round", lambda: reflow_round(teacher, SRC, cfg(1), {"k": 2})),
+        ("distill", lambda: distill(teacher, pairs, cfg(1), {"steps": 2})),
+        ("bezier_distill", lambda: bezier_distill([teacher], SRC, TGT, cfg(1), {})),
+        ("bdense_distill", lambda: bdense_distill(teacher, SRC, cfg(1), {})),
+        ("bdense_train", lambda: bdense_train(teacher, pool, cfg(1), {})),
+    ]  # type: ignore[arg-type]
+
+
 def test_train_flow_names_the_new_order_when_given_the_old_one():
     with pytest.raises(TypeError, match="model comes first"):
         train_flow(IndependentCoupling(SRC, TGT), new_mlp(), cfg(1))  # type: ignore[arg-type]

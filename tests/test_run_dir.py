@@ -228,3 +228,17 @@ def test_the_file_writers_import_no_torch() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_stale_temp_files_of_a_name_with_glob_characters(tmp_path: Path) -> None:
+    """A target named like a glob pattern removes its own temporary files and no other's."""
+    from bezkit.files.atomic import remove_stale_temp_files
+
+    target = tmp_path / "run[1].json"
+    ours = tmp_path / ".run[1].json.abc123.tmp"
+    ours.write_text("half")
+    theirs = tmp_path / ".run1.json.abc123.tmp"  # what the unescaped pattern [1] would match
+    theirs.write_text("another file's write in flight")
+    with RunLock(tmp_path, folder=True) as owner:
+        assert remove_stale_temp_files(target, owner=owner) == [ours]
+    assert theirs.exists() and not ours.exists()

@@ -78,6 +78,7 @@ class Check:
         }
 
     def elapsed(self) -> float:
+        """Seconds since the check started (measured against ``budget_s``)."""
         return time.perf_counter() - self.started
 
     def run(self, name: str, estimate_s: float, fn: Callable[[Check], dict[str, Any]]) -> None:
@@ -102,6 +103,7 @@ class Check:
 
 
 def environment(check: Check) -> dict[str, Any]:
+    """The software and hardware the check ran on: Python, torch, CUDA, CPUs and the first GPU."""
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -119,6 +121,7 @@ def environment(check: Check) -> dict[str, Any]:
 
 
 def cuda_tests(check: Check) -> dict[str, Any]:
+    """Run the CUDA-marked tests and the FID backend comparison under pytest; their counts and tail."""
     files = ["tests/test_cuda.py", "tests/images/test_fid_backends.py"]
     cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-q",
            "-rs", "-m", "cuda or fid_library", *files]  # fmt: skip
@@ -136,6 +139,8 @@ def _preset_model(check: Check) -> tuple[Callable[[], torch.nn.Module], tuple[in
 
 
 def train_step(check: Check) -> dict[str, Any]:
+    """Time U-Net training steps of the preset: a batch-size search, then the variants at the
+    preset batch (FLOPs per image from the model)."""
     make, shape, preset = _preset_model(check)
     model = make().to(check.device)
     flops = flops_per_image(model, shape, backward=True)
@@ -179,6 +184,7 @@ def train_step(check: Check) -> dict[str, Any]:
 
 
 def pairs(check: Check) -> dict[str, Any]:
+    """Time the teacher's pair generation (``teacher_steps`` Euler steps per pair) of the preset."""
     make, shape, preset = _preset_model(check)
     teacher = make()
     flops = flops_per_image(teacher.to(check.device), shape, backward=False)
@@ -258,6 +264,8 @@ def _random_fid_weights(path: Path) -> Path:
 
 
 def pipeline(check: Check) -> dict[str, Any]:
+    """Every images stage on generated CIFAR-shaped data (FID with random Inception weights on a
+    GPU)."""
     with tempfile.TemporaryDirectory(prefix="bezkit-gpu-check-") as tmp:
         weights = _random_fid_weights(Path(tmp) / "inception-random.pth") if check.gpu else None
         result = run_pipeline(tmp, device=str(check.device), micro=not check.gpu,
@@ -306,6 +314,8 @@ def _run_digits_benchmark(args: list[str], in_process: bool) -> str:
 
 
 def digits(check: Check) -> dict[str, Any]:
+    """The digits benchmark on the check's device: its time against the committed CPU run and its
+    one-step Frechet distances."""
     with tempfile.TemporaryDirectory(prefix="bezkit-digits-") as tmp:
         summary = Path(tmp) / "summary.json"
         args = [

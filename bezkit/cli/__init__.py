@@ -103,14 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    command = getattr(args, "command_prog", None) or f"{parser.prog} {args.command}"
     try:
         return int(func(args) or 0)
     except CLIError as err:
-        prog = err.prog or f"{parser.prog} {args.command}"
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{err.prog or command}: error: {err}", file=sys.stderr)
         return err.code
     except KeyboardInterrupt:
-        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
     finally:
         release_claimed_outputs()  # output locks end with the command, also when run in process

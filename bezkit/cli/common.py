@@ -91,8 +91,12 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # the parsed arguments name the innermost (sub)command that ran, e.g. "bezkit images
+        # evaluate", so that an error raised while it runs names it (bezkit.cli.main)
+        self.set_defaults(command_prog=self.prog)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise :class:`CLIError` (one line, exit status 2) instead of argparse's usage dump."""
         raise CLIError(f"{message} (see '{self.prog} --help')", prog=self.prog)
 
 

@@ -22,18 +22,9 @@ from bezkit.cli.common import (
 from bezkit.cli.inputs import data_ref, data_sha256, dataset, load_sampler
 from bezkit.cli.outputs import check_output, write_json_atomic
 from bezkit.data import Sampler
-from bezkit.metrics import (
-    curvature,
-    noise_floor,
-    normalised_straightness,
-    path_energy,
-    straightness,
-    trajectory_crossings,
-    trajectory_velocities,
-    transport_cost,
-    wasserstein2,
-)
-from bezkit.solvers import SOLVERS, ODESolution, solve_ode
+from bezkit.experiments.evaluate import evaluate_flow
+from bezkit.metrics import noise_floor, wasserstein2
+from bezkit.solvers import SOLVERS
 from bezkit.training import CheckpointError
 from bezkit.training.model_io import load_model
 
@@ -46,17 +37,18 @@ DESCRIPTION = """\
 Sample a trained 2D flow and measure it; prints JSON to stdout.
 
 From --n source points (seeded by --seed) the flow dZ/dt = v(Z, t) is integrated from t = 0 to 1
-with --solver, once per --steps value. For each:
-  w2            exact W2 between the generated points and a held-out target sample of size n
+with --solver, once per --steps value, and measured as the experiment measures its models
+(bezkit.experiments.evaluate.evaluate_flow). The JSON holds:
   noise_floor   W2 between two independent target samples of size n: what a perfect model gets
-  nfe           velocity evaluations used
-On the trajectories of the largest step count (all n of them; crossings on --m-crossings):
+  ot_cost       W2(source sample, held-out target)^2, the exact OT cost of the two finite samples
+                (a flow's least possible transport cost, up to sampling noise that biases it up)
+  results       per step count: steps, nfe (velocity evaluations used) and w2, the exact W2
+                between the generated points and a held-out target sample of size n
+  path_metrics  on the trajectories of the largest step count (all n; crossings on --m-crossings):
   straightness             int E||(Z1 - Z0) - v(Z_t, t)||^2 dt on the solver grid (0 = straight)
   normalised_straightness  straightness / E||Z1 - Z0||^2
   curvature                mean_i E||(Z_{i+1} - Z_i)/dt - (Z1 - Z0)||^2 from the states alone
-  transport_cost           E||Z1 - Z0||^2, beside ot_cost = W2(source sample, held-out target)^2,
-                           the exact OT cost of the two finite samples (a flow's least possible
-                           cost, up to sampling noise that biases it upwards)
+  transport_cost           E||Z1 - Z0||^2, to compare with ot_cost
   path_energy              int E||v(Z_t, t)||^2 dt
   crossings                pairs of trajectories (polylines) that intersect, their fraction of all
                            pairs, and the mean number of crossings per trajectory
@@ -71,6 +63,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit evaluate`` and its options to ``subparsers``."""
     p = subparsers.add_parser(
         "evaluate",
         help=COMMAND_HELP["evaluate"],
@@ -136,20 +129,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="NAME|FILE",
         help="target distribution to compare with (default: the checkpoint's)",
     )
-    p.add_argument(
-        "--atol",
-        type=positive_float,
-        default=1e-5,
-        metavar="TOL",
-        help="absolute tolerance of --solver dopri5",
-    )
-    p.add_argument(
-        "--rtol",
-        type=positive_float,
-        default=1e-5,
-        metavar="TOL",
-        help="relative tolerance of --solver dopri5",
-    )
+    for flag, kind in (("--atol", "absolute"), ("--rtol", "relative")):
+        p.add_argument(
+            flag,
+            type=positive_float,
+            default=1e-5,
+            metavar="TOL",
+            help=f"{kind} tolerance of --solver dopri5",
+        )
     p.add_argument(
         "--out",
         metavar="FILE",
@@ -211,33 +198,6 @@ def _check_2d_velocity(model: nn.Module, x0: Tensor, checkpoint: str) -> None:
         )
 
 
-def _path_metrics(
-    model: nn.Module, sol: ODESolution, x0: Tensor, heldout: Tensor, m: int, subsample_seed: int
-) -> dict[str, Any]:
-    """The ``path_metrics`` of the JSON, on the trajectories of the last solve."""
-    traj, times = sol.recorded_trajectory(), sol.times
-    n = x0.shape[0]
-    vel = trajectory_velocities(model, traj, times)
-    subsample = torch.randperm(n, generator=torch.Generator().manual_seed(subsample_seed))[:m]
-    cross = trajectory_crossings(traj[:, subsample])
-    return {
-        "nfe": sol.nfe,
-        "n": n,
-        "straightness": straightness(model, traj, times, velocities=vel),
-        "normalised_straightness": normalised_straightness(model, traj, times, velocities=vel),
-        "curvature": curvature(traj, times),
-        "transport_cost": transport_cost(traj[0], traj[-1]),
-        "ot_cost": wasserstein2(x0, heldout) ** 2,
-        "path_energy": path_energy(model, traj, times, velocities=vel),
-        "crossings": {
-            "m": cross.m,
-            "pairs": cross.pairs,
-            "fraction": cross.fraction,
-            "per_trajectory": cross.per_trajectory,
-        },
-    }
-
-
 def evaluate_checkpoint(
     checkpoint: str,
     *,
@@ -272,27 +232,21 @@ def evaluate_checkpoint(
     _check_2d_velocity(model, x0, checkpoint)
     floor = noise_floor(tgt, n, seed=seeds["floor"])
 
-    step_list: list[int | None] = [None] if solver == "dopri5" else [*sorted(set(steps))]
-    results, last = [], None
-    for s in step_list:
-        last = solve_ode(
-            model, x0, method=solver, steps=s or 1, record=s == step_list[-1], atol=atol, rtol=rtol
+    try:
+        evaluation = evaluate_flow(
+            model,
+            x0,
+            heldout,
+            steps=steps,
+            method=solver,
+            paths=True,
+            crossings=m_crossings,
+            crossing_seed=seeds["subsample"],
+            atol=atol,
+            rtol=rtol,
         )
-        if not torch.isfinite(last.x).all():
-            raise CLIError(
-                f"the flow produced NaN or inf with {solver} at {s} steps; the model "
-                "may have diverged",
-                code=1,
-            )
-        results.append(
-            {"steps": s, "nfe": last.nfe, "w2": wasserstein2(last.x, heldout), "noise_floor": floor}
-        )
-    if last is None:  # _check_options refused an empty --steps
-        raise CLIError("no --steps to evaluate")
-    path_metrics = {
-        "steps": step_list[-1],
-        **_path_metrics(model, last, x0, heldout, min(m_crossings, n), seeds["subsample"]),
-    }
+    except ValueError as err:  # NaN or inf samples: the model diverged
+        raise CLIError(str(err), code=1) from None
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "model": meta.get("model"),
@@ -303,8 +257,9 @@ def evaluate_checkpoint(
         "solver": solver,
         "n": n,
         "seed": seed,
-        "results": results,
-        "path_metrics": path_metrics,
+        "noise_floor": floor,
+        "ot_cost": wasserstein2(x0, heldout) ** 2,
+        **evaluation.to_dict(),
     }
     if solver == "dopri5":
         report.update(atol=atol, rtol=rtol)
@@ -316,6 +271,7 @@ def evaluate_checkpoint(
 
 
 def run(args: argparse.Namespace) -> int:
+    """``bezkit evaluate``: check ``--out``, evaluate the checkpoint, print the JSON (and write it)."""
     out = None if args.out is None else check_output(args.out, option="--out", folder=False)
     report = evaluate_checkpoint(
         args.checkpoint,

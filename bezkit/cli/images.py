@@ -44,6 +44,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit images`` and its stages (train, reflow, distill, evaluate) to ``subparsers``."""
     p = subparsers.add_parser(
         "images",
         help=COMMAND_HELP["images"],
@@ -398,6 +399,8 @@ def _checkpoint_and_preset(
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """``bezkit images evaluate``: check the outputs, then evaluate every checkpoint (one JSON
+    list)."""
     if args.out is not None:  # unwritable outputs: errors before any sampling
         check_output(args.out, option="--out", folder=False)
     if args.grid is not None:

@@ -1,12 +1,13 @@
 """bezkit lessons: the notebooks as a course.
 
   bezkit lessons list                      the lessons that ship with bezkit
-  bezkit lessons copy DIR [--student]      lessons, checkpoints, CI workflow and README into DIR
+  bezkit lessons copy DIR [--student]      lessons, checkpoints, results, CI workflow, README
   bezkit lessons student OUT_DIR           student versions (solutions replaced by stubs)
 
-The lessons and their checkpoints ship inside the installed package, so these work after a plain
-`pip install bezkit`. A course folder written by `copy` runs its lessons with `python -m pytest`
-(nbval, see its README.md) and on GitHub Actions (.github/workflows/lessons.yml).
+The lessons, their checkpoints and the experiment's results.json (lesson 05) ship inside the
+installed package, so these work after a plain `pip install bezkit`. A course folder written by
+`copy` runs its lessons with `python -m pytest` (nbval, see its README.md) and on GitHub Actions
+(.github/workflows/lessons.yml).
 
 Examples:
   bezkit lessons copy my-course
@@ -20,12 +21,14 @@ import argparse
 from pathlib import Path
 
 from bezkit.cli.common import COMMAND_HELP, CLIError
+from bezkit.cli.outputs import check_output
 from bezkit.course import copy_course, kit_files, write_student_versions
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit lessons`` and its actions (list, copy, student) to ``subparsers``."""
     p = subparsers.add_parser("lessons", help=COMMAND_HELP["lessons"], description=__doc__)
     actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
     actions.required = True
@@ -34,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     listing.set_defaults(func=run)
 
     copy = actions.add_parser(
-        "copy", help="write a course folder: lessons, checkpoints, CI workflow, README"
+        "copy", help="write a course folder: lessons, checkpoints, results, CI workflow, README"
     )
-    copy.add_argument("dir", type=Path, help="the course folder (created if needed)")
+    copy.add_argument("dir", type=Path, metavar="DIR", help="the course folder (created if needed)")
     copy.add_argument(
         "--student",
         action="store_true",
@@ -48,7 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     copy.set_defaults(func=run)
 
     student = actions.add_parser("student", help="write student versions of the lessons")
-    student.add_argument("out_dir", type=Path, help="folder for the student notebooks")
+    student.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder for the student notebooks"
+    )
     student.add_argument(
         "--lesson",
         action="append",
@@ -63,6 +68,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    """``bezkit lessons ACTION``: list the shipped lessons, copy them as a course, or write student
+    versions."""
     try:
         kit = kit_files()
     except FileNotFoundError as err:
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print(path.name)
         print(f"({len(lessons)} lessons, {kit.origin} copy in {kit.root})")
         return 0
+    folder = args.dir if args.action == "copy" else args.out_dir
+    check_output(folder, option="DIR" if args.action == "copy" else "OUT_DIR", folder=True)
     try:
         if args.action == "copy":
             out = copy_course(args.dir, student=args.student, overwrite=args.overwrite, files=kit)
@@ -90,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         written = write_student_versions(chosen, args.out_dir, overwrite=args.overwrite)
     except (FileExistsError, NotADirectoryError, ValueError) as err:
         raise CLIError(str(err)) from err
+    except OSError as err:  # e.g. the disk filled up while copying
+        raise CLIError(f"cannot write {folder}: {err.strerror or err}") from err
     for w in written:
         print(f"{w.path}: {w.stubs} exercise stub(s)")
     return 0

@@ -40,6 +40,7 @@ __all__ = ["CHANGEABLE_ON_RESUME", "RUN_SETTINGS", "add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit train`` and its options to ``subparsers``."""
     p = subparsers.add_parser("train", help=COMMAND_HELP["train"], description=DESCRIPTION)
     add_train_options(p)
     p.set_defaults(func=run)
@@ -185,6 +186,8 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
 
 
 def run(args: argparse.Namespace) -> int:
+    """``bezkit train``: settle the run's settings (new, or from ``--resume``), train, save the
+    checkpoint."""
     step = 0
     if args.resume is not None:
         settings, step = _resume_settings(args)

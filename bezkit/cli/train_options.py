@@ -6,6 +6,8 @@ defaults."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from bezkit.cli.common import (
     Given,
@@ -75,26 +77,37 @@ examples:
 """
 
 
+def _given(
+    group: argparse._ArgumentGroup,
+    flag: str,
+    kind: Callable[[str], Any],
+    default: Any,
+    metavar: str,
+    text: str,
+) -> None:
+    """An option that defines the run: parsed by ``kind``, stored with :class:`Given`."""
+    group.add_argument(flag, type=kind, default=default, action=Given, metavar=metavar, help=text)
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Add every option of ``bezkit train`` to ``p``, in four groups."""
     names = ", ".join(TOY_DATASETS)
     data = p.add_argument_group("data and pairing")
-    data.add_argument(
+    _given(
+        data,
         "--source",
-        type=dataset,
-        default="8gaussians",
-        action=Given,
-        metavar="NAME|FILE",
-        help=f"source distribution pi0 (t = 0): one of {names}, or a .npy/.csv "
-        "file of (n, 2) points",
+        dataset,
+        "8gaussians",
+        "NAME|FILE",
+        f"source distribution pi0 (t = 0): one of {names}, or a .npy/.csv file of (n, 2) points",
     )
-    data.add_argument(
+    _given(
+        data,
         "--target",
-        type=dataset,
-        default="moons",
-        action=Given,
-        metavar="NAME|FILE",
-        help="target distribution pi1 (t = 1): a dataset name as for --source, or "
+        dataset,
+        "moons",
+        "NAME|FILE",
+        "target distribution pi1 (t = 1): a dataset name as for --source, or "
         "a .npy/.csv file of (n, 2) points",
     )
     data.add_argument(
@@ -104,22 +117,22 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         action=Given,
         help="how pairs (X0, X1) are drawn (see above)",
     )
-    data.add_argument(
+    _given(
+        data,
         "--sinkhorn-reg",
-        type=positive_float,
-        default=0.05,
-        action=Given,
-        metavar="EPS",
-        help="entropic regularisation of --coupling sinkhorn, relative to the "
+        positive_float,
+        0.05,
+        "EPS",
+        "entropic regularisation of --coupling sinkhorn, relative to the "
         "batch's mean squared distance",
     )
-    data.add_argument(
+    _given(
+        data,
         "--full-ot-points",
-        type=positive_int,
-        default=2048,
-        action=Given,
-        metavar="N",
-        help="number of source and target points of --coupling full-ot (solved "
+        positive_int,
+        2048,
+        "N",
+        "number of source and target points of --coupling full-ot (solved "
         "once at the start; seeded by --seed)",
     )
     obj = p.add_argument_group("objective and model")
@@ -139,64 +152,50 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         help="distribution of training times t: uniform on [0, 1], U-shaped "
         "p(t) ~ e^(4t) + e^(4(1-t)), or logit-normal sigmoid(N(0, 1))",
     )
-    obj.add_argument(
+    _given(
+        obj,
         "--hidden",
-        type=positive_int,
-        default=256,
-        action=Given,
-        metavar="WIDTH",
-        help="width of each hidden layer of the MLP velocity network",
+        positive_int,
+        256,
+        "WIDTH",
+        "width of each hidden layer of the MLP velocity network",
     )
-    obj.add_argument(
-        "--depth",
-        type=positive_int,
-        default=3,
-        action=Given,
-        metavar="LAYERS",
-        help="number of hidden layers of the MLP",
-    )
+    _given(obj, "--depth", positive_int, 3, "LAYERS", "number of hidden layers of the MLP")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument(
+    _given(
+        opt,
         "--steps",
-        type=positive_int,
-        default=2000,
-        action=Given,
-        metavar="N",
-        help="total number of optimizer steps (with --resume: default the resumed "
+        positive_int,
+        2000,
+        "N",
+        "total number of optimizer steps (with --resume: default the resumed "
         "run's total; a larger value extends the run)",
     )
-    opt.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256,
-        action=Given,
-        metavar="N",
-        help="pairs per step",
-    )
-    opt.add_argument(
+    _given(opt, "--batch-size", positive_int, 256, "N", "pairs per step")
+    _given(
+        opt,
         "--lr",
-        type=positive_float,
-        default=1e-3,
-        action=Given,
-        metavar="LR",
-        help="peak AdamW learning rate (cosine decay to 0 at the last step)",
+        positive_float,
+        1e-3,
+        "LR",
+        "peak AdamW learning rate (cosine decay to 0 at the last step)",
     )
-    opt.add_argument(
+    _given(
+        opt,
         "--ema-decay",
-        type=nonnegative_float,
-        default=0.99,
-        action=Given,
-        metavar="D",
-        help="decay d of the exponential moving average of the weights, which "
+        nonnegative_float,
+        0.99,
+        "D",
+        "decay d of the exponential moving average of the weights, which "
         "averages over about 1/(1-d) steps; 0 turns EMA off",
     )
-    opt.add_argument(
+    _given(
+        opt,
         "--seed",
-        type=nonnegative_int,
-        default=0,
-        action=Given,
-        metavar="SEED",
-        help="seed of every random draw (initial weights, batches, times); the same "
+        nonnegative_int,
+        0,
+        "SEED",
+        "seed of every random draw (initial weights, batches, times); the same "
         "seed gives the same run on the same device",
     )
     opt.add_argument(
@@ -225,13 +224,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="continue the run saved in this checkpoint (default: start a new run)",
     )
-    io.add_argument(
+    _given(
+        io,
         "--checkpoint-every",
-        type=nonnegative_int,
-        default=0,
-        action=Given,
-        metavar="N",
-        help="also save a resumable checkpoint to --out every N steps; 0 saves only at the end",
+        nonnegative_int,
+        0,
+        "N",
+        "also save a resumable checkpoint to --out every N steps; 0 saves only at the end",
     )
     io.add_argument(
         "--quiet",

@@ -26,14 +26,17 @@ class KitFiles:
 
     @property
     def notebooks(self) -> Path:
+        """The folder of the lesson notebooks."""
         return self.root / "notebooks"
 
     @property
     def checkpoints(self) -> Path:
+        """The folder of the lessons' checkpoints and cached students."""
         return self.root / "data" / "checkpoints"
 
     @property
     def results(self) -> Path:
+        """The experiment's ``results.json`` that lesson 05 reads."""
         return self.root / "data" / "results" / "results.json"
 
     def lessons(self) -> list[Path]:

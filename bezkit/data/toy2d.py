@@ -42,7 +42,9 @@ class Sampler(Protocol):
 
     name: str
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` points of shape ``(n, d)``, drawn with ``generator`` (seeded draws are
+        reproducible)."""
 
 
 def _check_n(n: int) -> None:
@@ -151,6 +153,7 @@ class ToySampler:
         self._fn = TOY_DATASETS[name]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` points of the named toy distribution, shape ``(n, 2)``, drawn with ``generator``."""
         _check_n(n)
         return self._fn(n, generator)
 
@@ -169,6 +172,7 @@ class ArraySampler:
         self.name = name
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` rows of ``points`` drawn uniformly with replacement (the empirical distribution)."""
         _check_n(n)
         idx = torch.randint(0, self.points.shape[0], (n,), generator=generator)
         return self.points[idx]

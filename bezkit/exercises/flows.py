@@ -35,6 +35,8 @@ class TimeVelocity(nn.Module):
         self.calls: list[Tensor] = []
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """``v(x, t) = a x + t b``, recording each ``t`` it is called with; ``t`` must have shape
+        ``(n,)``."""
         self.calls.append(torch.as_tensor(t).detach().clone())
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
@@ -62,6 +64,22 @@ def _close(a: np.ndarray, b: Tensor | np.ndarray) -> bool:
     return bool(np.allclose(a, np.asarray(b, dtype=np.float64), atol=1e-5, rtol=1e-5))
 
 
+def _two_batches(
+    name: str, got: object, missing: str, labels: tuple[str, str], *, note: str = ""
+) -> CheckResult | tuple[np.ndarray, np.ndarray]:
+    """``got`` as two batches of 6 points in 2D, or the failure that says which one is wrong
+    (``missing``: what to return when ``got`` is not a pair)."""
+    if not isinstance(got, tuple | list) or len(got) != 2:
+        return CheckResult.fail(name, missing)
+    arrays = []
+    for label, value in zip(labels, got, strict=True):
+        array = as_array(value, (6, 2))
+        if isinstance(array, str):
+            return CheckResult.fail(name, f"for {label} {array}{note}.")
+        arrays.append(array)
+    return arrays[0], arrays[1]
+
+
 def check_linear_path(fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> CheckResult:
     """Check ``fn(x0, x1, t) -> (x_t, velocity)`` on a seeded batch of 6 pairs."""
     name = "1.1 linear path"
@@ -69,13 +87,16 @@ def check_linear_path(fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tenso
     got = attempt(name, fn, x0.clone(), x1.clone(), t.clone())
     if isinstance(got, CheckResult):
         return got
-    if not isinstance(got, tuple | list) or len(got) != 2:
-        return CheckResult.fail(name, "return two things: the point X_t and the velocity.")
-    xt, v = as_array(got[0], (6, 2)), as_array(got[1], (6, 2))
-    if isinstance(xt, str):
-        return CheckResult.fail(name, f"for X_t {xt} (a batch of 6 points in 2D).")
-    if isinstance(v, str):
-        return CheckResult.fail(name, f"for the velocity {v} (a batch of 6 points in 2D).")
+    pair = _two_batches(
+        name,
+        got,
+        "return two things: the point X_t and the velocity.",
+        ("X_t", "the velocity"),
+        note=" (a batch of 6 points in 2D)",
+    )
+    if isinstance(pair, CheckResult):
+        return pair
+    xt, v = pair
     want_xt = (1 - t)[:, None] * x0 + t[:, None] * x1
     if not _close(xt, want_xt):
         hint = ""
@@ -137,13 +158,12 @@ def check_reflow_pairs(
     got = attempt(name, fn, model, x0.clone(), 8)
     if isinstance(got, CheckResult):
         return got
-    if not isinstance(got, tuple | list) or len(got) != 2:
-        return CheckResult.fail(name, "return the pair (x0, x1) of the next round's coupling.")
-    a, b = as_array(got[0], (6, 2)), as_array(got[1], (6, 2))
-    if isinstance(a, str):
-        return CheckResult.fail(name, f"for x0 {a}.")
-    if isinstance(b, str):
-        return CheckResult.fail(name, f"for x1 {b}.")
+    pair = _two_batches(
+        name, got, "return the pair (x0, x1) of the next round's coupling.", ("x0", "x1")
+    )
+    if isinstance(pair, CheckResult):
+        return pair
+    a, b = pair
     if not _close(a, x0):
         return CheckResult.fail(
             name, "the first element must be the source points x0 themselves, unchanged."

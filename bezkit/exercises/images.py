@@ -49,6 +49,8 @@ class ImageVelocity(nn.Module):
         self.t_shapes: list[tuple[int, ...]] = []
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """``v(x, t) = 0.5 - x + t`` per pixel, recording each ``t``'s shape; ``t`` must have shape
+        ``(n,)``."""
         t = torch.as_tensor(t, dtype=x.dtype)
         self.t_shapes.append(tuple(t.shape))
         if t.shape != (x.shape[0],):

@@ -42,10 +42,12 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
+        """Whether the answer is right."""
         return self.status == Verdict.PASSED
 
     @property
     def implemented(self) -> bool:
+        """Whether the exercise was attempted (its stub replaced)."""
         return self.status != Verdict.NOT_IMPLEMENTED
 
     def __bool__(self) -> bool:
@@ -62,14 +64,17 @@ class CheckResult:
 
     @classmethod
     def ok(cls, exercise: str, message: str = "") -> CheckResult:
+        """A passed check of ``exercise``, with what it verified."""
         return cls(exercise, Verdict.PASSED, message)
 
     @classmethod
     def fail(cls, exercise: str, message: str) -> CheckResult:
+        """A failed check of ``exercise``; ``message`` says what is wrong."""
         return cls(exercise, Verdict.FAILED, message)
 
     @classmethod
     def todo(cls, exercise: str, name: str) -> CheckResult:
+        """The check of an exercise whose stub ``name`` still raises ``NotImplementedError``."""
         return cls(
             exercise,
             Verdict.NOT_IMPLEMENTED,

@@ -181,4 +181,5 @@ class ExperimentConfig:
             raise ValueError(f"exact_methods {', '.join(unknown)} are not among the methods run")
 
     def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-able dict (``results.json``'s ``config``)."""
         return asdict(self)

@@ -35,6 +35,7 @@ class Pool:
 
     @property
     def pairs(self) -> Pairs:
+        """The pool's pairs ``(X0, X1)`` and their guides."""
         return self.pool.pairs
 
     def linear(self) -> PairPool:

@@ -18,6 +18,7 @@ from bezkit.files.run_dir import (
     RunLocked,
     check_output_dir,
     check_output_file,
+    lock_path_for,
     resolve_output_file,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_output_dir",
     "check_output_file",
+    "lock_path_for",
     "remove_stale_temp_files",
     "resolve_output_file",
     "sha256_file",

@@ -21,6 +21,7 @@ process may be writing that temporary file right now.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -141,7 +142,8 @@ def remove_stale_temp_files(target: str | Path, *, owner: RunLock) -> list[Path]
     if not target.parent.is_dir():
         return []
     removed = []
-    for tmp in target.parent.glob(_temp_prefix(target) + "*.tmp"):
+    # the name is escaped: "run[1].json" must not match another file's ".run1.json.*.tmp"
+    for tmp in target.parent.glob(glob.escape(_temp_prefix(target)) + "*.tmp"):
         if tmp.is_file() and not tmp.is_symlink():
             tmp.unlink()
             removed.append(tmp)

@@ -160,6 +160,8 @@ class RunLock:
         self._lock: filelock.BaseFileLock | None = None
 
     def acquire(self) -> RunLock:
+        """Take the lock without waiting; :class:`RunLocked` names the output when another process
+        holds it."""
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(self.lock_file), timeout=0)
         try:
@@ -174,6 +176,7 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Release the lock (nothing if it is not held)."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -197,6 +200,7 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether this object holds the lock now."""
         return self._lock is not None and self._lock.is_locked
 
     def __enter__(self) -> RunLock:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from bezkit.couplings.pairs import Coupling, PairPool, Pairs
 from bezkit.data.toy2d import Sampler
+from bezkit.methods.flow import check_recipe_args
 from bezkit.methods.result import RecipeResult, fixed_pairs
 from bezkit.models.branched import BranchedVelocity, branch_times
 from bezkit.models.mlp import MLPVelocity
@@ -71,10 +72,9 @@ def make_trajectory_pool(
         sol = solve_ode(
             teacher, x0[i : i + batch_size], method=teacher_solver, steps=steps, record=True
         )
-        if sol.trajectory is None:  # record=True keeps every state; guard the Optional
-            raise RuntimeError("solve_ode(record=True) returned no trajectory")
+        trajectory = sol.recorded_trajectory()
         for slot, idx in enumerate(keep):
-            states[slot].append(sol.trajectory[idx])
+            states[slot].append(trajectory[idx])
     z = [torch.cat(s) for s in states]
     return PairPool(Pairs(z[0], z[-1], tuple(z[1:-1])))
 
@@ -228,6 +228,7 @@ def bdense_distill(
     """Distil the teacher's whole trajectory into a K-branch student initialised from it
     (the pool of ``make_trajectory_pool``, then ``bdense_train``); the result's ``pairs`` are the
     trajectory pool (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``)."""
+    check_recipe_args("bdense_distill", train, bdense, BDenseConfig, "bdense")
     bdense = bdense if bdense is not None else BDenseConfig()
     bdense.validate()
     pool = make_trajectory_pool(
@@ -259,6 +260,7 @@ def bdense_train(
     ``make_trajectory_pool`` or a folder of teacher segments; only ``num_branches``, ``weights``
     and ``restarts`` of ``bdense`` are used here. ``resume_from`` continues an interrupted run
     from its training state; ``checkpoint_metadata`` goes into every checkpoint of the run."""
+    check_recipe_args("bdense_train", train, bdense, BDenseConfig, "bdense")
     bdense = bdense if bdense is not None else BDenseConfig()
     bdense.validate()
     student = branched_from_teacher(teacher, bdense.num_branches)

@@ -34,7 +34,14 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.couplings.reflow import DataAnchoredCoupling, ReflowCoupling
 from bezkit.data.toy2d import Sampler
-from bezkit.methods.flow import FlowConfig, Init, check_init, student_from, train_flow
+from bezkit.methods.flow import (
+    FlowConfig,
+    Init,
+    check_init,
+    check_recipe_args,
+    student_from,
+    train_flow,
+)
 from bezkit.methods.result import RecipeResult
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
@@ -232,6 +239,7 @@ def bezier_distill(
     ``resume_from`` continues an interrupted training run from its state; ``checkpoint_metadata``
     goes into every checkpoint of the run. The result's ``pairs`` are the pairs with their guides.
     """
+    check_recipe_args("bezier_distill", train, bezier, BezierDistillConfig, "bezier")
     bezier = bezier if bezier is not None else BezierDistillConfig()
     pool = make_bezier_pairs(teachers, source, target, bezier, progress=progress)
     student = student_from(teachers[bezier.endpoint_teacher], bezier.init, seed=train.seed)

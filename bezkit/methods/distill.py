@@ -17,7 +17,14 @@ from typing import Any
 from torch import nn
 
 from bezkit.couplings.pairs import Coupling
-from bezkit.methods.flow import FlowConfig, Init, check_init, student_from, train_flow
+from bezkit.methods.flow import (
+    FlowConfig,
+    Init,
+    check_init,
+    check_recipe_args,
+    student_from,
+    train_flow,
+)
 from bezkit.methods.result import RecipeResult
 from bezkit.paths.time_sampling import distill_times
 from bezkit.training.config import TrainConfig
@@ -58,6 +65,7 @@ def distill(
 
     ``resume_from`` continues an interrupted run from its training state; ``checkpoint_metadata``
     goes into every checkpoint of the run."""
+    check_recipe_args("distill", train, distillation, DistillConfig, "distillation")
     distillation = distillation if distillation is not None else DistillConfig()
     distillation.validate()
     student = student_from(teacher, distillation.init, seed=train.seed)

@@ -34,7 +34,16 @@ from bezkit.training import trainer
 from bezkit.training.config import TrainConfig
 from bezkit.training.objectives import FlowMatchingLoss
 
-__all__ = ["INITS", "FlowConfig", "Init", "check_init", "new_mlp", "student_from", "train_flow"]
+__all__ = [
+    "INITS",
+    "FlowConfig",
+    "Init",
+    "check_init",
+    "check_recipe_args",
+    "new_mlp",
+    "student_from",
+    "train_flow",
+]
 
 Init = Literal["teacher", "scratch"]
 INITS = ("teacher", "scratch")
@@ -73,6 +82,19 @@ class FlowConfig:
         ):
             raise ValueError(f"grid_steps must be an int or None, got {self.grid_steps!r}")
         check_target(self.target, self.grid_steps)
+
+
+def check_recipe_args(
+    recipe: str, train: object, config: object, config_type: type, name: str
+) -> None:
+    """Raise a ``TypeError`` naming the argument unless ``train`` is a :class:`TrainConfig` and
+    ``config`` (the method's config, argument ``name``) is a ``config_type`` or None."""
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"{recipe}: train must be a TrainConfig, got {type(train).__name__}")
+    if config is not None and not isinstance(config, config_type):
+        raise TypeError(
+            f"{recipe}: {name} must be a {config_type.__name__}, got {type(config).__name__}"
+        )
 
 
 def new_mlp(dim: int = 2, *, hidden: int = 256, depth: int = 3, seed: int = 0) -> MLPVelocity:
@@ -115,8 +137,7 @@ def train_flow(
             f"train_flow(model, coupling, train, flow): model must be an nn.Module, got "
             f"{type(model).__name__} (the model comes first, then the coupling)"
         )
-    if not isinstance(train, TrainConfig):
-        raise TypeError(f"train must be a TrainConfig, got {type(train).__name__}")
+    check_recipe_args("train_flow", train, flow, FlowConfig, "flow")
     flow = flow if flow is not None else FlowConfig()
     flow.validate()
     loss = FlowMatchingLoss(

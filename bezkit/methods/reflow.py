@@ -18,7 +18,7 @@ from torch import nn
 
 from bezkit.couplings.reflow import ReflowCoupling
 from bezkit.data.toy2d import Sampler
-from bezkit.methods.flow import Init, check_init, student_from, train_flow
+from bezkit.methods.flow import Init, check_init, check_recipe_args, student_from, train_flow
 from bezkit.methods.result import RecipeResult
 from bezkit.training.config import TrainConfig
 
@@ -78,6 +78,7 @@ def reflow_round(
     ``checkpoint_metadata`` goes into every checkpoint of the run. The result's ``pairs`` are the
     round's pairs and its ``k`` is ``reflow.k``.
     """
+    check_recipe_args("reflow_round", train, reflow, ReflowConfig, "reflow")
     reflow.validate()
     if coupling is None:
         coupling = ReflowCoupling(

@@ -55,6 +55,8 @@ class DigitsClassifier(nn.Module):
         self.head = nn.Linear(self.feature_dim, 10)
 
     def embed(self, x: Tensor) -> Tensor:
+        """The features of ``(n, 1, 8, 8)`` digit images (the Frechet distance's space), ``(n,
+        features)``."""
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
             raise ValueError(
                 f"digits features need images of shape (n, 1, 8, 8), got {tuple(x.shape)}"
@@ -62,6 +64,7 @@ class DigitsClassifier(nn.Module):
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits of ``(n, 1, 8, 8)`` digit images, ``(n, 10)``."""
         return self.head(self.embed(x))
 
 

@@ -123,6 +123,7 @@ class RunningMoments:
         self.outer: np.ndarray | None = None
 
     def update(self, features: Tensor) -> None:
+        """Add a batch of features ``(n, d)`` to the running sums ``sum f`` and ``sum f f^T``."""
         f = features.detach().cpu().double().numpy()
         if self.total is None:
             self.total = np.zeros(f.shape[1])
@@ -132,6 +133,7 @@ class RunningMoments:
         self.outer += f.T @ f
 
     def statistics(self) -> Statistics:
+        """``(mu, Sigma)``: ``mu = sum f / n``, ``Sigma = (sum f f^T - n mu mu^T) / (n - 1)``."""
         if self.n < 2 or self.total is None or self.outer is None:
             raise ValueError(f"need at least 2 samples for a covariance, got {self.n}")
         mu = self.total / self.n

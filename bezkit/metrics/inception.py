@@ -227,6 +227,7 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7c = _MixedE(2048, max_pool=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The 2048 pool features of ``(n, 3, H, W)`` images in ``[-1, 1]``, resized to 299 x 299."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"FID Inception expects (n, 3, H, W) images, got {tuple(x.shape)}")
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)

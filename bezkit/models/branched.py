@@ -34,6 +34,10 @@ def branch_times(k: int) -> tuple[float, ...]:
 
 
 class BranchedVelocity(nn.Module):
+    """A K-branch student: ``net`` outputs ``K`` velocity blocks ``u_j`` along ``channel_dim``;
+    ``branch_j(x, s) = x + (t_j - s) u_j(x, s)``; called as ``model(x, s)`` it is the velocity
+    ``u_K`` (``branches=True``: every branch output). ``times``: the ``t_j`` (default ``j / K``)."""
+
     def __init__(
         self,
         net: nn.Module,

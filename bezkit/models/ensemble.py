@@ -299,4 +299,5 @@ class EnsembleVelocity(nn.Module):
         return models
 
     def extra_repr(self) -> str:
+        """The number of models and their class, for ``repr``."""
         return f"num_models={self.num_models}, model={type(self.template).__name__}"

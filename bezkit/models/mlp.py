@@ -16,6 +16,10 @@ __all__ = ["MLPVelocity"]
 
 
 class MLPVelocity(nn.Module):
+    """A velocity field ``v(x, t)`` on ``(n, dim)`` points: ``h_0 = [x, emb(t)]``,
+    ``h_{l+1} = SiLU(W_l h_l + b_l)`` for ``depth`` layers of width ``hidden``,
+    ``v = W_out h_L + b_out`` with ``out_dim`` outputs (default ``dim``)."""
+
     def __init__(
         self,
         dim: int = 2,

@@ -131,6 +131,17 @@ def bezier_path_for(order: int | None, guides: tuple[torch.Tensor, ...]) -> Bezi
     return BezierPath(order)
 
 
+def _drawn_pairs(
+    pairs: Any, order: int | None, max_pairs: int | None, seed: int
+) -> tuple[BezierPath, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The path of ``order`` and the ``max_pairs`` pairs (a seeded subsample) a figure draws:
+    ``(path, x0, x1, guides)``."""
+    x0, x1, guides = pair_parts(pairs)
+    path = bezier_path_for(order, guides)
+    idx = torch.as_tensor(subsample(x0.shape[0], max_pairs, seed))
+    return path, x0[idx], x1[idx], tuple(g[idx] for g in guides)
+
+
 def plot_bezier_pairs(
     pairs: Any,
     order: int | None = None,
@@ -153,12 +164,8 @@ def plot_bezier_pairs(
     them (seeded) are drawn: the curve, its control polygon (dashed, faint), the guides (grey
     squares), ``X0`` in the source colour and ``X1`` in the target colour. ``order`` defaults to
     the number of guides + 1 (order 1 draws the straight segments)."""
-    x0, x1, guides = pair_parts(pairs)
-    path = bezier_path_for(order, guides)
+    path, x0, x1, guides = _drawn_pairs(pairs, order, max_pairs, seed)
     ax = new_axes(ax)
-    idx = torch.as_tensor(subsample(x0.shape[0], max_pairs, seed))
-    x0, x1 = x0[idx], x1[idx]
-    guides = tuple(g[idx] for g in guides)
     m, grid = x0.shape[0], torch.linspace(0.0, 1.0, max(2, int(n_points)), dtype=torch.float64)
     curves = torch.stack(
         [path.point(x0, x1, torch.full((m,), float(s), dtype=torch.float64), guides) for s in grid],
@@ -234,12 +241,8 @@ def plot_targets(
     :func:`bezkit.paths.regression_target`, the code that trains the students."""
     if target not in ("tangent", "endpoint", "both"):
         raise ValueError(f"target must be 'tangent', 'endpoint' or 'both', got {target!r}")
-    x0, x1, guides = pair_parts(pairs)
-    path = bezier_path_for(order, guides)
+    path, x0, x1, guides = _drawn_pairs(pairs, order, max_pairs, seed)
     ax = new_axes(ax)
-    idx = torch.as_tensor(subsample(x0.shape[0], max_pairs, seed))
-    x0, x1 = x0[idx], x1[idx]
-    guides = tuple(g[idx] for g in guides)
     t = float(min(1.0, max(0.0, float(t))))
     if show_curves:
         plot_bezier_pairs(

@@ -58,6 +58,20 @@ def _series(values: Mapping[Any, float] | Sequence[float], start: int = 1) -> tu
     return list(range(start, start + len(ys))), ys
 
 
+def _lines(ax: Axes, series: Mapping[Any, Any]) -> None:
+    """One line with markers per entry of ``{name: {x: y} or [y for x = 1, 2, ...]}``, coloured
+    C0, C1, ... in order."""
+    for i, (name, vals) in enumerate(series.items()):
+        xs, ys = _series(vals)
+        ax.plot(xs, ys, "-o", color=f"C{i}", label=name, ms=4)
+
+
+def _reference_line(ax: Axes, value: float | None, label: str) -> None:
+    """A dashed horizontal line at ``value`` (e.g. the W2 noise floor); nothing when ``None``."""
+    if value is not None:
+        ax.axhline(value, ls="--", color=COLORS["floor"], lw=1, label=label)
+
+
 def plot_metric_vs_k(
     results: Mapping[str, Mapping[Any, float] | Sequence[float]],
     *,
@@ -74,11 +88,8 @@ def plot_metric_vs_k(
     ``reference`` draws a dashed horizontal line (e.g. the W2 noise floor).
     """
     ax = new_axes(ax, (5.0, 3.5))
-    for i, (name, vals) in enumerate(results.items()):
-        xs, ys = _series(vals)
-        ax.plot(xs, ys, "-o", color=f"C{i}", label=name, ms=4)
-    if reference is not None:
-        ax.axhline(reference, ls="--", color=COLORS["floor"], lw=1, label=reference_label)
+    _lines(ax, results)
+    _reference_line(ax, reference, reference_label)
     ax.set_xlabel("reflow round $k$")
     ax.set_ylabel(metric)
     _integer_ticks(ax)
@@ -102,18 +113,15 @@ def plot_w2_vs_steps(
 ) -> Axes:
     """W2 against the number of sampling steps, one line per model, with the noise floor.
 
-    ``results`` is ``{label: {steps: w2}}`` (e.g. ``evaluate_flow(...)["w2"]``, whose keys are
-    strings) or a single ``{steps: w2}``.
+    ``results`` is ``{label: {steps: w2}}`` (keys may be strings, as in ``results.json``) or a
+    single ``{steps: w2}``.
     """
     ax = new_axes(ax, (5.0, 3.5))
     series: Mapping[Any, Any] = results
     if results and not isinstance(next(iter(results.values())), Mapping):
         series = {"W2": results}
-    for i, (name, vals) in enumerate(series.items()):
-        xs, ys = _series(vals)
-        ax.plot(xs, ys, "-o", color=f"C{i}", label=name, ms=4)
-    if noise_floor is not None:
-        ax.axhline(noise_floor, ls="--", color=COLORS["floor"], lw=1, label="noise floor")
+    _lines(ax, series)
+    _reference_line(ax, noise_floor, "noise floor")
     if logx:
         ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
@@ -145,8 +153,7 @@ def plot_intervals_by_k(
         ax.fill_between(
             ks, [by_k[k].low for k in ks], [by_k[k].high for k in ks], color=f"C{i}", alpha=0.2
         )
-    if reference is not None:
-        ax.axhline(reference, ls="--", color=COLORS["floor"], lw=1, label=reference_label)
+    _reference_line(ax, reference, reference_label)
     ax.set_xlabel("round $k$")
     ax.set_ylabel(ylabel)
     _integer_ticks(ax)

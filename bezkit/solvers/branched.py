@@ -37,7 +37,8 @@ class BranchedModel(Protocol):
 
     times: tuple[float, ...]
 
-    def branches(self, x: Tensor, t: Tensor) -> Tensor: ...
+    def branches(self, x: Tensor, t: Tensor) -> Tensor:
+        """Every branch output ``branch_j(x, s)``, shape ``(n, K, *d)``."""
 
 
 def bdense_hop_times(times: tuple[float, ...], steps: int) -> tuple[int, ...]:

@@ -56,10 +56,12 @@ class DistributedContext:
 
     @property
     def is_distributed(self) -> bool:
+        """Whether more than one process takes part."""
         return self.world_size > 1
 
     @property
     def is_main_process(self) -> bool:
+        """Whether this is rank 0 (the process that writes files)."""
         return self.rank == 0
 
 
@@ -212,6 +214,7 @@ class ShardSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the shuffle (every rank the same value)."""
         self.epoch = epoch
 
     def _indices(self) -> Tensor:

@@ -48,7 +48,9 @@ class BlockLossFn(Protocol):
 
     def block_losses(
         self, model: nn.Module, pairs: Pairs, generators: Sequence[torch.Generator]
-    ) -> Tensor: ...
+    ) -> Tensor:
+        """The loss of each seed block of a seed-blocked batch, shape ``(S,)``, block ``s`` drawn
+        with ``generators[s]``."""
 
 
 def seed_blocked_pairs(batches: Sequence[Pairs]) -> Pairs:

@@ -61,6 +61,7 @@ class ResumePoint:
 
     @property
     def finished(self) -> bool:
+        """Whether the run reached its planned total (``step >= total_steps``)."""
         return self.step >= self.total_steps
 
 

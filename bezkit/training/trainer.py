@@ -102,6 +102,9 @@ class TrainResult:
 
 
 def lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """The learning-rate multiplier at each step: linear warm-up ``(step + 1) / warmup_steps``, then
+    constant 1 or cosine ``(1 + cos(pi (step - warmup) / (steps - warmup))) / 2``."""
+
     def factor(step: int) -> float:
         if config.warmup_steps and step < config.warmup_steps:
             return (step + 1) / config.warmup_steps

@@ -228,26 +228,26 @@ def run_stage(
     out = check_stage_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with claim(out, folder=False, what="training stage"):
-        return _run_locked(out, fit, spec, config, meta_now, overwrite=overwrite)
+        resume = _prepare_output(out, overwrite)
+        resumed_from = None
+        if resume is not None:
+            resumed_from = _check_resumable(resume, config, spec(), meta_now)
+        # every state the run writes, periodic or final, carries the stage's metadata, so a run
+        # killed mid-training can be checked and resumed; a run trained to the end but not yet
+        # exported trains no step
+        result = fit(resume, {"images": meta_now})
+        return _export(out, result, config, meta_now, resumed_from)
 
 
-def _run_locked(
+def _export(
     out: Path,
-    fit: Fit,
-    spec: Callable[[], dict[str, Any]],
+    result: RecipeResult,
     config: TrainConfig,
     meta_now: dict[str, Any],
-    *,
-    overwrite: bool,
+    resumed_from: int | None,
 ) -> StageResult:
-    resume = _prepare_output(out, overwrite)
-    resumed_from = None
-    if resume is not None:
-        resumed_from = _check_resumable(resume, config, spec(), meta_now)
-    # every state the run writes, periodic or final, carries the stage's metadata, so a run
-    # killed mid-training can be checked and resumed; a run trained to the end but not yet
-    # exported trains no step
-    result = fit(resume, {"images": meta_now})
+    """Write the trained model (``result.model``) to ``out`` with the stage's metadata (on the main
+    process; every process waits), and return the finished stage."""
     final = result.model
     meta = {
         "images": meta_now,
