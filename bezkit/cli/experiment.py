@@ -62,6 +62,8 @@ def _fraction(text: str) -> float:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit experiment`` and its options to ``subparsers`` (defaults from
+    :class:`~bezkit.experiments.config.ExperimentConfig`)."""
     d = ExperimentConfig()
     p = subparsers.add_parser(
         "experiment",
@@ -208,6 +210,8 @@ def _redraw(folder: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``bezkit experiment``: redraw a finished run (``--redraw DIR``), or check every option,
+    claim ``--out`` and run the configured experiment; returns the exit code."""
     matplotlib.use("Agg")  # the command writes figure files only
     if args.redraw is not None:
         return _redraw(args.redraw)

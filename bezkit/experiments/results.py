@@ -78,6 +78,10 @@ BASELINES: tuple[str, ...] = BASELINE_METHODS
 
 
 class Budget(TypedDict):
+    """What one training of a method cost: optimiser steps and batch size, training pairs, teacher
+    evaluations (``teacher_nfe = pairs * teacher_nfe_per_pair``) and wall seconds including the
+    generation of the pairs it trained on."""
+
     steps: int
     batch_size: int
     pairs: int
@@ -87,6 +91,10 @@ class Budget(TypedDict):
 
 
 class Experiment(TypedDict, total=False):
+    """One (source, target) pair of a run: its data, seeds and evaluation settings, the noise floors
+    per evaluation draw, and the per-seed records of students (``runs``), chain rounds (``chains``)
+    and couplings (``couplings``)."""
+
     source: str
     target: str
     data: dict[str, Any]
@@ -103,6 +111,9 @@ class Experiment(TypedDict, total=False):
 
 
 class Results(TypedDict, total=False):
+    """The whole ``results.json`` (schema :data:`SCHEMA_VERSION`): the command, date, machine and
+    configuration of the run, its wall time, one :class:`Experiment` per pair and the figure files."""
+
     schema_version: int
     command: str
     date: str | None

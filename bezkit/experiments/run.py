@@ -42,6 +42,8 @@ __all__ = [
 
 
 def machine_info() -> dict[str, Any]:
+    """The machine a run was made on, for its record: CPU model, usable cores, torch version and
+    threads, Python version."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
