@@ -20,7 +20,8 @@ from bezkit.cli import main
 from bezkit.training import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ["--steps", "150", "--hidden", "16", "--depth", "1", "--batch-size", "32"]
+TOTAL_STEPS = 150
+RUN = ["--steps", str(TOTAL_STEPS), "--hidden", "16", "--depth", "1", "--batch-size", "32"]
 RUN += ["--ema-decay", "0.9", "--seed", "3", "--checkpoint-every", "1", "--quiet"]
 KILLS = (signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGINT)
 
@@ -86,6 +87,8 @@ def test_random_kills_always_resume_to_the_uninterrupted_weights(tmp_path):
         # SIGINT before Python installs its handler (start-up) ends the process by the signal: -2
         assert code in (-signal.SIGKILL, -signal.SIGINT, 130), (sig, code, err)
         steps_at_kill.append(_step(out))  # the checkpoint left behind is whole and verified
+        if steps_at_kill[-1] == TOTAL_STEPS:  # killed after its last checkpoint: it is complete
+            break
         proc = _bezkit("--resume", str(out), "--quiet")
     else:
         code, err = _finish(proc)
@@ -94,7 +97,7 @@ def test_random_kills_always_resume_to_the_uninterrupted_weights(tmp_path):
     assert steps_at_kill, "every run finished before it could be killed"
     assert steps_at_kill == sorted(steps_at_kill)  # progress is never lost
     a, b = load_checkpoint(reference), load_checkpoint(out)
-    assert b.metadata["step"] == 150
+    assert b.metadata["step"] == TOTAL_STEPS
     assert b.metadata["losses"] == a.metadata["losses"]
     assert b.metadata["run"] == a.metadata["run"]
     for key, value in a.tensors.items():
