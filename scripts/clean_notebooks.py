@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from bezkit.files.atomic import atomic_write_bytes
 
 RUN_RECORD_KEYS = ("execution", "ExecuteTime", "collapsed", "scrolled")
 NOTEBOOK_METADATA_KEYS = ("kernelspec", "language_info")
@@ -92,18 +92,6 @@ def notebook_text(nb: dict[str, Any]) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Clean (or, with ``--check``, inspect) the notebooks; the exit status as described above."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.check:
                 print(f"{path}: would be cleaned")
             else:
-                write_atomically(path, cleaned)
+                atomic_write_bytes(path, cleaned.encode("utf-8"))
                 print(f"{path}: cleaned")
         big = oversized_outputs(nb, args.max_output_kb) if args.max_output_kb > 0 else []
         for where in big:
