@@ -42,6 +42,7 @@ from torch import nn
 
 from bezkit.couplings.independent import IndependentCoupling
 from bezkit.data.toy2d import get_sampler
+from bezkit.files.atomic import write_json
 from bezkit.methods.flow import new_mlp
 from bezkit.methods.reflow import ReflowConfig, reflow_round
 from bezkit.methods.result import RecipeResult
@@ -258,9 +259,8 @@ def save_lesson_students(
     for stem, (label, model) in zip(stems, students.items(), strict=True):
         meta = {"lesson_students": name, "label": label, "regenerate": REGENERATE_STUDENTS}
         save_model(folder / stem, model, meta, overwrite=overwrite)
-    manifest.write_text(
-        json.dumps({"students": dict(zip(stems, students, strict=True))}, indent=1) + "\n"
-    )
+    # written last and atomically: a folder holds its students only once every checkpoint is whole
+    write_json(manifest, {"students": dict(zip(stems, students, strict=True))}, indent=1)
     return folder
 
 
