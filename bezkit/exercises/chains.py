@@ -88,9 +88,7 @@ def verdict(low: float, high: float) -> str:
 
 def first_better_round(differences: Mapping[int, Interval]) -> int | None:
     """The reference answer of exercise 5.3: the first k whose whole interval is below 0."""
-    return next(
-        (k for k in sorted(differences) if differences[k].n > 1 and differences[k].high < 0), None
-    )
+    return next((k for k in sorted(differences) if better(differences[k]) == "yes"), None)
 
 
 def _as_triple(value: Any) -> tuple[float, float, float] | str:
