@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bezkit.files.atomic import atomic_write_bytes
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 _HEADER = """# bezkit benchmarks: results
@@ -119,9 +121,7 @@ def write_section(key: str, title: str, body: str, path: Path = RESULTS) -> None
             text = pattern.sub(lambda _: block, text)
         else:
             text = text.rstrip() + "\n\n" + block + "\n"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text if text.endswith("\n") else text + "\n")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, (text if text.endswith("\n") else text + "\n").encode())
 
 
 class StepClock:
