@@ -23,6 +23,7 @@ from bezkit.cli.common import (
 )
 from bezkit.cli.images_options import DESCRIPTION, add_pair_options, add_preset_options
 from bezkit.cli.outputs import check_output, write_json_atomic
+from bezkit.data.cifar10 import CIFAR10_ARCHIVE, read_checksums
 from bezkit.experiments.images import (
     data_shape,
     evaluate_images,
@@ -172,7 +173,12 @@ class _Session:
     """The process group under torchrun, CPU threads, and who prints."""
 
     def __init__(self, args: argparse.Namespace, preset: Any) -> None:
-        self.ctx = init_distributed(device=args.device) if _world_size() > 1 else None
+        self.ctx = None
+        if _world_size() > 1:
+            try:
+                self.ctx = init_distributed(device=args.device or preset.device)
+            except ValueError as err:  # no CUDA, bad torchrun variables
+                raise CLIError(str(err)) from None
         if self.ctx is not None:
             self.device: Any = self.ctx.device
         else:
@@ -237,12 +243,20 @@ def _preset(args: argparse.Namespace, stage: str | None, *, name: str | None = N
     (``None``: evaluation, no changes); CIFAR-10 needs ``--data-root``."""
     changes = {} if stage is None else _stage_changes(args, stage)
     changes.update(_pair_changes(args))
+    if args.data_checksums is not None:
+        try:
+            changes["data_checksums"] = read_checksums(args.data_checksums)
+        except ValueError as err:
+            raise CLIError(f"--data-checksums: {err}") from None
     try:
         preset = get_preset(name or args.preset, **changes)
     except (TypeError, ValueError) as err:
         raise CLIError(str(err)) from None
     if preset.dataset == "cifar10" and args.data_root is None:
-        raise CLIError("--preset cifar10 needs --data-root (the folder with cifar-10-batches-py/)")
+        raise CLIError(
+            f"--preset {preset.name} needs --data-root (the folder with cifar-10-batches-py/ "
+            f"or {CIFAR10_ARCHIVE})"
+        )
     return preset
 
 

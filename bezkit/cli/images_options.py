@@ -21,7 +21,7 @@ __all__ = [
     "add_preset_options",
 ]
 
-PRESET_NAMES = ("digits", "cifar10")
+PRESET_NAMES = ("digits", "cifar10", "cifar10-tiny")
 
 DESCRIPTION = """\
 Rectified flows, reflow, distillation, Bezier distillation and B-DENSE on images. The methods are
@@ -31,6 +31,8 @@ presets:
   digits    scikit-learn's 8x8 digits (offline), a 190k-parameter U-Net, CPU, minutes per stage
   cifar10   CIFAR-10 32x32 (--data-root), a 50.7M-parameter DDPM++-like U-Net, GPUs: bf16
             autocast, EMA, warm-up, checkpoints every 5000 steps; run it under torchrun
+  cifar10-tiny  cifar10's data and code path with a 49k-parameter U-Net and a few steps and
+            pairs: every stage in seconds on a CPU (tests, dry runs); its numbers mean nothing
 
 stages (each resumes after an interruption: run the same command again):
   train     the 1-RF on independent (noise, image) pairs                 -> OUT.safetensors
@@ -120,6 +122,13 @@ def add_machine_options(p: argparse.ArgumentParser, *, stage: str | None) -> Non
         metavar="DIR",
         default=None,
         help="CIFAR-10: the folder holding cifar-10-batches-py/ (digits need none)",
+    )
+    g.add_argument(
+        "--data-checksums",
+        metavar="JSON",
+        default=None,
+        help="CIFAR-10: md5 per file from this JSON instead of the official ones (the "
+        "checksums.json of a test fixture; real data needs none)",
     )
     g.add_argument(
         "--device",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,22 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
 # -- the command ---------------------------------------------------------------------------------
 
 
+def _refuse_torchrun() -> None:
+    """The 2D trainer is one process: under torchrun (``WORLD_SIZE`` > 1) every rank would train
+    the same run and fight over ``--out``, so refuse before any work."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "0", "1"):
+        raise CLIError(
+            f"'bezkit train' (the 2D trainer) is single-process, but it was started by torchrun "
+            f"(WORLD_SIZE={world}); run it as plain 'bezkit train'. Multi-process training is "
+            f"'bezkit images' (see docs/IMAGES.md)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """``bezkit train``: settle the run's settings (new, or from ``--resume``), train, save the
     checkpoint."""
+    _refuse_torchrun()
     step = 0
     if args.resume is not None:
         settings, step = _resume_settings(args)

@@ -13,7 +13,10 @@ the archive ``cifar-10-python.tar.gz`` unpacks to a folder ``cifar-10-batches-py
 - ``b"filenames"``: a list of ``n`` bytes.
 
 Every file is checked against its official md5 before it is read (``verify=False`` or custom
-``checksums`` exist for test fixtures). The pickles are read with a *restricted* unpickler that can
+``checksums`` exist for test fixtures: ``write_cifar10_fixture`` writes random images in this exact
+layout, the archive too, with a ``checksums.json`` of their own md5 sums). An archive
+``cifar-10-python.tar.gz`` placed in the root by hand is checked and unpacked, never replaced by a
+download; a wrong md5 is a ``ChecksumError`` naming the file. The pickles are read with a *restricted* unpickler that can
 rebuild numpy arrays and nothing else: a pickle can run arbitrary code, and a file from the
 internet must not.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pickle
 import shutil
@@ -40,26 +44,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from bezkit.files.atomic import atomic_write
+from bezkit.files.atomic import atomic_write, atomic_write_bytes
 
 __all__ = [
+    "CIFAR10_ARCHIVE",
     "CIFAR10_ARCHIVE_MD5",
     "CIFAR10_CLASSES",
     "CIFAR10_FILE_MD5",
     "CIFAR10_FOLDER",
     "CIFAR10_SPLIT_FILES",
     "CIFAR10_URL",
+    "DOWNLOAD_TIMEOUT_S",
     "CIFAR10Dataset",
     "ChecksumError",
     "UnsafePickleError",
     "download_cifar10",
     "file_md5",
+    "read_checksums",
     "read_cifar10_batch",
     "uint8_to_unit_range",
+    "unpack_cifar10",
     "write_cifar10_fixture",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+DOWNLOAD_TIMEOUT_S = 60.0  # seconds without an answer before a download gives up
 CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_FILE_MD5: dict[str, str] = {
@@ -104,8 +114,22 @@ def _check_md5(path: Path, expected: str) -> None:
     if actual != expected:
         raise ChecksumError(
             f"md5 mismatch for {path}: expected {expected}, got {actual}. The file is corrupted, "
-            f"truncated or not the official CIFAR-10 file; delete it and download again."
+            f"truncated or not the official CIFAR-10 file; delete it and download again (a test "
+            f"fixture of write_cifar10_fixture: pass its checksums.json, --data-checksums)."
         )
+
+
+def read_checksums(path: str | Path) -> dict[str, str]:
+    """A ``{file name: md5}`` JSON (a fixture's ``checksums.json``), checked for its shape."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the checksums file {path}: {err}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) == 32 for k, v in data.items()
+    ):
+        raise ValueError(f"{path}: expected a JSON object of file name -> 32-digit md5")
+    return data
 
 
 # -- safe unpickling ------------------------------------------------------------------------
@@ -222,30 +246,47 @@ def download_cifar10(
     url: str = CIFAR10_URL,
     md5: str | None = CIFAR10_ARCHIVE_MD5,
     force: bool = False,
+    timeout_s: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """Download and unpack CIFAR-10 under ``root``; returns ``root / "cifar-10-batches-py"``.
 
     Atomic: the archive is streamed to a temporary file in ``root``, its md5 is checked, then it is
     renamed to ``cifar-10-python.tar.gz``; it is unpacked into a temporary folder that is renamed to
-    ``cifar-10-batches-py`` only when complete. An interrupted download leaves no partial dataset.
-    Does nothing if the folder already exists (unless ``force``).
+    ``cifar-10-batches-py`` only when complete. An interrupted download leaves no partial dataset;
+    a server silent for ``timeout_s`` seconds is an error, not a hang. Does nothing if the folder
+    already exists (unless ``force``). An archive already in ``root`` (placed by hand) is checked
+    and unpacked, not downloaded again: a wrong md5 is a ``ChecksumError`` (``force`` downloads
+    it again).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     folder = root / CIFAR10_FOLDER
     if folder.is_dir() and not force:
         return folder
-    archive = root / "cifar-10-python.tar.gz"
-    if force or not archive.is_file() or (md5 is not None and file_md5(archive) != md5):
+    archive = root / CIFAR10_ARCHIVE
+    if force or not archive.is_file():
 
         def fetch(tmp_name: str) -> None:  # checked before atomic_write moves it into place
-            with open(tmp_name, "wb") as out, urllib.request.urlopen(url) as response:
+            with (
+                open(tmp_name, "wb") as out,
+                urllib.request.urlopen(url, timeout=timeout_s) as response,
+            ):
                 shutil.copyfileobj(response, out, length=1 << 20)
             if md5 is not None:
                 _check_md5(Path(tmp_name), md5)
 
         atomic_write(archive, fetch)
+    return unpack_cifar10(root, md5=md5)
 
+
+def unpack_cifar10(root: str | Path, *, md5: str | None = CIFAR10_ARCHIVE_MD5) -> Path:
+    """Check ``root/cifar-10-python.tar.gz`` against ``md5`` and unpack it (atomically) to
+    ``root/cifar-10-batches-py``; returns the folder."""
+    root = Path(root)
+    folder = root / CIFAR10_FOLDER
+    archive = root / CIFAR10_ARCHIVE
+    if md5 is not None:
+        _check_md5(archive, md5)
     tmp_dir = Path(tempfile.mkdtemp(dir=root, prefix=".cifar-10-extract-"))
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -293,6 +334,11 @@ class CIFAR10Dataset(Dataset[tuple[Tensor, int]]):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         root = Path(root)
         folder = root if root.name == CIFAR10_FOLDER else root / CIFAR10_FOLDER
+        known = dict(CIFAR10_FILE_MD5 if checksums is None else checksums)
+        if not folder.is_dir() and (root / CIFAR10_ARCHIVE).is_file():
+            # an archive placed by hand: checked, then unpacked; never replaced by a download
+            md5 = known.get(CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5) if verify else None
+            folder = unpack_cifar10(root, md5=md5)
         if not folder.is_dir() and download:
             folder = download_cifar10(root)
         if not folder.is_dir():
@@ -300,7 +346,6 @@ class CIFAR10Dataset(Dataset[tuple[Tensor, int]]):
                 f"CIFAR-10 folder not found: {folder}. Download it with "
                 f"bezkit.data.cifar10.download_cifar10({str(root)!r}) or pass download=True."
             )
-        known = dict(CIFAR10_FILE_MD5 if checksums is None else checksums)
         images, labels = [], []
         for name in CIFAR10_SPLIT_FILES[split]:
             expected = None
@@ -344,12 +389,33 @@ class CIFAR10Dataset(Dataset[tuple[Tensor, int]]):
         return f"CIFAR10Dataset(split={self.split!r}, n={len(self)}, flip={self.flip})"
 
 
-def write_cifar10_fixture(root: str | Path, *, per_file: int = 4, seed: int = 0) -> Path:
+def write_cifar10_fixture(
+    root: str | Path, *, per_file: int = 4, seed: int = 0, archive: bool = False
+) -> Path:
     """Write random images in the official on-disk format (``root/cifar-10-batches-py`` with
-    ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``, protocol-2 pickles with bytes keys,
-    uint8 rows of 3072 values) for tests and checks without the real data; returns the folder.
-    Their md5 sums are not the official ones: read them with ``verify=False``."""
-    folder = Path(root) / CIFAR10_FOLDER
+    ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``, protocol-2 pickles
+    with bytes keys, uint8 rows of 3072 values) for tests and checks without the real data;
+    returns the folder. With ``archive`` the folder is packed as the downloaded
+    ``root/cifar-10-python.tar.gz`` instead (and not left unpacked). Their md5 sums are not the
+    official ones: ``root/checksums.json`` lists them (``CIFAR10Dataset(checksums=...)``,
+    ``bezkit images --data-checksums``), or read them with ``verify=False``."""
+    root = Path(root)
+    folder = root / CIFAR10_FOLDER
+    if archive:
+        staging = Path(tempfile.mkdtemp(dir=root if root.is_dir() else None, prefix=".fixture-"))
+        try:
+            inner = write_cifar10_fixture(staging, per_file=per_file, seed=seed)
+            sums = read_checksums(staging / "checksums.json")
+            tmp = staging / CIFAR10_ARCHIVE
+            with tarfile.open(tmp, "w:gz") as tar:
+                tar.add(inner, arcname=CIFAR10_FOLDER)
+            sums[CIFAR10_ARCHIVE] = file_md5(tmp)
+            root.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, root / CIFAR10_ARCHIVE)
+            _write_checksums(root, sums)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i, name in enumerate([*CIFAR10_SPLIT_FILES["train"], *CIFAR10_SPLIT_FILES["test"]]):
@@ -359,8 +425,14 @@ def write_cifar10_fixture(root: str | Path, *, per_file: int = 4, seed: int = 0)
             b"data": rng.integers(0, 256, size=(per_file, 3072), dtype=np.uint8),
             b"filenames": [f"img_{i}_{j}.png".encode() for j in range(per_file)],
         }
-        data = pickle.dumps(batch, protocol=2)
-        tmp = folder / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / name)
+        atomic_write_bytes(folder / name, pickle.dumps(batch, protocol=2))
+    meta = {b"num_cases_per_batch": per_file, b"label_names": [c.encode() for c in CIFAR10_CLASSES],
+            b"num_vis": 3072}  # fmt: skip
+    atomic_write_bytes(folder / "batches.meta", pickle.dumps(meta, protocol=2))
+    _write_checksums(Path(root), {n: file_md5(folder / n) for n in CIFAR10_FILE_MD5})
     return folder
+
+
+def _write_checksums(root: Path, sums: Mapping[str, str]) -> None:
+    text = json.dumps(dict(sums), indent=1, sort_keys=True) + "\n"
+    atomic_write_bytes(root / "checksums.json", text.encode())

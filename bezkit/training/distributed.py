@@ -81,7 +81,9 @@ def init_distributed(
     """Join the process group described by the torchrun environment variables.
 
     ``backend`` defaults to ``"nccl"`` when CUDA is available and ``"gloo"`` otherwise; ``device``
-    defaults to ``cuda:LOCAL_RANK`` (made the current CUDA device) or ``cpu``. With
+    defaults to ``cuda:LOCAL_RANK`` (made the current CUDA device) or ``cpu``; ``"auto"`` is the
+    default, and a plain ``"cuda"`` (no index) means ``cuda:LOCAL_RANK`` too, so that
+    ``--device cuda`` under torchrun gives every process its own GPU. With
     ``WORLD_SIZE`` unset or 1 no process group is created. Calling it again after the group exists
     returns the same context.
     """
@@ -89,10 +91,18 @@ def init_distributed(
     local_rank = _env_int("LOCAL_RANK", 0)
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"invalid RANK={rank} for WORLD_SIZE={world_size}")
+    if isinstance(device, str) and device == "auto":
+        device = None
     cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     if device is None:
         device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda": this process's own GPU
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {str(device)!r} requested but CUDA is not available (use --device cpu)"
+        )
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size == 1:

@@ -32,8 +32,10 @@ __all__ = [
     "ResumeError",
     "ResumePoint",
     "ResumedRun",
+    "check_processes",
     "interrupted_at",
     "merge_settings",
+    "processes_record",
     "read_resume_point",
     "resume_run",
 ]
@@ -176,6 +178,43 @@ def resume_run(
                 "other data: restore the file or start a new run"
             )
     return ResumedRun(settings=settings, step=point.step)
+
+
+def processes_record(world_size: int, batch_per_process: int) -> dict[str, int]:
+    """What a multi-process run records about its processes (under ``"processes"``): the world
+    size, the batch of each process and the global batch ``world_size * batch_per_process`` that
+    one optimizer step averages over."""
+    return {
+        "world_size": world_size,
+        "batch_per_process": batch_per_process,
+        "global_batch": world_size * batch_per_process,
+    }
+
+
+def check_processes(path: str | Path, recorded: Any, now: Mapping[str, int]) -> None:
+    """Refuse to resume the run saved in ``path`` with another number of processes.
+
+    Under torchrun each step averages ``world_size`` per-process batches, and rank ``r`` draws its
+    batches from the seed ``seed + r``: a run resumed with another world size has another global
+    batch and other random streams, so it would not continue as it started (and gives other
+    weights than the uninterrupted run). ``recorded`` is the checkpoint's ``processes_record``
+    (``None`` for a checkpoint written before it was recorded: nothing to check)."""
+    if recorded is None:
+        return
+    if not isinstance(recorded, Mapping) or "world_size" not in recorded:
+        raise ResumeError(f"{path} has an unreadable 'processes' record: {recorded!r}")
+    if recorded["world_size"] == now["world_size"]:
+        return
+    was, is_ = recorded["world_size"], now["world_size"]
+    raise ResumeError(
+        f"{path} was trained by {was} process(es) x {recorded.get('batch_per_process')} images "
+        f"(global batch {recorded.get('global_batch')}), but this run has {is_} process(es) x "
+        f"{now['batch_per_process']} (global batch {now['global_batch']}): resuming with another "
+        f"number of processes changes the global batch and every rank's random stream, so the run "
+        f"would not continue as it started. Resume it with {was} process(es) "
+        f"(torchrun --nproc_per_node {was}{'' if was > 1 else ', or without torchrun'}), "
+        f"or pass overwrite=True (--overwrite) to start again"
+    )
 
 
 def interrupted_at(path: str | Path) -> tuple[int, int] | None:

@@ -163,3 +163,21 @@ def test_two_process_ddp_step_and_pair_shards(tmp_path: Path) -> None:
         torch.testing.assert_close(r["loss"], loss.detach(), rtol=1e-6, atol=1e-7)
         for p_ddp, p_ref in zip(r["params"], model.parameters(), strict=True):
             torch.testing.assert_close(p_ddp, p_ref.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_device_cuda_means_this_process_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``init_distributed(device="cuda")`` (``--device cuda`` under torchrun) picks
+    ``cuda:LOCAL_RANK`` and makes it current: ``torch.cuda.set_device`` is never given a bare
+    ``cuda`` (which raised). CUDA is faked: only the choice of device is under test."""
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(torch.device(d)))
+    for name in TORCHRUN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for asked in ("cuda", torch.device("cuda"), "auto", None):
+        chosen.clear()
+        ctx = init_distributed(device=asked)
+        assert ctx.device == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    ctx = init_distributed(device="cuda:0")  # an explicit index is kept
+    assert ctx.device == torch.device("cuda", 0)

@@ -27,8 +27,9 @@ from bezkit.files.run_dir import RunLock, check_output_file
 from bezkit.methods.result import RecipeResult
 from bezkit.training.checkpoint import load_checkpoint
 from bezkit.training.config import TrainConfig
-from bezkit.training.distributed import barrier, is_main_process
+from bezkit.training.distributed import barrier, get_world_size, is_main_process
 from bezkit.training.model_io import checkpoint_files, load_model, save_model
+from bezkit.training.resume import check_processes, processes_record
 
 __all__ = [
     "Fit",
@@ -191,6 +192,7 @@ def _prepare_output(out: Path, overwrite: bool) -> Path | None:
 def _check_resumable(state: Path, config: TrainConfig, spec: dict, meta_now: dict) -> int:
     """The step of an interrupted run in ``state``; an error if it was another run."""
     meta = load_checkpoint(state).metadata
+    check_processes(state, meta.get("processes"), _processes(config))
     old_cfg, new_cfg = meta.get("train_config", {}), config.to_dict()
     differ = [k for k in RUN_FIELDS if old_cfg.get(k) != new_cfg.get(k)]
     if meta.get("model") != spec:
@@ -235,8 +237,13 @@ def run_stage(
         # every state the run writes, periodic or final, carries the stage's metadata, so a run
         # killed mid-training can be checked and resumed; a run trained to the end but not yet
         # exported trains no step
-        result = fit(resume, {"images": meta_now})
+        result = fit(resume, {"images": meta_now, "processes": _processes(config)})
         return _export(out, result, config, meta_now, resumed_from)
+
+
+def _processes(config: TrainConfig) -> dict[str, int]:
+    """This run's processes: the world size (torchrun) and the per-process and global batch."""
+    return processes_record(get_world_size(), config.batch_size)
 
 
 def _export(
@@ -251,6 +258,7 @@ def _export(
     final = result.model
     meta = {
         "images": meta_now,
+        "processes": _processes(config),
         "train_config": config.to_dict(),
         "step": config.steps,
         "final_loss": float(np.mean(result.losses[-50:])) if result.losses else None,
