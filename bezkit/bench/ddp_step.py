@@ -3,8 +3,9 @@
     torchrun --standalone --nproc_per_node=1 -m bezkit.bench.ddp_step --out ddp.json
 
 joins a process group (NCCL on CUDA, gloo on the CPU) even with one process, wraps a U-Net and a
-B-DENSE student in DDP and trains each a few steps with ``bezkit.training.train`` (the B-DENSE loss
-reaches the branches through DDP's ``forward``), then writes what happened as JSON. With one
+B-DENSE student in DDP and trains each with ``bezkit.training.train`` (the B-DENSE loss reaches
+the branches through DDP's ``forward``): ``--warmup`` untimed steps, then ``--steps`` timed ones;
+then writes what happened as JSON. With one
 process nothing is averaged, but the process group, the DDP wrapper, its gradient hooks and the
 backend's collectives all run.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,17 +43,26 @@ SIZES = {
 }  # fmt: skip
 
 
-def _timed_train(model: nn.Module, loss: object, sample: object, config: TrainConfig) -> dict:
+def _timed_train(
+    model: nn.Module, loss: object, sample: object, config: TrainConfig, warmup: int
+) -> dict:
+    """``warmup`` untimed steps (process-group start, autotuning, DDP's first buckets), then
+    ``config.steps`` timed ones with the same trainer."""
+    warm = train(model, loss, sample, replace(config, steps=warmup))  # type: ignore[arg-type]
+    if config.device.startswith("cuda"):
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     result = train(model, loss, sample, config)  # type: ignore[arg-type]
     if config.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    losses = [*warm.losses, *result.losses]
     return {
+        "warmup_steps": warmup,
         "steps": config.steps,
         "seconds": seconds,
         "ms_per_step": seconds / config.steps * 1e3,
-        "finite": all(torch.isfinite(torch.tensor(result.losses)).tolist()),
+        "finite": all(torch.isfinite(torch.tensor(losses)).tolist()),
     }
 
 
@@ -61,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="JSON report")
     p.add_argument("--size", choices=tuple(SIZES), default="micro", help="the U-Net")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=20, help="timed steps, after the warm-up")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -90,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         ddp_unet = nn.parallel.DistributedDataParallel(
             unet, device_ids=[local_rank] if cuda else None
         )
-        report["flow"] = _timed_train(ddp_unet, FlowMatchingLoss(), coupling.sample, config)
+        report["flow"] = _timed_train(
+            ddp_unet, FlowMatchingLoss(), coupling.sample, config, args.warmup
+        )
 
         student = branched_from_teacher(unet.cpu(), 2).to(device)
         ddp_student = nn.parallel.DistributedDataParallel(
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             pairs = coupling.sample(n, generator)
             return Pairs(pairs.x0, pairs.x1, ((pairs.x0 + pairs.x1) / 2,))
 
-        report["bdense"] = _timed_train(ddp_student, BDenseLoss(2), trajectory, config)
+        report["bdense"] = _timed_train(ddp_student, BDenseLoss(2), trajectory, config, args.warmup)
         dist.barrier()
         report["ok"] = report["flow"]["finite"] and report["bdense"]["finite"]
     finally:

@@ -1,8 +1,18 @@
 """Speed of the image training step and of teacher pair generation, with their FLOP counts.
 
-A training step is the trainer's (``bezkit.training.train``): the flow-matching loss under bf16
-autocast (CUDA), backward, gradient clipping at 1.0, AdamW, the EMA update; the batch is already
-on the device, so the numbers are the model's compute, not the data pipeline's. The FLOPs of one
+Two timings of a training step, reported side by side and named apart:
+
+- ``trainer_step_speed`` (**the trainer**): ``bezkit.methods.train_flow`` -> ``bezkit.training.train``
+  itself, as ``bezkit images train`` runs it: batches drawn on the host (prefetched), copied to the
+  device, the loss under bf16 autocast, the per-step finiteness check and loss read-back (host
+  synchronisations), clipping, AdamW, the lr schedule, the EMA. Its time per step is
+  ``(T(long) - T(short)) / (long - short)`` of two whole runs, so the start-up (model to the
+  device, first-step autotuning) cancels.
+- ``step_speed`` (**the model**): the same loss, backward, clipping, AdamW and EMA on a batch
+  already on the device, without the host synchronisations: the model's compute alone (its
+  variants: channels-last, fused AdamW, ``torch.compile``).
+
+The FLOPs of one
 step are counted by ``torch.utils.flop_counter`` (forward + backward of one image, times the batch;
 the optimizer and EMA are not counted), so
 
@@ -15,22 +25,34 @@ large matrix product). Times are medians of CUDA-synchronised host timings after
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bezkit.couplings.pairs import Pairs
+from bezkit.couplings.pairs import Coupling, Pairs
+from bezkit.methods.flow import train_flow
 from bezkit.solvers.ode import solve_ode
+from bezkit.training.config import TrainConfig
 from bezkit.training.ema import EMA
 from bezkit.training.objectives import FlowMatchingLoss
 
-__all__ = ["PairSpeed", "StepSpeed", "flops_per_image", "pair_speed", "step_speed"]
+__all__ = [
+    "PairSpeed",
+    "StepSpeed",
+    "TrainerSpeed",
+    "flops_per_image",
+    "matmul_tflops",
+    "pair_speed",
+    "step_speed",
+    "trainer_step_speed",
+]
 
 
 @dataclass
@@ -45,6 +67,26 @@ class StepSpeed:
     peak_fraction: float | None  # tflops / the peak given
     peak_memory_gib: float | None  # CUDA only
     first_step_s: float  # includes torch.compile's compilation when compiled
+    losses_finite: bool
+
+    def to_dict(self) -> dict:
+        """As a JSON-able dict."""
+        return asdict(self)
+
+
+@dataclass
+class TrainerSpeed:
+    """The real trainer's time per step (``trainer_step_speed``)."""
+
+    batch: int
+    steps_short: int
+    steps_long: int
+    seconds_short: float
+    seconds_long: float
+    ms_per_step: float
+    images_per_s: float
+    tflops: float
+    peak_fraction: float | None
     losses_finite: bool
 
     def to_dict(self) -> dict:
@@ -172,6 +214,65 @@ def step_speed(
     )
 
 
+def trainer_step_speed(
+    make_model: Callable[[], nn.Module],
+    coupling: Coupling,
+    config: TrainConfig,
+    *,
+    short: int,
+    long: int,
+    flops_image: float,
+    peak_tflops: float | None = None,
+) -> TrainerSpeed:
+    """Time ``train_flow`` (the 1-RF's recipe, so ``bezkit.training.train``) for ``short`` and
+    ``long`` steps on fresh models; per step ``(T(long) - T(short)) / (long - short)``. No
+    checkpoint is written (``config.checkpoint_path`` is cleared)."""
+    if not 0 < short < long:
+        raise ValueError(f"need 0 < short < long, got {short}, {long}")
+    device = torch.device(config.device)
+    times, finite = [], True
+    for steps in (short, long):
+        cfg = replace(config, steps=steps, progress=False, checkpoint_path=None)
+        model = make_model()
+        _sync(device)
+        t0 = time.perf_counter()
+        result = train_flow(model, coupling, cfg)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        finite = finite and all(math.isfinite(v) for v in result.losses)
+        del model, result
+    per_step = max(times[1] - times[0], 1e-9) / (long - short)
+    tflops = flops_image * config.batch_size / per_step / 1e12
+    return TrainerSpeed(
+        batch=config.batch_size,
+        steps_short=short,
+        steps_long=long,
+        seconds_short=times[0],
+        seconds_long=times[1],
+        ms_per_step=per_step * 1e3,
+        images_per_s=config.batch_size / per_step,
+        tflops=tflops,
+        peak_fraction=None if peak_tflops is None else tflops / peak_tflops,
+        losses_finite=finite,
+    )
+
+
+def matmul_tflops(device: torch.device, *, n: int = 8192, iters: int = 10) -> float:
+    """The bf16 (CUDA; float32 on the CPU) rate of an ``n x n x n`` matrix product on this device,
+    ``2 n^3 / seconds``: the peak the training step is compared with, measured on the card."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t0) / 1e12
+
+
 @torch.no_grad()
 def pair_speed(
     teacher: nn.Module,
@@ -184,7 +285,8 @@ def pair_speed(
     flops_image: float,
 ) -> PairSpeed:
     """Time ``solve_ode`` (Euler, ``steps`` steps) from ``batch`` noise images: one warm-up
-    solve of 2 steps, then one full solve."""
+    solve of 2 steps, then one solve of ``steps`` steps (a pair of the preset costs
+    ``teacher_steps`` of them: scale ``pairs_per_s`` by ``steps / teacher_steps``)."""
     teacher = teacher.to(device).eval()
     x0 = torch.randn(batch, *shape, device=device)
     autocast = (
