@@ -33,6 +33,9 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
     "matplotlib": ("bezkit.cli",),  # keeps `bezkit --help` fast; everywhere else at module level
     "torch_fidelity": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
     "torchmetrics": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
+    # the GPU check imports its sections (and so POT) only after its preflight has checked that
+    # every carried module imports (bezkit/bench/gpu.py)
+    "bezkit": ("bezkit.bench.gpu",),
 }
 
 

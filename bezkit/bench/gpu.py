@@ -34,7 +34,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 import torch
 
 from bezkit.bench.carry import POT_BACKENDS_OFF, REQUIRED_MODULES, child_env
+from bezkit.bench.gpu_report import markdown, summary
 from bezkit.files.atomic import atomic_write_bytes
 
 __all__ = ["SECTIONS", "GPUCheck", "MissingDependency", "default_out", "main", "run_check"]
@@ -199,31 +199,12 @@ def preflight(check: GPUCheck, part: dict[str, Any]) -> None:
         )
 
 
-def environment(check: GPUCheck, part: dict[str, Any]) -> None:
-    """The software and hardware the check ran on."""
-    import importlib.util
-
-    part.update(python=platform.python_version(), torch=torch.__version__,
-                cuda=torch.version.cuda, cpu_count=os.cpu_count(),
-                gpu_count=torch.cuda.device_count() if torch.cuda.is_available() else 0)  # fmt: skip
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        part.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                    capability=f"{props.major}.{props.minor}")  # fmt: skip
-        check.report["measured_on"] = props.name
-    for name in ("torchvision", "torchmetrics", "torch_fidelity", "ot", "sklearn"):
-        part[name] = importlib.util.find_spec(name) is not None
-    from bezkit.metrics.inception import fid_backend
-
-    part["fid_backend"] = fid_backend()
-
-
 def _later(name: str) -> Section:
     """Section ``name`` of ``bezkit.bench.gpu_sections``, imported only when it runs (after the
     preflight: that module imports POT and the rest of bezkit)."""
 
     def section(check: Any, part: dict[str, Any]) -> None:
-        from bezkit.bench import gpu_sections
+        from bezkit.bench import gpu_sections  # lazy: it imports POT, checked by the preflight
 
         getattr(gpu_sections, name)(check, part)
 
@@ -234,7 +215,7 @@ def _sections() -> list[tuple[str, float, Section]]:
     """(name, GPU estimate in seconds, section), in the order they run; the preflight first."""
     return [
         ("preflight", 5, preflight),
-        ("environment", 2, environment),
+        ("environment", 2, _later("environment")),
         ("peak", 3, _later("peak")),
         ("train_step", 20, _later("train_step")),
         ("pairs", 15, _later("pairs")),
@@ -282,8 +263,6 @@ def run_check(mode: str, out: Path, *, budget_s: float = 300.0, peak_tflops: flo
     report = check.report
     report["ok"] = all(v["status"] in ("ok", "skipped") for v in report["sections"].values())
     check.write()
-    from bezkit.bench.gpu_report import markdown
-
     atomic_write_bytes(out / "gpu_check.md", markdown(report).encode())
     return report
 
@@ -309,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
     except MissingDependency as err:
         print(err, file=sys.stderr, flush=True)
         return 3
-    from bezkit.bench.gpu_report import summary
-
     print(summary(report))
     print(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}")
     return 0 if report["ok"] else 1

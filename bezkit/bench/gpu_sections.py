@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import json
 import math
+import os
+import platform
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from typing import Any, Protocol
 import torch
 
 from bezkit.bench.carry import child_env
+from bezkit.bench.ddp_step import main as ddp_main
 from bezkit.bench.pipeline import MICRO_UNET, run_pipeline
 from bezkit.bench.train_speed import (
     flops_per_image,
@@ -32,11 +37,16 @@ from bezkit.bench.train_speed import (
     trainer_step_speed,
 )
 from bezkit.couplings.independent import IndependentCoupling
+from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.data.cifar10 import CIFAR10Dataset, write_cifar10_fixture
+from bezkit.data.toy2d import get_sampler
+from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.images import StandardNormal, data_shape, get_preset, new_unet
 from bezkit.experiments.images.outputs import stage_config
 from bezkit.files.atomic import atomic_write_bytes
-from bezkit.metrics.inception import FIDInceptionV3
+from bezkit.methods.flow import new_mlp
+from bezkit.metrics.inception import FIDInceptionV3, fid_backend
+from bezkit.training import FlowMatchingLoss, TrainConfig, train_ensemble
 
 __all__ = [
     "QUIET_CPU_DIGITS_SECONDS",
@@ -47,6 +57,7 @@ __all__ = [
     "ddp",
     "digits",
     "ensemble2d",
+    "environment",
     "pairs",
     "peak",
     "pipeline",
@@ -66,12 +77,28 @@ class Check(Protocol):
     device: torch.device
     out: Path
     peak_tflops: float
+    report: dict[str, Any]
 
     def left(self) -> float: ...
 
 
 def _preset(check: Check) -> Any:
     return get_preset("cifar10") if check.gpu else get_preset("cifar10", unet=MICRO_UNET)
+
+
+def environment(check: Check, part: dict[str, Any]) -> None:
+    """The software and hardware the check ran on."""
+    part.update(python=platform.python_version(), torch=torch.__version__,
+                cuda=torch.version.cuda, cpu_count=os.cpu_count(),
+                gpu_count=torch.cuda.device_count() if torch.cuda.is_available() else 0)  # fmt: skip
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        part.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    capability=f"{props.major}.{props.minor}")  # fmt: skip
+        check.report["measured_on"] = props.name
+    for name in ("torchvision", "torchmetrics", "torch_fidelity", "ot", "sklearn"):
+        part[name] = importlib.util.find_spec(name) is not None
+    part["fid_backend"] = fid_backend()
 
 
 def peak(check: Check, part: dict[str, Any]) -> None:
@@ -174,12 +201,6 @@ def pairs(check: Check, part: dict[str, Any]) -> None:
 def ensemble2d(check: Check, part: dict[str, Any]) -> None:
     """The 2D experiment's seed ensemble (``train_ensemble``: the full protocol's 5 seeds, its MLP
     and batch, flow matching on 8gaussians -> moons) on this device against the CPU."""
-    from bezkit.couplings.pairs import PairPool, Pairs
-    from bezkit.data.toy2d import get_sampler
-    from bezkit.experiments.config import ExperimentConfig
-    from bezkit.methods.flow import new_mlp
-    from bezkit.training import FlowMatchingLoss, TrainConfig, train_ensemble
-
     cfg = ExperimentConfig.full()
     seeds = list(range(cfg.seeds))
     steps = 300 if check.gpu else 5
@@ -251,8 +272,10 @@ def cuda_tests(check: Check, part: dict[str, Any]) -> None:
     files = ["tests/test_cuda.py", "tests/images/test_fid_backends.py"]
     cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-q",
            "-rs", "-m", "cuda or fid_library", *files]  # fmt: skip
+    # at most 2 minutes, and leave 2 for the digits benchmark and the compile after it
+    limit = max(min(check.left() - 120, 120), 10) if check.gpu else max(check.left(), 1)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=child_env(),
-                          timeout=max(check.left(), 1))  # fmt: skip
+                          timeout=limit)  # fmt: skip
     counts = _pytest_counts(proc.stdout)
     ok = proc.returncode == 0 or (proc.returncode == 5 and not check.gpu)  # 5: none collected
     part.update(ok=ok and counts.get("failed", 0) == 0, returncode=proc.returncode,
@@ -262,8 +285,6 @@ def cuda_tests(check: Check, part: dict[str, Any]) -> None:
 def ddp(check: Check, part: dict[str, Any]) -> None:
     """DDP on NCCL over every GPU (``torchrun --nproc_per_node=N``), only with more than one;
     CPU mode: one gloo process in this process (the code path)."""
-    from bezkit.bench.ddp_step import main as ddp_main
-
     out = check.out / "ddp.json"
     n = torch.cuda.device_count() if check.gpu else 1
     part["gpus"] = n
@@ -283,9 +304,6 @@ def ddp(check: Check, part: dict[str, Any]) -> None:
                         tail=(proc.stdout + proc.stderr).strip().splitlines()[-10:])  # fmt: skip
             return
     else:
-        import os
-        import socket
-
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -328,8 +346,9 @@ def digits(check: Check, part: dict[str, Any]) -> None:
         if not check.gpu:
             args.append("--tiny")
         cmd = [sys.executable, str(ROOT / "benchmarks" / "images_digits.py"), *args]
+        limit = max(check.left() - (90 if check.gpu else 0), 1)  # 90 s kept for the compile
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=child_env(),
-                              timeout=max(check.left(), 1))  # fmt: skip
+                              timeout=limit)  # fmt: skip
         if proc.returncode != 0 or not summary.is_file():
             part.update(ok=False, tail=(proc.stdout + proc.stderr).strip().splitlines()[-10:])
             return
