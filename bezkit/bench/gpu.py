@@ -116,10 +116,14 @@ class GPUCheck:
         return self.budget_s - self.elapsed()
 
     def write(self) -> None:
-        """The report so far, atomically (``gpu_check.json``)."""
+        """The report so far, atomically: ``gpu_check.json`` and ``gpu_check.md``."""
         self.report["total_seconds"] = round(self.elapsed(), 1)
         text = json.dumps(self.report, indent=2, default=str) + "\n"
         atomic_write_bytes(self.out / "gpu_check.json", text.encode())
+        try:  # the Markdown of a report cut short may lack a field; the JSON is the record
+            atomic_write_bytes(self.out / "gpu_check.md", markdown(self.report).encode())
+        except (KeyError, TypeError, ValueError) as err:
+            self.report["markdown_error"] = repr(err)
 
     def run(self, name: str, estimate_s: float, fn: Section) -> None:
         """Run one section under the budget; record its result, ``timeout`` with what it measured,
@@ -137,6 +141,8 @@ class GPUCheck:
                 with _time_limit(max(self.left(), 1.0)):
                     fn(self, part)
                 status = "failed" if part.pop("ok", True) is False else "ok"
+                if "skipped" in part:  # the section found nothing to do here (one GPU, CPU mode)
+                    status, part["reason"] = "skipped", part.pop("skipped")
                 entry: dict[str, Any] = {"status": status, **part}
             except SectionTimeout as err:
                 entry = {"status": "timeout", "error": str(err), **part}
@@ -235,7 +241,7 @@ SECTIONS = ("preflight", "environment", "peak", "train_step", "pairs", "ensemble
 def run_check(mode: str, out: Path, *, budget_s: float = 300.0, peak_tflops: float = 0.0,
               only: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run the sections (all, or ``only``; the preflight always, first), writing
-    ``out/gpu_check.json`` after each and ``gpu_check.md`` at the end; returns the report.
+    ``out/gpu_check.json`` and ``gpu_check.md`` before and after each; returns the report.
     Raises ``MissingDependency`` (exit 3) when a needed module does not import."""
     if mode == "auto":
         mode = "gpu" if torch.cuda.is_available() else "cpu"
@@ -263,7 +269,6 @@ def run_check(mode: str, out: Path, *, budget_s: float = 300.0, peak_tflops: flo
     report = check.report
     report["ok"] = all(v["status"] in ("ok", "skipped") for v in report["sections"].values())
     check.write()
-    atomic_write_bytes(out / "gpu_check.md", markdown(report).encode())
     return report
 
 
