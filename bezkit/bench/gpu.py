@@ -7,8 +7,9 @@ Sections, cheap and informative first, ``torch.compile`` last (``bezkit.bench.gp
 
 0. ``preflight``: every module the check needs imports, in a subprocess with the environment the
    later subprocesses get (repository prepended to ``PYTHONPATH``, POT's jax/cupy/tensorflow
-   backends off), with import times (``import ot`` also with the backends on). A missing module
-   (a wheel not carried) stops the check at once: exit 3, a loud message, the JSON says which.
+   backends off), with import times (GPU mode: ``import ot`` also with the backends on). A
+   missing module (a wheel not carried) stops the check at once: exit 3, a loud message, and the
+   JSON says which.
 1. ``environment``; 2. ``peak``: a large bf16 matrix product, the peak the step is compared with;
 3. ``train_step``: the cifar10 preset's step at its batch through the real trainer, and the
    model's step alone (labelled), with achieved TFLOP/s and the fraction of the peak;
@@ -192,9 +193,10 @@ def preflight(check: GPUCheck, part: dict[str, Any]) -> None:
     part["import_seconds"] = times
     part["pot_backends_off"] = POT_BACKENDS_OFF
     missing = {n: v for n, v in times.items() if not isinstance(v, float)}
-    if not missing:  # how much the backends cost (jax and cupy are on the GPU image)
-        on = {k: v for k, v in child_env().items() if k not in POT_BACKENDS_OFF}
-        part["import_ot_seconds_backends_on"] = _import_times(["torch", "ot"], on).get("ot")
+    if not missing:
+        if check.gpu:  # what the backends cost (jax and cupy are on the GPU image)
+            on = {k: v for k, v in child_env().items() if k not in POT_BACKENDS_OFF}
+            part["import_ot_seconds_backends_on"] = _import_times(["torch", "ot"], on).get("ot")
     else:
         part["missing"] = missing
         part["ok"] = False

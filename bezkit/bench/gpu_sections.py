@@ -101,6 +101,11 @@ def environment(check: Check, part: dict[str, Any]) -> None:
     part["fid_backend"] = fid_backend()
 
 
+def _peak(check: Check) -> float | None:
+    """The peak to compare with: given or measured, GPU mode only (None: no fraction)."""
+    return check.peak_tflops if check.gpu and check.peak_tflops > 0 else None
+
+
 def peak(check: Check, part: dict[str, Any]) -> None:
     """The bf16 rate of a large matrix product on this card: the peak the step is compared with
     (``--peak-tflops`` overrides it)."""
@@ -124,7 +129,7 @@ def train_step(check: Check, part: dict[str, Any]) -> None:
                 flop_per_image_forward=flops_per_image(model, shape, backward=False))  # fmt: skip
     del model
     batch = preset.flow.batch_size if check.gpu else 4
-    peak_ = check.peak_tflops if check.gpu else None
+    peak_ = _peak(check)
     with tempfile.TemporaryDirectory(prefix="bezkit-step-") as tmp:
         data = CIFAR10Dataset(write_cifar10_fixture(tmp, per_file=64), flip=True, verify=False)
         coupling = IndependentCoupling(StandardNormal(shape), data)
@@ -372,7 +377,7 @@ def compile_step(check: Check, part: dict[str, Any]) -> None:
     flops = flops_per_image(new_unet(preset).to(check.device), shape, backward=True)
     part["runs"] = [step_speed(
         lambda: new_unet(preset), shape, batch=preset.flow.batch_size, device=check.device,
-        amp=True, compile=True, flops_image=flops, peak_tflops=check.peak_tflops, iters=20,
+        amp=True, compile=True, flops_image=flops, peak_tflops=_peak(check), iters=20,
         warmup=5, variant="torch.compile",
     ).to_dict()]  # fmt: skip
     part["ok"] = part["runs"][0]["losses_finite"]
