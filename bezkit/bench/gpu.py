@@ -61,8 +61,9 @@ class MissingDependency(SystemExit):
     """A module the check needs does not import: the carried wheels are incomplete."""
 
 
-class SectionTimeout(Exception):
-    """A section ran past its limit."""
+class SectionTimeout(BaseException):
+    """A section ran past its limit (a ``BaseException``, so that no ``except Exception`` inside
+    the code under measurement swallows it)."""
 
 
 def default_out() -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -214,3 +215,13 @@ def test_device_cuda_under_torchrun_without_cuda_is_one_line(
     assert main(argv) == 2
     err = _err(capsys)
     assert "'cuda:1' requested but CUDA is not available" in err and len(err.splitlines()) == 1
+
+
+def test_the_documented_torchrun_batch_is_the_global_batch_of_128() -> None:
+    """docs/IMAGES.md's commands fix the per-process batch and check the global one (``128 / P``
+    gave a global batch of 126 at P = 3, silently)."""
+    text = (ROOT / "docs" / "IMAGES.md").read_text()
+    assert "128 / P" not in text
+    p = int(re.search(r"^P=(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+    b = int(re.search(r"^B=(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+    assert p * b == 128 and "[ $((P * B)) -eq 128 ]" in text
