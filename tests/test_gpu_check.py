@@ -21,6 +21,7 @@ from torch import nn
 
 import bezkit.bench.gpu as gpu
 from bezkit.bench.carry import (
+    CARRIED_REQUIRES,
     CARRIED_WHEELS,
     CARRY,
     GPU_IMAGE_PACKAGES,
@@ -224,10 +225,13 @@ def test_the_carry_list_covers_what_the_check_imports() -> None:
 
 
 def test_the_carry_list_covers_the_requirements() -> None:
-    """Every runtime requirement in pyproject.toml (with the images and fid extras) is on the GPU
-    image or carried."""
+    """Every runtime requirement in pyproject.toml (with the images and fid extras), and every
+    requirement of the carried wheels (they are installed with --no-deps), is on the GPU image
+    or carried."""
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     have = GPU_IMAGE_PACKAGES | carried_names()
+    assert set(CARRIED_REQUIRES) == set(carried_names())
+    assert {r for reqs in CARRIED_REQUIRES.values() for r in reqs} <= GPU_IMAGE_PACKAGES
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     needed = [*project["dependencies"], *project["optional-dependencies"]["images"],
               *project["optional-dependencies"]["fid"]]  # fmt: skip

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 __all__ = [
+    "CARRIED_REQUIRES",
     "CARRIED_WHEELS",
     "CARRY",
     "CHECK_IMPORTS",
@@ -38,6 +39,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .whl <these>
 CARRIED_WHEELS: tuple[str, ...] = ("POT==0.9.7.post1", "torch-fidelity==0.4.0")
 CARRY: tuple[str, ...] = (".whl",)  # the device call's carry list (git-ignored paths)
+# their Requires-Dist (no extras), read from the downloaded wheels' METADATA: none is carried
+CARRIED_REQUIRES: dict[str, tuple[str, ...]] = {
+    "pot": ("numpy", "scipy"),
+    "torch-fidelity": ("numpy", "pillow", "torch", "torchvision", "tqdm"),
+}
 
 # distributions on the GPU image that bezkit or its check may import (names normalised: lower
 # case, "-"), from the workplace's list of the image's packages
