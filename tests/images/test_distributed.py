@@ -181,3 +181,22 @@ def test_device_cuda_means_this_process_gpu(monkeypatch: pytest.MonkeyPatch) -> 
         assert ctx.device == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
     ctx = init_distributed(device="cuda:0")  # an explicit index is kept
     assert ctx.device == torch.device("cuda", 0)
+
+
+def test_a_resume_with_another_world_size_is_refused() -> None:
+    """``check_processes``: the same world size resumes (whatever the record's batch: the batch is
+    checked with the other run settings), another is refused naming both, and a checkpoint from
+    before the record has nothing to check."""
+    from bezkit.training.resume import ResumeError, check_processes, processes_record
+
+    two = processes_record(2, 8)
+    assert two == {"world_size": 2, "batch_per_process": 8, "global_batch": 16}
+    check_processes("state", two, processes_record(2, 8))
+    check_processes("state", None, processes_record(3, 8))
+    with pytest.raises(ResumeError) as err:
+        check_processes("state", two, processes_record(1, 8))
+    text = str(err.value)
+    assert "2 process(es) x 8 images (global batch 16)" in text
+    assert "1 process(es) x 8 (global batch 8)" in text and "--nproc_per_node 2" in text
+    with pytest.raises(ResumeError, match="unreadable"):
+        check_processes("state", {"size": 2}, processes_record(2, 8))
