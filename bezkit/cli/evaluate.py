@@ -124,10 +124,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--weights",
-        choices=("ema", "model"),
+        choices=("ema", "model", "best"),
         default="ema",
         help="which weights to load: the EMA weights (the trained ones when the "
-        "checkpoint has no EMA) or the trained weights",
+        "checkpoint has no EMA), the trained weights, or those of lowest validation loss "
+        "(a run trained with --val-every)",
     )
     p.add_argument(
         "--source",
@@ -252,7 +253,7 @@ def evaluate_checkpoint(
         n = DEFAULT_N if fixed is None else fixed.shape[0]
     _check_options(solver, steps, n)
     try:
-        model, meta = load_model(checkpoint, use_ema=weights == "ema")
+        model, meta = load_model(checkpoint, use_ema=weights == "ema", best=weights == "best")
     except (FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     data = meta.get("data") or {}
