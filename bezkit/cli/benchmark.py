@@ -82,9 +82,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="validation every N steps (published: every 10 epochs = 200 steps)",
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=list(PUBLISHED_SEEDS), metavar="SEED")
-    p.add_argument("--tasks", nargs="+", choices=tuple(TASKS), default=list(TASKS))
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(PUBLISHED_SEEDS),
+        metavar="SEED",
+        help="seeds of the runs (data, initial weights, batches); the published ones by default",
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=tuple(TASKS),
+        default=list(TASKS),
+        help="the tasks (rows of the table) to run",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="I-CFM (independent pairs) and / or OT-CFM (pairs by exact OT within each batch)",
+    )
     p.add_argument(
         "--jobs",
         type=positive_int,
