@@ -62,6 +62,7 @@ def test_summary_mean_and_std_over_seeds():
     assert w2["std"] == pytest.approx(statistics.stdev(r.w2 for r in runs))
     table = table_markdown(summary)
     assert "| N->moons |" in table and "| - | - |" in table  # OT-CFM not run
+    assert summary["N->moons"]["I-CFM"]["noise_floor"]["mean"] > 0
 
 
 def test_cli_writes_results_and_refuses_to_overwrite(tmp_path, capsys, cli_error, monkeypatch):

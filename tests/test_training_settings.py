@@ -10,6 +10,7 @@ from torch import nn
 from bezkit.couplings import IndependentCoupling
 from bezkit.data import get_sampler
 from bezkit.methods import new_mlp, train_flow
+from bezkit.methods.bdense import branched_from_teacher
 from bezkit.models.factory import build_model, model_spec
 from bezkit.models.mlp import MODEL_SHAPES, MLPVelocity
 from bezkit.training import TrainConfig
@@ -122,3 +123,12 @@ def test_default_spec_unchanged():
     }
     with pytest.raises(ValueError, match="unknown activation"):
         MLPVelocity(2, activation="relu6")
+
+
+def test_bdense_student_of_a_torchcfm_teacher_keeps_its_shape():
+    teacher = MLPVelocity(2, **MODEL_SHAPES["torchcfm"])  # type: ignore[arg-type]
+    student = branched_from_teacher(teacher, 2)
+    x, t = torch.randn(4, 2), torch.rand(4)
+    # every branch starts as the teacher: same activation, same raw-t input
+    torch.testing.assert_close(student.net(x, t)[:, :2], teacher(x, t))
+    torch.testing.assert_close(student.net(x, t)[:, 2:], teacher(x, t))

@@ -47,7 +47,7 @@ torchcfm-2d: the 2D benchmark of torchcfm (Tong et al., TMLR 2024, Table 2). I-C
 constant, weight decay 1e-5, no clipping, batch 512, the weights of lowest validation loss (every
 --val-every steps); scored on 1000 test points: W2 of 100 Euler steps and the normalised path
 energy NPE = |PE - W2^2(x0, x1)| / W2^2(x0, x1). The published run is {PUBLISHED_STEPS} steps;
---steps sets it (exact OT at batch 512 costs tens of ms a step on a CPU). METHODS.md section 8
+--steps sets it (exact OT at batch 512 costs tens of ms a step on a CPU). METHODS.md section 10
 lists every definition, its source, and every difference from the published protocol.
 
 Writes OUT/results.json (settings, every run, mean and std per task and method, the command,
@@ -139,6 +139,10 @@ def run_protocol(
         return [f.result() for f in futures]
 
 
+def _write_text(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
 def _machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -191,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "runs": [r.__dict__ for r in results],
     }
     table = table_markdown(summary)
-    atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(table))
+    atomic_write(out / "table.md", lambda tmp: _write_text(tmp, table))
     write_json_atomic(results_path, report)
     print(table, end="")
     print(f"{len(results)} runs in {wall:.0f} s; wrote {results_path} and {out / 'table.md'}")

@@ -2,7 +2,7 @@
 
 bezkit's own toys (``bezkit.data.toy2d``) keep their names and scales; these follow the runner of
 github.com/atong01/conditional-flow-matching (``runner/``), read and re-written here as seeded
-i.i.d. samplers (METHODS.md section 8 lists every source and every difference):
+i.i.d. samplers (METHODS.md section 10 lists every source and every difference):
 
 - ``torchcfm-8gaussians``: 8 Gaussians of std 1 centred on a circle of radius 5 at angles
   ``k * 45`` degrees (``runner/src/datamodules/distribution_datamodule.py``, ``TorchDynDataModule``

@@ -1,4 +1,4 @@
-"""A Gaussian probability path around the straight line (METHODS.md section 1.1): I-CFM / OT-CFM's
+"""A Gaussian probability path around the straight line (METHODS.md section 1): I-CFM / OT-CFM's
 path of constant width ``sigma`` (Tong et al., TMLR 2024).
 
     x_t = (1 - t) X0 + t X1 + sigma eps,   eps ~ N(0, I),   target  X1 - X0
