@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from bezkit.cli import main
+from bezkit.cli.train import LATER_SETTINGS
 from bezkit.training import load_checkpoint
+from bezkit.training.model_io import update_metadata
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -97,3 +99,19 @@ def test_best_weights_need_validation(tmp_path, cli_error):
     argv = ["train", "--hidden", "8", "--depth", "1", "--ema-decay", "0", *SMALL]
     assert main([*argv, "--out", str(path)]) == 0
     assert "--val-every" in cli_error(["evaluate", str(path), "--weights", "best"])
+
+
+def test_a_checkpoint_from_before_these_options_resumes(tmp_path, cli_error):
+    path = tmp_path / "old"
+    tiny = ["--hidden", "8", "--depth", "1", "--ema-decay", "0", "--quiet"]
+    assert main(["train", *tiny, "--steps", "4", "--batch-size", "16", "--out", str(path)]) == 0
+    run = dict(load_checkpoint(path).metadata["run"])
+    for name in LATER_SETTINGS:  # what a checkpoint of bezkit 0.2.0 records
+        del run[name]
+    update_metadata(path, {"run": run})
+    assert "not a setting of the resumed run" in cli_error(
+        ["train", "--resume", str(path), "--steps", "6", "--sigma", "0.1"]
+    )
+    assert main(["train", "--resume", str(path), "--steps", "6", "--quiet"]) == 0
+    meta = load_checkpoint(path).metadata
+    assert meta["step"] == 6 and meta["run"]["sigma"] == 0.0
