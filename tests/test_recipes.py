@@ -39,7 +39,7 @@ from bezkit.training import FlowMatchingLoss, TrainConfig, train
 from bezkit.training.checkpoint import load_checkpoint
 
 SRC, TGT = get_sampler("8gaussians"), get_sampler("moons")
-RUNTIME_OPTIONS = ("progress", "coupling", "resume_from", "checkpoint_metadata")
+RUNTIME_OPTIONS = ("progress", "coupling", "resume_from", "checkpoint_metadata", "validation")
 
 
 def cfg(steps: int = 6, *, ema_decay: float | None = None, **kwargs: Any) -> TrainConfig:

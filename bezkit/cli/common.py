@@ -57,6 +57,7 @@ COMMAND_HELP: dict[str, str] = {
     "experiment": "run the 2D error-accumulation experiment",
     "images": "the methods on images: digits (CPU) or CIFAR-10 (GPUs, torchrun)",
     "lessons": "copy the lessons into a course folder",
+    "benchmark": "run a published protocol (torchcfm's 2D benchmark) and write its table",
 }
 
 # locks taken by bezkit.cli.outputs.claim_output_dir / hold_until_done in this process, released by

@@ -21,8 +21,8 @@ from bezkit.cli.common import (
 )
 from bezkit.cli.inputs import data_ref, data_sha256, dataset, load_sampler
 from bezkit.cli.outputs import check_output, write_json_atomic
-from bezkit.data import Sampler
-from bezkit.experiments.evaluate import evaluate_flow
+from bezkit.data import Sampler, load_points
+from bezkit.experiments.evaluate import PathMetrics, evaluate_flow
 from bezkit.metrics import noise_floor, wasserstein2
 from bezkit.solvers import SOLVERS
 from bezkit.training import CheckpointError
@@ -32,6 +32,7 @@ __all__ = ["add_parser", "evaluate_checkpoint", "run"]
 
 DEFAULT_STEPS = (1, 2, 4, 100)
 MAX_N = 8192  # exact W2 (bezkit.metrics.wasserstein.MAX_EXACT_N)
+DEFAULT_N = 2000
 
 DESCRIPTION = """\
 Sample a trained 2D flow and measure it; prints JSON to stdout.
@@ -50,8 +51,12 @@ with --solver, once per --steps value, and measured as the experiment measures i
   curvature                mean_i E||(Z_{i+1} - Z_i)/dt - (Z1 - Z0)||^2 from the states alone
   transport_cost           E||Z1 - Z0||^2, to compare with ot_cost
   path_energy              int E||v(Z_t, t)||^2 dt
+  w2_squared               W2(source sample, held-out target)^2 (as ot_cost)
+  normalised_path_energy   NPE = |path_energy - w2_squared| / w2_squared (Tong et al. 2024)
   crossings                pairs of trajectories (polylines) that intersect, their fraction of all
                            pairs, and the mean number of crossings per trajectory
+With --test FILE the held-out target is exactly the points of FILE (.npy/.csv, no resampling) and
+--n defaults to their number.
 The same checkpoint and --seed give the same JSON. dopri5 is adaptive: --steps is ignored and it
 runs once with --atol/--rtol ("steps": null). Runs on the CPU.
 
@@ -59,6 +64,7 @@ examples:
   bezkit evaluate flow
   bezkit evaluate flow --solver rk4 --steps 1 2 4 8 --n 4000 --out flow-rk4.json
   bezkit evaluate flow --solver dopri5
+  bezkit evaluate flow --test test_points.npy --steps 100
 """
 
 
@@ -77,8 +83,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--n",
         type=positive_int,
-        default=2000,
-        help=f"number of generated points and of held-out target points (2 to {MAX_N})",
+        default=None,
+        help=f"number of generated points and of held-out target points (2 to {MAX_N}; default "
+        f"{DEFAULT_N}, or the number of --test points)",
+    )
+    p.add_argument(
+        "--test",
+        metavar="FILE",
+        default=None,
+        help="score against exactly the (n, 2) points of this .npy/.csv file (a fixed test set) "
+        "instead of a fresh held-out target sample",
     )
     p.add_argument(
         "--seed",
@@ -110,10 +124,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--weights",
-        choices=("ema", "model"),
+        choices=("ema", "model", "best"),
         default="ema",
         help="which weights to load: the EMA weights (the trained ones when the "
-        "checkpoint has no EMA) or the trained weights",
+        "checkpoint has no EMA), the trained weights, or those of lowest validation loss "
+        "(a run trained with --val-every)",
     )
     p.add_argument(
         "--source",
@@ -198,10 +213,27 @@ def _check_2d_velocity(model: nn.Module, x0: Tensor, checkpoint: str) -> None:
         )
 
 
+def _test_points(test: str | Tensor) -> Tensor:
+    """The fixed test set: a tensor as given, or the points of a .npy/.csv file (checked)."""
+    if isinstance(test, Tensor):
+        points = test
+    else:
+        try:
+            points = load_points(test)
+        except (FileNotFoundError, ValueError, TypeError) as err:
+            raise CLIError(f"--test: {err}") from None
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise CLIError(f"--test must hold (n, 2) points, got shape {tuple(points.shape)}")
+    if not 2 <= points.shape[0] <= MAX_N:
+        raise CLIError(f"--test must hold 2 to {MAX_N} points (exact W2), got {points.shape[0]}")
+    return points.float()
+
+
 def evaluate_checkpoint(
     checkpoint: str,
     *,
-    n: int = 2000,
+    n: int | None = None,
+    test: str | Tensor | None = None,
     seed: int = 0,
     solver: str = "euler",
     steps: tuple[int, ...] | list[int] = DEFAULT_STEPS,
@@ -212,10 +244,16 @@ def evaluate_checkpoint(
     atol: float = 1e-5,
     rtol: float = 1e-5,
 ) -> dict[str, Any]:
-    """The numbers ``bezkit evaluate`` prints, as a dict; bad input raises :class:`CLIError`."""
+    """The numbers ``bezkit evaluate`` prints, as a dict; bad input raises :class:`CLIError`.
+
+    ``test``: a fixed test set (a tensor or a .npy/.csv file) scored as it is, in place of a
+    held-out sample of the target; ``n`` then defaults to its size."""
+    fixed = None if test is None else _test_points(test)
+    if n is None:
+        n = DEFAULT_N if fixed is None else fixed.shape[0]
     _check_options(solver, steps, n)
     try:
-        model, meta = load_model(checkpoint, use_ema=weights == "ema")
+        model, meta = load_model(checkpoint, use_ema=weights == "ema", best=weights == "best")
     except (FileNotFoundError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     data = meta.get("data") or {}
@@ -228,7 +266,11 @@ def evaluate_checkpoint(
 
     seeds = _seeds(seed)
     x0 = src.sample(n, torch.Generator().manual_seed(seeds["source"]))
-    heldout = tgt.sample(n, torch.Generator().manual_seed(seeds["heldout"]))
+    heldout = (
+        fixed
+        if fixed is not None
+        else tgt.sample(n, torch.Generator().manual_seed(seeds["heldout"]))
+    )
     _check_2d_velocity(model, x0, checkpoint)
     floor = noise_floor(tgt, n, seed=seeds["floor"])
 
@@ -244,8 +286,9 @@ def evaluate_checkpoint(
             crossing_seed=seeds["subsample"],
             atol=atol,
             rtol=rtol,
+            npe=True,
         )
-    except ValueError as err:  # NaN or inf samples: the model diverged
+    except ValueError as err:  # NaN or inf samples, W2 = 0: the model diverged or degenerate data
         raise CLIError(str(err), code=1) from None
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -256,9 +299,10 @@ def evaluate_checkpoint(
         "target": names["target"],
         "solver": solver,
         "n": n,
+        "test": None if test is None else _test_ref(test),
         "seed": seed,
         "noise_floor": floor,
-        "ot_cost": wasserstein2(x0, heldout) ** 2,
+        "ot_cost": _ot_cost(evaluation.paths, x0, heldout),
         **evaluation.to_dict(),
     }
     if solver == "dopri5":
@@ -270,12 +314,27 @@ def evaluate_checkpoint(
     return report
 
 
+def _ot_cost(paths: PathMetrics | None, x0: Tensor, heldout: Tensor) -> float:
+    """``W2(x0, heldout)^2``: the path metrics' (the same points) when measured, else computed."""
+    if paths is not None and paths.w2_squared is not None:
+        return paths.w2_squared
+    return wasserstein2(x0, heldout) ** 2
+
+
+def _test_ref(test: str | Tensor) -> dict[str, Any]:
+    """How the JSON names a fixed test set: its file and SHA-256, or that it was given in memory."""
+    if isinstance(test, Tensor):
+        return {"file": None, "points": int(test.shape[0])}
+    return {"file": data_ref(test), "sha256": data_sha256(test)}
+
+
 def run(args: argparse.Namespace) -> int:
     """``bezkit evaluate``: check ``--out``, evaluate the checkpoint, print the JSON (and write it)."""
     out = None if args.out is None else check_output(args.out, option="--out", folder=False)
     report = evaluate_checkpoint(
         args.checkpoint,
         n=args.n,
+        test=args.test,
         seed=args.seed,
         solver=args.solver,
         steps=args.steps,

@@ -7,18 +7,18 @@ import argparse
 from pathlib import Path
 
 from bezkit.cli.common import CLIError
-from bezkit.data import TOY_DATASETS, Sampler, get_sampler
+from bezkit.data import NAMED_DATASETS, Sampler, get_sampler
 from bezkit.files.atomic import sha256_file
 
 __all__ = ["data_ref", "data_sha256", "dataset", "load_sampler"]
 
 
 def dataset(text: str) -> str:
-    """argparse type: a 2D toy dataset name (``bezkit.data.TOY_DATASETS``) or a .npy/.csv file.
+    """argparse type: a 2D dataset name (``bezkit.data.NAMED_DATASETS``) or a .npy/.csv file.
 
     A file must exist; its contents are checked when it is loaded.
     """
-    if text in TOY_DATASETS:
+    if text in NAMED_DATASETS:
         return text
     if text.lower().endswith((".npy", ".csv")):
         if Path(text).is_dir():
@@ -26,7 +26,7 @@ def dataset(text: str) -> str:
         if not Path(text).is_file():
             raise argparse.ArgumentTypeError(f"data file not found: {text}")
         return text
-    known = ", ".join(TOY_DATASETS)
+    known = ", ".join(NAMED_DATASETS)
     raise argparse.ArgumentTypeError(
         f"unknown dataset {text!r}; use one of {known} or a .npy/.csv file of (n, 2) points"
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from bezkit.cli.common import (
     COMMAND_HELP,
@@ -24,6 +26,7 @@ from bezkit.data import Sampler
 from bezkit.files.run_dir import RunLock, RunLocked
 from bezkit.methods import new_mlp
 from bezkit.models.factory import build_model
+from bezkit.models.mlp import MODEL_SHAPES
 from bezkit.paths import LinearPath, make_time_sampler
 from bezkit.training import (
     CheckpointError,
@@ -37,7 +40,7 @@ from bezkit.training.checkpoint import checkpoint_files
 from bezkit.training.memory import MemoryEstimateError, check_fits_in_memory, estimate_step_bytes
 from bezkit.training.resume import ResumeError, interrupted_at, resume_run
 
-__all__ = ["CHANGEABLE_ON_RESUME", "RUN_SETTINGS", "add_parser", "run"]
+__all__ = ["CHANGEABLE_ON_RESUME", "LATER_SETTINGS", "RUN_SETTINGS", "add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,9 +70,27 @@ RUN_SETTINGS: tuple[str, ...] = (
     "ema_decay",
     "seed",
     "checkpoint_every",
+    "sigma",
+    "model_shape",
+    "lr_schedule",
+    "weight_decay",
+    "grad_clip",
+    "val_every",
+    "val_points",
 )
+# settings added after the first release: a checkpoint without them ran with these values
+LATER_SETTINGS: dict[str, Any] = {
+    "sigma": 0.0,
+    "model_shape": "bezkit",
+    "lr_schedule": "cosine",
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "val_every": 0,
+    "val_points": 1000,
+}
 # settings a resume may change: they do not change the weights a step produces
 CHANGEABLE_ON_RESUME: tuple[str, ...] = ("steps", "checkpoint_every")
+VALIDATION_SEED_OFFSET = 7_919  # the validation pairs' seed: --seed + this
 
 
 def _warn(message: str) -> None:
@@ -95,13 +116,13 @@ def _resume_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         resumed = resume_run(
             args.resume,
             _settings(args, only_given=True),
-            required=RUN_SETTINGS,
+            required=[name for name in RUN_SETTINGS if name not in LATER_SETTINGS],
             changeable=CHANGEABLE_ON_RESUME,
             fingerprint=data_sha256,
         )
     except (FileNotFoundError, CheckpointError, ResumeError) as err:
         raise CLIError(f"--resume: {err}") from None
-    return resumed.settings, resumed.step
+    return {**LATER_SETTINGS, **resumed.settings}, resumed.step
 
 
 def _coupling(settings: dict[str, Any], source: Sampler, target: Sampler) -> Coupling:
@@ -139,6 +160,7 @@ def _run_metadata(settings: dict[str, Any]) -> dict[str, Any]:
             "path": "linear",
             "target_kind": settings["target_kind"],
             "time_sampling": settings["time_sampling"],
+            **({"sigma": settings["sigma"]} if settings["sigma"] else {}),
         },
         "command": "bezkit train",
     }
@@ -183,6 +205,37 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
     return stem, lock
 
 
+def _apply_model_shape(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """A named shape fixes the width and depth it names (torchcfm: 64 x 3); giving --hidden or
+    --depth with it is an error rather than an option silently ignored."""
+    fixed = MODEL_SHAPES[settings["model_shape"]]
+    for name in ("hidden", "depth"):
+        if name in fixed:
+            if given(args, name) and settings[name] != fixed[name]:
+                raise CLIError(
+                    f"--model-shape {settings['model_shape']} has --{name} {fixed[name]}; "
+                    f"leave --{name} out (got {settings[name]})"
+                )
+            settings[name] = fixed[name]
+
+
+def _validation(
+    settings: dict[str, Any], coupling: Coupling, loss: FlowMatchingLoss
+) -> Callable[[nn.Module], float] | None:
+    """With --val-every: the loss on --val-points pairs drawn once from the coupling (seed
+    --seed + VALIDATION_SEED_OFFSET), its times and noise drawn the same way every time."""
+    if not settings["val_every"]:
+        return None
+    seed = settings["seed"] + VALIDATION_SEED_OFFSET
+    pairs = coupling.sample(settings["val_points"], torch.Generator().manual_seed(seed))
+
+    def validation(model: nn.Module) -> float:
+        device = next(model.parameters()).device
+        return float(loss(model, pairs.to(device), torch.Generator().manual_seed(seed + 1)))
+
+    return validation
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -209,6 +262,9 @@ def run(args: argparse.Namespace) -> int:
         settings = _settings(args, only_given=False)
         for role in ("source", "target"):
             settings[f"{role}_sha256"] = data_sha256(settings[role])
+        _apply_model_shape(args, settings)
+    if settings["sigma"] > 0 and settings["target_kind"] != "tangent":
+        raise CLIError("--sigma > 0 needs --target-kind tangent (the noise would enter the target)")
     ema_decay = settings["ema_decay"] or None
     if ema_decay is not None and not ema_decay < 1.0:
         raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {settings['ema_decay']}")
@@ -241,14 +297,24 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         model = build_model(load_checkpoint(args.resume, verify=False).metadata["model"])
     else:
+        shape = MODEL_SHAPES[settings["model_shape"]]
         model = new_mlp(
-            2, hidden=settings["hidden"], depth=settings["depth"], seed=settings["seed"]
+            2,
+            hidden=settings["hidden"],
+            depth=settings["depth"],
+            seed=settings["seed"],
+            activation=str(shape["activation"]),
+            time_input=str(shape["time_input"]),
         )
     try:
         config = TrainConfig(
             steps=steps,
             batch_size=settings["batch_size"],
             lr=settings["lr"],
+            schedule=settings["lr_schedule"],
+            weight_decay=settings["weight_decay"],
+            grad_clip=settings["grad_clip"] or None,
+            val_every=settings["val_every"],
             ema_decay=ema_decay,
             seed=settings["seed"],
             device=str(device),
@@ -265,6 +331,7 @@ def run(args: argparse.Namespace) -> int:
         LinearPath(),
         target=settings["target_kind"],
         time_sampler=make_time_sampler(settings["time_sampling"]),
+        sigma=settings["sigma"],
     )
     try:
         result = train(
@@ -274,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
             config,
             resume_from=args.resume,
             checkpoint_metadata=_run_metadata(settings),
+            validation=_validation(settings, coupling, loss),
         )
     except FloatingPointError as err:
         raise CLIError(f"training diverged: {err}", code=1) from None
@@ -286,4 +354,9 @@ def run(args: argparse.Namespace) -> int:
             f"{final:.4f} (mean of the last {len(tail)} steps), {result.wall_seconds:.1f} s on "
             f"{device}"
         )
+        if result.best_step is not None:
+            print(
+                f"lowest validation loss at step {result.best_step}: its weights are in the "
+                f"checkpoint too (bezkit evaluate {stem} --weights best)"
+            )
     return 0

@@ -17,13 +17,15 @@ from bezkit.cli.common import (
     positive_int,
 )
 from bezkit.cli.inputs import dataset
-from bezkit.data import TOY_DATASETS
+from bezkit.data import TORCHCFM_DATASETS, TOY_DATASETS
+from bezkit.models.mlp import MODEL_SHAPES
 
 __all__ = [
     "COUPLINGS",
     "DEFAULT_OUT",
     "DESCRIPTION",
     "DEVICES",
+    "LR_SCHEDULES",
     "TARGET_KINDS",
     "TIME_SAMPLINGS",
     "add_train_options",
@@ -33,15 +35,22 @@ COUPLINGS: tuple[str, ...] = ("independent", "minibatch-ot", "sinkhorn", "full-o
 TARGET_KINDS: tuple[str, ...] = ("tangent", "endpoint")
 TIME_SAMPLINGS: tuple[str, ...] = ("uniform", "ushaped", "logitnormal")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 DEFAULT_OUT = "flow"
 
 DESCRIPTION = """\
 Train a velocity field v(x, t) that carries --source to --target along straight (linear) paths:
 rectified flow / flow matching, METHODS.md sections 1-4.
 
-  pairs (X0, X1) from --coupling      X_t = (1 - t) X0 + t X1,  t ~ --time-sampling
+  pairs (X0, X1) from --coupling      X_t = (1 - t) X0 + t X1 (+ sigma eps with --sigma),
+                                       t ~ --time-sampling
   loss  || v(X_t, t) - target ||^2     target: X1 - X0 (tangent) or (X1 - X_t)/(1 - t) (endpoint;
                                        the same on a linear path, up to the clipping of t near 1)
+
+--sigma S > 0 trains on I-CFM / OT-CFM's Gaussian path of width S around the line (tangent
+target only). The torchcfm 2D benchmark's settings (Tong et al. 2024; 'bezkit benchmark
+torchcfm-2d' runs the whole protocol): --sigma 0.1 --model-shape torchcfm --lr-schedule constant
+--grad-clip 0 --weight-decay 1e-5 --ema-decay 0 --batch-size 512 --val-every 200.
 
 The path is always linear here: quadratic and cubic Bezier paths need guide points from a
 teacher, which the experiment recipes (bezkit experiment) provide.
@@ -74,6 +83,9 @@ examples:
   bezkit train --coupling minibatch-ot --target checkerboard --steps 5000 --out otcfm
   bezkit train --target my_points.csv --out mine --checkpoint-every 500
   bezkit train --resume mine --steps 10000
+  bezkit train --source gaussian --target torchcfm-moons --coupling minibatch-ot --sigma 0.1 \
+      --model-shape torchcfm --lr-schedule constant --grad-clip 0 --weight-decay 1e-5 \
+      --ema-decay 0 --val-every 200 --out otcfm   # then: bezkit evaluate otcfm --weights best
 """
 
 
@@ -91,7 +103,7 @@ def _given(
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Add every option of ``bezkit train`` to ``p``, in four groups."""
-    names = ", ".join(TOY_DATASETS)
+    names = ", ".join([*TOY_DATASETS, *TORCHCFM_DATASETS])
     data = p.add_argument_group("data and pairing")
     _given(
         data,
@@ -161,6 +173,24 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "width of each hidden layer of the MLP velocity network",
     )
     _given(obj, "--depth", positive_int, 3, "LAYERS", "number of hidden layers of the MLP")
+    obj.add_argument(
+        "--model-shape",
+        choices=tuple(MODEL_SHAPES),
+        default="bezkit",
+        action=Given,
+        help="the MLP: bezkit's (SiLU, sinusoidal time features, --hidden x --depth) or the "
+        "torchcfm runner's (3 hidden layers of width 64, SELU, raw t as an input; --hidden and "
+        "--depth do not apply)",
+    )
+    _given(
+        obj,
+        "--sigma",
+        nonnegative_float,
+        0.0,
+        "S",
+        "width of the Gaussian path around the line, x_t = (1-t) X0 + t X1 + S eps (I-CFM / "
+        "OT-CFM); 0 is the line itself",
+    )
     opt = p.add_argument_group("optimisation")
     _given(
         opt,
@@ -178,7 +208,42 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         positive_float,
         1e-3,
         "LR",
-        "peak AdamW learning rate (cosine decay to 0 at the last step)",
+        "peak AdamW learning rate (see --lr-schedule)",
+    )
+    opt.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default="cosine",
+        action=Given,
+        help="cosine decay of --lr to 0 at the last step, or a constant --lr",
+    )
+    _given(opt, "--weight-decay", nonnegative_float, 0.0, "WD", "AdamW's weight decay")
+    _given(
+        opt,
+        "--grad-clip",
+        nonnegative_float,
+        1.0,
+        "C",
+        "clip the gradient's norm to C at every step; 0 turns clipping off",
+    )
+    _given(
+        opt,
+        "--val-every",
+        nonnegative_int,
+        0,
+        "N",
+        "every N steps (and at the last) measure the loss on --val-points fixed validation pairs "
+        "and keep the weights with the lowest one in the checkpoint (bezkit evaluate --weights "
+        "best); 0: no validation",
+    )
+    _given(
+        opt,
+        "--val-points",
+        positive_int,
+        1000,
+        "N",
+        "validation pairs, drawn once from --coupling with a seed of their own (from a data file "
+        "they are drawn from the same points: split the file first for held-out validation)",
     )
     _given(
         opt,

@@ -2,7 +2,9 @@
 (images) digits and CIFAR-10."""
 
 from bezkit.data.split import PointSplit, split_points
+from bezkit.data.torchcfm2d import TORCHCFM_DATASETS
 from bezkit.data.toy2d import (
+    NAMED_DATASETS,
     TOY_DATASETS,
     ArraySampler,
     Sampler,
@@ -13,6 +15,8 @@ from bezkit.data.toy2d import (
 )
 
 __all__ = [
+    "NAMED_DATASETS",
+    "TORCHCFM_DATASETS",
     "TOY_DATASETS",
     "ArraySampler",
     "PointSplit",

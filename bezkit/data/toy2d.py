@@ -13,6 +13,10 @@ Scales (chosen so that all toys have a spread comparable to a standard normal, a
 - ``spirals``: two interleaved Archimedean spirals r = theta / (2 pi) * 0.9 scaled to radius ~3.
 - ``checkerboard``: uniform on the 8 dark squares of a 4 x 4 board of side 1 on [-2, 2]^2.
 - ``rings``: three concentric rings of radius 1, 2, 3 (equal mass per unit length), noise std 0.05.
+
+The torchcfm benchmark's datasets (``bezkit.data.torchcfm2d``, names ``torchcfm-*``) are known to
+:func:`get_sampler` and :class:`ToySampler` too (``NAMED_DATASETS`` holds both families); their
+scales are the benchmark's, not the ones above.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bezkit.data.torchcfm2d import TORCHCFM_DATASETS
+
 __all__ = [
+    "NAMED_DATASETS",
     "TOY_DATASETS",
     "ArraySampler",
     "Sampler",
@@ -139,6 +146,12 @@ TOY_DATASETS: dict[str, Callable[[int, torch.Generator | None], Tensor]] = {
     "rings": _rings,
 }
 
+#: every named 2D distribution: bezkit's toys and the torchcfm benchmark's (``torchcfm-*``)
+NAMED_DATASETS: dict[str, Callable[[int, torch.Generator | None], Tensor]] = {
+    **TOY_DATASETS,
+    **TORCHCFM_DATASETS,
+}
+
 
 class ToySampler:
     """A named 2D toy distribution, ``sample(n, generator) -> (n, 2)``."""
@@ -146,11 +159,11 @@ class ToySampler:
     data_shape = (2,)
 
     def __init__(self, name: str) -> None:
-        if name not in TOY_DATASETS:
-            known = ", ".join(sorted(TOY_DATASETS))
+        if name not in NAMED_DATASETS:
+            known = ", ".join(sorted(NAMED_DATASETS))
             raise ValueError(f"unknown dataset {name!r}; known 2D datasets: {known}")
         self.name = name
-        self._fn = TOY_DATASETS[name]
+        self._fn = NAMED_DATASETS[name]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` points of the named toy distribution, shape ``(n, 2)``, drawn with ``generator``."""

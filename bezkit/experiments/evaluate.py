@@ -22,6 +22,7 @@ from bezkit.data.toy2d import Sampler
 from bezkit.metrics.crossings import CrossingStats, coupling_crossings, trajectory_crossings
 from bezkit.metrics.straightness import (
     curvature,
+    normalised_path_energy,
     normalised_straightness,
     path_energy,
     straightness,
@@ -125,7 +126,10 @@ class PathMetrics:
     - ``normalised_straightness``: ``S / E||Z_1 - Z_0||^2``;
     - ``curvature``: ``mean_i E||(Z_{t_{i+1}} - Z_{t_i}) / dt_i - (Z_1 - Z_0)||^2``;
     - ``transport_cost``: ``E||Z_1 - Z_0||^2``; ``path_energy``: ``sum_i dt_i E||v(Z_{t_i}, t_i)||^2``;
-    - ``crossings``: pairs of trajectories (polylines) that intersect among ``crossings.m``.
+    - ``crossings``: pairs of trajectories (polylines) that intersect among ``crossings.m``;
+    - ``w2_squared`` and ``normalised_path_energy`` (when asked, ``evaluate_flow(npe=True)``):
+      the exact ``W2^2`` between the trajectories' starting points and as many reference points,
+      and ``NPE = |path_energy - w2_squared| / w2_squared``.
     """
 
     steps: int | None
@@ -137,6 +141,8 @@ class PathMetrics:
     transport_cost: float
     path_energy: float
     crossings: CrossingStats
+    w2_squared: float | None = None
+    normalised_path_energy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -184,9 +190,12 @@ def _path_metrics(
     *,
     crossings: int,
     crossing_seed: int | None,
+    npe_reference: Tensor | None = None,
+    exact_w2: W2Estimator = wasserstein2,
 ) -> PathMetrics:
     """The :class:`PathMetrics` of a recorded solve; crossings among its first ``crossings``
-    trajectories, or a seeded random subset of them when ``crossing_seed`` is given."""
+    trajectories, or a seeded random subset of them when ``crossing_seed`` is given; with
+    ``npe_reference`` the NPE against its first ``n`` points (``exact_w2``)."""
     traj, times = sol.recorded_trajectory(), sol.times
     n = traj.shape[1]
     m = min(crossings, n)
@@ -196,6 +205,11 @@ def _path_metrics(
         g = torch.Generator().manual_seed(crossing_seed)
         subset = traj[:, torch.randperm(n, generator=g)[:m]]
     vel = trajectory_velocities(model, traj, times)
+    energy = path_energy(model, traj, times, velocities=vel)
+    w2_squared = npe = None
+    if npe_reference is not None:
+        w2_squared = exact_w2(traj[0], npe_reference[:n]) ** 2
+        npe = normalised_path_energy(energy, w2_squared)
     return PathMetrics(
         steps=steps,
         nfe=sol.nfe,
@@ -204,8 +218,10 @@ def _path_metrics(
         normalised_straightness=normalised_straightness(model, traj, times, velocities=vel),
         curvature=curvature(traj, times),
         transport_cost=transport_cost(traj[0], traj[-1]),
-        path_energy=path_energy(model, traj, times, velocities=vel),
+        path_energy=energy,
         crossings=trajectory_crossings(subset),
+        w2_squared=w2_squared,
+        normalised_path_energy=npe,
     )
 
 
@@ -228,6 +244,7 @@ def evaluate_flow(
     reverse_to: Tensor | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-5,
+    npe: bool = False,
 ) -> FlowEvaluation:
     """Sample the flow ``dZ/dt = model(Z, t)`` from ``x0`` once per step count and measure it.
 
@@ -238,7 +255,9 @@ def evaluate_flow(
     separate solve of the first ``trajectories`` points of ``x0`` when given; crossings among
     ``crossings`` of them (the first ones, or a subset drawn with ``crossing_seed``). With
     ``reverse_to``: the reverse flow from ``reference`` (``t = 1 -> 0``, the largest step count)
-    and the ``w2`` of its ``Z_0`` to ``reverse_to``. Samples with NaN or inf raise ``ValueError``.
+    and the ``w2`` of its ``Z_0`` to ``reverse_to``. With ``npe`` (and ``paths``): the path
+    metrics' normalised path energy against ``reference`` (``exact_w2``). Samples with NaN or inf
+    raise ``ValueError``.
     """
     if not steps:
         raise ValueError("steps must name at least one step count")
@@ -295,7 +314,13 @@ def evaluate_flow(
             )
         assert last_sol is not None  # generate is None here, so every step count was solved
         path_metrics = _path_metrics(
-            model, last_sol, last, crossings=crossings, crossing_seed=crossing_seed
+            model,
+            last_sol,
+            last,
+            crossings=crossings,
+            crossing_seed=crossing_seed,
+            npe_reference=reference if npe else None,
+            exact_w2=exact_w2,
         )
     return FlowEvaluation(samples=tuple(samples), paths=path_metrics, reverse_w2=reverse)
 

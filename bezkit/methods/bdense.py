@@ -147,13 +147,14 @@ def branched_from_teacher(teacher: nn.Module, num_branches: int) -> BranchedVelo
     convolution ``conv_out``, giving ``K * out_channels`` channels, one group per branch)."""
     state = copy.deepcopy(teacher.state_dict())
     if isinstance(teacher, MLPVelocity):
-        cfg = teacher.config()
         net: nn.Module = MLPVelocity(
-            cfg["dim"],
-            hidden=cfg["hidden"],
-            depth=cfg["depth"],
-            time_dim=cfg["time_dim"],
-            out_dim=num_branches * cfg["out_dim"],
+            teacher.dim,
+            hidden=teacher.hidden,
+            depth=teacher.depth,
+            time_dim=teacher.time_dim,
+            out_dim=num_branches * teacher.out_dim,
+            activation=teacher.activation,
+            time_input=teacher.time_input,
         )
         last = max(int(key.split(".")[1]) for key in state if key.startswith("net."))
         _replicate_output(state, f"net.{last}", num_branches)

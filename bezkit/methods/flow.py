@@ -28,6 +28,7 @@ from bezkit.methods.result import RecipeResult, fixed_pairs
 from bezkit.models.factory import build_model, model_spec
 from bezkit.models.mlp import MLPVelocity
 from bezkit.paths.bezier import BezierPath
+from bezkit.paths.gaussian import check_sigma
 from bezkit.paths.targets import TargetKind, check_target
 from bezkit.paths.time_sampling import TimeSampler
 from bezkit.training import trainer
@@ -62,13 +63,16 @@ class FlowConfig:
     ``path``: the path ``B(t)`` through the pair (None: the straight line); ``target``: ``"tangent"``
     ``B'(t)``, ``"endpoint"`` ``(X1 - B(t)) / (1 - t)`` or ``"secant"`` (with ``grid_steps=N``:
     ``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on ``t_i = i / N``); ``time_sampler``: the law of
-    ``t`` (None: uniform on [0, 1]).
+    ``t`` (None: uniform on [0, 1]); ``sigma``: the width of I-CFM / OT-CFM's Gaussian path around
+    the line, ``x_t = (1 - t) X0 + t X1 + sigma eps`` (0: the line; > 0 only with the linear path
+    and the tangent target, ``bezkit.paths.gaussian``).
     """
 
     path: BezierPath | None = None
     target: TargetKind = "tangent"
     time_sampler: TimeSampler | None = None
     grid_steps: int | None = None
+    sigma: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +86,7 @@ class FlowConfig:
         ):
             raise ValueError(f"grid_steps must be an int or None, got {self.grid_steps!r}")
         check_target(self.target, self.grid_steps)
+        check_sigma(self.sigma, self.path, self.target)
 
 
 def check_recipe_args(
@@ -97,11 +102,22 @@ def check_recipe_args(
         )
 
 
-def new_mlp(dim: int = 2, *, hidden: int = 256, depth: int = 3, seed: int = 0) -> MLPVelocity:
-    """A freshly initialised :class:`MLPVelocity` (initialisation seeded)."""
+def new_mlp(
+    dim: int = 2,
+    *,
+    hidden: int = 256,
+    depth: int = 3,
+    seed: int = 0,
+    activation: str = "silu",
+    time_input: str = "sinusoidal",
+) -> MLPVelocity:
+    """A freshly initialised :class:`MLPVelocity` (initialisation seeded); ``activation`` and
+    ``time_input`` as there (``bezkit.models.mlp.MODEL_SHAPES`` names the torchcfm shape)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MLPVelocity(dim, hidden=hidden, depth=depth)
+        return MLPVelocity(
+            dim, hidden=hidden, depth=depth, activation=activation, time_input=time_input
+        )
 
 
 def student_from(teacher: nn.Module, init: Init = "teacher", *, seed: int = 0) -> nn.Module:
@@ -123,9 +139,14 @@ def train_flow(
     *,
     resume_from: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
+    validation: trainer.ValidationFn | None = None,
 ) -> RecipeResult:
     """Regress ``model`` (trained in place) on ``flow``'s path and target for pairs drawn from
     ``coupling``: ``min_theta E || v_theta(B(t), t) - target(t) ||^2``.
+
+    ``validation`` (with ``train.val_every``): a held-out loss ``validation(model) -> float``;
+    ``RecipeResult.best_model`` is then the model at its lowest value (see
+    ``bezkit.training.train``).
 
     ``resume_from`` continues an interrupted run from its training state; ``checkpoint_metadata``
     (JSON-able) is written into every checkpoint of the run, periodic or final (see
@@ -141,7 +162,11 @@ def train_flow(
     flow = flow if flow is not None else FlowConfig()
     flow.validate()
     loss = FlowMatchingLoss(
-        flow.path, target=flow.target, time_sampler=flow.time_sampler, grid_steps=flow.grid_steps
+        flow.path,
+        target=flow.target,
+        time_sampler=flow.time_sampler,
+        grid_steps=flow.grid_steps,
+        sigma=flow.sigma,
     )
     result = trainer.train(
         model,
@@ -150,5 +175,6 @@ def train_flow(
         train,
         resume_from=resume_from,
         checkpoint_metadata=checkpoint_metadata,
+        validation=validation,
     )
     return RecipeResult.from_training(result, pairs=fixed_pairs(coupling))

@@ -8,7 +8,10 @@ Every recipe (``train_flow``, ``reflow_round``, ``distill``, ``bezier_distill``,
   ``theta_ema <- d theta_ema + (1 - d) theta`` (None without EMA, ``TrainConfig.ema_decay``);
 - ``losses``, ``steps``, ``wall_seconds``: the training record;
 - ``pairs``: the fixed pairs the model was trained on (None when they were drawn afresh);
-- ``k``: the round of a reflow round (the k-RF), None for every other recipe.
+- ``k``: the round of a reflow round (the k-RF), None for every other recipe;
+- ``best_model``, ``best_step``, ``val_losses``: with validation (``TrainConfig.val_every``, the
+  recipe's ``validation``), the model at the step of lowest validation loss and every
+  ``[step, loss]`` (None and empty without).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class RecipeResult:
     wall_seconds: float = 0.0
     pairs: Pairs | None = None
     k: int | None = None
+    best_model: nn.Module | None = None
+    best_step: int | None = None
+    val_losses: list[list[float]] = field(default_factory=list)
 
     @property
     def model(self) -> nn.Module:
@@ -53,6 +59,9 @@ class RecipeResult:
             wall_seconds=training.wall_seconds,
             pairs=pairs,
             k=k,
+            best_model=training.best_model,
+            best_step=training.best_step,
+            val_losses=[list(v) for v in training.val_losses],
         )
 
 

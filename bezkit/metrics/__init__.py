@@ -28,6 +28,7 @@ from bezkit.metrics.inception import (
 )
 from bezkit.metrics.straightness import (
     curvature,
+    normalised_path_energy,
     normalised_straightness,
     path_energy,
     straightness,
@@ -64,6 +65,7 @@ __all__ = [
     "load_digits_classifier",
     "load_fid_inception",
     "noise_floor",
+    "normalised_path_energy",
     "normalised_straightness",
     "path_energy",
     "reference_noise_floor",

@@ -7,6 +7,9 @@ On a solver grid ``t_0 < ... < t_N`` with states ``Z_{t_i}`` (a recorded traject
 - curvature (Lee et al. 2023), from the discrete trajectory only:
   ``mean_i E||(Z_{t_{i+1}} - Z_{t_i}) / dt_i - (Z_1 - Z_0)||^2``.
 - transport cost ``E||Z_1 - Z_0||^2`` and path energy ``sum_i dt_i E||v(Z_{t_i}, t_i)||^2``.
+- normalised path energy (Tong et al., TMLR 2024): ``NPE = |PE - W2^2(x0, x1)| / W2^2(x0, x1)``,
+  the path energy's relative distance from the least energy any flow between the two samples
+  can have (METHODS.md section 5 on the bias of ``W2^2`` between finite samples).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bezkit.solvers.fixed_step import Velocity
 
 __all__ = [
     "curvature",
+    "normalised_path_energy",
     "normalised_straightness",
     "path_energy",
     "straightness",
@@ -104,3 +108,12 @@ def path_energy(
     v = trajectory_velocities(model, trajectory, times) if velocities is None else velocities
     dt = (times[1:] - times[:-1]).abs().double()
     return float(sum(float(dt[i]) * float(_sq(v[i]).double().mean()) for i in range(v.shape[0])))
+
+
+def normalised_path_energy(energy: float, w2_squared: float) -> float:
+    """``NPE = |energy - W2^2| / W2^2``: 0 when the flow's path energy equals the squared
+    Wasserstein-2 distance between its source and target samples (straight optimal transport).
+    ``w2_squared`` must be > 0 (``ValueError``)."""
+    if not w2_squared > 0:
+        raise ValueError(f"NPE needs W2^2(x0, x1) > 0, got {w2_squared}")
+    return abs(energy - w2_squared) / w2_squared

@@ -15,6 +15,9 @@ class TrainConfig:
     ``lr`` follows a linear warm-up over ``warmup_steps`` then ``schedule`` ("cosine" to 0 at the last
     step, or "constant"). ``prefetch`` > 0 prepares that many batches in a background thread (useful
     when pairing is expensive, e.g. minibatch OT). ``amp`` enables bf16 autocast on CUDA only.
+    ``grad_clip`` None: no clipping. ``val_every`` > 0: every that many steps and at the last one,
+    the trainer's ``validation`` loss of the model to sample with is measured and the weights with
+    the lowest one are kept (``TrainResult.best_model``, checkpoint selection by validation loss).
     """
 
     steps: int = 2000
@@ -34,6 +37,7 @@ class TrainConfig:
     desc: str = "train"
     checkpoint_path: str | None = None
     checkpoint_every: int = 0
+    val_every: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -44,11 +48,20 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.schedule!r}; use 'cosine' or 'constant'")
-        if self.warmup_steps < 0 or self.prefetch < 0 or self.checkpoint_every < 0:
-            raise ValueError("warmup_steps, prefetch and checkpoint_every must be >= 0")
+        if (
+            self.warmup_steps < 0
+            or self.prefetch < 0
+            or self.checkpoint_every < 0
+            or self.val_every < 0
+        ):
+            raise ValueError("warmup_steps, prefetch, checkpoint_every and val_every must be >= 0")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field by name (JSON-able), as stored in checkpoint metadata."""
-        return asdict(self)
+        """Every field by name (JSON-able), as stored in checkpoint metadata (``val_every`` only
+        when used, so the metadata of a run without validation is as before)."""
+        out = asdict(self)
+        if not self.val_every:
+            del out["val_every"]
+        return out

@@ -79,12 +79,13 @@ def save_model(
 
 
 def load_model(
-    path: str | Path, *, use_ema: bool = True, verify: bool = True
+    path: str | Path, *, use_ema: bool = True, verify: bool = True, best: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights; returns ``(model, metadata)``.
 
     With ``use_ema`` the EMA weights are loaded when the checkpoint has them, else the trained
-    weights. The model is on the CPU in eval mode. The returned metadata is a copy of the
+    weights; with ``best`` the weights of lowest validation loss (``best.*``, written by a run with
+    ``TrainConfig.val_every``; a :class:`CheckpointError` if it has none). The model is on the CPU in eval mode. The returned metadata is a copy of the
     checkpoint's with ``"loaded_weights"`` set to ``"ema"`` or ``"model"``. Raises
     ``FileNotFoundError`` for a missing checkpoint and :class:`CheckpointError` for an altered,
     foreign or inconsistent one.
@@ -97,8 +98,12 @@ def load_model(
         model = build_model(spec)
     except (ValueError, TypeError, KeyError, ImportError) as err:
         raise CheckpointError(f"cannot rebuild the model of checkpoint {ckpt.path}: {err}") from err
-    ema_state = ckpt.section("ema") if use_ema else {}
-    state = ema_state or ckpt.model_state
+    if best and not ckpt.section("best"):
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} holds no best-validation weights (train with --val-every)"
+        )
+    ema_state = ckpt.section("ema") if use_ema and not best else {}
+    state = ckpt.section("best") if best else (ema_state or ckpt.model_state)
     if not state:
         raise CheckpointError(
             f"checkpoint {ckpt.path} holds no model weights (no 'model.*' tensors)"
@@ -111,7 +116,7 @@ def load_model(
             f"the weights in {ckpt.path} do not fit its model spec: {first}"
         ) from err
     meta = dict(ckpt.metadata)
-    meta["loaded_weights"] = "ema" if ema_state else "model"
+    meta["loaded_weights"] = "best" if best else ("ema" if ema_state else "model")
     return model.eval(), meta
 
 

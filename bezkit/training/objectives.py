@@ -7,6 +7,8 @@ closed form, up to t = 1) or, for an N-step sampler (``grid_steps=N``), the seca
 ``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on the grid ``t_i = i / N``, whose N Euler steps trace
 the curve's grid points. With the linear path and ``t`` fixed at 0 this is the one-step
 distillation loss ``||v(Z0, 0) - (Z1 - Z0)||^2``; with ``t`` on ``{0, 1/N, ...}`` the N-step one.
+With ``sigma > 0`` (linear path, tangent target: I-CFM / OT-CFM's Gaussian path,
+``bezkit.paths.gaussian``) the network is queried at ``B(t) + sigma eps`` instead of ``B(t)``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import Pairs
 from bezkit.models.ensemble import seed_block_size
 from bezkit.paths.bezier import BezierPath, LinearPath
+from bezkit.paths.gaussian import check_sigma
 from bezkit.paths.targets import TargetKind, check_target, regression_target
 from bezkit.paths.time_sampling import TimeSampler, UniformTime
 
@@ -76,6 +79,8 @@ class FlowMatchingLoss(SeedBlockedLoss):
     the straight line) through ``pairs.guides``; ``target`` is ``"tangent"`` (``B'(t)``),
     ``"endpoint"`` (``(X1 - B(t)) / (1 - t)``, exact up to t = 1) or ``"secant"`` with
     ``grid_steps=N`` (``(B(t_{i+1}) - B(t_i)) / (t_{i+1} - t_i)`` on the grid ``t_i = i / N``).
+    ``sigma > 0`` (linear path and tangent target only): the input is ``B(t) + sigma eps``,
+    ``eps ~ N(0, I)`` drawn from ``generator`` after ``t``; ``sigma = 0`` draws nothing.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class FlowMatchingLoss(SeedBlockedLoss):
         time_sampler: TimeSampler | None = None,
         grid_steps: int | None = None,
         t_max: float | None = None,
+        sigma: float = 0.0,
     ) -> None:
         if t_max is not None:
             warnings.warn(
@@ -95,6 +101,7 @@ class FlowMatchingLoss(SeedBlockedLoss):
                 stacklevel=2,
             )
         check_target(target, grid_steps)
+        self.sigma = check_sigma(sigma, path, target)
         self.path = path if path is not None else LinearPath()
         self.target = target
         self.grid_steps = grid_steps
@@ -120,10 +127,19 @@ class FlowMatchingLoss(SeedBlockedLoss):
         t = t.to(pairs.x0.device, pairs.x0.dtype)
         sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
         target = regression_target(sample, self.target, grid_steps=self.grid_steps)
-        return (model(sample.x_t, t) - target).pow(2)
+        x_t = sample.x_t
+        if self.sigma > 0:  # sigma = 0 draws nothing: the run without noise, bit for bit
+            shape = tuple(pairs.x0.shape[1:])
+            eps = blocked_draws(
+                len(pairs), generators, lambda m, g: torch.randn((m, *shape), generator=g)
+            )
+            x_t = x_t + self.sigma * eps.to(x_t.device, x_t.dtype)
+        return (model(x_t, t) - target).pow(2)
 
     def __repr__(self) -> str:
         grid = "" if self.grid_steps is None else f", grid_steps={self.grid_steps}"
+        noise = "" if self.sigma == 0 else f", sigma={self.sigma}"
         return (
-            f"FlowMatchingLoss({self.path!r}, target={self.target!r}{grid}, {self.time_sampler!r})"
+            f"FlowMatchingLoss({self.path!r}, target={self.target!r}{grid}, "
+            f"{self.time_sampler!r}{noise})"
         )

@@ -17,11 +17,18 @@ step on ``world_size * batch_size`` pairs; only rank 0 shows progress and writes
 ``TrainResult.raw_model`` is the model that was passed in (a plain model stays plain), trained in
 place; ``TrainResult.model`` is the model to sample with: the EMA copy when EMA is on, else
 ``raw_model``.
+
+With ``config.val_every`` and a ``validation`` function, the model to sample with is scored every
+``val_every`` steps and at the last one; the weights with the lowest validation loss (the first on
+a tie) are kept as ``TrainResult.best_model`` and saved in every checkpoint (``best.*`` tensors,
+``best_step`` / ``best_val_loss`` / ``val_losses`` in the metadata), so a resumed run selects as
+an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import queue
 import threading
@@ -47,6 +54,7 @@ __all__ = [
     "BatchFn",
     "LossFn",
     "TrainResult",
+    "ValidationFn",
     "generator_for",
     "lr_factor",
     "stream_seed",
@@ -55,6 +63,7 @@ __all__ = [
 
 LossFn = Callable[[nn.Module, Pairs, torch.Generator], Tensor]
 BatchFn = Callable[[int, torch.Generator], Pairs]
+ValidationFn = Callable[[nn.Module], float]
 
 _STREAMS = {"data": 0, "loss": 1}
 _MODEL_STREAM_OFFSET = 2**62  # keeps the "model" stream's seeds apart from "data" and "loss"
@@ -86,7 +95,10 @@ class TrainResult:
     exponential moving average ``ema <- decay * ema + (1 - decay) * raw`` after every step (None
     without EMA); ``model``: the one to sample with, ``ema_model`` if there is one, else
     ``raw_model``. ``losses``: the loss of every step; ``steps``: the configured step count;
-    ``wall_seconds``: the time spent training (this process, resumed steps excluded).
+    ``wall_seconds``: the time spent training (this process, resumed steps excluded). With
+    validation (``config.val_every``): ``best_model``, a copy of ``model`` at the step
+    ``best_step`` of lowest validation loss, and ``val_losses``, ``[step, loss]`` of every
+    validation (None and empty without).
     """
 
     raw_model: nn.Module
@@ -94,6 +106,9 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     steps: int = 0
+    best_model: nn.Module | None = None
+    best_step: int | None = None
+    val_losses: list[list[float]] = field(default_factory=list)
 
     @property
     def model(self) -> nn.Module:
@@ -165,14 +180,20 @@ def _save(
     config: TrainConfig,
     losses: list[float],
     run_metadata: dict[str, Any],
+    best: _Best | None = None,
 ) -> None:
     """One resumable checkpoint, committed atomically: weights, EMA, optimizer moments, step,
     losses, the config and the caller's ``run_metadata`` (what a resume needs to rebuild the run:
-    data, coupling, objective, ...), in every checkpoint, periodic or final."""
+    data, coupling, objective, ...), in every checkpoint, periodic or final; with validation the
+    best weights so far (``best.*``) and the validation record."""
     plain = unwrap_model(model)
     tensors = {f"model.{k}": v for k, v in plain.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    extra: dict[str, Any] = {}
+    if best is not None and best.state is not None:
+        tensors.update({f"best.{k}": v for k, v in best.state.items()})
+        extra = {"best_step": best.step, "best_val_loss": best.loss, "val_losses": best.history}
     opt_state = opt.state_dict()
     for idx, state in opt_state["state"].items():
         for key, val in state.items():
@@ -184,8 +205,49 @@ def _save(
         "step": step,
         "optimizer_param_groups": opt_state["param_groups"],
         "losses": losses,
+        **extra,
     }
     save_checkpoint(path, tensors, meta, overwrite=True)
+
+
+@dataclass
+class _Best:
+    """The validation record of a run: the lowest loss so far, its step and weights, and every
+    ``[step, loss]``."""
+
+    loss: float = math.inf
+    step: int | None = None
+    state: dict[str, Tensor] | None = None
+    history: list[list[float]] = field(default_factory=list)
+
+    def at_step(
+        self, done: int, config: TrainConfig, validation: ValidationFn | None, model: nn.Module
+    ) -> None:
+        """After ``done`` steps: validate ``model`` if it is a validation step (every
+        ``config.val_every`` steps, and the last)."""
+        if validation is not None and (done % config.val_every == 0 or done == config.steps):
+            self.update(done, _validate(validation, model), model)
+
+    def update(self, step: int, loss: float, model: nn.Module) -> None:
+        """Record ``loss`` at ``step``; keep a copy of ``model``'s weights if it is the lowest."""
+        self.history.append([step, loss])
+        if loss < self.loss:
+            self.loss, self.step = loss, step
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _validate(validation: ValidationFn, model: nn.Module) -> float:
+    """``validation(model)`` in eval mode without gradients, the model put back in train mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            loss = float(validation(model))
+    finally:
+        model.train(was_training)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the validation loss is {loss}; lower the lr")
+    return loss
 
 
 def _resume(
@@ -194,9 +256,11 @@ def _resume(
     opt: torch.optim.Optimizer,
     ema: EMA | None,
     device: torch.device,
+    best: _Best | None = None,
 ) -> tuple[int, list[float]]:
-    """Load a checkpoint written by :func:`_save` into the model, EMA and optimizer; returns
-    ``(step, losses)``. A checkpoint that lacks any part of the training state is refused."""
+    """Load a checkpoint written by :func:`_save` into the model, EMA and optimizer (and the
+    validation record into ``best``); returns ``(step, losses)``. A checkpoint that lacks any part
+    of the training state is refused."""
     ckpt = load_checkpoint(path)
     meta = ckpt.metadata
     missing = [k for k in ("step", "optimizer_param_groups") if k not in meta]
@@ -216,6 +280,10 @@ def _resume(
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = val.to(device) if name != "step" else val
     opt.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+    if best is not None and ckpt.section("best"):
+        best.state = {k: v.to(device) for k, v in ckpt.section("best").items()}
+        best.loss, best.step = float(meta["best_val_loss"]), int(meta["best_step"])
+        best.history = [list(item) for item in meta.get("val_losses", [])]
     return int(meta["step"]), list(meta.get("losses", []))
 
 
@@ -227,14 +295,22 @@ def train(
     *,
     resume_from: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
+    validation: ValidationFn | None = None,
 ) -> TrainResult:
     """Train ``model`` in place to minimise ``loss_fn`` on batches from ``sample_batch``.
 
     With ``config.checkpoint_path`` and ``config.checkpoint_every``, rank 0 saves a resumable
     checkpoint every ``checkpoint_every`` steps and at the end, each carrying
     ``checkpoint_metadata`` (JSON-able: whatever the caller needs to rebuild the run on resume).
-    ``resume_from`` continues from such a checkpoint exactly where it stopped.
+    ``resume_from`` continues from such a checkpoint exactly where it stopped. ``validation``
+    (with ``config.val_every``, and only with it): ``validation(model) -> float``, a loss measured
+    on held-out data every ``val_every`` steps; the lowest one's weights are ``best_model``.
     """
+    if (validation is None) != (config.val_every == 0):
+        raise ValueError(
+            "validation and config.val_every go together: give both (selection by validation "
+            "loss) or neither"
+        )
     device = choose_device(config.device)
     rank = get_rank()
     seed = config.seed + rank
@@ -247,8 +323,9 @@ def train(
     ema = EMA(unwrap_model(model), config.ema_decay) if config.ema_decay else None
     run_metadata = dict(checkpoint_metadata or {})
     start, losses = 0, list[float]()
+    best = _Best() if validation is not None else None
     if resume_from is not None:
-        start, losses = _resume(resume_from, model, opt, ema, device)
+        start, losses = _resume(resume_from, model, opt, ema, device, best)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(config), last_epoch=start - 1)
     # torch.compile of a module returns an OptimizedModule (an nn.Module); its stub says Callable
     forward = cast(nn.Module, torch.compile(model)) if config.compile else model
@@ -288,19 +365,26 @@ def train(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         done = step + 1
+        if best is not None:
+            best.at_step(done, config, validation, ema.model if ema else unwrap_model(model))
         if (
             config.checkpoint_path
             and config.checkpoint_every
             and rank == 0
             and (done % config.checkpoint_every == 0 or done == config.steps)
         ):
-            _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata)
+            _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata, best)
     bar.close()
     given.eval()
-    return TrainResult(
+    result = TrainResult(
         raw_model=given,
         ema_model=ema.model if ema else None,
         losses=losses,
         wall_seconds=time.perf_counter() - t0,
         steps=config.steps,
     )
+    if best is not None and best.state is not None:
+        result.best_model = copy.deepcopy(result.model).eval()
+        result.best_model.load_state_dict(best.state)
+        result.best_step, result.val_losses = best.step, best.history
+    return result
