@@ -145,7 +145,10 @@ def _stop(executor: Executor) -> None:
     for process in list(processes.values()):
         with contextlib.suppress(OSError, AttributeError):  # already gone
             process.kill()
-    executor.shutdown(wait=False, cancel_futures=True)
+    try:
+        executor.shutdown(wait=False, cancel_futures=True)
+    except TypeError:  # Dask's executor: shutdown(wait=False) cancels what has not finished
+        executor.shutdown(wait=False)
 
 
 def run_tasks(
@@ -181,8 +184,9 @@ def run_tasks(
                     deaths[i] += 1
                     if deaths[i] > retries:
                         raise WorkerLost(
-                            f"{tasks[i].name}: its worker died {deaths[i]} times "
-                            f"({type(err).__name__}: {err}); the finished tasks are kept"
+                            f"{tasks[i].name}: the worker running it died, {deaths[i]} time(s) "
+                            f"of {retries + 1} allowed ({type(err).__name__}: {err}); the "
+                            "finished tasks are kept"
                         ) from err
                     continue
                 on_done(i, value)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bezkit.cli import main
-from bezkit.executor import Task, WorkerLost, local_executor, run_tasks
+from bezkit.executor import Task, WorkerLost, executor_factory, local_executor, run_tasks
 from bezkit.experiments import run as run_module
 from bezkit.experiments import staging as staging_module
 from bezkit.experiments.run import (
@@ -340,7 +340,7 @@ def test_a_task_whose_worker_dies_is_run_again_or_reported(tmp_path, monkeypatch
     run_tasks(tasks, got.__setitem__, lambda: local_executor(2))
     assert got == {0: 9, 1: 16, 2: 25} and Path(marker).exists()
     got.clear()
-    with pytest.raises(WorkerLost, match="dead: its worker died 2 times"):
+    with pytest.raises(WorkerLost, match="dead: the worker running it died, 2 time"):
         run_tasks(
             [Task("dead", t.always_die)], got.__setitem__, lambda: local_executor(1), retries=1
         )
@@ -427,3 +427,25 @@ def test_a_dask_cluster_gives_the_results_of_one_process(reference, tmp_path):
         for key in a.files:
             if key != "run_id":
                 assert np.array_equal(a[key], b[key]), key
+
+
+def test_a_dask_task_whose_worker_dies_is_retried_or_reported(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    cloudpickle = pytest.importorskip("cloudpickle")
+    (tmp_path / "runner_tasks.py").write_text(_TASKS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import runner_tasks as t
+
+    cloudpickle.register_pickle_by_value(t)  # the worker processes need not import it
+    marker = str(tmp_path / "died")
+    got: dict[int, int] = {}
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        executor_factory(1, cluster.scheduler_address) as new_executor,
+    ):
+        run_tasks([Task("once", t.die_once, (marker, 3))], got.__setitem__, new_executor)
+        assert got == {0: 9} and Path(marker).exists()  # Dask ran it again on a new worker
+        with pytest.raises(WorkerLost, match=r"always: the worker running it died.*KilledWorker"):
+            run_tasks([Task("always", t.always_die)], got.__setitem__, new_executor, retries=0)
