@@ -299,6 +299,36 @@ def test_ctrl_c_keeps_the_finished_pairs_and_says_how_to_resume(tmp_path, monkey
     assert not (out / "results.json").exists()
 
 
+def test_ctrl_c_on_the_command_line_exits_130_and_names_the_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "run_pair", interrupted)
+    out = tmp_path / "run"
+    assert main(["experiment", "--quick", "--quiet", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "0 of 1 (source, target) pairs" in err and "--resume" in err
+    assert Staging.find(out) is not None and not (out / "results.json").exists()
+    assert main(["experiment", "--resume", str(tmp_path / "none")]) == 2
+    assert "no interrupted run to resume" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()  # nothing created
+
+
+def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_points_to(reference, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    for name, data in _files(reference).items():
+        (real / name).write_bytes(data)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    cfg = tiny_config()
+    cfg.pairs = cfg.pairs[:1]
+    new = run_experiment(cfg, link, command="via link", overwrite=True)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / "results.json").read_text())["run_id"] == new["run_id"]
+    assert not staging_dir(link).exists() and not list(tmp_path.glob(".*staging*"))
+
+
 # -- workers ---------------------------------------------------------------------------------------
 
 

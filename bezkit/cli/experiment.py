@@ -50,6 +50,7 @@ from bezkit.experiments.run import (
     rewrite_report,
     run_experiment,
 )
+from bezkit.experiments.staging import staging_dir
 
 __all__ = ["add_parser", "run"]
 
@@ -260,9 +261,17 @@ def _resume(args: argparse.Namespace) -> int:
     given = [n for n in _RUN_OPTIONS if getattr(args, n, None) is not None]
     if args.seed != 0:
         given.append("seed")
+    if args.overwrite:
+        given.append("overwrite")
     if given:
         names = ", ".join("--pair" if n == "pairs" else "--" + n.replace("_", "-") for n in given)
         raise CLIError(f"--resume continues the stored options of the run; drop {names}")
+    if not staging_dir(args.resume).is_dir():
+        finished = (Path(args.resume) / "results.json").is_file()
+        raise CLIError(
+            f"--resume: {args.resume} has no interrupted run to resume"
+            + (" (it holds a finished run)" if finished else "")
+        )
     _lock = claim_output_dir(args.resume, what="experiment", option="--resume")
     try:
         results = resume_experiment(

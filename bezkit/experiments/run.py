@@ -210,7 +210,9 @@ def _run_staged(
     t0 = time.perf_counter()
     bar = None
     try:
-        with executor_factory(jobs, scheduler) as new_executor:
+        # one pair left and no cluster: here, without starting a worker
+        workers = jobs if len(todo) > 1 else 1
+        with executor_factory(workers, scheduler) as new_executor:
             if new_executor is None:  # here, under one progress bar
                 torch.set_num_threads(used)
                 bar = tqdm(total=count_trainings(cfg) * len(todo), disable=not cfg.progress)

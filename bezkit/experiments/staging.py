@@ -64,8 +64,9 @@ def new_run_id() -> str:
 
 
 def staging_dir(out: str | Path) -> Path:
-    """The staging folder of a run into ``out``: ``.<name>.bezkit-staging`` beside it."""
-    out = Path(out).absolute()
+    """The staging folder of a run into ``out``: ``.<name>.bezkit-staging`` beside it (beside the
+    folder a symbolic link ``out`` points to: that folder is the one replaced)."""
+    out = Path(out).resolve()
     return out.parent / f".{out.name}{STAGING_SUFFIX}"
 
 
@@ -128,7 +129,7 @@ class Staging:
         cls, out: str | Path, cfg: ExperimentConfig, *, command: str, n_units: int
     ) -> Staging:
         """Start a new run into ``out`` (its staging folder must not exist)."""
-        out = Path(out)
+        out = Path(out).resolve()
         root = staging_dir(out)
         root.mkdir()
         record = {
@@ -144,7 +145,7 @@ class Staging:
     def find(cls, out: str | Path) -> Staging | None:
         """The staging folder of an interrupted run into ``out``, else ``None``; a staging folder
         without a readable ``run.json`` (killed before it was written) is removed."""
-        out = Path(out)
+        out = Path(out).resolve()
         root = staging_dir(out)
         finish_interrupted_swap(root / "run", out)
         if not root.is_dir():
