@@ -128,7 +128,10 @@ def executor_factory(
         )
     from distributed import Client  # the optional dask extra, only with a scheduler
 
-    client = Client(scheduler, set_as_default=False)
+    try:
+        client = Client(scheduler, set_as_default=False)
+    except (OSError, ValueError) as err:
+        raise ConnectionError(f"cannot reach the Dask scheduler {scheduler!r}: {err}") from None
     try:
         yield lambda: client.get_executor(pure=False)
     finally:

@@ -479,3 +479,13 @@ def test_a_dask_task_whose_worker_dies_is_retried_or_reported(tmp_path, monkeypa
         assert got == {0: 9} and Path(marker).exists()  # Dask ran it again on a new worker
         with pytest.raises(WorkerLost, match=r"always: the worker running it died.*KilledWorker"):
             run_tasks([Task("always", t.always_die)], got.__setitem__, new_executor, retries=0)
+
+
+def test_a_scheduler_that_cannot_be_reached_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    out = tmp_path / "run"
+    assert (
+        main(["experiment", "--quick", "--quiet", "--scheduler", "no-port", "--out", str(out)]) == 2
+    )
+    assert "--scheduler: cannot reach the Dask scheduler 'no-port'" in capsys.readouterr().err
+    assert not staging_dir(out).exists() and not (out / "results.json").exists()

@@ -306,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
     except ExperimentInterrupted as err:
         print(f"bezkit experiment: {err}", file=sys.stderr)
         return 130
+    except ConnectionError as err:
+        raise CLIError(f"--scheduler: {err}") from None
     except WorkerLost as err:
         raise CLIError(f"{err}; continue with `bezkit experiment --resume DIR`", code=1) from None
 

@@ -132,7 +132,12 @@ def run_experiment(
             staging.remove()
         command = command or " ".join(["bezkit", *sys.argv[1:]])
         staging = Staging.create(out, cfg, command=command, n_units=len(cfg.pairs))
-        return _run_staged(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)
+        try:
+            return _run_staged(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)
+        except ConnectionError:
+            if not staging.finished():  # nothing ran: nothing to resume
+                staging.remove()
+            raise
 
 
 def resume_experiment(
