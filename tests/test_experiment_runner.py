@@ -154,11 +154,18 @@ def test_a_failed_swap_leaves_the_previous_run_and_the_finished_work(
     monkeypatch.setattr(staging_module, "exchange_folders", full_disk)
     with pytest.raises(OSError, match="No space left"):
         run_experiment(tiny_config(), out, command="again", overwrite=True)
+    assert _files(out) == before
+    # the command line says so in one line, with the way on (the units are kept: no training)
+    monkeypatch.setattr(run_module, "run_pair", _must_not_train)
+    assert main(["experiment", "--resume", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device; the previous run" in err and "--resume" in err
+    assert "Traceback" not in err
     assert _files(out) == before  # the previous run, every file of it
     assert len(Staging.find(out).finished()) == 2  # the new run's work is kept
     # a plain re-run is told about it; --resume publishes it without training again
     assert main(["experiment", "--quick", "--quiet", "--out", str(out)]) == 2
-    assert "exists" in capsys.readouterr().err
+    assert "left 2 finished pair(s)" in capsys.readouterr().err
     monkeypatch.undo()
     monkeypatch.setattr(run_module, "write_figures", stub_figures)
     monkeypatch.setattr(run_module, "run_pair", _must_not_train)

@@ -207,7 +207,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=positive_int,
         default=1,
         help="run the (source, target) pairs in this many processes at once, each with "
-        "--threads torch threads (same numbers as one process)",
+        "--threads torch threads (same numbers as one process; the workers end with this one)",
     )
     p.add_argument(
         "--scheduler",
@@ -308,6 +308,13 @@ def run(args: argparse.Namespace) -> int:
         return 130
     except ConnectionError as err:
         raise CLIError(f"--scheduler: {err}") from None
+    except OSError as err:  # a full disk, a failed swap: the previous run was not touched
+        folder = args.resume if args.resume is not None else args.out
+        raise CLIError(
+            f"{err}; the previous run in {folder} is intact and the finished pairs are kept: "
+            f"continue with `bezkit experiment --resume {folder}`",
+            code=1,
+        ) from None
     except WorkerLost as err:
         raise CLIError(f"{err}; continue with `bezkit experiment --resume DIR`", code=1) from None
 

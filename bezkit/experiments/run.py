@@ -117,10 +117,6 @@ def run_experiment(
     out = Path(out_dir)
     with _locked(out):
         staging = Staging.find(out)
-        if (out / "results.json").exists() and not overwrite:
-            raise FileExistsError(
-                f"{out / 'results.json'} exists; choose another folder or --overwrite"
-            )
         if staging is not None:
             if not overwrite:
                 done = len(staging.finished())
@@ -130,6 +126,10 @@ def run_experiment(
                     "discard it"
                 )
             staging.remove()
+        if (out / "results.json").exists() and not overwrite:
+            raise FileExistsError(
+                f"{out / 'results.json'} exists; choose another folder or --overwrite"
+            )
         command = command or " ".join(["bezkit", *sys.argv[1:]])
         staging = Staging.create(out, cfg, command=command, n_units=len(cfg.pairs))
         try:
