@@ -40,7 +40,7 @@ import matplotlib
 
 from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
 from bezkit.cli.inputs import dataset
-from bezkit.cli.outputs import claim_output_dir
+from bezkit.cli.outputs import check_output, claim_output_dir
 from bezkit.executor import WorkerLost, dask_available
 from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
 from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
@@ -357,6 +357,7 @@ def _run(args: argparse.Namespace) -> int:
         cfg.validate()
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise CLIError(str(err)) from None
+    check_output(staging_dir(args.out).parent)  # the run is staged beside --out, then swapped in
     _lock = claim_output_dir(args.out, what="experiment")  # writable, ours until we exit
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
