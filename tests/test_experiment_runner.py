@@ -466,7 +466,12 @@ def test_a_dask_cluster_gives_the_results_of_one_process(reference, tmp_path):
                 assert np.array_equal(a[key], b[key]), key
 
 
+def _alarm(signum, frame):
+    raise TimeoutError("the Dask cluster did not finish in time (no worker came back?)")
+
+
 def test_a_dask_task_whose_worker_dies_is_retried_or_reported(tmp_path, monkeypatch):
+    dask = pytest.importorskip("dask")
     distributed = pytest.importorskip("distributed")
     cloudpickle = pytest.importorskip("cloudpickle")
     (tmp_path / "runner_tasks.py").write_text(_TASKS)
@@ -476,16 +481,24 @@ def test_a_dask_task_whose_worker_dies_is_retried_or_reported(tmp_path, monkeypa
     cloudpickle.register_pickle_by_value(t)  # the worker processes need not import it
     marker = str(tmp_path / "died")
     got: dict[int, int] = {}
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        executor_factory(1, cluster.scheduler_address) as new_executor,
-    ):
-        run_tasks([Task("once", t.die_once, (marker, 3))], got.__setitem__, new_executor)
-        assert got == {0: 9} and Path(marker).exists()  # Dask ran it again on a new worker
-        with pytest.raises(WorkerLost, match=r"always: the worker running it died.*KilledWorker"):
-            run_tasks([Task("always", t.always_die)], got.__setitem__, new_executor, retries=0)
+    # Dask reports the first death at once (KilledWorker): bezkit's own retry runs it again
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(240)  # a failure, not a hang, if the nanny never brings a worker back
+    try:
+        with (
+            dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+            distributed.LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            executor_factory(1, cluster.scheduler_address) as new_executor,
+        ):
+            run_tasks([Task("once", t.die_once, (marker, 3))], got.__setitem__, new_executor)
+            assert got == {0: 9} and Path(marker).exists()  # run again on the new worker
+            with pytest.raises(WorkerLost, match=r"always: the worker running it died.*Killed"):
+                run_tasks([Task("always", t.always_die)], got.__setitem__, new_executor, retries=0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_a_scheduler_that_cannot_be_reached_is_a_clear_error(tmp_path, capsys):
