@@ -31,6 +31,7 @@ LAZY_IMPORTS_ALLOWED: dict[str, tuple[str, ...] | None] = {
     "anywidget": None,  # the notebooks extra
     "IPython": None,  # only present in a notebook kernel
     "matplotlib": ("bezkit.cli",),  # keeps `bezkit --help` fast; everywhere else at module level
+    "distributed": ("bezkit.executor",),  # the dask extra: `bezkit experiment --scheduler`
     "torch_fidelity": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
     "torchmetrics": ("bezkit.metrics.inception",),  # the fid extra (needs torchvision)
     # the GPU check imports its sections (and so POT) only after its preflight has checked that

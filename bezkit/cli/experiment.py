@@ -12,7 +12,11 @@ Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes
 --quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the whole protocol (5 seeds,
 K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline);
 --redraw DIR: rewrite report.md and every figure of a finished run in DIR from its results.json
-and chain-trajectories.npz, without re-running.
+and chain-trajectories.npz, without re-running; --resume DIR: continue a run into DIR that was
+killed or interrupted, from the (source, target) pairs it finished (same results as one run).
+
+A run works in a staging folder beside --out (.NAME.bezkit-staging) and replaces --out as a whole
+when it is finished: a failed or killed run leaves the previous run in --out intact.
 
 Examples:
   bezkit experiment
@@ -21,6 +25,8 @@ Examples:
   bezkit experiment --pair 8gaussians:spirals --rounds 4 --seeds 5 --chains reflow bezier
   bezkit experiment --pair gaussian:my_points.csv --held-out-fraction 0.25
   bezkit experiment --redraw data/results
+  bezkit experiment --resume data/results/full --jobs 2
+  bezkit experiment --full --scheduler tcp://scheduler:8786 --out data/results/full
 """
 
 from __future__ import annotations
@@ -34,10 +40,17 @@ import matplotlib
 
 from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
 from bezkit.cli.inputs import dataset
-from bezkit.cli.outputs import claim_output_dir
+from bezkit.cli.outputs import check_output, claim_output_dir
+from bezkit.executor import WorkerLost, dask_available
 from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
 from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
-from bezkit.experiments.run import rewrite_report, run_experiment
+from bezkit.experiments.run import (
+    ExperimentInterrupted,
+    resume_experiment,
+    rewrite_report,
+    run_experiment,
+)
+from bezkit.experiments.staging import staging_dir
 
 __all__ = ["add_parser", "run"]
 
@@ -78,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing results.json in --out (otherwise an error)",
+        help="replace the run in --out (or discard an interrupted one; otherwise an error)",
     )
     size = p.add_mutually_exclusive_group()
     size.add_argument(
@@ -95,6 +108,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         help="run nothing: rewrite report.md and every figure in DIR from its results.json and "
         "chain-trajectories.npz (each file replaced atomically)",
+    )
+    size.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the interrupted run into DIR from the pairs it finished, with its stored "
+        "options (--jobs, --threads, --scheduler and --quiet may differ)",
     )
     p.add_argument(
         "--pair",
@@ -187,7 +207,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=positive_int,
         default=1,
         help="run the (source, target) pairs in this many processes at once, each with "
-        "--threads torch threads (same numbers as one process)",
+        "--threads torch threads (same numbers as one process; the workers end with this one)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run the pairs on this Dask distributed scheduler (e.g. tcp://host:8786; needs "
+        "bezkit[dask]) instead of local processes; same numbers as one process",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -209,12 +236,90 @@ def _redraw(folder: str) -> int:
     return 0
 
 
+_RUN_OPTIONS = (
+    "seeds",
+    "rounds",
+    "student_rounds",
+    "held_out_fraction",
+    "flow_steps",
+    "baseline_steps",
+    "round_steps",
+    "student_steps",
+    "n_pairs",
+    "n_eval",
+    "eval_draws",
+    "w2",
+    "pairs",
+    "methods",
+    "chains",
+    "baselines",
+    "exact",
+)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    given = [n for n in _RUN_OPTIONS if getattr(args, n, None) is not None]
+    if args.seed != 0:
+        given.append("seed")
+    if args.overwrite:
+        given.append("overwrite")
+    if given:
+        names = ", ".join("--pair" if n == "pairs" else "--" + n.replace("_", "-") for n in given)
+        raise CLIError(f"--resume continues the stored options of the run; drop {names}")
+    if not staging_dir(args.resume).is_dir():
+        finished = (Path(args.resume) / "results.json").is_file()
+        raise CLIError(
+            f"--resume: {args.resume} has no interrupted run to resume"
+            + (" (it holds a finished run)" if finished else "")
+        )
+    _lock = claim_output_dir(args.resume, what="experiment", option="--resume")
+    try:
+        results = resume_experiment(
+            args.resume,
+            threads=args.threads,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(f"--resume: {err}") from None
+    print(
+        f"resumed and finished {args.resume}: results.json, report.md and "
+        f"{len(results['figures'])} figures"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """``bezkit experiment``: redraw a finished run (``--redraw DIR``), or check every option,
-    claim ``--out`` and run the configured experiment; returns the exit code."""
+    """``bezkit experiment``: redraw a finished run (``--redraw DIR``), continue an interrupted
+    one (``--resume DIR``), or check every option, claim ``--out`` and run the configured
+    experiment; returns the exit code."""
     matplotlib.use("Agg")  # the command writes figure files only
     if args.redraw is not None:
         return _redraw(args.redraw)
+    if args.scheduler is not None and not dask_available():
+        raise CLIError("--scheduler needs dask.distributed: pip install 'bezkit[dask]'")
+    try:
+        if args.resume is not None:
+            return _resume(args)
+        return _run(args)
+    except ExperimentInterrupted as err:
+        print(f"bezkit experiment: {err}", file=sys.stderr)
+        return 130
+    except ConnectionError as err:
+        raise CLIError(f"--scheduler: {err}") from None
+    except OSError as err:  # a full disk, a failed swap: the previous run was not touched
+        folder = args.resume if args.resume is not None else args.out
+        raise CLIError(
+            f"{err}; the previous run in {folder} is intact and the finished pairs are kept: "
+            f"continue with `bezkit experiment --resume {folder}`",
+            code=1,
+        ) from None
+    except WorkerLost as err:
+        raise CLIError(f"{err}; continue with `bezkit experiment --resume DIR`", code=1) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     names = (
         "seeds",
         "rounds",
@@ -252,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise CLIError(str(err)) from None
+    check_output(staging_dir(args.out).parent)  # the run is staged beside --out, then swapped in
     _lock = claim_output_dir(args.out, what="experiment")  # writable, ours until we exit
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
@@ -262,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             threads=args.threads,
             jobs=args.jobs,
+            scheduler=args.scheduler,
         )
     except FileExistsError as err:
         raise CLIError(str(err)) from None

@@ -11,10 +11,12 @@ from bezkit.experiments.protocol import (
     StudentSpec,
 )
 from bezkit.experiments.run import (
+    ExperimentInterrupted,
     lesson_config,
     lesson_results,
     machine_info,
     quick_results,
+    resume_experiment,
     rewrite_report,
     run_experiment,
 )
@@ -29,11 +31,13 @@ __all__ = [
     "SECANT_STUDENTS",
     "STUDENTS",
     "ExperimentConfig",
+    "ExperimentInterrupted",
     "StudentSpec",
     "lesson_config",
     "lesson_results",
     "machine_info",
     "quick_results",
+    "resume_experiment",
     "rewrite_report",
     "run_experiment",
     "run_experiment_pairs",

@@ -1,44 +1,56 @@
 """``run_experiment``: run, then write ``results.json``, ``report.md``, the chains' trajectories
-(``chain-trajectories.npz``) and the PNG figures; ``rewrite_report``: redraw the report and every
-figure of a finished run from those files, without re-running."""
+(``chain-trajectories.npz``) and the PNG figures, swapped in as a whole; ``resume_experiment``:
+continue an interrupted run from the pairs it finished; ``rewrite_report``: redraw the report and
+every figure of a finished run from those files, without re-running."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from bezkit.executor import Task, executor_factory, run_tasks
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
 from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
-from bezkit.experiments.toy2d import run_experiment_pairs, run_pair
+from bezkit.experiments.staging import Staging, staging_dir
+from bezkit.experiments.toy2d import count_trainings, run_experiment_pairs, run_pair
 from bezkit.experiments.trajectories import (
     TRAJECTORIES_FILE,
     ChainPaths,
     load_trajectories,
     save_trajectories,
+    trajectories_run_id,
 )
 from bezkit.files.atomic import atomic_write_bytes
+from bezkit.files.run_dir import RunLock
 
 __all__ = [
+    "ExperimentInterrupted",
     "lesson_config",
     "lesson_results",
     "machine_info",
     "quick_results",
+    "resume_experiment",
     "rewrite_report",
     "run_experiment",
+    "run_id_of_report",
 ]
+
+_REPORT_RUN_ID = re.compile(r"<!-- bezkit run id: ([0-9A-Za-z_-]+) -->")
 
 
 def machine_info() -> dict[str, Any]:
@@ -61,6 +73,18 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+class ExperimentInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the finished units are kept in the run's staging folder and
+    ``bezkit experiment --resume OUT`` (:func:`resume_experiment`) continues from them."""
+
+    def __init__(self, out: Path, finished: int, total: int) -> None:
+        super().__init__(
+            f"interrupted: {finished} of {total} (source, target) pairs are finished and kept in "
+            f"{staging_dir(out)}; continue with `bezkit experiment --resume {out}`"
+        )
+        self.out, self.finished, self.total = out, finished, total
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     out_dir: str | Path,
@@ -69,68 +93,183 @@ def run_experiment(
     overwrite: bool = False,
     threads: int | None = 1,
     jobs: int = 1,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run the configured experiment and write ``results.json``, ``report.md``, the chains'
     trajectories (:data:`~bezkit.experiments.trajectories.TRAJECTORIES_FILE`) and the figures
-    into ``out_dir``.
+    into ``out_dir``, as a whole.
 
     ``threads`` sets ``torch.set_num_threads`` for the run (default 1: small MLPs gain nothing
     from more, and on a shared 2-core machine more threads make every step much slower).
-    ``jobs`` > 1 runs the (source, target) pairs in that many processes at once (each with
-    ``threads`` torch threads): every pair is seeded on its own, so the numbers are those of one
-    process running them in turn.
-    An existing ``results.json`` in ``out_dir`` is an error unless ``overwrite``; the files are
-    written atomically, only after the whole run succeeded.
+    ``jobs`` > 1 runs the (source, target) pairs in that many local processes at once (each with
+    ``threads`` torch threads); ``scheduler`` (a Dask scheduler address) runs them on that
+    cluster (:mod:`bezkit.executor`). Every pair is seeded on its own, so the numbers
+    are those of one process running them in turn.
+
+    The run works in a staging folder beside ``out_dir`` (:mod:`bezkit.experiments.staging`):
+    each finished pair is kept there durably, and the finished run is swapped in for ``out_dir``
+    as a whole; every file carries the run's id (``run_id``). An existing run in ``out_dir``, or
+    an interrupted one in its staging folder, is an error unless ``overwrite``; an interrupted
+    run is continued by :func:`resume_experiment`. Ctrl-C raises :class:`ExperimentInterrupted`.
     """
     cfg.validate()
+    _check_jobs(jobs)
+    out = Path(out_dir)
+    with _locked(out):
+        staging = Staging.find(out)
+        if staging is not None:
+            if not overwrite:
+                done = len(staging.finished())
+                raise FileExistsError(
+                    f"{out}: an interrupted run left {done} finished pair(s) in {staging.root}; "
+                    f"continue it with `bezkit experiment --resume {out}`, or --overwrite to "
+                    "discard it"
+                )
+            staging.remove()
+        if (out / "results.json").exists() and not overwrite:
+            raise FileExistsError(
+                f"{out / 'results.json'} exists; choose another folder or --overwrite"
+            )
+        command = command or " ".join(["bezkit", *sys.argv[1:]])
+        staging = Staging.create(out, cfg, command=command, n_units=len(cfg.pairs))
+        try:
+            return _run_staged(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)
+        except ConnectionError:
+            if not staging.finished():  # nothing ran: nothing to resume
+                staging.remove()
+            raise
+
+
+def resume_experiment(
+    out_dir: str | Path,
+    *,
+    threads: int | None = 1,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Continue the interrupted run into ``out_dir`` from the pairs it finished, with its stored
+    configuration and command (``progress`` may switch the progress bar); the result is the one
+    an uninterrupted run gives (its timings aside). ``FileNotFoundError`` when there is nothing
+    to resume."""
+    _check_jobs(jobs)
+    out = Path(out_dir)
+    with _locked(out):
+        staging = Staging.find(out)
+        if staging is None:
+            finished = (out / "results.json").is_file()
+            raise FileNotFoundError(
+                f"{out} has no interrupted run to resume"
+                + (" (it holds a finished run)" if finished else "")
+            )
+        cfg = staging.config()
+        cfg.validate()
+        if progress is not None:
+            cfg = dataclasses.replace(cfg, progress=progress)
+        return _run_staged(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)
+
+
+def _check_jobs(jobs: int) -> None:
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    out = Path(out_dir)
-    if (out / "results.json").exists() and not overwrite:
-        raise FileExistsError(f"{out / 'results.json'} exists; choose another folder or overwrite")
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold the lock of folder ``out`` for the block, unless this process holds it already (the
+    command line claims it before any work)."""
+    if RunLock.held_over(out / "results.json") is not None:
+        yield
+        return
+    with RunLock(out, folder=True, what="experiment"):
+        yield
+
+
+def _run_staged(
+    cfg: ExperimentConfig,
+    staging: Staging,
+    *,
+    threads: int | None,
+    jobs: int,
+    scheduler: str | None,
+) -> dict[str, Any]:
+    """Run the units ``staging`` lacks, keep each as it finishes, assemble and publish."""
+    n = len(cfg.pairs)
+    experiments: list[dict[str, Any] | None] = [None] * n
+    paths: list[ChainPaths] = [{} for _ in range(n)]
+    earlier = 0.0
+    for i in range(n):
+        unit = staging.load_unit(i)
+        if unit is not None:
+            experiments[i], paths[i] = unit
+            earlier += float(unit[0].get("wall_seconds", 0.0))
+    todo = [i for i in range(n) if experiments[i] is None]
+
+    def keep(j: int, result: dict[str, Any]) -> None:
+        i = todo[j]
+        paths[i] = result.pop("paths")
+        experiments[i] = staging.save_unit(i, result, paths[i])
+
     previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    used = threads or previous
+    t0 = time.perf_counter()
+    bar = None
     try:
-        t0 = time.perf_counter()
-        if jobs == 1 or len(cfg.pairs) == 1:
-            experiments = run_experiment_pairs(cfg)
-        else:
-            experiments = _pairs_in_processes(cfg, jobs, threads or previous)
-        wall = time.perf_counter() - t0
+        # one pair left and no cluster: here, without starting a worker
+        workers = jobs if len(todo) > 1 else 1
+        with executor_factory(workers, scheduler) as new_executor:
+            if new_executor is None:  # here, under one progress bar
+                torch.set_num_threads(used)
+                bar = tqdm(total=count_trainings(cfg) * len(todo), disable=not cfg.progress)
+                tasks = [Task(_name(cfg, i), run_pair, (*cfg.pairs[i], cfg, bar)) for i in todo]
+            else:
+                tasks = [Task(_name(cfg, i), _pair_task, (cfg, i, used)) for i in todo]
+            run_tasks(tasks, keep, new_executor)
+    except KeyboardInterrupt as err:
+        if isinstance(err, ExperimentInterrupted):
+            raise
+        raise ExperimentInterrupted(
+            staging.out, sum(e is not None for e in experiments), n
+        ) from None
     finally:
+        if bar is not None:
+            bar.close()
         torch.set_num_threads(previous)
+    wall = earlier + time.perf_counter() - t0
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "command": command or " ".join(["bezkit", *sys.argv[1:]]),
+        "command": staging.record["command"],
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {**machine_info(), "threads": threads or previous},
-        "config": cfg.to_dict(),
+        "machine": {**machine_info(), "threads": used},
+        "config": staging.record["config"],
         "wall_seconds": wall,
+        "run_id": staging.run_id,
         "experiments": experiments,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [exp.pop("paths") for exp in experiments]
-    save_results(out / "results.json", results)
-    save_trajectories(out / TRAJECTORIES_FILE, paths)
-    results["figures"] = _draw(results, paths, out)
+    folder = staging.fresh_assembly()
+    save_trajectories(folder / TRAJECTORIES_FILE, paths, run_id=staging.run_id)
+    figures = _draw(results, paths, folder)
+    save_results(folder / "results.json", results)  # last: the assembled run is complete
+    staging.publish().release()
+    results["figures"] = figures
     return results
 
 
-def _one_pair(cfg: ExperimentConfig, index: int, threads: int) -> dict[str, Any]:
-    """One (source, target) of ``cfg`` in a worker process (its own progress bar)."""
+def _name(cfg: ExperimentConfig, i: int) -> str:
+    src, tgt = cfg.pairs[i]
+    return f"pair {i + 1} of {len(cfg.pairs)} ({src} -> {tgt})"
+
+
+def _pair_task(cfg: ExperimentConfig, index: int, threads: int) -> dict[str, Any]:
+    """One (source, target) of ``cfg`` in a worker (its own progress bar, ``threads`` torch
+    threads; the worker's setting is restored: a Dask worker may be a thread of a process)."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    src, tgt = cfg.pairs[index]
-    return run_pair(src, tgt, cfg)
-
-
-def _pairs_in_processes(cfg: ExperimentConfig, jobs: int, threads: int) -> list[dict[str, Any]]:
-    """:func:`run_pair` of every pair, ``jobs`` at a time in fresh (spawned) processes, in the
-    order of ``cfg.pairs``."""
-    ctx = get_context("spawn")  # no fork of a process whose torch thread pools already run
-    with ProcessPoolExecutor(max_workers=min(jobs, len(cfg.pairs)), mp_context=ctx) as pool:
-        futures = [pool.submit(_one_pair, cfg, i, threads) for i in range(len(cfg.pairs))]
-        return [f.result() for f in futures]
+    try:
+        src, tgt = cfg.pairs[index]
+        return run_pair(src, tgt, cfg)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _draw(results: Mapping[str, Any], paths: Sequence[ChainPaths], out: Path) -> list[str]:
@@ -139,11 +278,47 @@ def _draw(results: Mapping[str, Any], paths: Sequence[ChainPaths], out: Path) ->
     failure while drawing leaves every old file as it was). Returns the figure names."""
     with tempfile.TemporaryDirectory(dir=out, prefix=".bezkit-draw-") as tmp:
         figures = write_figures(results, list(paths), tmp)
-        report = markdown_report(dict(results), figures)
+        report = _with_run_id(markdown_report(dict(results), figures), _run_id(results))
         atomic_write_bytes(Path(tmp) / "report.md", report.encode())
         for name in [*figures, "report.md"]:
             os.replace(Path(tmp) / name, out / name)
     return figures
+
+
+def _with_run_id(report: str, run_id: str | None) -> str:
+    """The report with its run's id as a last, invisible line (an HTML comment)."""
+    return (
+        report
+        if run_id is None
+        else report.rstrip("\n") + f"\n\n<!-- bezkit run id: {run_id} -->\n"
+    )
+
+
+def _run_id(results: Mapping[str, Any]) -> str | None:
+    rid = results.get("run_id")
+    return rid if isinstance(rid, str) else None
+
+
+def run_id_of_report(path: str | Path) -> str | None:
+    """The run id a ``report.md`` was written with, ``None`` for a report without one."""
+    match = _REPORT_RUN_ID.search(Path(path).read_text(errors="replace"))
+    return None if match is None else match.group(1)
+
+
+def _check_one_run(out: Path, results: Mapping[str, Any]) -> None:
+    """Refuse a folder whose files come from different runs: the run id of ``results.json``, of
+    the trajectories and of ``report.md`` (where present) must agree."""
+    ids = {"results.json": _run_id(results)}
+    if (out / TRAJECTORIES_FILE).is_file():
+        ids[TRAJECTORIES_FILE] = trajectories_run_id(out / TRAJECTORIES_FILE)
+    if (out / "report.md").is_file():
+        ids["report.md"] = run_id_of_report(out / "report.md")
+    if len(set(ids.values())) > 1:
+        found = ", ".join(f"{name} of run {rid or '(no id)'}" for name, rid in ids.items())
+        raise ValueError(
+            f"the folder mixes files of different runs ({found}); nothing was rewritten: "
+            "re-run the experiment into it with --overwrite"
+        )
 
 
 def rewrite_report(out_dir: str | Path) -> list[str]:
@@ -158,6 +333,7 @@ def rewrite_report(out_dir: str | Path) -> list[str]:
             f"{out} has no results.json: not the folder of a finished `bezkit experiment` run"
         )
     results = load_results(out / "results.json")
+    _check_one_run(out, results)
     n = len(results["experiments"])
     store = out / TRAJECTORIES_FILE
     paths: list[ChainPaths] = [{} for _ in range(n)]
@@ -167,7 +343,8 @@ def rewrite_report(out_dir: str | Path) -> list[str]:
     if not store.is_file():
         kept = sorted(p.name for p in out.glob("*-chain-trajectories.png"))
         figures += kept
-        atomic_write_bytes(out / "report.md", markdown_report(dict(results), figures).encode())
+        report = markdown_report(dict(results), figures)
+        atomic_write_bytes(out / "report.md", _with_run_id(report, _run_id(results)).encode())
     return figures
 
 

@@ -8,7 +8,9 @@ One ``.npz`` file (:data:`TRAJECTORIES_FILE`) holds, for experiment ``i`` (the o
 - ``e{i}-{chain}-k{k}``: the Euler trajectory ``(steps + 1, m, 2)`` of seed 0's round-``k`` model
   of chain ``chain`` from those points (``trajectory[0] == x0``), in the order they were made.
 
-Arrays are stored as computed (float32), so a redrawn figure is the figure the run drew.
+Arrays are stored as computed (float32), so a redrawn figure is the figure the run drew. A run's
+file also holds ``run_id`` (a 0-d string array): the id of the run that wrote it, the same as in
+its ``results.json`` (:func:`trajectories_run_id`), so that a folder mixing two runs is found.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import torch
 
 from bezkit.files.atomic import atomic_write_bytes
 
-__all__ = ["TRAJECTORIES_FILE", "ChainPaths", "load_trajectories", "save_trajectories"]
+__all__ = [
+    "TRAJECTORIES_FILE",
+    "ChainPaths",
+    "load_trajectories",
+    "save_trajectories",
+    "trajectories_run_id",
+]
 
 #: The file name of the trajectories, beside ``results.json``.
 TRAJECTORIES_FILE = "chain-trajectories.npz"
@@ -34,11 +42,19 @@ ChainPaths = Mapping[tuple[str, int], torch.Tensor]
 _KEY = re.compile(r"^e(?P<exp>\d+)-(?P<chain>[a-z0-9_]+)-k(?P<k>\d+)$")
 
 
-def save_trajectories(path: str | Path, paths: Sequence[ChainPaths]) -> Path:
+_RUN_ID = "run_id"
+
+
+def save_trajectories(
+    path: str | Path, paths: Sequence[ChainPaths], *, run_id: str | None = None
+) -> Path:
     """Write the trajectories of every experiment (``paths[i]`` of experiment ``i``) to ``path``
     atomically; the starting points of each experiment are stored once, as ``e{i}-x0``. All
-    trajectories of one experiment must start from the same points."""
+    trajectories of one experiment must start from the same points. ``run_id``, if given, is
+    stored with them (:func:`trajectories_run_id`)."""
     arrays: dict[str, np.ndarray] = {}
+    if run_id is not None:
+        arrays[_RUN_ID] = np.array(run_id)
     for i, by_round in enumerate(paths):
         x0: torch.Tensor | None = None
         for (chain, k), traj in by_round.items():
@@ -72,6 +88,8 @@ def load_trajectories(
     starts: dict[int, np.ndarray] = {}
     with np.load(path, allow_pickle=False) as data:
         for key in data.files:
+            if key == _RUN_ID:
+                continue
             if key.endswith("-x0") and key[1:-3].isdigit():
                 starts[int(key[1:-3])] = data[key]
                 continue
@@ -93,3 +111,12 @@ def load_trajectories(
                     "at the stored starting points"
                 )
     return out
+
+
+def trajectories_run_id(path: str | Path) -> str | None:
+    """The run id stored in a trajectories file by :func:`save_trajectories` (``None`` for a file
+    written without one, e.g. by a bezkit before run ids)."""
+    with np.load(path, allow_pickle=False) as data:
+        if _RUN_ID not in data.files:
+            return None
+        return str(data[_RUN_ID])

@@ -1,0 +1,200 @@
+"""Where tasks run (the experiment's pairs): in this process, in local worker processes, or on a Dask
+cluster, all through one ``concurrent.futures``-style interface.
+
+- ``jobs == 1`` and no scheduler: the tasks run here, in order (no executor).
+- ``jobs > 1``: a :class:`~concurrent.futures.ProcessPoolExecutor` of freshly *spawned* workers.
+  Each worker ignores SIGINT (the parent decides), asks Linux to SIGKILL it when the parent dies
+  (``prctl(PR_SET_PDEATHSIG)``), and checks twice a second that its parent is alive (other
+  systems, and the moment before ``prctl``): a killed parent leaves no worker behind.
+- ``scheduler="tcp://host:8786"``: the tasks go to that Dask distributed scheduler through
+  ``Client(address).get_executor()`` (the optional extra ``bezkit[dask]``). Any Dask cluster will
+  do: ``dask scheduler`` + ``dask worker`` on several machines, or ``dask-jobqueue``'s
+  ``SLURMCluster`` (its ``scheduler_address``).
+
+:func:`run_tasks` hands every result to ``on_done`` as soon as it arrives (the caller keeps it
+durably). A task whose worker dies is submitted again (``retries`` times; Dask also retries it on
+its own before it reports ``KilledWorker``), then reported as :class:`WorkerLost`: never dropped.
+On Ctrl-C the workers are killed at once and :class:`KeyboardInterrupt` propagates; the results
+already handed to ``on_done`` are kept.
+
+This module imports only the standard library (Dask when a scheduler is given), so a worker
+imports torch only when its task needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+__all__ = [
+    "Task",
+    "WorkerLost",
+    "dask_available",
+    "executor_factory",
+    "local_executor",
+    "run_tasks",
+]
+
+_PR_SET_PDEATHSIG = 1
+_parent_pid: int | None = None  # set in a worker by _init_worker
+
+
+class WorkerLost(RuntimeError):
+    """A task's worker died more often than it may be retried."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: ``fn(*args)`` in a worker (``fn`` importable there, e.g. a module-level
+    function of bezkit), named ``name`` in messages."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = field(default_factory=tuple)
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _init_worker(parent: int) -> None:
+    """A local worker's initializer: ignore SIGINT, die with the parent (module docstring)."""
+    global _parent_pid
+    _parent_pid = parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run a task in a worker (a local worker first checks that its parent is alive)."""
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)
+    return fn(*args)
+
+
+def local_executor(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned worker processes that die with this process (module docstring)."""
+    return ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("spawn"),  # no fork of a process whose torch thread pools run
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
+
+
+def dask_available() -> bool:
+    """Whether ``dask.distributed`` can be imported (the ``bezkit[dask]`` extra)."""
+    return importlib.util.find_spec("distributed") is not None
+
+
+@contextmanager
+def executor_factory(
+    jobs: int, scheduler: str | None = None
+) -> Iterator[Callable[[], Executor] | None]:
+    """``with executor_factory(jobs, scheduler) as new:`` gives ``new()``, a fresh executor each
+    call (after a worker died, a local pool is broken and needs a new one), or ``None`` for
+    in-process work (``jobs == 1``, no scheduler). With ``scheduler`` one Dask client is
+    connected for the whole block."""
+    if scheduler is None:
+        yield (lambda: local_executor(jobs)) if jobs > 1 else None
+        return
+    if not dask_available():
+        raise ModuleNotFoundError(
+            "running on a Dask scheduler needs dask.distributed: pip install 'bezkit[dask]'"
+        )
+    from distributed import Client  # the optional dask extra, only with a scheduler
+
+    try:
+        client = Client(scheduler, set_as_default=False)
+    except (OSError, ValueError) as err:
+        raise ConnectionError(f"cannot reach the Dask scheduler {scheduler!r}: {err}") from None
+    try:
+        yield lambda: client.get_executor(pure=False)
+    finally:
+        client.close()
+
+
+def _worker_died(err: BaseException) -> bool:
+    return isinstance(err, BrokenProcessPool) or type(err).__name__ == "KilledWorker"
+
+
+def _stop(executor: Executor) -> None:
+    """Stop an executor now: cancel what has not started, kill local workers."""
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(OSError, AttributeError):  # already gone
+            process.kill()
+    try:
+        executor.shutdown(wait=False, cancel_futures=True)
+    except TypeError:  # Dask's executor: shutdown(wait=False) cancels what has not finished
+        executor.shutdown(wait=False)
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    on_done: Callable[[int, Any], None],
+    new_executor: Callable[[], Executor] | None,
+    *,
+    retries: int = 2,
+) -> None:
+    """Run every task and call ``on_done(index, result)`` for each as it finishes (in this
+    process, in the order results arrive). ``new_executor`` ``None``: in this process, in order.
+    A task whose worker dies is run again up to ``retries`` times, then :class:`WorkerLost`;
+    any other error of a task propagates. Ctrl-C stops the workers at once."""
+    if new_executor is None:
+        for i, task in enumerate(tasks):
+            on_done(i, task.fn(*task.args))
+        return
+    pending = list(range(len(tasks)))
+    deaths = dict.fromkeys(pending, 0)
+    while pending:
+        executor = new_executor()
+        try:
+            futures: dict[Future[Any], int] = {
+                executor.submit(_call, tasks[i].fn, tasks[i].args): i for i in pending
+            }
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    value = future.result()
+                except Exception as err:
+                    if not _worker_died(err):
+                        raise
+                    deaths[i] += 1
+                    if deaths[i] > retries:
+                        raise WorkerLost(
+                            f"{tasks[i].name}: the worker running it died, {deaths[i]} time(s) "
+                            f"of {retries + 1} allowed ({type(err).__name__}: {err}); the "
+                            "finished tasks are kept"
+                        ) from err
+                    continue
+                on_done(i, value)
+                pending.remove(i)
+        except BaseException:
+            _stop(executor)
+            raise
+        executor.shutdown(wait=True)

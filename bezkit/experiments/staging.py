@@ -1,0 +1,224 @@
+"""The staging folder of an experiment run: finished units of work kept durably, the run's files
+assembled, then swapped in for the previous run as a whole.
+
+A run into ``--out DIR`` works in ``.DIR.bezkit-staging`` beside ``DIR`` (same file system, so it
+can be swapped in)::
+
+    .DIR.bezkit-staging/
+        run.json            the run: its id, configuration, command, number of units (written first)
+        units/unit-<i>.npz  unit i's chain trajectories (written before its .json)
+        units/unit-<i>.json unit i's finished record, with the run id (its commit marker)
+        run/                the run's folder, assembled once every unit is finished
+
+Every file is written atomically (:mod:`bezkit.files.atomic`); a unit counts as finished only when
+its ``.json`` exists and carries the run's id. When ``run/`` is complete (``results.json`` written
+last) it is exchanged with ``DIR`` in one step (:func:`bezkit.files.swap.exchange_folders`): ``DIR``
+holds every file of the previous run or every file of the new one, never a mix. Files in ``DIR``
+that are not a run's (anything but ``results.json``, ``report.md``, the trajectories, ``*.png``
+figures and bezkit's hidden temporary files) are moved into the new ``DIR``; then the staging
+folder is removed.
+
+A unit here is one (source, target) pair (:func:`bezkit.experiments.toy2d.run_pair`): its seeds
+train together as one ensemble. Its result depends only on the configuration and the pair, so a
+run resumed from finished units gives the numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bezkit.experiments.config import ExperimentConfig
+from bezkit.experiments.trajectories import ChainPaths, load_trajectories, save_trajectories
+from bezkit.files.atomic import write_json
+from bezkit.files.run_dir import RunLock
+from bezkit.files.swap import exchange_folders, finish_interrupted_swap
+
+__all__ = [
+    "STAGING_SUFFIX",
+    "Staging",
+    "config_from_dict",
+    "is_run_file",
+    "new_run_id",
+    "staging_dir",
+]
+
+#: ``.DIR<suffix>`` beside ``DIR`` is the staging folder of a run into ``DIR``.
+STAGING_SUFFIX = ".bezkit-staging"
+
+_RUN_FILES = ("results.json", "report.md", "chain-trajectories.npz", ".bezkit.lock")
+
+
+def new_run_id() -> str:
+    """A fresh run id: the UTC time and 6 random bytes, e.g. ``20261206T054512Z-3f2a9c1b7d04``."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(6)}"
+
+
+def staging_dir(out: str | Path) -> Path:
+    """The staging folder of a run into ``out``: ``.<name>.bezkit-staging`` beside it (beside the
+    folder a symbolic link ``out`` points to: that folder is the one replaced)."""
+    out = Path(out).resolve()
+    return out.parent / f".{out.name}{STAGING_SUFFIX}"
+
+
+def is_run_file(name: str) -> bool:
+    """Whether a file name in a run folder is one of the run's own files (replaced with the run):
+    ``results.json``, ``report.md``, the trajectories, a ``*.png`` figure, the lock, or a hidden
+    temporary file of an interrupted write."""
+    return (
+        name in _RUN_FILES
+        or name.endswith(".png")
+        or (name.startswith(".") and name.endswith(".tmp"))
+        or name.startswith(".bezkit-draw-")
+    )
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` of a stored ``config.to_dict()`` (JSON lists back to the
+    tuples and pairs the dataclass holds); an unknown option is a ``ValueError``."""
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown experiment option(s) {', '.join(unknown)}")
+    defaults = ExperimentConfig()
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "pairs":
+            value = [tuple(p) for p in value]
+        elif isinstance(getattr(defaults, name), tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return ExperimentConfig(**kwargs)
+
+
+def _json_form(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples as lists, keys as strings): a fresh unit and a
+    unit loaded from disk are then the same object."""
+    return json.loads(json.dumps(obj, allow_nan=False))
+
+
+@dataclass
+class Staging:
+    """The staging folder of one run into ``out`` (module docstring)."""
+
+    out: Path
+    root: Path
+    run_id: str
+    record: dict[str, Any]
+
+    @property
+    def units_dir(self) -> Path:
+        return self.root / "units"
+
+    @property
+    def assembly(self) -> Path:
+        """The run's folder being assembled, swapped in for ``out`` by :meth:`publish`."""
+        return self.root / "run"
+
+    @classmethod
+    def create(
+        cls, out: str | Path, cfg: ExperimentConfig, *, command: str, n_units: int
+    ) -> Staging:
+        """Start a new run into ``out`` (its staging folder must not exist)."""
+        out = Path(out).resolve()
+        root = staging_dir(out)
+        root.mkdir()
+        record = {
+            "run_id": new_run_id(),
+            "config": _json_form(cfg.to_dict()),
+            "command": command,
+            "units": n_units,
+        }
+        write_json(root / "run.json", record)
+        return cls(out, root, record["run_id"], record)
+
+    @classmethod
+    def find(cls, out: str | Path) -> Staging | None:
+        """The staging folder of an interrupted run into ``out``, else ``None``; a staging folder
+        without a readable ``run.json`` (killed before it was written) is removed."""
+        out = Path(out).resolve()
+        root = staging_dir(out)
+        finish_interrupted_swap(root / "run", out)
+        if not root.is_dir():
+            return None
+        try:
+            record = json.loads((root / "run.json").read_text())
+            run_id = str(record["run_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            shutil.rmtree(root)
+            return None
+        return cls(out, root, run_id, record)
+
+    def config(self) -> ExperimentConfig:
+        """The stored configuration of the run."""
+        return config_from_dict(dict(self.record["config"]))
+
+    def _unit(self, i: int, ext: str) -> Path:
+        return self.units_dir / f"unit-{i}.{ext}"
+
+    def save_unit(self, i: int, result: dict[str, Any], paths: ChainPaths) -> dict[str, Any]:
+        """Keep unit ``i`` durably (trajectories first, then its record, the commit marker);
+        returns the record as it reads back from disk."""
+        self.units_dir.mkdir(exist_ok=True)
+        save_trajectories(self._unit(i, "npz"), [paths], run_id=self.run_id)
+        record = _json_form(result)
+        write_json(self._unit(i, "json"), {"run_id": self.run_id, "unit": i, "result": record})
+        return record
+
+    def load_unit(self, i: int) -> tuple[dict[str, Any], ChainPaths] | None:
+        """Unit ``i`` if it finished in this run, else ``None``."""
+        try:
+            data = json.loads(self._unit(i, "json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("run_id") != self.run_id:
+            return None
+        paths: dict[tuple[str, int], torch.Tensor] = load_trajectories(self._unit(i, "npz"), 1)[0]
+        return data["result"], paths
+
+    def finished(self) -> list[int]:
+        """The units kept so far."""
+        n = int(self.record.get("units", 0))
+        return [i for i in range(n) if self.load_unit(i) is not None]
+
+    def fresh_assembly(self) -> Path:
+        """An empty ``run/`` folder (one left by an interrupted assembly is removed)."""
+        if self.assembly.exists():
+            shutil.rmtree(self.assembly)
+        self.assembly.mkdir()
+        return self.assembly
+
+    def publish(self) -> RunLock:
+        """Swap the assembled ``run/`` in for ``out`` as a whole, move the files that are not a
+        run's from the previous folder into the new one, remove the staging folder.
+
+        Returns the lock now held on the new ``out`` (taken on ``run/`` before the swap, so the
+        folder is never unlocked); release it when done."""
+        if not (self.assembly / "results.json").is_file():
+            raise FileNotFoundError(f"{self.assembly} has no results.json: not assembled")
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.assembly, folder=True, what="experiment").acquire()
+        try:
+            exchange_folders(self.assembly, self.out)
+        except BaseException:
+            lock.release()
+            raise
+        previous = self.assembly  # now the previous content of out
+        for entry in sorted(previous.iterdir()):
+            if not is_run_file(entry.name) and not (self.out / entry.name).exists():
+                entry.rename(self.out / entry.name)
+        shutil.rmtree(self.root)
+        return lock
+
+    def remove(self) -> None:
+        """Discard the staging folder (``--overwrite`` of an interrupted run)."""
+        shutil.rmtree(self.root, ignore_errors=True)
