@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from bezkit.plot.style import COLORS
+from bezkit.widgets.canvas import Canvas
 
 __all__ = [
     "WidgetBundle",
@@ -48,7 +49,7 @@ class WidgetBundle:
     """
 
     box: widgets.Box
-    figure: go.FigureWidget
+    figure: Canvas
     controls: dict[str, widgets.Widget]
     readout: widgets.HTML
     state: dict[str, Any] = field(default_factory=dict)
@@ -133,7 +134,7 @@ def segments(a: np.ndarray, b: np.ndarray) -> tuple[list[float | None], list[flo
     return polylines(np.stack([a, b], axis=1))
 
 
-def update_traces(figure: go.FigureWidget, changes: Mapping[str, Mapping[str, Any]]) -> None:
+def update_traces(figure: Canvas, changes: Mapping[str, Mapping[str, Any]]) -> None:
     """Set properties of the traces named in ``changes`` (``{name: {property: value}}``), one
     ``Plotly.update`` message per trace.
 
@@ -205,7 +206,7 @@ class WidgetView:
     change redrawing: :meth:`on_change`, the observer of the controls, skips while it runs.
     """
 
-    figure: go.FigureWidget
+    figure: Canvas
     controls: dict[str, widgets.Widget]
     readout: widgets.HTML
     state: dict[str, Any]

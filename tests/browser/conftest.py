@@ -57,6 +57,13 @@ LAB_SETTINGS = {
         "checkForUpdates": False,
     },
 }
+#: The page's CPU slowdown (Chromium's ``Emulation.setCPUThrottlingRate``; 1 = none), from
+#: ``$BEZKIT_BROWSER_THROTTLE``. Above 1 the page's network is slowed too
+#: (``Network.emulateNetworkConditions``: ``NETWORK_LATENCY_MS`` per request and
+#: ``NETWORK_BYTES_PER_S`` down), so that the widgets' front-end modules load late.
+THROTTLE = float(os.environ.get("BEZKIT_BROWSER_THROTTLE", "1") or 1)
+NETWORK_LATENCY_MS = 300
+NETWORK_BYTES_PER_S = 400_000
 SERVER_START_TIMEOUT = 120.0  # seconds; JupyterLab starts in ~5 s on 2 idle cores
 
 
@@ -266,10 +273,12 @@ class Browser:
     context: Any = None
 
     def watch(self, page: Any) -> Any:
-        """Record ``page``'s console messages and uncaught errors in ``console``."""
+        """Record ``page``'s console messages and uncaught errors in ``console``, and slow the
+        page down as ``THROTTLE`` says."""
         page.set_default_timeout(60_000)
-        page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
-        page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
+        page.on("console", lambda m: self.console.append(console_line(m)))
+        page.on("pageerror", lambda e: self.console.append(page_error_line(e)))
+        throttle(page, THROTTLE)
         return page
 
     def fresh_page(self) -> Any:
@@ -318,6 +327,39 @@ def browser() -> Iterator[Browser]:
                     print("--- browser console ---\n" + "\n".join(out.console[-80:]))
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def console_line(message: Any) -> str:
+    """``[type] text``, and for an error `` @ <url of the script or resource>``."""
+    line = f"[{message.type}] {message.text}"
+    if message.type == "error":
+        line += f" @ {(message.location or {}).get('url', '')}"
+    return line
+
+
+def page_error_line(error: Any) -> str:
+    """``[pageerror] message @ <first frame of its stack>`` (where the uncaught error came from)."""
+    frames = [f.strip() for f in (getattr(error, "stack", "") or "").splitlines() if "at " in f]
+    return f"[pageerror] {getattr(error, 'message', error)} @ {frames[0] if frames else ''}"
+
+
+def throttle(page: Any, rate: float) -> None:
+    """Slow ``page`` down through the DevTools protocol: its CPU ``rate`` times and, when
+    ``rate > 1``, its network (latency and bandwidth), so that the front-end modules arrive late."""
+    if rate <= 1:
+        return
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": NETWORK_LATENCY_MS,
+            "downloadThroughput": NETWORK_BYTES_PER_S,
+            "uploadThroughput": NETWORK_BYTES_PER_S,
+        },
+    )
 
 
 def _cmdline(pid: int) -> str:
