@@ -18,7 +18,6 @@ import plotly.graph_objects as go
 
 from bezkit.data import get_sampler
 from bezkit.paths import BezierPath
-from bezkit.widgets.canvas import Canvas
 from bezkit.widgets import (
     DEFAULT_CONTROL_POINTS,
     WidgetBundle,
@@ -27,6 +26,7 @@ from bezkit.widgets import (
     steps_widget,
     trajectory_summary,
 )
+from bezkit.widgets.canvas import Canvas
 
 
 def _descendants(box: widgets.Widget) -> list[widgets.Widget]:
