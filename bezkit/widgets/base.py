@@ -135,22 +135,20 @@ def segments(a: np.ndarray, b: np.ndarray) -> tuple[list[float | None], list[flo
 
 
 def update_traces(figure: Canvas, changes: Mapping[str, Mapping[str, Any]]) -> None:
-    """Set properties of the traces named in ``changes`` (``{name: {property: value}}``), one
-    ``Plotly.update`` message per trace.
+    """Set properties of the traces named in ``changes`` (``{name: {property: value}}``); the
+    canvas sends the traces that changed in one message (:meth:`Canvas.batch_update`).
 
-    Never a ``figure.batch_update()`` over several traces: plotly sends such a batch as one message
-    whose restyle data holds, for every property set in the batch, one value per trace, and fills a
-    trace that did not set it (or set it to the value it had, which plotly drops) with its
-    ``Undefined`` placeholder, ``"_undefined_"`` on the wire. plotly's anywidget front end applies
-    that as the trace's data, and the trace vanishes in the browser. ``trace.update`` batches one
-    trace only, so every value it sends is a value. A ``KeyError`` names the traces there are.
+    Each trace is changed with its own ``trace.update`` (never plotly's multi-trace
+    ``batch_update``, which fills a trace that did not set a property with ``"_undefined_"``);
+    the canvas sends each changed trace's whole JSON. A ``KeyError`` names the traces there are.
     """
     by_name = {tr.name: tr for tr in figure.data}
     for name in changes:
         if name not in by_name:
             raise KeyError(f"no trace {name!r}; traces: {list(by_name)}")
-    for name, props in changes.items():
-        by_name[name].update(dict(props))
+    with figure.batch_update():  # the canvas's own batch: one message, each changed trace once
+        for name, props in changes.items():
+            by_name[name].update(dict(props))
 
 
 def panel_figure(

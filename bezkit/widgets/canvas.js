@@ -402,6 +402,8 @@ function drawLegend(svg, layout, geo, traces, below) {
 function render({ model, el }) {
   el.classList.add("bezkit-canvas");
   el.style.position = "relative";
+  el.style.width = "100%";
+  el.style.minWidth = "0";
   const svg = mk("svg", { xmlns: NS }, el);
   svg.style.display = "block";
   svg.style.background = "white";
@@ -414,9 +416,11 @@ function render({ model, el }) {
     svg.querySelector(".bezkit-legend")?.remove();
     const end = drawLegend(svg, layout, geo, tr, below);
     const height = Math.ceil(Math.max(geo.H, end + 4));
-    svg.setAttribute("width", geo.W);
-    svg.setAttribute("height", height);
+    // at its own size where there is room, scaled down (text and all) to a narrower output
     svg.setAttribute("viewBox", `0 0 ${geo.W} ${height}`);
+    svg.style.width = "100%";
+    svg.style.maxWidth = geo.W + "px";
+    svg.style.height = "auto";
   }
 
   function drawAll() {

@@ -315,7 +315,6 @@ class DragPoints(anywidget.AnyWidget):
             radius=int(radius),
         )
 
-
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """Apply a state message from the browser (every observer, e.g. the figure's redraw, runs
         here), then answer a drag's ``seq`` with ``{"ack": seq}``: the browser sends the next
@@ -330,7 +329,7 @@ def stack_over(figure: widgets.DOMWidget, layer: DragPoints) -> widgets.Box:
     top left (its JavaScript makes the box ``position: relative``), so the handles sit on the
     plot area that :func:`pinned_layout` pins."""
     width, height = f"{layer.box['total_width']}px", f"{layer.box['total_height']}px"
-    under = widgets.Box([figure])
+    under = widgets.Box([figure], layout=widgets.Layout(width=width))  # the figure at full size
     # a fixed size that a flex row (the controls beside it) cannot squeeze: the handles stay put
     size = dict(width=width, min_width=width, height=height, flex="0 0 auto")
     return widgets.Box([under, layer], layout=widgets.Layout(**size))

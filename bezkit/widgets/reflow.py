@@ -196,6 +196,7 @@ class _ReflowView(WidgetView):
                 value=False,
                 indent=False,
                 description="show the chords Z0 -> Z1 (next round's pairs)",
+                layout=widgets.Layout(width="auto"),  # the whole label, not cut at 300 px
             ),
         }
         self.state.update(rounds=data, indices=indices)

@@ -75,6 +75,29 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_SESSION_START = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The drag-to-redraw medians this run measured (``timings-*.json`` of the screenshots folder,
+    written by the lesson-03 cases), at the end of the report."""
+    rows = []
+    for path in sorted(SCREENSHOTS.glob("timings-*.json")):
+        if path.stat().st_mtime < _SESSION_START:
+            continue
+        data = json.loads(path.read_text())
+        ms = data["drag_to_redraw_ms"]
+        rows.append(
+            f"{path.stem.removeprefix('timings-')}: median {data['median_ms']:.0f} ms over "
+            f"{len(ms)} moves (min {min(ms):.0f}, max {max(ms):.0f}; page throttled "
+            f"{data['throttle']:g}x)"
+        )
+    if rows:
+        terminalreporter.write_sep("-", "drag-to-redraw in the browser")
+        for row in rows:
+            terminalreporter.write_line(row)
+
+
 def browser_skip_reason() -> str | None:
     """Why the browser tests cannot run here, or ``None`` when they can."""
     if os.environ.get("BEZKIT_BROWSER") != "1":
