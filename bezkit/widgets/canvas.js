@@ -65,9 +65,20 @@ function dataExtent(traces, key, letter, log) {
   return [lo, hi];
 }
 
-function axisRange(ax, key, traces, letter) {
+// the category names of a categorical axis (string values), in order of first appearance
+function categories(traces, key, letter) {
+  const seen = new Map();
+  for (const t of traces) {
+    if (!t || axisKey(t[letter + "axis"], letter) !== key) continue;
+    for (const v of t[letter] || []) if (typeof v === "string" && !seen.has(v)) seen.set(v, seen.size);
+  }
+  return seen.size ? seen : null;
+}
+
+function axisRange(ax, key, traces, letter, cats) {
   const log = ax.type === "log";
   if (Array.isArray(ax.range) && finite(ax.range[0]) && finite(ax.range[1])) return ax.range.slice();
+  if (cats) return [-0.5, cats.size - 0.5];
   let [lo, hi] = dataExtent(traces, key, letter, log);
   if (!(lo <= hi)) return log ? [0, 1] : [-1, 1];
   if (ax.rangemode === "tozero" && !log) { lo = Math.min(lo, 0); hi = Math.max(hi, 0); }
@@ -92,8 +103,9 @@ function fmt(v, step) {
 }
 
 // tick values (in axis units: log10 for log axes) and their labels
-function ticks(ax, range, pixels, letter) {
+function ticks(ax, range, pixels, letter, cats) {
   const [lo, hi] = range[0] <= range[1] ? range : [range[1], range[0]];
+  if (cats) return [...cats].filter(([, i]) => i >= lo && i <= hi).map(([name, i]) => [i, name]);
   const target = Math.max(2, Math.floor(pixels / (letter === "x" ? 80 : 50)));
   const out = [];
   if (ax.type === "log") {
@@ -138,7 +150,8 @@ function geometry(layout, traces) {
     const d = ax.domain || [0, 1];
     const p0 = letter === "x" ? m.l + d[0] * pw : m.t + (1 - d[1]) * ph;
     const p1 = letter === "x" ? m.l + d[1] * pw : m.t + (1 - d[0]) * ph;
-    axes[key] = { key, letter, ax, p0, p1, range: axisRange(ax, key, shown, letter), log: ax.type === "log" };
+    const cats = categories(traces, key, letter);
+    axes[key] = { key, letter, ax, p0, p1, cats, range: axisRange(ax, key, shown, letter, cats), log: ax.type === "log" && !cats };
   }
   // equal scales (scaleanchor): widen the range of the axis with the larger scale, as plotly does
   for (const a of Object.values(axes)) {
@@ -160,7 +173,12 @@ function geometry(layout, traces) {
     const lin = a.letter === "x"
       ? (u) => a.p0 + ((u - r0) / span) * (a.p1 - a.p0)
       : (u) => a.p1 - ((u - r0) / span) * (a.p1 - a.p0);
-    a.px = a.log ? (v) => (v > 0 ? lin(Math.log10(v)) : NaN) : lin;
+    const num = a.cats ? (v) => (typeof v === "string" ? a.cats.get(v) ?? NaN : v) : (v) => v;
+    a.px = (v) => {
+      const u = num(v);
+      if (!finite(u) || (a.log && !(u > 0))) return NaN;
+      return lin(a.log ? Math.log10(u) : u);
+    };
     a.pu = lin;  // from axis units (log10 for a log axis)
   }
   return { W, H, m, pw, ph, axes };
@@ -207,7 +225,7 @@ function drawTrace(g, t, i, geo) {
   const n = Math.min(xs.length, ys.length);
   const pts = new Array(n);
   for (let k = 0; k < n; k++) {
-    const px = finite(xs[k]) ? xa.px(xs[k]) : NaN, py = finite(ys[k]) ? ya.px(ys[k]) : NaN;
+    const px = xa.px(xs[k]), py = ya.px(ys[k]);
     pts[k] = Number.isFinite(px) && Number.isFinite(py) ? [px, py] : null;
   }
   const mode = t.mode || (n < 20 ? "lines+markers" : "lines");
@@ -308,7 +326,7 @@ function drawFrame(svg, layout, geo, traces) {
       : geo.axes[axisKey(a.ax.anchor && a.ax.anchor !== "free" ? a.ax.anchor : "x" + a.key.slice(5), "x")];
     if (!other) continue;
     const len = Math.abs(a.p1 - a.p0);
-    const tk = ticks(a.ax, a.range, len, a.letter);
+    const tk = ticks(a.ax, a.range, len, a.letter, a.cats);
     const showGrid = a.ax.showgrid !== false;
     let lastEnd = -Infinity;
     let widest = 0;
@@ -322,7 +340,7 @@ function drawFrame(svg, layout, geo, traces) {
         text(frame, p, other.p1 + 15, lbl, { size: 11, cls: "bezkit-tick" });
       } else {
         if (showGrid) mk("line", { x1: other.p0, x2: other.p1, y1: p, y2: p, stroke: "#e5e5e5" }, frame);
-        if (p + 6 > lastEnd - 11 && lastEnd !== -Infinity && p > lastEnd - 11) continue;
+        if (Math.abs(p - lastEnd) < 13) continue;  // never two labels on top of each other
         lastEnd = p;
         widest = Math.max(widest, textWidth(lbl, 11));
         text(frame, other.p0 - 5, p + 4, lbl, { size: 11, anchor: "end", cls: "bezkit-tick" });

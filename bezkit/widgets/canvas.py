@@ -60,8 +60,10 @@ def _wire(value: Any) -> Any:
 
 
 def trace_json(trace: Any) -> dict[str, Any]:
-    """The JSON the browser draws one plotly trace from (:func:`_wire` of ``to_plotly_json``)."""
-    return dict(_wire(trace.to_plotly_json()))
+    """The JSON the browser draws one plotly trace from: :func:`_wire` of its properties (read
+    without ``to_plotly_json``'s deep copy, which :func:`_wire` makes anyway)."""
+    props = getattr(trace, "_props", None)
+    return dict(_wire(props if isinstance(props, dict) else trace.to_plotly_json()))
 
 
 class _TrackedFigure(go.Figure):
@@ -127,6 +129,9 @@ class Canvas(anywidget.AnyWidget):
         super().__init__(
             fig_layout=dict(_wire(fig.layout.to_plotly_json())), n_traces=n, **traces, **kwargs
         )
+        # as wide as the output (the SVG caps itself at the figure's width and scales down below
+        # it); ipywidgets' own rules would make it 300 px
+        self.layout.width = "100%"
         self._figure = fig
         self.sent: dict[str, int] = {"traces": 0, "layout": 0}
         self._held: tuple[set[int], bool] | None = None

@@ -102,7 +102,9 @@ CANVAS_DATA_JS = """() => [...document.querySelectorAll('.jp-OutputArea-output .
             .map(p => ((p.getAttribute('d') || '').match(/[MLa]/g) || []).length)
             .reduce((a, b) => a + b, 0),
         traces: [...c.querySelectorAll('.bezkit-trace')].map(g => g.dataset.name),
-        width: c.getBoundingClientRect().width,
+        width: c.querySelector('svg')?.getBoundingClientRect().width || 0,
+        natural: c.querySelector('svg')?.viewBox.baseVal.width || 0,
+        room: c.getBoundingClientRect().width,
     }))"""
 
 
@@ -237,9 +239,13 @@ def first_widget_output(page: Any) -> Any:
 
 
 def figures_show_data(page: Any) -> tuple[bool, list[dict[str, Any]]]:
-    """A ``wait_until`` check: every figure widget on the page draws points (none is empty)."""
+    """A ``wait_until`` check: every figure widget on the page draws points (none is empty), at
+    its own width where the output has room for it (else as wide as the output)."""
     canvases = page.evaluate(CANVAS_DATA_JS)
-    return bool(canvases) and all(c["points"] > 0 and c["width"] > 0 for c in canvases), canvases
+    ok = all(
+        c["points"] > 0 and c["width"] >= min(c["natural"], c["room"]) - 2 > 0 for c in canvases
+    )
+    return bool(canvases) and ok, canvases
 
 
 def shut_down_kernels(lab: Any, notebook: str) -> None:
