@@ -173,3 +173,38 @@ def test_a_state_message_without_seq_sends_no_ack():
         drag.set_state({"points": [[0.5, 0.5]]})
     assert [m for m in sent if "custom" in m] == []
     assert drag.points == [[0.5, 0.5]]
+
+
+def test_a_probe_drag_redraws_the_probe_only():
+    """Lesson 04's guide widget: dragging the probe cannot move the pairs' curves, guides or
+    targets, so they are neither recomputed nor sent; a change of ``t`` redraws them."""
+    import torch
+    from torch import nn
+
+    from bezkit.widgets import guide_widget
+
+    class Decay(nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return -x
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g) + 2
+    b = guide_widget(Decay(), x0, x1, max_pairs=6, teacher_steps=10, lim=4.0)
+    names = {f"t{i}": tr.name for i, tr in enumerate(b.figure.data)}
+    pairs = {"curves", "guides", "teacher state", "B(s)", "B(t)", "target"}
+    curves_before = list(b.trace("curves").x)
+    view = b.refresh.__self__  # the widget's view: count how often it draws the pairs
+    calls = []
+    draw_pairs = view._draw_pairs
+    view._draw_pairs = lambda *a: calls.append(a) or draw_pairs(*a)
+    with wire(b.figure) as sent:
+        b.controls["points"].set_state({"points": [[1.0, 1.0]], "seq": 1})
+    moved = {names[k] for s in traits_sent(sent) for k in s}
+    assert moved and not moved & pairs, f"the probe drag sent {moved}"
+    assert calls == [], "a probe drag recomputed the pairs"
+    assert (b.controls["probe_x"].value, b.controls["probe_y"].value) == (1.0, 1.0)
+    assert list(b.trace("curves").x) == curves_before
+    with wire(b.figure) as sent:
+        b.controls["t"].value = 0.8
+    assert {"B(t)", "target"} <= {names[k] for s in traits_sent(sent) for k in s}
+    assert len(calls) == 1

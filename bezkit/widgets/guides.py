@@ -274,6 +274,8 @@ class _GuideView(WidgetView):
         self.states: dict[tuple[float, str], Tensor] = {}
         self.probe_pairs: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
         self.drag.observe(self.on_drag, names="points")
+        self._pairs_key: tuple[Any, ...] | None = None  # the choices the pairs were drawn for
+        self._pair_numbers: dict[str, Any] = {}
         for key, ctrl in self.controls.items():
             if key != "points":
                 ctrl.observe(self.on_change, names="value")
@@ -330,7 +332,11 @@ class _GuideView(WidgetView):
         si, how = float(c["s"].value), c["guide_state"].value
         where, kind = c["placement"].value, c["target"].value
         tt = float(c["t"].value)
-        numbers = self._draw_pairs(si, how, where, kind, tt)
+        key = (si, how, where, kind, tt)
+        if key != self._pairs_key:  # the probe (a drag) does not move the pairs: not redrawn
+            self._pair_numbers = self._draw_pairs(si, how, where, kind, tt)
+            self._pairs_key = key
+        numbers = self._pair_numbers
         probe = self.probe_at(si, how, where)
         self._draw_probe(probe)
         with self.quietly():  # the handle follows the sliders (a no-op when it is there)
