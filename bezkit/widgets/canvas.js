@@ -430,8 +430,15 @@ function render({ model, el }) {
   const dirty = new Set();
   const traces = () => Array.from({ length: model.get("n_traces") }, (_, i) => model.get("t" + i));
 
+  let legendKey = "";
   function legendAndSize(layout, tr) {
-    svg.querySelector(".bezkit-legend")?.remove();
+    // what the legend shows: redrawn only when one of these changed (not on a data change)
+    const key = JSON.stringify([geo.W, geo.H, below, tr.map((t) => t && [t.name, t.visible,
+      t.showlegend, t.mode, t.line, at(get(t, "marker.symbol"), 0), at(get(t, "marker.color"), 0)])]);
+    const old = svg.querySelector(".bezkit-legend");
+    if (old && key === legendKey) return;
+    legendKey = key;
+    old?.remove();
     const end = drawLegend(svg, layout, geo, tr, below);
     const height = Math.ceil(Math.max(geo.H, end + 4));
     // at its own size where there is room, scaled down (text and all) to a narrower output

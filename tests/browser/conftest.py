@@ -296,13 +296,15 @@ class Browser:
     context: Any = None
 
     def watch(self, page: Any) -> Any:
-        """Record ``page``'s console messages and uncaught errors in ``console``, and slow the
-        page down as ``THROTTLE`` says."""
+        """Record ``page``'s console messages and uncaught errors in ``console``."""
         page.set_default_timeout(60_000)
         page.on("console", lambda m: self.console.append(console_line(m)))
         page.on("pageerror", lambda e: self.console.append(page_error_line(e)))
-        throttle(page, THROTTLE)
         return page
+
+    def slow_down(self) -> None:
+        """Slow the current page down as ``THROTTLE`` says (CPU and network; see ``throttle``)."""
+        throttle(self.page, THROTTLE)
 
     def fresh_page(self) -> Any:
         """Close the current page (without its "leave the page?" prompt) and open a new one."""

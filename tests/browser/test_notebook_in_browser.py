@@ -76,12 +76,16 @@ CONSOLE_ALLOWED: dict[str, tuple[str, ...]] = {
     "lab": (),
     "nb7": (
         r"^\[pageerror\] Cannot read properties of undefined \(reading 'schema'\) @ "
-        r"at \S*/static/notebook/notebook_core\.",
-        r"^\[pageerror\] Command 'filebrowser:open-path' not registered\. @ at \S*/static/notebook/",
+        r"at .*/static/notebook/notebook_core\.",
+        r"^\[pageerror\] Command 'filebrowser:open-path' not registered\. @ "
+        r"at .*/static/notebook/notebook_core\.",
         r"^\[error\] Failed to load resource: the server responded with a status of 403 "
         r"\(Forbidden\) @ \S*/static/notebook/[0-9a-f]+\.woff2?$",
     ),
 }
+#: Before "Clear Outputs of All Cells" the front end may try to render the notebook's *stored*
+#: widget outputs, whose models do not exist in a new kernel (the widget manager logs this).
+STORED_OUTPUT_ERRORS = (r"^\[error\] Error: widget model not found\b",)
 
 #: Every code cell's input prompt: "[ ]:" never run, "[*]:" queued or running, "[3]:" done.
 PROMPTS_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell')]
@@ -289,6 +293,11 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
     n_figures = sum("plt.show()" in src for src in sources)  # cells that show a matplotlib figure
     n_console = len(browser.console)
     page = browser.fresh_page()
+    # lesson 03 (the drag widgets) is slowed down from the page's first request, JupyterLab's own
+    # start included; the other lessons from "Run All" on (their widget modules load then)
+    slow_from_start = notebook == "03_bezier_curves.ipynb"
+    if slow_from_start:
+        browser.slow_down()
     t0 = time.monotonic()
 
     def step(msg: str) -> None:
@@ -311,6 +320,9 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
             timeout=60,
         )
         assert page.locator(".jp-OutputArea-output").count() == 0
+        n_cleared = len(browser.console)  # from here on, every line is this run's
+        if not slow_from_start:
+            browser.slow_down()
         menu(page, "Run", "Run All Cells")
 
         errors = page.locator(".jp-OutputArea-output", has_text="Traceback")
@@ -354,7 +366,11 @@ def test_lesson_runs_and_its_widgets_answer_the_mouse(
             check_slider_redraws(page, out, LESSONS[notebook], step)
         time.sleep(0.5)  # let the last redraw land before the picture
         page.screenshot(path=str(SCREENSHOTS / f"{shot}-after.png"))
-        bad = console_errors(browser.console[n_console:], frontend)
+        bad = [
+            line
+            for line in console_errors(browser.console[n_console:n_cleared], frontend)
+            if not any(re.search(ok, line) for ok in STORED_OUTPUT_ERRORS)
+        ] + console_errors(browser.console[n_cleared:], frontend)
         assert not bad, "JavaScript errors in the browser console:\n" + "\n".join(bad)
     except BaseException:
         with contextlib.suppress(Exception):  # the page may be gone: keep the first error
