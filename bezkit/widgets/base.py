@@ -41,7 +41,7 @@ class WidgetBundle:
 
     Attributes:
         box: the ipywidgets container to display.
-        figure: the plotly ``FigureWidget`` inside it.
+        figure: the figure widget inside it (:class:`~bezkit.widgets.canvas.Canvas`).
         controls: the sliders, toggles and dropdowns by name (set ``.value`` to drive the widget).
         readout: an HTML widget with the current numbers.
         state: the builder's current numbers and caches (documented by each builder).
@@ -168,7 +168,7 @@ def panel_figure(
 
     The first panel shows 2D points (unless ``equal_axes=False``): equal scales on both axes, and
     the square window ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with
-    ``row=1, col=c``, then make the ``go.FigureWidget`` of the whole figure, so that its first
+    ``row=1, col=c``, then make the ``Canvas`` of the whole figure, so that its first
     state holds every trace.
     """
     if len(titles) != len(widths):

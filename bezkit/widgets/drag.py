@@ -2,7 +2,7 @@
 
 :class:`DragPoints` is a small `anywidget <https://anywidget.dev>`_ that draws one handle (an SVG
 circle) per point on a transparent layer laid exactly over the plot area of a plotly
-``FigureWidget`` (:func:`stack_over`). Dragging a handle writes the new data coordinates to the
+figure (:class:`~bezkit.widgets.canvas.Canvas`, :func:`stack_over`). Dragging a handle writes the new data coordinates to the
 synced trait ``points``; a Python observer then redraws the figure and moves the sliders, which
 stay as the precise fallback. Setting ``points`` from Python moves the handles, so both directions
 are synced and a test can drive a drag without a browser::

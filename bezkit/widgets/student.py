@@ -63,10 +63,10 @@ def _student_figure(
     noise_floor: float | None,
     lim: float | None,
 ) -> Canvas:
-    """The teacher's paths and W2 (drawn once) and the empty student traces, as one FigureWidget."""
+    """The teacher's paths and W2 (drawn once) and the empty student traces, as one Canvas."""
     k_paths = steps[-1]
 
-    # the whole figure first, then one FigureWidget: its first state holds every trace
+    # the whole figure first, then one Canvas: its first state holds every trace
     fig = panel_figure(
         [f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
         [0.55, 0.45],
