@@ -26,6 +26,7 @@ from bezkit.widgets import (
     steps_widget,
     trajectory_summary,
 )
+from bezkit.widgets.canvas import Canvas
 
 
 def _descendants(box: widgets.Widget) -> list[widgets.Widget]:
@@ -63,7 +64,8 @@ def _b(cp: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
 def test_bezier_widget_is_a_displayable_bundle():
     b = bezier_widget(order=2)
     assert isinstance(b.box, widgets.Box)
-    assert isinstance(b.figure, go.FigureWidget)
+    assert isinstance(b.figure, Canvas)  # bezkit's own figure widget, not plotly's FigureWidget
+    assert not any(isinstance(w, go.FigureWidget) for w in _descendants(b.box))
     assert b.figure in _descendants(b.box)
     assert {"P0_x", "P1_y", "P2_x", "t", "chord", "elevate"} <= set(b.controls)
     bundle = b._repr_mimebundle_()

@@ -194,14 +194,15 @@ def test_bdense_widget_updates_never_send_undefined_placeholders(bdense_setup):
     teacher, students, x0, _ = bdense_setup
     b = bdense_widget(students, teacher, x0, max_points=10)
     sent: list[dict] = []
+    fig = b.figure.figure  # the plotly figure the canvas draws
     for name in ("_send_update_msg", "_send_restyle_msg"):
-        send = getattr(b.figure, name)
+        send = getattr(fig, name)
 
         def spy(restyle_data, *args, _send=send, **kwargs):
             sent.append(restyle_data)
             return _send(restyle_data, *args, **kwargs)
 
-        setattr(b.figure, name, spy)
+        setattr(fig, name, spy)
     for k in (2, 1):  # K = 4 -> 2 moves no point (untrained students), 2 -> 1 does
         b.controls["K"].value = k
     props = {prop for restyle in sent for prop in restyle}

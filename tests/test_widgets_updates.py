@@ -1,11 +1,12 @@
-"""What the widgets send to the browser: no trace property as plotly's ``"_undefined_"``.
+"""What the widgets send to the browser: only traces that changed, never a placeholder, and what
+the browser holds is the Python figure.
 
-A ``FigureWidget.batch_update()`` over several traces sends one ``Plotly.update`` whose restyle
-data has one entry per trace for *every* property set in the batch; a trace that did not set that
-property (or set it to the value it already had, which plotly drops) gets ``Undefined``, sent as
-the string ``"_undefined_"``. plotly's anywidget front end stores that as the trace's data, so in
-the browser curves vanished. Every message is read here as it goes on the wire: the figure's
-synced ``_py2js_*`` traits, serialised by plotly's own serialiser.
+plotly's ``FigureWidget`` sent a ``batch_update()`` over several traces as one ``Plotly.update``
+that filled a trace which did not set a property with ``"_undefined_"``, and its front end drew
+that as the trace's data (curves vanished). bezkit's :class:`~bezkit.widgets.canvas.Canvas` sends
+each changed trace's whole JSON as its own synced trait (``t0``, ``t1``, ...). Every message is
+read here as it goes on the wire (``Widget._send``); after each drive, the synced traits must equal
+the figure's traces (the state a newly opened view would draw).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
 import plotly.graph_objects as go
-from plotly.serializers import custom_serializers
 
 from bezkit.data import get_sampler
 from bezkit.methods import branched_from_teacher, new_mlp
@@ -40,70 +40,76 @@ from bezkit.widgets import (
     student_widget,
 )
 from bezkit.widgets.base import update_traces
-
-_MESSAGES = ("_py2js_update", "_py2js_restyle", "_py2js_relayout", "_py2js_animate")
+from bezkit.widgets.canvas import Canvas, trace_json
 
 
 @contextmanager
-def wire(fig: go.FigureWidget) -> Iterator[list[dict[str, Any]]]:
-    """The restyle / update messages ``fig`` sends while the block runs, as JSON-able dicts."""
+def wire(fig: Canvas) -> Iterator[list[dict[str, Any]]]:
+    """The state updates ``fig`` sends while the block runs (the traits in each message)."""
     sent: list[dict[str, Any]] = []
-    to_json = custom_serializers["to_json"]
+    original = fig._send
 
-    def record(change: dict[str, Any]) -> None:
-        if change["new"] is not None:
-            sent.append({"trait": change["name"], **to_json(change["new"], None)})
+    def record(msg: dict[str, Any], buffers: Any = None) -> None:
+        if msg.get("method") == "update":
+            sent.append(dict(msg["state"]))
+        original(msg, buffers=buffers)
 
-    fig.observe(record, names=list(_MESSAGES))
+    fig._send = record
     try:
         yield sent
     finally:
-        fig.unobserve(record, names=list(_MESSAGES))
+        del fig._send
 
 
 def _undefined(sent: list[dict[str, Any]]) -> list[str]:
-    """Every ``trait: property`` of ``sent`` that carries the ``"_undefined_"`` placeholder."""
-    bad = []
-    for msg in sent:
-        for key in ("restyle_data", "style_data"):
-            for prop, values in (msg.get(key) or {}).items():
-                if "_undefined_" in json.dumps(values, default=lambda _v: "<buffer>"):
-                    bad.append(f"{msg['trait']}: {prop}")
-    return bad
+    """Every trait of ``sent`` that carries plotly's ``"_undefined_"`` placeholder."""
+    return [k for msg in sent for k, v in msg.items() if "_undefined_" in json.dumps(v)]
 
 
 def _traces_of(sent: list[dict[str, Any]]) -> set[int]:
-    out: set[int] = set()
-    for msg in sent:
-        idx = msg.get("restyle_traces", msg.get("style_traces"))
-        out.update([idx] if isinstance(idx, int) else idx or [])
-    return out
+    return {int(k[1:]) for msg in sent for k in msg if k[0] == "t" and k[1:].isdigit()}
 
 
-def _check(fig: go.FigureWidget, drive: Callable[[], None], *, at_least: int = 2) -> None:
-    """``drive()`` sends updates of at least ``at_least`` traces and no placeholder."""
+def _in_sync(fig: Canvas) -> None:
+    """The browser's state (the synced traits) is the Python figure."""
+    state = fig.get_state()
+    for i, tr in enumerate(fig.data):
+        assert state[f"t{i}"] == trace_json(tr), f"trace {i} ({tr.name}) out of sync"
+
+
+def _check(fig: Canvas, drive: Callable[[], None], *, at_least: int = 2) -> None:
+    """``drive()`` sends updates of at least ``at_least`` traces, no placeholder, and leaves the
+    synced traits equal to the figure."""
     with wire(fig) as sent:
         drive()
     assert len(_traces_of(sent)) >= at_least, f"only traces {_traces_of(sent)} were updated"
     assert _undefined(sent) == []
+    _in_sync(fig)
 
 
-# -- the placeholder itself ------------------------------------------------------------------------
+# -- the canvas itself -----------------------------------------------------------------------------
 
 
-def _two_traces() -> go.FigureWidget:
-    return go.FigureWidget(
-        data=[go.Scatter(name="a", x=[0, 1], y=[0, 1]), go.Scatter(name="b", x=[0, 1], y=[1, 0])]
+def _two_traces() -> Canvas:
+    return Canvas(
+        go.Figure(
+            data=[
+                go.Scatter(name="a", x=[0, 1], y=[0, 1]),
+                go.Scatter(name="b", x=[0, 1], y=[1, 0]),
+            ]
+        )
     )
 
 
-def test_a_batch_over_two_traces_sends_the_placeholder():
-    """The plotly behaviour the widgets avoid: ``b`` keeps its x, so it is sent as undefined."""
+def test_a_batch_over_two_traces_sends_no_placeholder():
+    """What broke plotly's front end: ``b`` keeps its x inside a batch over both traces."""
     fig = _two_traces()
     with wire(fig) as sent, fig.batch_update():
         fig.data[0].x, fig.data[0].y = [2, 3], [4, 5]
         fig.data[1].x, fig.data[1].y = [0, 1], [7, 8]  # x unchanged: dropped by plotly
-    assert _undefined(sent) == ["_py2js_update: x"]
+    assert _undefined(sent) == [] and _traces_of(sent) == {0, 1}
+    assert fig.t1["x"] == [0, 1] and fig.t1["y"] == [7, 8]
+    _in_sync(fig)
 
 
 def test_update_traces_sends_every_value_and_never_the_placeholder():
@@ -116,7 +122,8 @@ def test_update_traces_sends_every_value_and_never_the_placeholder():
     with wire(fig) as sent:
         update_traces(fig, {"a": dict(visible=False), "b": dict(line=dict(color="red"))})
     assert _undefined(sent) == [] and fig.data[0].visible is False
-    assert fig.data[1].line.color == "red"
+    assert fig.data[1].line.color == "red" and fig.t1["line"]["color"] == "red"
+    _in_sync(fig)
     with pytest.raises(KeyError, match="no trace 'c'; traces: \\['a', 'b'\\]"):
         update_traces(fig, {"c": dict(x=[1])})
 

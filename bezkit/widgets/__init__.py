@@ -1,4 +1,4 @@
-"""Interactive figures for the notebooks: ipywidgets controls around a plotly ``FigureWidget``.
+"""Interactive figures for the notebooks: ipywidgets controls around bezkit's figure widget.
 
 Every builder returns a :class:`WidgetBundle`. Display it (make it a cell's last expression, or
 call ``display(bundle)``) to get the live widget in Jupyter; in a test, set a control's value and
@@ -24,11 +24,14 @@ Builders:
 
 No control value inside a slider's range raises: ``t = 1``, guides at the slider limits, both ends
 of ``k``, one solver step. Numerical failures (a model returning NaN) are shown in the readout.
-Colours are those of :data:`bezkit.plot.COLORS`. Traces are changed through
-:func:`~bezkit.widgets.base.update_traces` (one plotly update per trace, never a multi-trace
-``batch_update``, which plotly's browser side can turn into vanished curves).
+Colours are those of :data:`bezkit.plot.COLORS`. The figure is a plotly ``go.Figure`` drawn in the
+browser by :class:`~bezkit.widgets.canvas.Canvas` (a small anywidget: SVG from synced traits, one
+per trace; its first render shows the data whenever its module loads, and a change sends only the
+traces that changed). Traces are changed through :func:`~bezkit.widgets.base.update_traces`.
+Tested in JupyterLab 4 and Notebook 7 (docs/BROWSER_TEST.md); static viewers show no widget.
 
-One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every builder returns),
+One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every builder returns), :mod:`~bezkit.widgets.canvas`
+(the figure widget), :mod:`~bezkit.widgets.drag` (draggable points),
 :mod:`~bezkit.widgets.bezier` (lesson 03), :mod:`~bezkit.widgets.reflow` (lesson 02),
 :mod:`~bezkit.widgets.steps` (lessons 01 and 04; one builder, :func:`solver_steps_widget`),
 :mod:`~bezkit.widgets.guides` and :mod:`~bezkit.widgets.student` (lesson 04),
@@ -37,7 +40,7 @@ One module per lesson family: :mod:`~bezkit.widgets.base` (the bundle every buil
 """
 
 try:
-    import anywidget  # noqa: F401  (plotly's FigureWidget needs it)
+    import anywidget  # noqa: F401  (the front ends of Canvas and DragPoints)
     import ipywidgets  # noqa: F401
     import plotly  # noqa: F401
 except ImportError as err:  # pragma: no cover - depends on the environment

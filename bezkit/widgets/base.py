@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from bezkit.plot.style import COLORS
+from bezkit.widgets.canvas import Canvas
 
 __all__ = [
     "WidgetBundle",
@@ -40,7 +41,7 @@ class WidgetBundle:
 
     Attributes:
         box: the ipywidgets container to display.
-        figure: the plotly ``FigureWidget`` inside it.
+        figure: the figure widget inside it (:class:`~bezkit.widgets.canvas.Canvas`).
         controls: the sliders, toggles and dropdowns by name (set ``.value`` to drive the widget).
         readout: an HTML widget with the current numbers.
         state: the builder's current numbers and caches (documented by each builder).
@@ -48,7 +49,7 @@ class WidgetBundle:
     """
 
     box: widgets.Box
-    figure: go.FigureWidget
+    figure: Canvas
     controls: dict[str, widgets.Widget]
     readout: widgets.HTML
     state: dict[str, Any] = field(default_factory=dict)
@@ -133,23 +134,21 @@ def segments(a: np.ndarray, b: np.ndarray) -> tuple[list[float | None], list[flo
     return polylines(np.stack([a, b], axis=1))
 
 
-def update_traces(figure: go.FigureWidget, changes: Mapping[str, Mapping[str, Any]]) -> None:
-    """Set properties of the traces named in ``changes`` (``{name: {property: value}}``), one
-    ``Plotly.update`` message per trace.
+def update_traces(figure: Canvas, changes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set properties of the traces named in ``changes`` (``{name: {property: value}}``); the
+    canvas sends the traces that changed in one message (:meth:`Canvas.batch_update`).
 
-    Never a ``figure.batch_update()`` over several traces: plotly sends such a batch as one message
-    whose restyle data holds, for every property set in the batch, one value per trace, and fills a
-    trace that did not set it (or set it to the value it had, which plotly drops) with its
-    ``Undefined`` placeholder, ``"_undefined_"`` on the wire. plotly's anywidget front end applies
-    that as the trace's data, and the trace vanishes in the browser. ``trace.update`` batches one
-    trace only, so every value it sends is a value. A ``KeyError`` names the traces there are.
+    Each trace is changed with its own ``trace.update`` (never plotly's multi-trace
+    ``batch_update``, which fills a trace that did not set a property with ``"_undefined_"``);
+    the canvas sends each changed trace's whole JSON. A ``KeyError`` names the traces there are.
     """
     by_name = {tr.name: tr for tr in figure.data}
     for name in changes:
         if name not in by_name:
             raise KeyError(f"no trace {name!r}; traces: {list(by_name)}")
-    for name, props in changes.items():
-        by_name[name].update(dict(props))
+    with figure.batch_update():  # the canvas's own batch: one message, each changed trace once
+        for name, props in changes.items():
+            by_name[name].update(dict(props))
 
 
 def panel_figure(
@@ -169,7 +168,7 @@ def panel_figure(
 
     The first panel shows 2D points (unless ``equal_axes=False``): equal scales on both axes, and
     the square window ``[-lim, lim]^2`` when ``lim`` is given. Add the traces with
-    ``row=1, col=c``, then make the ``go.FigureWidget`` of the whole figure, so that its first
+    ``row=1, col=c``, then make the ``Canvas`` of the whole figure, so that its first
     state holds every trace.
     """
     if len(titles) != len(widths):
@@ -205,7 +204,7 @@ class WidgetView:
     change redrawing: :meth:`on_change`, the observer of the controls, skips while it runs.
     """
 
-    figure: go.FigureWidget
+    figure: Canvas
     controls: dict[str, widgets.Widget]
     readout: widgets.HTML
     state: dict[str, Any]

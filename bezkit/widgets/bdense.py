@@ -8,7 +8,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +26,7 @@ from bezkit.widgets.base import (
     polylines,
     segments,
 )
+from bezkit.widgets.canvas import Canvas
 
 __all__ = ["bdense_widget"]
 
@@ -93,7 +93,7 @@ def _error_name(key: tuple[int, bool]) -> str:
 
 def _bdense_figure(
     data: Mapping[tuple[int, bool], Mapping[str, Any]], x0: np.ndarray, lim: float | None
-) -> go.FigureWidget:
+) -> Canvas:
     """The branch panel (teacher paths, ``x0``, errors, states, branch outputs; filled by the
     first draw) and the per-branch error of every student against ``t_j`` (one colour per K,
     dashed without restarts)."""
@@ -143,7 +143,7 @@ def _bdense_figure(
     )
     fig.update_xaxes(title_text="branch time t_j", range=[0, 1.05], row=1, col=2)
     fig.update_yaxes(title_text="E |branch_j - Z(t_j)|^2", type="log", row=1, col=2)
-    return go.FigureWidget(fig)
+    return Canvas(fig)
 
 
 _RESTARTS = (("with restarts", True), ("without restarts", False))

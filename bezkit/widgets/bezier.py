@@ -20,6 +20,7 @@ from bezkit.widgets.base import (
     figure_beside_panel,
     format_value,
 )
+from bezkit.widgets.canvas import Canvas
 from bezkit.widgets.drag import DragPoints, PlotBox, pinned_layout, stack_over
 
 __all__ = ["DEFAULT_CONTROL_POINTS", "bezier_widget"]
@@ -129,36 +130,40 @@ def _toggles(order: int, t: float) -> dict[str, widgets.Widget]:
     }
 
 
-def _bezier_figure(order: int, plot_box: PlotBox, end_colors: list[str]) -> go.FigureWidget:
+def _bezier_figure(order: int, plot_box: PlotBox, end_colors: list[str]) -> Canvas:
     """The curve's traces (filled by the first draw) on a figure pinned to ``plot_box``."""
-    return go.FigureWidget(
-        data=[
-            go.Scatter(
-                name="control polygon",
-                mode="lines+markers",
-                line=dict(color=COLORS["control"], dash="dash", width=1),
-                marker=dict(size=10, color=end_colors),
+    return Canvas(
+        go.Figure(
+            data=[
+                go.Scatter(
+                    name="control polygon",
+                    mode="lines+markers",
+                    line=dict(color=COLORS["control"], dash="dash", width=1),
+                    marker=dict(size=10, color=end_colors),
+                ),
+                go.Scatter(
+                    name="chord",
+                    mode="lines",
+                    line=dict(color=COLORS["chord"], dash="dot", width=2),
+                ),
+                go.Scatter(
+                    name="elevated polygon",
+                    mode="lines+markers",
+                    visible=False,
+                    line=dict(color=COLORS["curve"], dash="dot", width=1),
+                    marker=dict(size=7, symbol="diamond-open", color=COLORS["curve"]),
+                ),
+                go.Scatter(name="curve", mode="lines", line=dict(color=COLORS["curve"], width=3)),
+                go.Scatter(name="B(t)", mode="markers", marker=dict(size=11, color="black")),
+                arrow_trace("tangent", COLORS["tangent"]),
+                arrow_trace("endpoint target", COLORS["endpoint"]),
+            ],
+            layout=go.Layout(
+                **pinned_layout(plot_box),
+                legend=dict(orientation="h", y=-0.07, yanchor="top", x=0.0),
+                title=dict(text=f"Bezier curve of order {order}: drag the points", x=0.5),
             ),
-            go.Scatter(
-                name="chord", mode="lines", line=dict(color=COLORS["chord"], dash="dot", width=2)
-            ),
-            go.Scatter(
-                name="elevated polygon",
-                mode="lines+markers",
-                visible=False,
-                line=dict(color=COLORS["curve"], dash="dot", width=1),
-                marker=dict(size=7, symbol="diamond-open", color=COLORS["curve"]),
-            ),
-            go.Scatter(name="curve", mode="lines", line=dict(color=COLORS["curve"], width=3)),
-            go.Scatter(name="B(t)", mode="markers", marker=dict(size=11, color="black")),
-            arrow_trace("tangent", COLORS["tangent"]),
-            arrow_trace("endpoint target", COLORS["endpoint"]),
-        ],
-        layout=go.Layout(
-            **pinned_layout(plot_box),
-            legend=dict(orientation="h", y=-0.07, yanchor="top", x=0.0),
-            title=dict(text=f"Bezier curve of order {order}: drag the points", x=0.5),
-        ),
+        )
     )
 
 
@@ -235,7 +240,6 @@ class _BezierView(WidgetView):
         geo = bezier_geometry(pts, self.controls["t"].value, n_points=self.n_points)
         grid = np.linspace(0.0, 1.0, geo.curve.shape[0])[:, None]
         gap = float(np.abs(geo.curve - ((1 - grid) * pts[0] + grid * pts[-1])).max())
-        elevated = degree_elevate(pts)
         p, rem = geo.point, 1.0 - geo.t
         tan_end = p + rem * geo.tangent
         end_end = p + rem * geo.endpoint_velocity
@@ -243,24 +247,30 @@ class _BezierView(WidgetView):
             {
                 "control polygon": dict(x=pts[:, 0], y=pts[:, 1]),
                 "chord": dict(x=pts[[0, -1], 0], y=pts[[0, -1], 1]),
-                "elevated polygon": dict(
-                    x=elevated[:, 0],
-                    y=elevated[:, 1],
-                    visible=bool(self.controls["elevate"].value),
-                ),
                 "curve": dict(x=geo.curve[:, 0], y=geo.curve[:, 1]),
                 "B(t)": dict(x=[p[0]], y=[p[1]]),
                 "tangent": dict(x=[p[0], tan_end[0]], y=[p[1], tan_end[1]]),
                 "endpoint target": dict(x=[p[0], end_end[0]], y=[p[1], end_end[1]]),
+                # hidden, it is neither computed nor sent: a drag cannot change what is not shown
+                "elevated polygon": self._elevated(pts),
             }
         )
-        self.state.update(geometry=geo, max_chord_gap=gap, elevated=elevated)
+        self.state.update(geometry=geo, max_chord_gap=gap)
         drawn = pts.tolist()
         if self.drag.points != drawn or self.drag.locked != self.locked():
             with self.quietly():  # the handles follow the sliders
                 self.drag.locked = self.locked()
                 self.drag.points = drawn
         self.readout.value = _bezier_text(geo, gap)
+
+    def _elevated(self, pts: np.ndarray) -> dict[str, Any]:
+        """The order-(n+1) polygon's trace update: its points only while it is shown (also kept
+        in ``state["elevated"]``)."""
+        if not self.controls["elevate"].value:
+            return dict(visible=False)
+        elevated = degree_elevate(pts)
+        self.state["elevated"] = elevated
+        return dict(x=elevated[:, 0], y=elevated[:, 1], visible=True)
 
     def show_guides_on_chord(self) -> None:
         pts = self.current_points()

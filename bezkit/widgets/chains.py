@@ -29,6 +29,7 @@ from bezkit.experiments.results import (
 )
 from bezkit.experiments.statistics import Interval, better, paired_difference
 from bezkit.widgets.base import WidgetBundle, WidgetView
+from bezkit.widgets.canvas import Canvas
 from bezkit.widgets.intervals import (
     W2_FIELDS,
     chains_control,
@@ -86,7 +87,7 @@ def _palette(kinds: Sequence[str]) -> dict[str, str]:
     return {kind: f"hsl({(i * 97 + 210) % 360}, 65%, 42%)" for i, kind in enumerate(kinds)}
 
 
-def _figure(kinds: Sequence[str], palette: Mapping[str, str]) -> go.FigureWidget:
+def _figure(kinds: Sequence[str], palette: Mapping[str, str]) -> Canvas:
     """Left: one series per chain and the dotted ``round k`` marker; right: the differences."""
     left = [
         go.Scatter(name=kind, mode="lines+markers", line=dict(color=palette[kind]))

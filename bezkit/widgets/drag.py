@@ -2,7 +2,7 @@
 
 :class:`DragPoints` is a small `anywidget <https://anywidget.dev>`_ that draws one handle (an SVG
 circle) per point on a transparent layer laid exactly over the plot area of a plotly
-``FigureWidget`` (:func:`stack_over`). Dragging a handle writes the new data coordinates to the
+figure (:class:`~bezkit.widgets.canvas.Canvas`, :func:`stack_over`). Dragging a handle writes the new data coordinates to the
 synced trait ``points``; a Python observer then redraws the figure and moves the sliders, which
 stay as the precise fallback. Setting ``points`` from Python moves the handles, so both directions
 are synced and a test can drive a drag without a browser::
@@ -53,6 +53,22 @@ function render({ model, el }) {
   el.appendChild(svg);
   let handles = [];
   let dragging = -1;
+  // At most one drag message in flight: the next position goes when the kernel has answered
+  // (its "ack", sent after the redraw) or after ACK_TIMEOUT_MS; positions in between are merged.
+  let pending = null, inFlight = false, seq = model.get("seq") || 0, timer = 0, local = null;
+  const ACK_TIMEOUT_MS = 1000;
+  function flush() {
+    if (inFlight || !pending) return;
+    model.set("points", pending);
+    model.set("seq", ++seq);
+    model.save_changes();
+    pending = null;
+    inFlight = true;
+    timer = setTimeout(() => { inFlight = false; flush(); }, ACK_TIMEOUT_MS);
+  }
+  const onMsg = (msg) => {
+    if (msg && msg.ack === seq) { clearTimeout(timer); inFlight = false; flush(); }
+  };
 
   const box = () => model.get("box");
   const toPixel = (x, y) => {
@@ -99,17 +115,24 @@ function render({ model, el }) {
       c.addEventListener("pointermove", (ev) => {
         if (dragging !== i) return;
         const r = svg.getBoundingClientRect();
-        const pts = model.get("points").map((p) => p.slice());
-        pts[i] = toData(ev.clientX - r.left, ev.clientY - r.top);
-        model.set("points", pts);
-        model.save_changes();
+        const p = toData(ev.clientX - r.left, ev.clientY - r.top);
+        local = [i, p];
+        const [px, py] = toPixel(p[0], p[1]);  // the handle follows the mouse at once
+        c.setAttribute("cx", px);
+        c.setAttribute("cy", py);
+        const pts = model.get("points").map((q) => q.slice());
+        pts[i] = p;
+        pending = pts;
+        flush();
         ev.preventDefault();
       });
       const release = (ev) => {
         if (dragging !== i) return;
         dragging = -1;
+        local = null;
         c.style.cursor = "grab";
         if (c.hasPointerCapture(ev.pointerId)) c.releasePointerCapture(ev.pointerId);
+        flush();
       };
       c.addEventListener("pointerup", release);
       c.addEventListener("pointercancel", release);
@@ -127,7 +150,8 @@ function render({ model, el }) {
     pts.forEach((p, i) => {
       const c = handles[i];
       if (!c) return;
-      const [px, py] = toPixel(p[0], p[1]);
+      const q = local && local[0] === i ? local[1] : p;  // the handle being dragged stays put
+      const [px, py] = toPixel(q[0], q[1]);
       c.setAttribute("cx", px);
       c.setAttribute("cy", py);
       const col = colors[i] || "#333333";
@@ -152,8 +176,13 @@ function render({ model, el }) {
     ["change:radius", build],
   ];
   listeners.forEach(([event, handler]) => model.on(event, handler));
+  model.on("msg:custom", onMsg);
   build();
-  return () => listeners.forEach(([event, handler]) => model.off(event, handler));
+  return () => {
+    clearTimeout(timer);
+    model.off("msg:custom", onMsg);
+    listeners.forEach(([event, handler]) => model.off(event, handler));
+  };
 }
 
 export default { render };
@@ -258,6 +287,7 @@ class DragPoints(anywidget.AnyWidget):
     locked = traitlets.List(traitlets.Bool()).tag(sync=True)
     box = traitlets.Dict().tag(sync=True)
     radius = traitlets.Int(9).tag(sync=True)
+    seq = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self,
@@ -285,13 +315,21 @@ class DragPoints(anywidget.AnyWidget):
             radius=int(radius),
         )
 
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Apply a state message from the browser (every observer, e.g. the figure's redraw, runs
+        here), then answer a drag's ``seq`` with ``{"ack": seq}``: the browser sends the next
+        position only then, so a fast drag never queues up work in the kernel."""
+        super().set_state(sync_data)
+        if "seq" in sync_data:
+            self.send({"ack": int(sync_data["seq"])})
+
 
 def stack_over(figure: widgets.DOMWidget, layer: DragPoints) -> widgets.Box:
     """``layer`` laid over ``figure``: both in one box, the layer absolutely positioned at the box's
     top left (its JavaScript makes the box ``position: relative``), so the handles sit on the
     plot area that :func:`pinned_layout` pins."""
     width, height = f"{layer.box['total_width']}px", f"{layer.box['total_height']}px"
-    under = widgets.Box([figure])
+    under = widgets.Box([figure], layout=widgets.Layout(width=width))  # the figure at full size
     # a fixed size that a flex row (the controls beside it) cannot squeeze: the handles stay put
     size = dict(width=width, min_width=width, height=height, flex="0 0 auto")
     return widgets.Box([under, layer], layout=widgets.Layout(**size))

@@ -31,6 +31,7 @@ from bezkit.widgets.base import (
     polylines,
     segments,
 )
+from bezkit.widgets.canvas import Canvas
 from bezkit.widgets.drag import DragPoints, PlotBox, pinned_layout, stack_over
 
 __all__ = ["guide_widget"]
@@ -125,67 +126,74 @@ def _state(teacher: nn.Module, x0: Tensor, s: float, how: GuideState, steps: int
     return teacher_state(teacher, x0, s, how=how, steps=steps).double()
 
 
-def _guide_figure(
-    plot_box: PlotBox, a: np.ndarray, b: np.ndarray, traj: np.ndarray
-) -> go.FigureWidget:
+def _guide_figure(plot_box: PlotBox, a: np.ndarray, b: np.ndarray, traj: np.ndarray) -> Canvas:
     """The pairs' traces (the teacher's paths, X0 and X1 drawn once; the rest filled by the first
     draw) and the probe's, on a figure pinned to ``plot_box``."""
     tx, ty = polylines(np.transpose(traj, (1, 0, 2)))
-    return go.FigureWidget(
-        data=[
-            go.Scatter(
-                name="teacher paths",
-                x=tx,
-                y=ty,
-                mode="lines",
-                line=dict(color=COLORS["trajectory"], width=1, dash="dot"),
-            ),
-            go.Scatter(name="curves", mode="lines", line=dict(color=COLORS["curve"], width=2)),
-            go.Scatter(
-                name="guides",
-                mode="markers",
-                marker=dict(size=8, symbol="square", color=COLORS["control"]),
-            ),
-            go.Scatter(
-                name="teacher state",
-                mode="markers",
-                marker=dict(
-                    size=12, symbol="star", color=COLORS["state"], line=dict(width=1, color="#000")
+    return Canvas(
+        go.Figure(
+            data=[
+                go.Scatter(
+                    name="teacher paths",
+                    x=tx,
+                    y=ty,
+                    mode="lines",
+                    line=dict(color=COLORS["trajectory"], width=1, dash="dot"),
                 ),
-            ),
-            go.Scatter(
-                name="B(s)",
-                mode="markers",
-                marker=dict(
-                    size=9, symbol="circle-open", color=COLORS["curve"], line=dict(width=2)
+                go.Scatter(name="curves", mode="lines", line=dict(color=COLORS["curve"], width=2)),
+                go.Scatter(
+                    name="guides",
+                    mode="markers",
+                    marker=dict(size=8, symbol="square", color=COLORS["control"]),
                 ),
+                go.Scatter(
+                    name="teacher state",
+                    mode="markers",
+                    marker=dict(
+                        size=12,
+                        symbol="star",
+                        color=COLORS["state"],
+                        line=dict(width=1, color="#000"),
+                    ),
+                ),
+                go.Scatter(
+                    name="B(s)",
+                    mode="markers",
+                    marker=dict(
+                        size=9, symbol="circle-open", color=COLORS["curve"], line=dict(width=2)
+                    ),
+                ),
+                points_trace("X0", a, color=COLORS["source"], size=8),
+                points_trace("X1", b, color=COLORS["target"], size=8),
+                go.Scatter(name="B(t)", mode="markers", marker=dict(size=7, color="black")),
+                go.Scatter(name="target", mode="lines", line=dict(width=2.5)),
+                go.Scatter(
+                    name="probe path",
+                    mode="lines",
+                    line=dict(color="black", width=1.5, dash="dot"),
+                ),
+                go.Scatter(
+                    name="probe curve", mode="lines", line=dict(color=COLORS["curve"], width=4)
+                ),
+                go.Scatter(
+                    name="probe guide",
+                    mode="markers",
+                    marker=dict(size=11, symbol="square", color="black"),
+                ),
+                go.Scatter(
+                    name="probe X1",
+                    mode="markers",
+                    marker=dict(
+                        size=12, symbol="diamond", color=COLORS["target"], line=dict(width=1)
+                    ),
+                ),
+            ],
+            layout=go.Layout(
+                **pinned_layout(plot_box),
+                legend=dict(orientation="h", y=-0.06, yanchor="top", x=0.0),
+                title=dict(text="guides from a teacher: drag the probe X0", x=0.5),
             ),
-            points_trace("X0", a, color=COLORS["source"], size=8),
-            points_trace("X1", b, color=COLORS["target"], size=8),
-            go.Scatter(name="B(t)", mode="markers", marker=dict(size=7, color="black")),
-            go.Scatter(name="target", mode="lines", line=dict(width=2.5)),
-            go.Scatter(
-                name="probe path",
-                mode="lines",
-                line=dict(color="black", width=1.5, dash="dot"),
-            ),
-            go.Scatter(name="probe curve", mode="lines", line=dict(color=COLORS["curve"], width=4)),
-            go.Scatter(
-                name="probe guide",
-                mode="markers",
-                marker=dict(size=11, symbol="square", color="black"),
-            ),
-            go.Scatter(
-                name="probe X1",
-                mode="markers",
-                marker=dict(size=12, symbol="diamond", color=COLORS["target"], line=dict(width=1)),
-            ),
-        ],
-        layout=go.Layout(
-            **pinned_layout(plot_box),
-            legend=dict(orientation="h", y=-0.06, yanchor="top", x=0.0),
-            title=dict(text="guides from a teacher: drag the probe X0", x=0.5),
-        ),
+        )
     )
 
 
@@ -266,6 +274,8 @@ class _GuideView(WidgetView):
         self.states: dict[tuple[float, str], Tensor] = {}
         self.probe_pairs: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
         self.drag.observe(self.on_drag, names="points")
+        self._pairs_key: tuple[Any, ...] | None = None  # the choices the pairs were drawn for
+        self._pair_numbers: dict[str, Any] = {}
         for key, ctrl in self.controls.items():
             if key != "points":
                 ctrl.observe(self.on_change, names="value")
@@ -322,7 +332,11 @@ class _GuideView(WidgetView):
         si, how = float(c["s"].value), c["guide_state"].value
         where, kind = c["placement"].value, c["target"].value
         tt = float(c["t"].value)
-        numbers = self._draw_pairs(si, how, where, kind, tt)
+        key = (si, how, where, kind, tt)
+        if key != self._pairs_key:  # the probe (a drag) does not move the pairs: not redrawn
+            self._pair_numbers = self._draw_pairs(si, how, where, kind, tt)
+            self._pairs_key = key
+        numbers = self._pair_numbers
         probe = self.probe_at(si, how, where)
         self._draw_probe(probe)
         with self.quietly():  # the handle follows the sliders (a no-op when it is there)

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from bezkit.experiments.results import CHAIN_FIELDS, Experiment
 from bezkit.experiments.statistics import Interval
 from bezkit.widgets.base import noise_floor_trace, panel_figure
+from bezkit.widgets.canvas import Canvas
 
 __all__ = [
     "W2_FIELDS",
@@ -88,7 +89,7 @@ def interval_figure(
     titles: Sequence[str],
     height: int,
     margin_left: int,
-) -> go.FigureWidget:
+) -> Canvas:
     """The two panels: ``left`` (series against the round k) with the ``noise floor``, and
     ``right`` (paired differences) with the ``differences`` bars and the ``zero`` line; the
     traces are filled by the widget's first draw."""
@@ -114,7 +115,7 @@ def interval_figure(
         name="zero", mode="lines", line=dict(color="#888"), showlegend=False, row=1, col=2
     )
     fig.update_xaxes(title_text="round k", dtick=1, row=1, col=1)
-    return go.FigureWidget(fig)
+    return Canvas(fig)
 
 
 def pair_control(labels: Sequence[str]) -> widgets.Dropdown:

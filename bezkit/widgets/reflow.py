@@ -9,7 +9,6 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from torch import Tensor, nn
 
@@ -31,6 +30,7 @@ from bezkit.widgets.base import (
     paths_trace,
     polylines,
 )
+from bezkit.widgets.canvas import Canvas
 
 __all__ = ["reflow_widget", "trajectory_summary"]
 
@@ -92,7 +92,7 @@ def _as_rounds(rounds: Mapping[int, Mapping[str, Any]] | Sequence[Any]) -> dict[
 
 def _reflow_figure(
     data: Mapping[int, Mapping[str, Any]], metrics: Sequence[str], lim: float | None
-) -> go.FigureWidget:
+) -> Canvas:
     """The trajectories panel (filled by the first draw) and one narrow panel per metric with
     the value of every round."""
     ks = list(data)
@@ -151,7 +151,7 @@ def _reflow_figure(
             showlegend=False,
         )
         fig.update_xaxes(title_text="k", dtick=1, row=1, col=j)
-    return go.FigureWidget(fig)
+    return Canvas(fig)
 
 
 def _round_text(k: int, r: Mapping[str, Any], crossing: int, shown: int) -> str:
@@ -196,6 +196,7 @@ class _ReflowView(WidgetView):
                 value=False,
                 indent=False,
                 description="show the chords Z0 -> Z1 (next round's pairs)",
+                layout=widgets.Layout(width="auto"),  # the whole label, not cut at 300 px
             ),
         }
         self.state.update(rounds=data, indices=indices)

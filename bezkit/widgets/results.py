@@ -27,6 +27,7 @@ from bezkit.experiments.results import (
 )
 from bezkit.experiments.statistics import Interval
 from bezkit.widgets.base import WidgetBundle, WidgetView
+from bezkit.widgets.canvas import Canvas
 from bezkit.widgets.intervals import (
     W2_FIELDS,
     chains_control,
@@ -54,7 +55,7 @@ _Drawn = tuple[
 ]
 
 
-def _figure(kinds: Sequence[str], students: Sequence[str]) -> go.FigureWidget:
+def _figure(kinds: Sequence[str], students: Sequence[str]) -> Canvas:
     """Left: one series per chain and per student; right: one dotted ``<chain> - reflow`` series
     per chain (chains view) and the differences (students view)."""
     names = [*kinds, *students]

@@ -17,7 +17,6 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from torch import Tensor, nn
 
@@ -36,6 +35,7 @@ from bezkit.widgets.base import (
     polylines,
     update_traces,
 )
+from bezkit.widgets.canvas import Canvas
 
 __all__ = ["compare_steps_widget", "solver_steps_widget", "steps_widget"]
 
@@ -226,7 +226,7 @@ def _steps_figure(
     noise_floor: float | None,
     max_steps: int,
     lim: float | None,
-) -> go.FigureWidget:
+) -> Canvas:
     """The samples panel (reference, generated, paths) and the W2 panel (noise floor, one curve
     per series, the current choice)."""
     ref = None if reference is None else to_numpy(reference)
@@ -286,7 +286,7 @@ def _steps_figure(
     )
     fig.update_xaxes(type="log", title_text=choices.x_title(), row=1, col=2)
     fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
-    return go.FigureWidget(fig)
+    return Canvas(fig)
 
 
 def _steps_controls(

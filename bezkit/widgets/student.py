@@ -19,7 +19,6 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from torch import Tensor, nn
 
@@ -38,6 +37,7 @@ from bezkit.widgets.base import (
     polylines,
     update_traces,
 )
+from bezkit.widgets.canvas import Canvas
 
 __all__ = ["few_step_w2", "student_widget"]
 
@@ -62,11 +62,11 @@ def _student_figure(
     steps: list[int],
     noise_floor: float | None,
     lim: float | None,
-) -> go.FigureWidget:
-    """The teacher's paths and W2 (drawn once) and the empty student traces, as one FigureWidget."""
+) -> Canvas:
+    """The teacher's paths and W2 (drawn once) and the empty student traces, as one Canvas."""
     k_paths = steps[-1]
 
-    # the whole figure first, then one FigureWidget: its first state holds every trace
+    # the whole figure first, then one Canvas: its first state holds every trace
     fig = panel_figure(
         [f"{k_paths} Euler step(s) from the same X0", "W2 against Euler steps"],
         [0.55, 0.45],
@@ -126,7 +126,7 @@ def _student_figure(
     )
     fig.update_xaxes(type="log", title_text="Euler steps (NFE)", row=1, col=2)
     fig.update_yaxes(title_text="W2", rangemode="tozero", row=1, col=2)
-    return go.FigureWidget(fig)
+    return Canvas(fig)
 
 
 def _guide_choice(guides: WidgetBundle) -> dict[str, Any]:

@@ -57,6 +57,13 @@ LAB_SETTINGS = {
         "checkForUpdates": False,
     },
 }
+#: The page's CPU slowdown (Chromium's ``Emulation.setCPUThrottlingRate``; 1 = none), from
+#: ``$BEZKIT_BROWSER_THROTTLE``. Above 1 the page's network is slowed too
+#: (``Network.emulateNetworkConditions``: ``NETWORK_LATENCY_MS`` per request and
+#: ``NETWORK_BYTES_PER_S`` down), so that the widgets' front-end modules load late.
+THROTTLE = float(os.environ.get("BEZKIT_BROWSER_THROTTLE", "1") or 1)
+NETWORK_LATENCY_MS = 300
+NETWORK_BYTES_PER_S = 400_000
 SERVER_START_TIMEOUT = 120.0  # seconds; JupyterLab starts in ~5 s on 2 idle cores
 
 
@@ -66,6 +73,29 @@ def pytest_configure(config: pytest.Config) -> None:
         "browser: drives JupyterLab in headless Chromium; skipped unless BEZKIT_BROWSER=1 and "
         "chromium + playwright are installed (bash scripts/browser_test.sh)",
     )
+
+
+_SESSION_START = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The drag-to-redraw medians this run measured (``timings-*.json`` of the screenshots folder,
+    written by the lesson-03 cases), at the end of the report."""
+    rows = []
+    for path in sorted(SCREENSHOTS.glob("timings-*.json")):
+        if path.stat().st_mtime < _SESSION_START:
+            continue
+        data = json.loads(path.read_text())
+        ms = data["drag_to_redraw_ms"]
+        rows.append(
+            f"{path.stem.removeprefix('timings-')}: median {data['median_ms']:.0f} ms over "
+            f"{len(ms)} moves (min {min(ms):.0f}, max {max(ms):.0f}; page throttled "
+            f"{data['throttle']:g}x)"
+        )
+    if rows:
+        terminalreporter.write_sep("-", "drag-to-redraw in the browser")
+        for row in rows:
+            terminalreporter.write_line(row)
 
 
 def browser_skip_reason() -> str | None:
@@ -268,9 +298,13 @@ class Browser:
     def watch(self, page: Any) -> Any:
         """Record ``page``'s console messages and uncaught errors in ``console``."""
         page.set_default_timeout(60_000)
-        page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
-        page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
+        page.on("console", lambda m: self.console.append(console_line(m)))
+        page.on("pageerror", lambda e: self.console.append(page_error_line(e)))
         return page
+
+    def slow_down(self) -> None:
+        """Slow the current page down as ``THROTTLE`` says (CPU and network; see ``throttle``)."""
+        throttle(self.page, THROTTLE)
 
     def fresh_page(self) -> Any:
         """Close the current page (without its "leave the page?" prompt) and open a new one."""
@@ -318,6 +352,39 @@ def browser() -> Iterator[Browser]:
                     print("--- browser console ---\n" + "\n".join(out.console[-80:]))
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def console_line(message: Any) -> str:
+    """``[type] text``, and for an error `` @ <url of the script or resource>``."""
+    line = f"[{message.type}] {message.text}"
+    if message.type == "error":
+        line += f" @ {(message.location or {}).get('url', '')}"
+    return line
+
+
+def page_error_line(error: Any) -> str:
+    """``[pageerror] message @ <first frame of its stack>`` (where the uncaught error came from)."""
+    frames = [f.strip() for f in (getattr(error, "stack", "") or "").splitlines() if "at " in f]
+    return f"[pageerror] {getattr(error, 'message', error)} @ {frames[0] if frames else ''}"
+
+
+def throttle(page: Any, rate: float) -> None:
+    """Slow ``page`` down through the DevTools protocol: its CPU ``rate`` times and, when
+    ``rate > 1``, its network (latency and bandwidth), so that the front-end modules arrive late."""
+    if rate <= 1:
+        return
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": NETWORK_LATENCY_MS,
+            "downloadThroughput": NETWORK_BYTES_PER_S,
+            "uploadThroughput": NETWORK_BYTES_PER_S,
+        },
+    )
 
 
 def _cmdline(pid: int) -> str:
