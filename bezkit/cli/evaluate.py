@@ -20,12 +20,13 @@ from bezkit.cli.common import (
     positive_int,
 )
 from bezkit.cli.inputs import data_ref, data_sha256, dataset, load_sampler
-from bezkit.cli.outputs import check_output, write_json_atomic
+from bezkit.cli.outputs import check_output, refuse_input_as_output, write_json_atomic
 from bezkit.data import Sampler
 from bezkit.experiments.evaluate import evaluate_flow
 from bezkit.metrics import noise_floor, wasserstein2
 from bezkit.solvers import SOLVERS
 from bezkit.training import CheckpointError
+from bezkit.training.checkpoint import checkpoint_files
 from bezkit.training.model_io import load_model
 
 __all__ = ["add_parser", "evaluate_checkpoint", "run"]
@@ -156,6 +157,11 @@ def _seeds(seed: int) -> dict[str, int]:
     return {name: int(s % (2**63)) for name, s in zip(names, states, strict=True)}
 
 
+def _data_files(*names: str | None) -> list[str]:
+    """The point files among dataset ``names`` (a name such as ``moons`` is not a file)."""
+    return [n for n in names if n is not None and n.lower().endswith((".npy", ".csv"))]
+
+
 def _check_options(solver: str, steps: Sequence[int], n: int) -> None:
     if solver not in SOLVERS:
         raise CLIError(f"unknown solver {solver!r}; known solvers: {', '.join(SOLVERS)}")
@@ -273,6 +279,9 @@ def evaluate_checkpoint(
 def run(args: argparse.Namespace) -> int:
     """``bezkit evaluate``: check ``--out``, evaluate the checkpoint, print the JSON (and write it)."""
     out = None if args.out is None else check_output(args.out, option="--out", folder=False)
+    if args.out is not None:  # never the checkpoint or a data file being read
+        ckpt = (args.checkpoint, *checkpoint_files(args.checkpoint))
+        refuse_input_as_output(args.out, (*ckpt, *_data_files(args.source, args.target)))
     report = evaluate_checkpoint(
         args.checkpoint,
         n=args.n,
@@ -288,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
     )
     text = json.dumps(report, indent=2, allow_nan=False)
     if out is not None:
+        refuse_input_as_output(args.out, _data_files(report["source"], report["target"]))
         write_json_atomic(out, report)
     print(text)
     return 0
