@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +68,67 @@ def test_evaluate_out_beside_the_checkpoint_still_works(trained, tmp_path, capsy
     assert main(["evaluate", str(ckpt), *EVAL_FAST, "--out", str(out)]) == 0
     capsys.readouterr()
     assert json.loads(out.read_text())["checkpoint"] == str(ckpt)
+
+
+@contextmanager
+def _held_elsewhere(path):
+    """The lock of checkpoint prefix ``path``, held by another process while the block runs."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from bezkit.files.run_dir import RunLock
+        lock = RunLock({str(path)!r}, folder=False, what="'bezkit train'").acquire()
+        print("locked", flush=True)
+        sys.stdin.read()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"locked"
+        yield
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_symbolic_link_does_not_bypass_the_run_lock(trained, tmp_path, cli_error):
+    """Issue 17 item 4: `train --out lnk --overwrite` with lnk.* -> c1.* replaced c1 while its
+    run held c1.lock."""
+    ckpt, _ = trained
+    c1 = tmp_path / "c1"
+    for suffix in (".safetensors", ".json"):
+        Path(f"{c1}{suffix}").write_bytes(Path(f"{ckpt}{suffix}").read_bytes())
+        (tmp_path / f"lnk{suffix}").symlink_to(f"{c1}{suffix}")
+    before = Path(f"{c1}.safetensors").read_bytes()
+    with _held_elsewhere(c1):
+        line = cli_error(["train", *FAST, "--out", str(tmp_path / "lnk"), "--overwrite"])
+    assert "another 'bezkit train' is using" in line and "c1" in line
+    assert Path(f"{c1}.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("", "--out is empty"),
+        ("/", "names a folder"),
+        ("sub/", "names a folder"),
+        ("/dev/full", "is a device"),
+    ],
+)
+def test_train_out_that_is_no_checkpoint_path_is_a_clear_error(tmp_path, monkeypatch, cli_error, out, message):
+    monkeypatch.chdir(tmp_path)
+    line = cli_error(["train", *FAST, "--out", out])
+    assert message in line
+    assert not Path("/dev/full.safetensors").exists()
+
+
+def test_a_refused_train_creates_no_lock_and_no_folder(trained, tmp_path, cli_error):
+    ckpt, _ = trained
+    line = cli_error(["train", *FAST, "--out", str(ckpt)])
+    assert "--overwrite" in line
+    assert not Path(f"{ckpt}.lock").exists()
+    line = cli_error(["train", *FAST, "--lr", "-1", "--out", str(tmp_path / "new" / "run")])
+    assert not (tmp_path / "new").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,18 +155,10 @@ def _check_device(name: str) -> torch.device:
         raise CLIError(str(err)) from None
 
 
-def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Path, Any]:
-    """Check ``--out`` before any work, lock it for this run and refuse to replace a checkpoint
-    (saying ``--resume`` when it holds an interrupted run). Returns ``(stem, lock)``."""
-    st_path, js_path = checkpoint_files(out)
-    for path in (st_path, js_path):
-        check_output(path, option="--out", folder=False)
-    stem = st_path.with_suffix("")
-    try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        lock = hold_until_done(RunLock(stem, folder=False, what="'bezkit train'").acquire())
-    except RunLocked as err:
-        raise CLIError(f"--out: {err}") from None
+def _refuse_existing(
+    st_path: Path, js_path: Path, stem: Path, *, overwrite: bool, resume: str | None
+) -> None:
+    """Refuse to replace a checkpoint (saying ``--resume`` when it holds an interrupted run)."""
     in_place = resume is not None and checkpoint_files(resume)[0].resolve() == st_path.resolve()
     if not (overwrite or in_place) and (st_path.exists() or js_path.exists()):
         existing = st_path if st_path.exists() else js_path
@@ -179,7 +172,56 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
             f"checkpoint {existing} already exists; pass --overwrite to replace it "
             "or choose another --out"
         )
-    return stem, lock
+
+
+def _check_checkpoint_prefix(out: str) -> None:
+    """``--out`` names a checkpoint prefix (``flow`` -> ``flow.safetensors``, ``flow.json``):
+    not empty, not a folder such as ``/`` or ``.``, not a special file such as ``/dev/full``."""
+    if not out.strip():
+        raise CLIError("--out is empty; give a checkpoint path such as --out flow")
+    path = Path(out)
+    if path.name in ("", ".", "..") or out.endswith(("/", os.sep)):
+        raise CLIError(
+            f"--out {out} names a folder; give a checkpoint path such as --out {path / 'flow'}"
+        )
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise CLIError(
+            f"--out {out} is a device, FIFO or socket; give a checkpoint path in a folder of "
+            "your own (the checkpoint is written as PATH.safetensors and PATH.json)"
+        )
+
+
+def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Path, Any]:
+    """Check ``--out`` before any work, lock it for this run and refuse to replace a checkpoint
+    (saying ``--resume`` when it holds an interrupted run). Returns ``(stem, lock)``.
+
+    The lock is taken on the files that will be written: through a symbolic link
+    (``lnk.safetensors -> c1.safetensors``) that is the link's target, ``c1.lock``, so a link
+    cannot bypass the lock of the run writing ``c1``. A refused ``--out`` creates nothing (no
+    folder, no lock file)."""
+    _check_checkpoint_prefix(out)
+    st_path, js_path = checkpoint_files(out)
+    written = [check_output(path, option="--out", folder=False) for path in (st_path, js_path)]
+    stem = st_path.with_suffix("")
+    _refuse_existing(st_path, js_path, stem, overwrite=overwrite, resume=resume)
+    # one lock per distinct checkpoint prefix that is written (the links' targets, resolved)
+    prefixes = {(p.parent.resolve() / p.name).with_suffix("") for p in written} | {
+        stem.parent.resolve() / stem.name
+    }
+    locks = []
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for prefix in sorted(prefixes):
+            locks.append(
+                hold_until_done(RunLock(prefix, folder=False, what="'bezkit train'").acquire())
+            )
+    except RunLocked as err:
+        raise CLIError(f"--out: {err}") from None
+    except OSError as err:
+        raise CLIError(f"--out: cannot create {stem.parent}: {err.strerror or err}") from None
+    # again under the lock: another process may have written the checkpoint meanwhile
+    _refuse_existing(st_path, js_path, stem, overwrite=overwrite, resume=resume)
+    return stem, locks
 
 
 # -- the command ---------------------------------------------------------------------------------
