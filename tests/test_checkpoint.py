@@ -221,7 +221,10 @@ def test_temp_files_of_a_killed_write_are_removed_by_the_next_save_of_the_owner(
     assert ".ckpt.safetensors.x1y2.tmp" in files(tmp_path)
     with RunLock(tmp_path / "ckpt", folder=False, what="training run"):  # as bezkit train holds it
         save_checkpoint(tmp_path / "ckpt", tensors, {}, overwrite=True)
-    assert files(tmp_path) == ["ckpt.json", "ckpt.safetensors"]  # the released lock removed its file
+    assert files(tmp_path) == [
+        "ckpt.json",
+        "ckpt.safetensors",
+    ]  # the released lock removed its file
 
 
 def test_the_in_flight_temp_file_of_another_process_is_not_removed(tmp_path):

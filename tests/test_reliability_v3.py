@@ -118,7 +118,9 @@ def test_a_symbolic_link_does_not_bypass_the_run_lock(trained, tmp_path, cli_err
         ("/dev/full", "is a device"),
     ],
 )
-def test_train_out_that_is_no_checkpoint_path_is_a_clear_error(tmp_path, monkeypatch, cli_error, out, message):
+def test_train_out_that_is_no_checkpoint_path_is_a_clear_error(
+    tmp_path, monkeypatch, cli_error, out, message
+):
     monkeypatch.chdir(tmp_path)
     line = cli_error(["train", *FAST, "--out", out])
     assert message in line

@@ -251,9 +251,8 @@ def test_a_released_lock_removes_its_file_and_the_next_lock_works(tmp_path: Path
         assert lock.lock_file.exists()
         lock.release()
         assert not lock.lock_file.exists()
-        with RunLock(tmp_path / "out", folder=folder):
-            with pytest.raises(RunLocked):
-                RunLock(tmp_path / "out", folder=folder).acquire()
+        with RunLock(tmp_path / "out", folder=folder), pytest.raises(RunLocked):
+            RunLock(tmp_path / "out", folder=folder).acquire()
 
 
 def test_a_lock_on_a_file_its_holder_unlinked_is_taken_again_on_the_new_file(
