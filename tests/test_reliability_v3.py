@@ -134,3 +134,68 @@ def test_a_refused_train_creates_no_lock_and_no_folder(trained, tmp_path, cli_er
     assert not Path(f"{ckpt}.lock").exists()
     line = cli_error(["train", *FAST, "--lr", "-1", "--out", str(tmp_path / "new" / "run")])
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--n-pairs", "1000000000"], "--n-pairs 1000000000"),
+        (["--n-eval", "1000000000"], "--n-eval 1000000000"),
+        (["--eval-draws", "100000000", "--n-eval", "100000"], "--eval-draws 100000000"),
+    ],
+)
+def test_experiment_sizes_beyond_memory_are_refused_before_any_work(
+    tmp_path, cli_error, options, message
+):
+    """Issue 17 item 6: `--n-pairs 100000000` ran 9 minutes, then failed to allocate."""
+    line = cli_error(["experiment", "--quick", "--quiet", *options, "--out", str(tmp_path / "q")])
+    assert message in line and "GiB" in line and f"smaller {message.split()[0]}" in line
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--hidden", "200000", "--depth", "3"], "--hidden 200000"),
+        (["--coupling", "full-ot", "--full-ot-points", "10000000"], "--full-ot-points 10000000"),
+    ],
+)
+def test_train_memory_estimate_names_the_option_that_dominates(
+    tmp_path, cli_error, options, message
+):
+    line = cli_error(["train", *FAST, *options, "--out", str(tmp_path / "f")])
+    assert (
+        message in line and f"smaller {message.split()[0]}" in line and "--batch-size" not in line
+    )
+
+
+def test_experiment_pairs_with_the_same_file_names_are_refused_up_front(tmp_path, cli_error):
+    """Issue 17 item 5: v1/points.npy and v2/points.npy trained for minutes, then crashed."""
+    for sub in ("v1", "v2"):
+        (tmp_path / sub).mkdir()
+        np.save(tmp_path / sub / "points.npy", np.random.default_rng(0).normal(size=(300, 2)))
+    a, b = (f"gaussian:{tmp_path / s / 'points.npy'}" for s in ("v1", "v2"))
+    out = str(tmp_path / "q")
+    line = cli_error(["experiment", "--quick", "--quiet", "--pair", a, "--pair", b, "--out", out])
+    assert "same file names" in line and "gaussian-to-points" in line
+    line = cli_error(["experiment", "--quick", "--quiet", "--pair", a, "--pair", a, "--out", out])
+    assert "given twice" in line
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (np.zeros((1, 2)), "held out"),
+        (np.random.default_rng(0).normal(size=(100, 3)), "shape (3,)"),
+    ],
+)
+def test_experiment_point_files_that_cannot_work_are_clear_errors(
+    tmp_path, cli_error, rows, message
+):
+    np.save(tmp_path / "p.npy", rows.astype(np.float32))
+    line = cli_error(
+        ["experiment", "--quick", "--quiet", "--pair", f"gaussian:{tmp_path / 'p.npy'}",
+         "--out", str(tmp_path / "q")]
+    )  # fmt: skip
+    assert message in line and "p.npy" in line

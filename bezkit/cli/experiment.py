@@ -33,11 +33,18 @@ from pathlib import Path
 import matplotlib
 
 from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
-from bezkit.cli.inputs import dataset
+from bezkit.cli.inputs import dataset, load_sampler
 from bezkit.cli.outputs import claim_output_dir
+from bezkit.data.split import split_points
 from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
 from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
 from bezkit.experiments.run import rewrite_report, run_experiment
+from bezkit.training.memory import (
+    MemoryEstimateError,
+    check_fits_in_memory,
+    estimate_experiment_bytes,
+    largest_part,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -209,6 +216,61 @@ def _redraw(folder: str) -> int:
     return 0
 
 
+def _check_pairs(cfg: ExperimentConfig) -> None:
+    """Every pair's data, up front: 2D points, a point file that splits into a training and a
+    held-out part, and no two pairs writing the same files (figures are named
+    ``SOURCE-to-TARGET-*.png`` from the file names without folder and suffix)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for src, tgt in cfg.pairs:
+        slug = f"{Path(src).stem}-to-{Path(tgt).stem}"
+        if slug in seen:
+            a, b = seen[slug]
+            same = (a, b) == (src, tgt)
+            raise CLIError(
+                f"--pair {src}:{tgt} "
+                + ("is given twice" if same else f"and --pair {a}:{b} have the same file names")
+                + f": both would write {slug}-*.png; "
+                + ("give each pair once" if same else "rename one of the data files")
+            )
+        seen[slug] = (src, tgt)
+        for name in (src, tgt):
+            sampler = load_sampler(name, "pair")
+            points = getattr(sampler, "points", None)
+            if points is None:
+                continue
+            try:
+                split_points(points, cfg.held_out_fraction, 0)
+            except ValueError as err:
+                raise CLIError(f"--pair: data file {name}: {err}") from None
+
+
+def _check_memory(cfg: ExperimentConfig) -> None:
+    """Refuse sizes (``--n-pairs``, ``--n-eval``, ``--eval-draws``) whose estimated memory
+    exceeds what the machine has, before any training
+    (:func:`bezkit.training.memory.estimate_experiment_bytes`)."""
+    parts = estimate_experiment_bytes(
+        n_pairs=cfg.n_pairs,
+        n_eval=cfg.n_eval,
+        eval_draws=cfg.eval_draws,
+        batch_size=cfg.batch_size,
+        hidden=cfg.hidden,
+        depth=cfg.depth,
+        full_ot_points=cfg.full_ot_points if "full-ot" in cfg.baselines else 0,
+        n_projections=cfg.n_projections,
+        many_steps=cfg.many_steps,
+    )
+    big = largest_part(parts)
+    value = getattr(cfg, big.lstrip("-").replace("-", "_"), None)
+    try:
+        check_fits_in_memory(
+            sum(parts.values()),
+            what=f"the experiment with {big} {value}",
+            advice=f"use a smaller {big}",
+        )
+    except MemoryEstimateError as err:
+        raise CLIError(str(err)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """``bezkit experiment``: redraw a finished run (``--redraw DIR``), or check every option,
     claim ``--out`` and run the configured experiment; returns the exit code."""
@@ -252,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise CLIError(str(err)) from None
+    _check_pairs(cfg)
+    _check_memory(cfg)
     _lock = claim_output_dir(args.out, what="experiment")  # writable, ours until we exit
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:

@@ -34,7 +34,12 @@ from bezkit.training import (
     train,
 )
 from bezkit.training.checkpoint import checkpoint_files
-from bezkit.training.memory import MemoryEstimateError, check_fits_in_memory, estimate_step_bytes
+from bezkit.training.memory import (
+    MemoryEstimateError,
+    check_fits_in_memory,
+    largest_part,
+    step_bytes_by_part,
+)
 from bezkit.training.resume import ResumeError, interrupted_at, resume_run
 
 __all__ = ["CHANGEABLE_ON_RESUME", "RUN_SETTINGS", "add_parser", "run"]
@@ -144,6 +149,33 @@ def _run_metadata(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_memory(settings: dict[str, Any]) -> None:
+    """Refuse a run whose estimated memory exceeds what the machine has, naming the option that
+    dominates the estimate (the batch, the model's width, or the full-OT problem)."""
+    parts = step_bytes_by_part(
+        batch_size=settings["batch_size"],
+        hidden=settings["hidden"],
+        depth=settings["depth"],
+        coupling=settings["coupling"],
+        full_ot_points=settings["full_ot_points"],
+    )
+    big = largest_part(parts)
+    value = {
+        "--batch-size": "batch_size",
+        "--hidden": "hidden",
+        "--full-ot-points": "full_ot_points",
+    }
+    what = f"{big} {settings[value[big]]}"
+    if big == "--batch-size":
+        what += f" with --coupling {settings['coupling']}"
+    if big == "--hidden":
+        what += f" and --depth {settings['depth']}"
+    try:
+        check_fits_in_memory(sum(parts.values()), what=what, advice=f"use a smaller {big}")
+    except MemoryEstimateError as err:
+        raise CLIError(str(err)) from None
+
+
 def _check_device(name: str) -> torch.device:
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -240,18 +272,7 @@ def run(args: argparse.Namespace) -> int:
     ema_decay = settings["ema_decay"] or None
     if ema_decay is not None and not ema_decay < 1.0:
         raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {settings['ema_decay']}")
-    try:
-        check_fits_in_memory(
-            estimate_step_bytes(
-                batch_size=settings["batch_size"],
-                hidden=settings["hidden"],
-                depth=settings["depth"],
-                coupling=settings["coupling"],
-            ),
-            what=f"--batch-size {settings['batch_size']} with --coupling {settings['coupling']}",
-        )
-    except MemoryEstimateError as err:
-        raise CLIError(str(err)) from None
+    _check_memory(settings)
 
     out = args.out if args.out is not None else (args.resume or DEFAULT_OUT)
     stem, _lock = _claim_output(out, overwrite=args.overwrite, resume=args.resume)
