@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bezkit.cli import main
 from bezkit.training import load_checkpoint
@@ -199,3 +200,46 @@ def test_experiment_point_files_that_cannot_work_are_clear_errors(
          "--out", str(tmp_path / "q")]
     )  # fmt: skip
     assert message in line and "p.npy" in line
+
+
+def test_ctrl_c_on_train_saves_a_checkpoint_and_the_resume_finishes_the_same_run(
+    tmp_path, monkeypatch, capsys
+):
+    """Issue 17 item 8: Ctrl-C with the default --checkpoint-every 0 lost all training."""
+    import signal
+
+    import bezkit.training.trainer as trainer
+
+    run = ["train", *FAST, "--steps", "20", "--seed", "3"]
+    assert main([*run, "--out", str(tmp_path / "whole")]) == 0
+    real = trainer.generator_for
+
+    def ctrl_c_at_step_7(seed, step, stream):
+        if step == 7 and stream == "loss":
+            signal.raise_signal(signal.SIGINT)  # as a Ctrl-C in the middle of step 7
+        return real(seed, step, stream)
+
+    monkeypatch.setattr(trainer, "generator_for", ctrl_c_at_step_7)
+    cut = tmp_path / "cut"
+    capsys.readouterr()
+    assert main([*run, "--out", str(cut)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted at step 8 of 20" in err and f"bezkit train --resume {cut}" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert load_checkpoint(cut).metadata["step"] == 8  # step 7 finished, then saved
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 0
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(cut)
+    assert b.metadata["losses"] == a.metadata["losses"]
+    for key, value in a.tensors.items():
+        assert torch.equal(value, b.tensors[key]), key
+
+
+def test_a_run_diverging_on_badly_scaled_data_names_the_scale(tmp_path, capsys):
+    """Issue 17 item 9: data around 1e18 said only "lower the lr"."""
+    points = tmp_path / "huge.npy"
+    np.save(points, (np.random.default_rng(0).normal(size=(200, 2)) * 1e20).astype(np.float32))
+    assert main(["train", *FAST, "--source", str(points), "--out", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "data scale" in err and "huge.npy" in err
+    assert "e+20" in err and "standardise" in err  # (1e20)^2 overflows float32: inf at once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,27 @@ def _check_memory(settings: dict[str, Any]) -> None:
         raise CLIError(str(err)) from None
 
 
+def _scale_hint(source: Sampler, target: Sampler) -> str:
+    """When a point file's coordinates are far from unit scale, the likely cause of a diverged
+    run, say so (the MLP and the default lr expect coordinates of order 1)."""
+    hints = []
+    for role, sampler in (("source", source), ("target", target)):
+        points = getattr(sampler, "points", None)
+        if points is None or not len(points):
+            continue
+        scale = float(points.double().abs().max())
+        if scale > 1e3 or 0 < scale < 1e-3:
+            hints.append(f"--{role} {getattr(sampler, 'name', role)} has |x| up to {scale:.3g}")
+    if not hints:
+        return ""
+    return (
+        "; more likely the data scale is the cause: "
+        + ", ".join(hints)
+        + " (coordinates of order 1 are expected): standardise the data (subtract the mean, "
+        "divide by the standard deviation) before training"
+    )
+
+
 def _check_device(name: str) -> torch.device:
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -325,7 +347,18 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_metadata=_run_metadata(settings),
         )
     except FloatingPointError as err:
-        raise CLIError(f"training diverged: {err}", code=1) from None
+        raise CLIError(f"training diverged: {err}{_scale_hint(source, target)}", code=1) from None
+    except KeyboardInterrupt:
+        stopped = interrupted_at(stem)
+        if stopped is None:
+            print("bezkit train: interrupted before the first step ended", file=sys.stderr)
+        else:
+            print(
+                f"bezkit train: interrupted at step {stopped[0]} of {stopped[1]}; saved "
+                f"{stem}.safetensors; continue with: bezkit train --resume {shlex.quote(str(stem))}",
+                file=sys.stderr,
+            )
+        return 130
 
     if not args.quiet:
         tail = result.losses[-50:]

@@ -17,6 +17,10 @@ step on ``world_size * batch_size`` pairs; only rank 0 shows progress and writes
 ``TrainResult.raw_model`` is the model that was passed in (a plain model stays plain), trained in
 place; ``TrainResult.model`` is the model to sample with: the EMA copy when EMA is on, else
 ``raw_model``.
+
+Ctrl-C (SIGINT) during a run with ``config.checkpoint_path`` (one process, the main thread) ends
+the step under way, saves a resumable checkpoint of it (as a periodic one) and then raises
+``KeyboardInterrupt``: no training is lost. A second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +45,7 @@ from bezkit.models.factory import model_spec
 from bezkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
-from bezkit.training.distributed import get_rank, unwrap_model, wrap_ddp
+from bezkit.training.distributed import get_rank, get_world_size, unwrap_model, wrap_ddp
 from bezkit.training.ema import EMA
 
 __all__ = [
@@ -156,6 +161,30 @@ def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) 
         thread.join(timeout=5)
 
 
+class _DeferredInterrupt:
+    """While active (main thread only), the first SIGINT sets :attr:`requested` instead of
+    raising, so the current step ends and is saved; a second one raises ``KeyboardInterrupt``."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _save(
     path: str,
     model: nn.Module,
@@ -265,6 +294,45 @@ def train(
         disable=not config.progress or rank != 0,
         leave=False,
     )
+    can_save = bool(config.checkpoint_path) and rank == 0 and get_world_size() == 1
+    with _DeferredInterrupt(can_save) as interrupt:
+        _loop(
+            model, forward, loss_fn, sample_batch, config, seed, start, opt, sched, ema, losses,
+            run_metadata, device, autocast, bar, rank, interrupt,
+        )  # fmt: skip
+    bar.close()
+    given.eval()
+    return TrainResult(
+        raw_model=given,
+        ema_model=ema.model if ema else None,
+        losses=losses,
+        wall_seconds=time.perf_counter() - t0,
+        steps=config.steps,
+    )
+
+
+def _loop(
+    model: nn.Module,
+    forward: nn.Module,
+    loss_fn: LossFn,
+    sample_batch: BatchFn,
+    config: TrainConfig,
+    seed: int,
+    start: int,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    ema: EMA | None,
+    losses: list[float],
+    run_metadata: dict[str, Any],
+    device: torch.device,
+    autocast: Any,
+    bar: Any,
+    rank: int,
+    interrupt: _DeferredInterrupt,
+) -> None:
+    """The steps ``start .. config.steps - 1`` (module docstring); on a deferred Ctrl-C, the
+    checkpoint of the last finished step, then ``KeyboardInterrupt``."""
+    saved = start
     for step, pairs in enumerate(_batches(sample_batch, config, seed, start), start=start):
         # the global RNG (dropout masks) is a per-(seed, step) stream, so a resumed run is exact
         torch.manual_seed(stream_seed(seed, step, "model"))
@@ -295,12 +363,8 @@ def train(
             and (done % config.checkpoint_every == 0 or done == config.steps)
         ):
             _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata)
-    bar.close()
-    given.eval()
-    return TrainResult(
-        raw_model=given,
-        ema_model=ema.model if ema else None,
-        losses=losses,
-        wall_seconds=time.perf_counter() - t0,
-        steps=config.steps,
-    )
+            saved = done
+        if interrupt.requested:
+            if config.checkpoint_path and saved != done:
+                _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata)
+            raise KeyboardInterrupt
