@@ -243,3 +243,144 @@ def test_a_run_diverging_on_badly_scaled_data_names_the_scale(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "training diverged" in err and "data scale" in err and "huge.npy" in err
     assert "e+20" in err and "standardise" in err  # (1e20)^2 overflows float32: inf at once
+
+
+def _edit_header(st_path, change):
+    """Change the bezkit metadata inside a safetensors header, keeping the file loadable."""
+    from bezkit.training.checkpoint import HEADER_KEY
+
+    raw = Path(st_path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = json.loads(header["__metadata__"][HEADER_KEY])
+    change(meta)
+    header["__metadata__"][HEADER_KEY] = json.dumps(meta, separators=(",", ":"))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= n
+    Path(st_path).write_bytes(raw[:8] + text.ljust(n) + raw[8 + n :])
+
+
+def test_an_edited_header_is_reported_as_the_checkpoint_not_as_the_json_copy(tmp_path):
+    from bezkit.training import CheckpointError
+    from bezkit.training.checkpoint import save_checkpoint
+
+    tensors = {"model.w": torch.arange(6.0).reshape(2, 3)}
+    save_checkpoint(tmp_path / "c", tensors, {"step": 500})
+    _edit_header(tmp_path / "c.safetensors", lambda m: m.update(step=5))
+    with pytest.raises(CheckpointError, match=r"c\.safetensors is damaged or was altered") as err:
+        load_checkpoint(tmp_path / "c")
+    assert "edited by hand" not in str(err.value)
+    # the JSON copy edited: still reported as the copy
+    save_checkpoint(tmp_path / "d", tensors, {"step": 500})
+    meta = json.loads((tmp_path / "d.json").read_text())
+    (tmp_path / "d.json").write_text(json.dumps({**meta, "step": 5}))
+    with pytest.raises(CheckpointError, match=r"d\.json was edited by hand"):
+        load_checkpoint(tmp_path / "d")
+
+
+# -- the low list: clear errors -------------------------------------------------------------------
+
+BIG_SEED = str(2**64 + 5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", *FAST, "--seed", BIG_SEED, "--out", "s"], "--seed"),
+        (["experiment", "--quick", "--seed", BIG_SEED, "--out", "e"], "--seed"),
+        (["images", "train", "--seed", BIG_SEED, "--out", "i"], "--seed"),
+        (["experiment", "--quick", "--out", ""], "--out is empty"),
+        (["experiment", "--quick", "--out", "/"], "file-system root"),
+        (["lessons", "copy", ""], "empty"),
+        (["lessons", "student", ""], "empty"),
+        (["evaluate", "nope", "--out", ""], "--out is empty"),
+    ],
+)
+def test_bad_outputs_and_seeds_are_one_line_errors(tmp_path, monkeypatch, cli_error, argv, message):
+    import bezkit.cli.experiment as experiment_cli
+
+    def no_run(*args, **kwargs):  # a regression must not run an experiment into "/"
+        raise AssertionError("the experiment ran")
+
+    monkeypatch.setattr(experiment_cli, "run_experiment", no_run)
+    monkeypatch.chdir(tmp_path)
+    line = cli_error(argv)
+    assert message in line
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a lock or a folder
+
+
+def test_evaluate_seed_beyond_64_bits_is_refused(trained, cli_error):
+    ckpt, _ = trained
+    line = cli_error(["evaluate", str(ckpt), *EVAL_FAST, "--seed", BIG_SEED])
+    assert "--seed" in line and "2**62" in line
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_old_one(
+    trained, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    import bezkit.training.checkpoint as checkpoint
+
+    ckpt, _ = trained
+    out = tmp_path / "c"
+    for suffix in (".safetensors", ".json"):
+        Path(f"{out}{suffix}").write_bytes(Path(f"{ckpt}{suffix}").read_bytes())
+    before = Path(f"{out}.safetensors").read_bytes()
+
+    def full(tensors, filename, metadata=None):
+        raise OSError(errno.ENOSPC, "No space left on device", filename)
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    capsys.readouterr()
+    assert main(["train", *FAST, "--out", str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bezkit")]
+    assert "Traceback" not in err and "No space left on device" in lines[-1]
+    assert "intact" in lines[-1]
+    assert Path(f"{out}.safetensors").read_bytes() == before
+
+
+def test_redraw_of_damaged_files_is_a_clear_error_and_cleans_stale_temp_files(tmp_path, cli_error):
+    results = Path(__file__).resolve().parents[1] / "data" / "results"
+    if not (results / "results.json").is_file():
+        pytest.skip("no committed experiment results")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("results.json", "chain-trajectories.npz"):
+        (run / name).write_bytes((results / name).read_bytes())
+    stale = run / ".chain-trajectories.npz.x1y2z3.tmp"
+    stale.write_bytes(b"half an npz")
+    (run / "chain-trajectories.npz").write_bytes(b"PK\x03\x04 not a zip")
+    line = cli_error(["experiment", "--redraw", str(run)])
+    assert "--redraw" in line and "damaged" in line
+    assert not stale.exists()
+    (run / "chain-trajectories.npz").write_bytes((results / "chain-trajectories.npz").read_bytes())
+    for text in ('{"schema_version": 2, "experiments": [1]}',
+                 '{"schema_version": 2, "experiments": [{"source": 1}]}'):  # fmt: skip
+        (run / "results.json").write_text(text)
+        line = cli_error(["experiment", "--redraw", str(run)])
+        assert "--redraw" in line and "results.json" in line
+
+
+def test_an_interrupted_lessons_copy_says_so(tmp_path, monkeypatch, capsys, cli_error):
+    import bezkit.course.kit as kit
+
+    real, written = kit.atomic_write, []
+
+    def killed_after_three(target, write):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(target)
+        return real(target, write)
+
+    monkeypatch.setattr(kit, "atomic_write", killed_after_three)
+    assert main(["lessons", "copy", str(tmp_path / "course")]) == 130
+    capsys.readouterr()
+    monkeypatch.undo()
+    line = cli_error(["lessons", "copy", str(tmp_path / "course")])
+    assert "interrupted copy" in line and "--overwrite" in line
+    assert main(["lessons", "copy", str(tmp_path / "course"), "--overwrite"]) == 0
+    assert not (tmp_path / "course" / kit.INCOMPLETE_MARKER).exists()
+    line = cli_error(["lessons", "copy", str(tmp_path / "course")])
+    assert "already has" in line and "--overwrite" in line

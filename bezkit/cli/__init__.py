@@ -15,6 +15,7 @@ hidden. Bad input becomes one line on stderr and exit status 2, never a tracebac
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from collections.abc import Collection, Sequence
@@ -26,6 +27,9 @@ from bezkit.cli.common import COMMAND_HELP, CLIError, Parser, release_claimed_ou
 __all__ = ["SUBCOMMANDS", "build_parser", "load_subcommand", "main"]
 
 SUBCOMMANDS: tuple[str, ...] = tuple(COMMAND_HELP)
+
+# a full disk or quota, a read-only file system: a clear one-line error (exit 1), not a traceback
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 DESCRIPTION = """\
 bezkit: rectified flows, reflow, Bezier distillation and B-DENSE, for teaching and measuring.
@@ -112,5 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in _DISK_ERRORS:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        print(
+            f"{command}: error: {err.strerror or err}{where}; the files written before are "
+            "intact (every write is atomic): free some space and run the command again",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         release_claimed_outputs()  # output locks end with the command, also when run in process

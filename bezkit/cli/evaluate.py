@@ -15,9 +15,9 @@ from bezkit.cli.common import (
     COMMAND_HELP,
     CLIError,
     check_finite,
-    nonnegative_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 from bezkit.cli.inputs import data_ref, data_sha256, dataset, load_sampler
 from bezkit.cli.outputs import check_output, refuse_input_as_output, write_json_atomic
@@ -83,7 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=seed_int,
         default=0,
         metavar="SEED",
         help="seed of the source sample, the held-out target sample, the noise floor "

@@ -28,17 +28,20 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib
 
-from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
+from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int, seed_int
 from bezkit.cli.inputs import dataset, load_sampler
 from bezkit.cli.outputs import claim_output_dir
 from bezkit.data.split import split_points
 from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
 from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
 from bezkit.experiments.run import rewrite_report, run_experiment
+from bezkit.experiments.trajectories import TRAJECTORIES_FILE
+from bezkit.files.atomic import remove_stale_temp_files
 from bezkit.training.memory import (
     MemoryEstimateError,
     check_fits_in_memory,
@@ -153,7 +156,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="NAME",
         help=f"OT baselines (default: otcfm; known: {' '.join(BASELINE_METHODS)})",
     )
-    p.add_argument("--seed", type=int, default=0, help="first training seed; evaluation draws")
+    p.add_argument("--seed", type=seed_int, default=0, help="first training seed; evaluation draws")
     p.add_argument(
         "--held-out-fraction",
         type=_fraction,
@@ -207,11 +210,21 @@ def _redraw(folder: str) -> int:
             f"--redraw: {folder} has no results.json (not the folder of a finished "
             "`bezkit experiment` run); nothing was written"
         )
-    _lock = claim_output_dir(folder, what="experiment", option="--redraw")  # no run writes there
+    lock = claim_output_dir(folder, what="experiment", option="--redraw")  # no run writes there
+    # what interrupted writes left behind (".chain-trajectories.npz.x1y2.tmp"): ours to remove
+    for tmp in Path(folder).glob(".*.tmp"):
+        name = tmp.name[1:].rsplit(".", 2)[0]  # ".NAME.RANDOM.tmp" -> NAME
+        remove_stale_temp_files(Path(folder) / name, owner=lock)
     try:
         figures = rewrite_report(folder)
     except (ValueError, KeyError, OSError) as err:
         raise CLIError(f"--redraw: {folder}: {err}") from None
+    except (TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) as err:
+        raise CLIError(
+            f"--redraw: {folder}: results.json or {TRAJECTORIES_FILE} is damaged or was not "
+            f"written by `bezkit experiment` ({type(err).__name__}: {err}); nothing was written "
+            "over them; run the experiment again"
+        ) from None
     print(f"rewrote {folder}/report.md and {len(figures)} figures")
     return 0
 

@@ -18,8 +18,8 @@ from bezkit.cli.common import (
     CLIError,
     Parser,
     check_finite,
-    nonnegative_int,
     positive_int,
+    seed_int,
 )
 from bezkit.cli.images_options import DESCRIPTION, add_pair_options, add_preset_options
 from bezkit.cli.outputs import check_output, refuse_input_as_output, write_json_atomic
@@ -148,7 +148,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ev.add_argument(
         "--n", type=positive_int, default=None, metavar="N", help="samples (default: the preset's)"
     )
-    ev.add_argument("--seed", type=nonnegative_int, default=0, metavar="SEED", help="noise seed")
+    ev.add_argument("--seed", type=seed_int, default=0, metavar="SEED", help="noise seed")
     ev.add_argument("--fid-weights", metavar="FILE", default=None, help="CIFAR-10 FID Inception")
     ev.add_argument("--fid-stats", metavar="NPZ", default=None, help="FID reference statistics")
     ev.add_argument("--no-frechet", action="store_true", help="digits: skip the Frechet distance")

@@ -23,7 +23,12 @@ __all__ = ["check_output", "claim_output_dir", "refuse_input_as_output", "write_
 
 def check_output(path: str | Path, *, option: str = "--out", folder: bool = True) -> Path:
     """:func:`bezkit.files.run_dir.check_output_dir` (``folder=True``) or ``check_output_file``
-    with its error as a :class:`CLIError` naming ``option``: call it before any work."""
+    with its error as a :class:`CLIError` naming ``option``: call it before any work. An empty
+    path (which would be the current folder) and the file-system root are refused."""
+    if not str(path).strip():
+        raise CLIError(f"{option} is empty; give a path")
+    if folder and Path(path).resolve() == Path(Path(path).resolve().anchor):
+        raise CLIError(f"{option} {path} is the file-system root; give a folder of its own")
     try:
         return check_output_dir(path) if folder else check_output_file(path)
     except OutputPathError as err:

@@ -15,6 +15,7 @@ from bezkit.cli.common import (
     nonnegative_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 from bezkit.cli.inputs import dataset
 from bezkit.data import TOY_DATASETS
@@ -192,7 +193,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     _given(
         opt,
         "--seed",
-        nonnegative_int,
+        seed_int,
         0,
         "SEED",
         "seed of every random draw (initial weights, batches, times); the same "
