@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["TrainConfig"]
+__all__ = ["SMALL_MODEL_PARAMETERS", "TrainConfig"]
+
+#: Below this many parameters ``TrainConfig(cpu_threads="auto")`` trains on one CPU thread.
+SMALL_MODEL_PARAMETERS = 2_000_000
 
 
 @dataclass
@@ -15,6 +18,13 @@ class TrainConfig:
     ``lr`` follows a linear warm-up over ``warmup_steps`` then ``schedule`` ("cosine" to 0 at the last
     step, or "constant"). ``prefetch`` > 0 prepares that many batches in a background thread (useful
     when pairing is expensive, e.g. minibatch OT). ``amp`` enables bf16 autocast on CUDA only.
+
+    ``cpu_threads``: torch's intra-op threads while training on the CPU, the caller's setting
+    restored afterwards. ``"auto"`` (the default) uses 1 thread for a small model (fewer than
+    ``SMALL_MODEL_PARAMETERS`` parameters, e.g. every 2D MLP of bezkit), where more threads only
+    add synchronisation (``benchmarks/threads.py``: 24x faster on 2 busy cores, RESULTS.md), and
+    leaves the setting alone for larger models; an integer sets that many; ``None`` never
+    changes it.
     """
 
     steps: int = 2000
@@ -34,6 +44,7 @@ class TrainConfig:
     desc: str = "train"
     checkpoint_path: str | None = None
     checkpoint_every: int = 0
+    cpu_threads: int | str | None = "auto"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -46,6 +57,15 @@ class TrainConfig:
             raise ValueError(f"unknown lr schedule {self.schedule!r}; use 'cosine' or 'constant'")
         if self.warmup_steps < 0 or self.prefetch < 0 or self.checkpoint_every < 0:
             raise ValueError("warmup_steps, prefetch and checkpoint_every must be >= 0")
+        auto = self.cpu_threads is None or self.cpu_threads == "auto"
+        if not auto and not (
+            isinstance(self.cpu_threads, int)
+            and not isinstance(self.cpu_threads, bool)
+            and self.cpu_threads >= 1
+        ):
+            raise ValueError(
+                f"cpu_threads must be 'auto', None or an integer >= 1, got {self.cpu_threads!r}"
+            )
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
 

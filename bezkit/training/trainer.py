@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from bezkit.couplings.pairs import Pairs
 from bezkit.models.factory import model_spec
 from bezkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from bezkit.training.config import TrainConfig
+from bezkit.training.config import SMALL_MODEL_PARAMETERS, TrainConfig
 from bezkit.training.device import choose_device
 from bezkit.training.distributed import get_rank, get_world_size, unwrap_model, wrap_ddp
 from bezkit.training.ema import EMA
@@ -159,6 +159,30 @@ def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) 
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _training_threads(config: TrainConfig, model: nn.Module, device: torch.device) -> int | None:
+    """The CPU thread count a run trains with (``TrainConfig.cpu_threads``); None: unchanged."""
+    if device.type != "cpu" or config.cpu_threads is None:
+        return None
+    if config.cpu_threads == "auto":
+        small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS
+        return 1 if small else None
+    return int(config.cpu_threads)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` while the block runs, the caller's count restored."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _DeferredInterrupt:
@@ -295,7 +319,8 @@ def train(
         leave=False,
     )
     can_save = bool(config.checkpoint_path) and rank == 0 and get_world_size() == 1
-    with _DeferredInterrupt(can_save) as interrupt:
+    threads = _training_threads(config, given, device)
+    with _DeferredInterrupt(can_save) as interrupt, _torch_threads(threads):
         _loop(
             model, forward, loss_fn, sample_batch, config, seed, start, opt, sched, ema, losses,
             run_metadata, device, autocast, bar, rank, interrupt,
