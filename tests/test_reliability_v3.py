@@ -384,3 +384,19 @@ def test_an_interrupted_lessons_copy_says_so(tmp_path, monkeypatch, capsys, cli_
     assert not (tmp_path / "course" / kit.INCOMPLETE_MARKER).exists()
     line = cli_error(["lessons", "copy", str(tmp_path / "course")])
     assert "already has" in line and "--overwrite" in line
+
+
+def test_evaluate_shows_its_progress_on_a_terminal_and_not_with_quiet(trained, monkeypatch, capsys):
+    """Issue 17: `bezkit evaluate` printed nothing for 27 s to 2 minutes."""
+    import sys
+
+    ckpt, _ = trained
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["evaluate", str(ckpt), *EVAL_FAST]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert any("noise floor" in line for line in lines) and lines[-1].endswith("done")
+    assert all(line.startswith("bezkit evaluate: ") and " s: " in line for line in lines)
+    assert json.loads(out)["n"] == 100  # stdout stays the JSON alone
+    assert main(["evaluate", str(ckpt), *EVAL_FAST, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,6 +148,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "symbolic link is followed (its target is replaced), anything else (a folder, a device) "
         "is refused; FILE is checked before any work (default: stdout only)",
     )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines on stderr (shown when stderr is a terminal)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -155,6 +162,16 @@ def _seeds(seed: int) -> dict[str, int]:
     names = ("source", "heldout", "floor", "subsample")
     states = np.random.SeedSequence(seed).generate_state(len(names), dtype=np.uint64)
     return {name: int(s % (2**63)) for name, s in zip(names, states, strict=True)}
+
+
+class _Progress:
+    """Phase lines on stderr with the seconds since the start: ``bezkit evaluate: 3.1 s: ...``."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self, line: str) -> None:
+        print(f"bezkit evaluate: {time.perf_counter() - self.t0:5.1f} s: {line}", file=sys.stderr)
 
 
 def _data_files(*names: str | None) -> list[str]:
@@ -217,8 +234,10 @@ def evaluate_checkpoint(
     target: str | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-5,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The numbers ``bezkit evaluate`` prints, as a dict; bad input raises :class:`CLIError`."""
+    """The numbers ``bezkit evaluate`` prints, as a dict; bad input raises :class:`CLIError`.
+    ``progress(line)`` is told each phase as it starts (the evaluation takes seconds to minutes)."""
     _check_options(solver, steps, n)
     try:
         model, meta = load_model(checkpoint, use_ema=weights == "ema")
@@ -236,7 +255,11 @@ def evaluate_checkpoint(
     x0 = src.sample(n, torch.Generator().manual_seed(seeds["source"]))
     heldout = tgt.sample(n, torch.Generator().manual_seed(seeds["heldout"]))
     _check_2d_velocity(model, x0, checkpoint)
+    say = progress or (lambda _line: None)
+    say(f"noise floor of the target (n = {n}, exact W2)")
     floor = noise_floor(tgt, n, seed=seeds["floor"])
+    counts = "adaptive" if solver == "dopri5" else ", ".join(map(str, sorted(set(steps))))
+    say(f"sampling with {solver} at {counts} step(s), W2 of each and the path metrics")
 
     try:
         evaluation = evaluate_flow(
@@ -267,6 +290,7 @@ def evaluate_checkpoint(
         "ot_cost": wasserstein2(x0, heldout) ** 2,
         **evaluation.to_dict(),
     }
+    say("done")
     if solver == "dopri5":
         report.update(atol=atol, rtol=rtol)
     try:
@@ -294,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         atol=args.atol,
         rtol=args.rtol,
+        progress=None if args.quiet or not sys.stderr.isatty() else _Progress(),
     )
     text = json.dumps(report, indent=2, allow_nan=False)
     if out is not None:
