@@ -120,6 +120,30 @@ def test_python_dash_m_bezkit_help():
     assert proc.stdout.startswith("usage: bezkit") and "evaluate" in proc.stdout
 
 
+@pytest.mark.parametrize("argv", [["train", "--help"], ["train", "--steps", "0"]])
+def test_train_help_and_usage_errors_import_no_torch(argv):
+    """Issue 17: every subcommand took 2.6-3 s to start (23 s on a busy machine), also for --help
+    and usage errors: `train`'s parser is built from torch-free modules (PARSER_MODULES)."""
+    code = (
+        "import sys\n"
+        "from bezkit.cli import main\n"
+        f"print(main({argv!r}), 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, torch_loaded = proc.stdout.strip().splitlines()[-1].split()
+    assert status == ("0" if "--help" in argv else "2") and torch_loaded == "False"
+
+
+def test_the_torch_free_dataset_names_are_the_samplers():
+    from bezkit.cli.datasets import DATASET_NAMES
+    from bezkit.data import TOY_DATASETS
+
+    assert DATASET_NAMES == tuple(TOY_DATASETS)
+
+
 def test_top_level_help_imports_no_subcommand_module_and_no_torch():
     """``bezkit --help`` lists every command by its one-line help without importing the command
     modules (and with them torch): ``bezkit.cli.load_subcommand`` is the one lazy place."""

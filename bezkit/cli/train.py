@@ -12,14 +12,14 @@ from typing import Any
 import torch
 
 from bezkit.cli.common import (
-    COMMAND_HELP,
     CLIError,
     given,
     hold_until_done,
 )
 from bezkit.cli.inputs import data_ref, data_sha256, load_sampler
 from bezkit.cli.outputs import check_output
-from bezkit.cli.train_options import DEFAULT_OUT, DESCRIPTION, add_train_options
+from bezkit.cli.train_options import DEFAULT_OUT
+from bezkit.cli.train_options import add_parser as add_parser_without_torch
 from bezkit.couplings import Coupling, FullOTCoupling, IndependentCoupling, MinibatchOTCoupling
 from bezkit.data import Sampler
 from bezkit.files.run_dir import RunLock, RunLocked
@@ -48,8 +48,7 @@ __all__ = ["CHANGEABLE_ON_RESUME", "RUN_SETTINGS", "add_parser", "run"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``bezkit train`` and its options to ``subparsers``."""
-    p = subparsers.add_parser("train", help=COMMAND_HELP["train"], description=DESCRIPTION)
-    add_train_options(p)
+    p = add_parser_without_torch(subparsers)
     p.set_defaults(func=run)
     return p
 

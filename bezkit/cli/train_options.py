@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bezkit.cli.common import (
+    COMMAND_HELP,
     Given,
     nonnegative_float,
     nonnegative_int,
@@ -17,8 +18,7 @@ from bezkit.cli.common import (
     positive_int,
     seed_int,
 )
-from bezkit.cli.inputs import dataset
-from bezkit.data import TOY_DATASETS
+from bezkit.cli.datasets import DATASET_NAMES, dataset
 
 __all__ = [
     "COUPLINGS",
@@ -27,6 +27,7 @@ __all__ = [
     "DEVICES",
     "TARGET_KINDS",
     "TIME_SAMPLINGS",
+    "add_parser",
     "add_train_options",
 ]
 
@@ -90,9 +91,19 @@ def _given(
     group.add_argument(flag, type=kind, default=default, action=Given, metavar=metavar, help=text)
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit train`` and its options to ``subparsers`` without importing torch; the
+    command runs :func:`bezkit.cli.train.run` (``func="train"``: :func:`bezkit.cli.main` imports
+    that module only to run it)."""
+    p = subparsers.add_parser("train", help=COMMAND_HELP["train"], description=DESCRIPTION)
+    add_train_options(p)
+    p.set_defaults(func="train")
+    return p
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Add every option of ``bezkit train`` to ``p``, in four groups."""
-    names = ", ".join(TOY_DATASETS)
+    names = ", ".join(DATASET_NAMES)
     data = p.add_argument_group("data and pairing")
     _given(
         data,
