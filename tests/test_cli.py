@@ -120,14 +120,20 @@ def test_python_dash_m_bezkit_help():
     assert proc.stdout.startswith("usage: bezkit") and "evaluate" in proc.stdout
 
 
-@pytest.mark.parametrize("argv", [["train", "--help"], ["train", "--steps", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--help"],
+        ["train", "--steps", "0"],
+        ["evaluate", "--help"],
+        ["evaluate", "f", "--n", "x"],
+    ],
+)
 def test_train_help_and_usage_errors_import_no_torch(argv):
     """Issue 17: every subcommand took 2.6-3 s to start (23 s on a busy machine), also for --help
     and usage errors: `train`'s parser is built from torch-free modules (PARSER_MODULES)."""
     code = (
-        "import sys\n"
-        "from bezkit.cli import main\n"
-        f"print(main({argv!r}), 'torch' in sys.modules)\n"
+        f"import sys\nfrom bezkit.cli import main\nprint(main({argv!r}), 'torch' in sys.modules)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
@@ -141,7 +147,11 @@ def test_the_torch_free_dataset_names_are_the_samplers():
     from bezkit.cli.datasets import DATASET_NAMES
     from bezkit.data import TOY_DATASETS
 
-    assert DATASET_NAMES == tuple(TOY_DATASETS)
+    assert tuple(TOY_DATASETS) == DATASET_NAMES
+    from bezkit.cli.evaluate_options import SOLVER_NAMES
+    from bezkit.solvers import SOLVERS
+
+    assert SOLVER_NAMES == SOLVERS
 
 
 def test_top_level_help_imports_no_subcommand_module_and_no_torch():
@@ -186,7 +196,7 @@ def test_other_import_errors_propagate(monkeypatch):
     real = bezkit.cli.importlib.import_module
 
     def fake(name, *args):
-        if name == "bezkit.cli.evaluate":
+        if name == "bezkit.cli.experiment":
             raise ModuleNotFoundError(
                 "No module named 'missing_dependency'", name="missing_dependency"
             )

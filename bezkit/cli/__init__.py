@@ -30,7 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = tuple(COMMAND_HELP)
 
 # commands whose parser lives in a torch-free module: parsing, --help and usage errors do not
 # import torch; the parser's ``func`` names the command module that main imports to run it
-PARSER_MODULES: dict[str, str] = {"train": "train_options"}
+PARSER_MODULES: dict[str, str] = {"train": "train_options", "evaluate": "evaluate_options"}
 
 # a full disk or quota, a read-only file system: a clear one-line error (exit 1), not a traceback
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
