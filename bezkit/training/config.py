@@ -70,5 +70,10 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field by name (JSON-able), as stored in checkpoint metadata."""
-        return asdict(self)
+        """Every field by name (JSON-able), as stored in checkpoint metadata; ``cpu_threads``
+        only when it is not the default: how a run is scheduled on the CPU is not part of what
+        it trains, and checkpoints (and their recipes) written before it existed stay equal."""
+        out = asdict(self)
+        if out["cpu_threads"] == "auto":
+            del out["cpu_threads"]
+        return out
