@@ -57,3 +57,27 @@ import torch
 sys.exit(0 if Version(torch.__version__.split('+')[0]) >= Version('2.2') else 1)
 " 2>/dev/null
 }
+
+# torch_index_args PY SPEC: the pip arguments that choose where torch SPEC comes from, one a line.
+#   BEZKIT_TORCH_INDEX=URL    --index-url URL (e.g. https://download.pytorch.org/whl/cu124)
+#   BEZKIT_TORCH_INDEX=none   nothing: pip's own configuration decides
+#   else, a local wheel (pip's find-links) that satisfies SPEC: nothing, so pip takes that file
+#   (offline machines and wheel caches keep working)
+#   else, an NVIDIA GPU (nvidia-smi -L works): nothing, PyPI's default (CUDA) build
+#   else: --index-url https://download.pytorch.org/whl/cpu, PyTorch's CPU-only wheels (a plain
+#   PyPI install would pull a multi-GB CUDA build onto a machine without a GPU)
+torch_index_args() {
+  local py=$1 spec=$2
+  if [ -n "${BEZKIT_TORCH_INDEX:-}" ]; then
+    [ "$BEZKIT_TORCH_INDEX" = "none" ] || printf '%s\n' --index-url "$BEZKIT_TORCH_INDEX"
+    return 0
+  fi
+  if "$py" -m pip install --dry-run --no-deps --no-index --ignore-installed --quiet "$spec" \
+      >/dev/null 2>&1; then
+    return 0
+  fi
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    return 0
+  fi
+  printf '%s\n' --index-url https://download.pytorch.org/whl/cpu
+}

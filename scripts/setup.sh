@@ -5,10 +5,15 @@
 # (created here from ${PYTHON:-python3}); never a stock distribution Python (PEP 668) or a base
 # interpreter. scripts/pick_python.sh has the exact rule; scripts/test.sh uses the same Python.
 #
-# PyTorch first, pinned to the CPU build this project is tested with (torch==2.13.0): a plain
-# `torch` requirement would pull a multi-GB CUDA build. Set BEZKIT_TORCH to choose another spec
-# (e.g. BEZKIT_TORCH="torch==2.6.0" or BEZKIT_TORCH=skip to keep the torch you have). An installed
-# torch >= 2.2 is kept unless BEZKIT_TORCH is set.
+# PyTorch first, pinned to the version this project is tested with (torch==2.13.0), and the CPU
+# build where no NVIDIA GPU is present: from a local wheel when pip's configuration has one (an
+# offline machine, a wheel cache), else from PyTorch's CPU-only index
+# (https://download.pytorch.org/whl/cpu); a plain PyPI install would pull a multi-GB CUDA build.
+# With a GPU (nvidia-smi -L works) PyPI's default build is installed. BEZKIT_TORCH_INDEX=URL picks
+# another index (e.g. https://download.pytorch.org/whl/cu124), BEZKIT_TORCH_INDEX=none leaves the
+# choice to pip's configuration (scripts/pick_python.sh, torch_index_args). Set BEZKIT_TORCH to
+# choose another spec (e.g. BEZKIT_TORCH="torch==2.6.0" or BEZKIT_TORCH=skip to keep the torch you
+# have). An installed torch >= 2.2 is kept unless BEZKIT_TORCH is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pick_python.sh
@@ -19,7 +24,10 @@ if [ "$TORCH_SPEC" != "skip" ]; then
   if torch_is_recent "$PY" && [ -z "${BEZKIT_TORCH:-}" ]; then
     echo "setup: keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
   else
-    "$PY" -m pip install --quiet "$TORCH_SPEC"
+    TORCH_INDEX=()  # a read loop, not mapfile, and the guarded expansion: bash 3.2 (macOS) too
+    while IFS= read -r arg; do TORCH_INDEX+=("$arg"); done < <(torch_index_args "$PY" "$TORCH_SPEC")
+    [ ${#TORCH_INDEX[@]} -eq 0 ] || echo "setup: torch from ${TORCH_INDEX[*]}"
+    "$PY" -m pip install --quiet ${TORCH_INDEX[@]+"${TORCH_INDEX[@]}"} "$TORCH_SPEC"
   fi
 fi
 "$PY" -m pip install --quiet -e ".[all]"

@@ -52,12 +52,14 @@ def counting() -> type[CountingField]:
     return CountingField
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def single_thread():
-    """Run a test on one torch thread, then restore the setting.
+    """Every test runs on one torch thread; the setting it found is restored afterwards (also
+    when a test or a fixture changed it).
 
-    The core tests use tiny models, for which a second intra-op thread buys nothing; on a busy
-    2-core machine an OpenMP team competing with other processes can make them 10x slower.
+    The tests use tiny models, for which a second intra-op thread buys nothing; on a busy 2-core
+    machine an OpenMP team competing with other processes makes them up to 10x slower. No result
+    may depend on the count (docs/CONTRIBUTING.md): a test that needs another sets it itself.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -120,6 +120,42 @@ def test_python_dash_m_bezkit_help():
     assert proc.stdout.startswith("usage: bezkit") and "evaluate" in proc.stdout
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--help"],
+        ["train", "--steps", "0"],
+        ["evaluate", "--help"],
+        ["evaluate", "f", "--n", "x"],
+    ],
+)
+def test_train_help_and_usage_errors_import_no_torch(argv):
+    """Issue 17: every subcommand took 2.6-3 s to start (23 s on a busy machine), also for --help
+    and usage errors: `train`'s parser is built from torch-free modules (PARSER_MODULES)."""
+    code = (
+        f"import sys\nfrom bezkit.cli import main\nprint(main({argv!r}), 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, torch_loaded = proc.stdout.strip().splitlines()[-1].split()
+    assert status == ("0" if "--help" in argv else "2") and torch_loaded == "False"
+
+
+def test_the_torch_free_dataset_names_are_the_samplers():
+    from bezkit.cli.datasets import DATASET_NAMES, MODEL_SHAPE_NAMES
+    from bezkit.data import NAMED_DATASETS
+    from bezkit.models.mlp import MODEL_SHAPES
+
+    assert tuple(NAMED_DATASETS) == DATASET_NAMES
+    assert tuple(MODEL_SHAPES) == MODEL_SHAPE_NAMES
+    from bezkit.cli.evaluate_options import SOLVER_NAMES
+    from bezkit.solvers import SOLVERS
+
+    assert SOLVER_NAMES == SOLVERS
+
+
 def test_top_level_help_imports_no_subcommand_module_and_no_torch():
     """``bezkit --help`` lists every command by its one-line help without importing the command
     modules (and with them torch): ``bezkit.cli.load_subcommand`` is the one lazy place."""
@@ -162,7 +198,7 @@ def test_other_import_errors_propagate(monkeypatch):
     real = bezkit.cli.importlib.import_module
 
     def fake(name, *args):
-        if name == "bezkit.cli.evaluate":
+        if name == "bezkit.cli.experiment":
             raise ModuleNotFoundError(
                 "No module named 'missing_dependency'", name="missing_dependency"
             )

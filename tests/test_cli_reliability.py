@@ -132,7 +132,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused(tmp_path, cli_error):
         ["train", *FAST, "--batch-size", "10000000", "--coupling", "minibatch-ot",
          "--out", str(tmp_path / "f")],
     )  # fmt: skip
-    assert "--batch-size 10000000" in line and "GiB" in line and "smaller batch" in line
+    assert "--batch-size 10000000" in line and "GiB" in line and "smaller --batch-size" in line
 
 
 def test_a_changed_data_file_is_refused_on_resume_and_by_evaluate(

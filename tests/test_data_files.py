@@ -152,3 +152,34 @@ def test_arrays_that_are_not_n_by_d_are_refused(tmp_path_factory, shape):
     np.save(folder / "p.npy", np.zeros(shape))
     with pytest.raises(ValueError, match=r"\(n, d\) array|no points"):
         load_points(folder / "p.npy")
+
+
+@pytest.mark.parametrize("header", ["", "x,y\n"])
+def test_a_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path, header):
+    """Excel's "CSV UTF-8" starts the file with U+FEFF: the first row is data, not a header."""
+    rows = np.arange(600, dtype=np.float32).reshape(300, 2) / 7
+    text = header + "".join(f"{a!r},{b!r}\n" for a, b in rows.tolist())
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    pts = load_points(path)
+    assert pts.shape == (300, 2)
+    np.testing.assert_array_equal(pts.numpy(), rows)
+
+
+def test_a_csv_after_blank_lines_keeps_every_row(tmp_path):
+    (tmp_path / "b.csv").write_text("\n\n1,2\n\n3,4\n")
+    np.testing.assert_array_equal(load_points(tmp_path / "b.csv").numpy(), [[1, 2], [3, 4]])
+
+
+def test_a_csv_that_is_not_text_is_a_clear_error(tmp_path):
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe1,2\n\x80\x81")
+    with pytest.raises(ValueError, match=r"bin\.csv.*UTF-8"):
+        load_points(tmp_path / "bin.csv")
+
+
+def test_an_npz_named_npy_is_a_clear_error(tmp_path):
+    path = tmp_path / "pts.npy"
+    with open(path, "wb") as fh:
+        np.savez(fh, points=np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"pts\.npy is a \.npz archive.*points"):
+        load_points(path)

@@ -105,7 +105,6 @@ def test_random_kills_always_resume_to_the_uninterrupted_weights(tmp_path):
     # no temporary file and no stray checkpoint survives the kills
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("killed")) == [
         "killed.json",
-        "killed.lock",
-        "killed.safetensors",
+        "killed.safetensors",  # the last, finished run removed its lock file
     ]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -140,8 +140,38 @@ def test_one_argument_order_and_keyword_only_runtime_options(recipe):
     )
     assert positional == EXPECTED_ORDER[recipe]
     keyword_only = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert {"resume_from", "checkpoint_metadata"} <= keyword_only <= set(RUNTIME_OPTIONS)
+    assert {"progress", "resume_from", "checkpoint_metadata"} <= keyword_only
+    assert keyword_only <= set(RUNTIME_OPTIONS)
     assert params["train"].annotation in ("TrainConfig", TrainConfig)
+
+
+@pytest.mark.parametrize("name", ["train_flow", "distill", "bdense_distill"])
+def test_progress_false_silences_the_training_bar(teacher, name, capsys):
+    """Issue 17: the README promises a keyword-only ``progress`` on every recipe; these three
+    raised TypeError."""
+    import dataclasses
+
+    loud = dataclasses.replace(cfg(2), progress=True)
+    calls = {
+        "train_flow": lambda p: train_flow(
+            new_mlp(2, hidden=8, depth=1), IndependentCoupling(SRC, TGT), loud, progress=p
+        ),
+        "distill": lambda p: distill(
+            teacher,
+            ReflowCoupling(teacher, SRC, n_pairs=32, steps=2).generate(),
+            loud,
+            progress=p,
+        ),
+        "bdense_distill": lambda p: bdense_distill(
+            teacher,
+            SRC,
+            loud,
+            BDenseConfig(num_branches=2, n_pairs=32, teacher_steps=2),
+            progress=p,
+        ),
+    }
+    calls[name](False)
+    assert capsys.readouterr().err == ""
 
 
 def test_runtime_options_cannot_be_passed_by_position(teacher):

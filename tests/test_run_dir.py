@@ -242,3 +242,44 @@ def test_stale_temp_files_of_a_name_with_glob_characters(tmp_path: Path) -> None
     with RunLock(tmp_path, folder=True) as owner:
         assert remove_stale_temp_files(target, owner=owner) == [ours]
     assert theirs.exists() and not ours.exists()
+
+
+def test_a_released_lock_removes_its_file_and_the_next_lock_works(tmp_path: Path) -> None:
+    """Issue 17: empty lock files stayed behind after successful runs."""
+    for folder in (True, False):
+        lock = RunLock(tmp_path / "out", folder=folder).acquire()
+        assert lock.lock_file.exists()
+        lock.release()
+        assert not lock.lock_file.exists()
+        with RunLock(tmp_path / "out", folder=folder), pytest.raises(RunLocked):
+            RunLock(tmp_path / "out", folder=folder).acquire()
+
+
+def test_a_lock_on_a_file_its_holder_unlinked_is_taken_again_on_the_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race that removing lock files opens: this process opens the lock file, its holder
+    releases (unlinks it) and a third process creates and locks a new one before this process
+    locks the old, unlinked file. Holding that one would be two holders of one lock."""
+    import bezkit.files.run_dir as run_dir
+
+    first = RunLock(tmp_path / "flow", folder=False).acquire()
+    stale = os.open(first.lock_file, os.O_RDWR)  # the file the racing process opened
+    real_open = os.open
+    calls = []
+
+    def open_then_race(path, flags, mode=0o777):
+        if not calls:  # the holder releases, a third process locks a fresh file
+            calls.append(path)
+            first.release()
+            third.acquire()
+            return stale
+        return real_open(path, flags, mode)
+
+    third = RunLock(tmp_path / "flow", folder=False)
+    monkeypatch.setattr(run_dir.os, "open", open_then_race)
+    with pytest.raises(RunLocked):
+        RunLock(tmp_path / "flow", folder=False).acquire()
+    monkeypatch.undo()
+    assert third.held
+    third.release()

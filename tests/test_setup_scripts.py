@@ -120,3 +120,65 @@ def test_the_torch_version_test_compares_versions_not_strings(tmp_path, version,
         timeout=120,
     )
     assert (result.returncode == 0) is recent
+
+
+def _torch_index(tmp_path, spec, *, gpu=None, **env):
+    """``torch_index_args PY SPEC`` with PATH holding a fake ``nvidia-smi`` (``gpu``: whether
+    ``nvidia-smi -L`` succeeds) or none, so the answer does not depend on this machine's GPU."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.unlink(missing_ok=True)
+    if gpu is not None:
+        smi.write_text(f"#!/bin/sh\nexit {0 if gpu else 9}\n")
+        smi.chmod(0o755)
+    shutil.copy(ROOT / "scripts" / "pick_python.sh", tmp_path / "pick_python.sh")
+    base = {k: v for k, v in os.environ.items() if k != "BEZKIT_TORCH_INDEX"}
+    base["PATH"] = f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    result = subprocess.run(
+        ["bash", "-c", f"source ./pick_python.sh && torch_index_args {sys.executable} '{spec}'"],
+        cwd=tmp_path,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+CPU_INDEX = ["--index-url", "https://download.pytorch.org/whl/cpu"]
+NO_SUCH_TORCH = (
+    "torch==1.0.0.post999"  # no wheel anywhere, never downloaded (the probe is --no-index)
+)
+
+
+def test_setup_takes_torch_from_pytorchs_cpu_index_without_a_gpu(tmp_path):
+    """Issue 17: setup.sh said it installs the CPU build but ran a plain `pip install torch`."""
+    assert _torch_index(tmp_path, NO_SUCH_TORCH) == CPU_INDEX
+    assert _torch_index(tmp_path, NO_SUCH_TORCH, gpu=False) == CPU_INDEX  # nvidia-smi, no GPU
+    assert _torch_index(tmp_path, NO_SUCH_TORCH, gpu=True) == []  # PyPI's default build
+    url = "https://download.pytorch.org/whl/cu124"
+    assert _torch_index(tmp_path, NO_SUCH_TORCH, BEZKIT_TORCH_INDEX=url) == ["--index-url", url]
+    assert _torch_index(tmp_path, NO_SUCH_TORCH, BEZKIT_TORCH_INDEX="none") == []
+
+
+def test_a_local_torch_wheel_is_taken_as_before(tmp_path):
+    """Offline machines with the CPU wheel in pip's find-links (as here) install it unchanged."""
+    import importlib.metadata
+
+    installed = f"torch=={importlib.metadata.version('torch')}"
+    probe = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
+         "--ignore-installed", "--quiet", installed],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"no local wheel of {installed} in pip's configuration")
+    assert _torch_index(tmp_path, installed) == []
+
+
+def test_setup_sh_passes_the_chosen_index_to_pip():
+    text = (ROOT / "scripts" / "setup.sh").read_text()
+    assert 'torch_index_args "$PY" "$TORCH_SPEC"' in text
+    assert '${TORCH_INDEX[@]+"${TORCH_INDEX[@]}"} "$TORCH_SPEC"' in text

@@ -338,3 +338,30 @@ def test_resume_with_dropout_replays_the_same_dropout_masks(tmp_path):
     )
     torch.testing.assert_close(torch.tensor(resumed.losses), torch.tensor(full.losses))
     torch.testing.assert_close(params(resumed.model), params(full.model), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("setting", "inside"), [("auto", 1), (None, 2), (3, 3)])
+def test_cpu_threads_while_training_and_the_callers_setting_restored(setting, inside):
+    """Issue 17: recipes called from Python trained small models on torch's default thread count
+    (6x slower than the CLI's one thread); "auto" trains them on one thread and restores."""
+    seen = []
+
+    def loss_fn(model, pairs, generator):
+        seen.append(torch.get_num_threads())
+        return model(pairs.x0, torch.zeros(len(pairs.x0))).square().mean()
+
+    def batch(n, generator):
+        x = torch.randn(n, 2, generator=generator)
+        return Pairs(x, x)
+
+    torch.set_num_threads(2)  # the caller's setting (the suite's default is 1)
+    config = TrainConfig(steps=2, batch_size=4, progress=False, cpu_threads=setting)
+    train(MLPVelocity(2, hidden=8, depth=1), loss_fn, batch, config)
+    assert seen == [inside, inside]
+    assert torch.get_num_threads() == 2
+
+
+def test_cpu_threads_must_be_auto_none_or_positive():
+    for bad in (0, -1, True, "1", 1.5):
+        with pytest.raises(ValueError, match="cpu_threads"):
+            TrainConfig(cpu_threads=bad)

@@ -214,13 +214,17 @@ def test_bdense_widget_sends_no_placeholder():
     x0 = torch.randn(30, 2, generator=torch.Generator().manual_seed(1))
     b = bdense_widget(students, teacher, x0, without_restarts=other, max_points=10)
 
-    def drive() -> None:  # K = 4 -> 2 moves no point (untrained students), 2 -> 1 does
+    # Counted are only updates guaranteed by construction: the four error curves' opacities (each
+    # is the highlighted one once) and the other K = 4 student's branch outputs (another network).
+    # Whether K = 4, 2, 1 move any point is left open: the students' branches are copies of the
+    # teacher's output layer, so their points are equal or differ by rounding, by CPU.
+    def drive() -> None:
         b.controls["K"].value = 2
         b.controls["K"].value = 1
         b.controls["K"].value = 4
         b.controls["restarts"].value = False  # the other K = 4 student: other branch outputs
 
-    _check(b.figure, drive, at_least=4)
+    _check(b.figure, drive, at_least=5)
     assert np.isfinite(np.asarray(b.trace("error K=4").y, dtype=float)).all()
 
 

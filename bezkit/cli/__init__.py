@@ -15,6 +15,7 @@ hidden. Bad input becomes one line on stderr and exit status 2, never a tracebac
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from collections.abc import Collection, Sequence
@@ -23,9 +24,16 @@ from types import ModuleType
 from bezkit import __version__
 from bezkit.cli.common import COMMAND_HELP, CLIError, Parser, release_claimed_outputs
 
-__all__ = ["SUBCOMMANDS", "build_parser", "load_subcommand", "main"]
+__all__ = ["PARSER_MODULES", "SUBCOMMANDS", "build_parser", "load_subcommand", "main"]
 
 SUBCOMMANDS: tuple[str, ...] = tuple(COMMAND_HELP)
+
+# commands whose parser lives in a torch-free module: parsing, --help and usage errors do not
+# import torch; the parser's ``func`` names the command module that main imports to run it
+PARSER_MODULES: dict[str, str] = {"train": "train_options", "evaluate": "evaluate_options"}
+
+# a full disk or quota, a read-only file system: a clear one-line error (exit 1), not a traceback
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 DESCRIPTION = """\
 bezkit: rectified flows, reflow, Bezier distillation and B-DENSE, for teaching and measuring.
@@ -73,7 +81,7 @@ def build_parser(load: Collection[str] | None = None) -> Parser:
         if load is not None and name not in load:
             subparsers.add_parser(name, help=COMMAND_HELP.get(name))
             continue
-        module = load_subcommand(name)
+        module = load_subcommand(PARSER_MODULES.get(name, name))
         if module is not None:
             module.add_parser(subparsers)
     return parser
@@ -100,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     func = getattr(args, "func", None)
+    if isinstance(func, str):  # a torch-free parser (PARSER_MODULES): import the command now
+        func = getattr(load_subcommand(func), "run", None)
     if func is None:
         parser.print_help(sys.stderr)
         return 2
@@ -112,5 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in _DISK_ERRORS:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        print(
+            f"{command}: error: {err.strerror or err}{where}; the files written before are "
+            "intact (every write is atomic): free some space and run the command again",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         release_claimed_outputs()  # output locks end with the command, also when run in process

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,12 +43,18 @@ __all__ = [
     "check_finite",
     "given",
     "hold_until_done",
+    "nonempty_path",
     "nonnegative_float",
     "nonnegative_int",
     "positive_float",
     "positive_int",
     "release_claimed_outputs",
+    "seed_int",
 ]
+
+#: The largest ``--seed``: seeds are offset (by rank, seed index, stream) and must stay within the
+#: signed 64-bit integers that torch and numpy generators take.
+MAX_SEED = 2**62 - 1
 
 # The subcommands, in the order ``bezkit --help`` lists them, with their one-line help. Each one is
 # the module bezkit/cli/<name>.py (bezkit.cli.load_subcommand).
@@ -147,6 +154,21 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _number(int, text, lambda v: v >= 0, "an integer >= 0")
+
+
+def nonempty_path(text: str) -> Path:
+    """argparse type: a path that is not empty (``Path("")`` would silently be the current
+    folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, an integer in ``[0, 2**62 - 1]``."""
+    return _number(
+        int, text, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to 2**62 - 1 = {MAX_SEED}"
+    )
 
 
 def positive_float(text: str) -> float:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,154 +14,27 @@ import torch
 from torch import Tensor, nn
 
 from bezkit.cli.common import (
-    COMMAND_HELP,
     CLIError,
     check_finite,
-    nonnegative_int,
-    positive_float,
-    positive_int,
 )
-from bezkit.cli.inputs import data_ref, data_sha256, dataset, load_sampler
-from bezkit.cli.outputs import check_output, write_json_atomic
+from bezkit.cli.evaluate_options import DEFAULT_N, DEFAULT_STEPS, MAX_N
+from bezkit.cli.evaluate_options import add_parser as add_parser_without_torch
+from bezkit.cli.inputs import data_ref, data_sha256, load_sampler
+from bezkit.cli.outputs import check_output, refuse_input_as_output, write_json_atomic
 from bezkit.data import Sampler, load_points
 from bezkit.experiments.evaluate import PathMetrics, evaluate_flow
 from bezkit.metrics import noise_floor, wasserstein2
 from bezkit.solvers import SOLVERS
 from bezkit.training import CheckpointError
+from bezkit.training.checkpoint import checkpoint_files
 from bezkit.training.model_io import load_model
 
 __all__ = ["add_parser", "evaluate_checkpoint", "run"]
 
-DEFAULT_STEPS = (1, 2, 4, 100)
-MAX_N = 8192  # exact W2 (bezkit.metrics.wasserstein.MAX_EXACT_N)
-DEFAULT_N = 2000
-
-DESCRIPTION = """\
-Sample a trained 2D flow and measure it; prints JSON to stdout.
-
-From --n source points (seeded by --seed) the flow dZ/dt = v(Z, t) is integrated from t = 0 to 1
-with --solver, once per --steps value, and measured as the experiment measures its models
-(bezkit.experiments.evaluate.evaluate_flow). The JSON holds:
-  noise_floor   W2 between two independent target samples of size n: what a perfect model gets
-  ot_cost       W2(source sample, held-out target)^2, the exact OT cost of the two finite samples
-                (a flow's least possible transport cost, up to sampling noise that biases it up)
-  results       per step count: steps, nfe (velocity evaluations used) and w2, the exact W2
-                between the generated points and a held-out target sample of size n
-  path_metrics  on the trajectories of the largest step count (all n; crossings on --m-crossings):
-  straightness             int E||(Z1 - Z0) - v(Z_t, t)||^2 dt on the solver grid (0 = straight)
-  normalised_straightness  straightness / E||Z1 - Z0||^2
-  curvature                mean_i E||(Z_{i+1} - Z_i)/dt - (Z1 - Z0)||^2 from the states alone
-  transport_cost           E||Z1 - Z0||^2, to compare with ot_cost
-  path_energy              int E||v(Z_t, t)||^2 dt
-  w2_squared               W2(source sample, held-out target)^2 (as ot_cost)
-  normalised_path_energy   NPE = |path_energy - w2_squared| / w2_squared (Tong et al. 2024)
-  crossings                pairs of trajectories (polylines) that intersect, their fraction of all
-                           pairs, and the mean number of crossings per trajectory
-With --test FILE the held-out target is exactly the points of FILE (.npy/.csv, no resampling) and
---n defaults to their number.
-The same checkpoint and --seed give the same JSON. dopri5 is adaptive: --steps is ignored and it
-runs once with --atol/--rtol ("steps": null). Runs on the CPU.
-
-examples:
-  bezkit evaluate flow
-  bezkit evaluate flow --solver rk4 --steps 1 2 4 8 --n 4000 --out flow-rk4.json
-  bezkit evaluate flow --solver dopri5
-  bezkit evaluate flow --test test_points.npy --steps 100
-"""
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``bezkit evaluate`` and its options to ``subparsers``."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help=COMMAND_HELP["evaluate"],
-        description=DESCRIPTION,
-    )
-    p.add_argument(
-        "checkpoint",
-        metavar="CHECKPOINT",
-        help="checkpoint written by 'bezkit train': PATH, PATH.safetensors or PATH.json",
-    )
-    p.add_argument(
-        "--n",
-        type=positive_int,
-        default=None,
-        help=f"number of generated points and of held-out target points (2 to {MAX_N}; default "
-        f"{DEFAULT_N}, or the number of --test points)",
-    )
-    p.add_argument(
-        "--test",
-        metavar="FILE",
-        default=None,
-        help="score against exactly the (n, 2) points of this .npy/.csv file (a fixed test set) "
-        "instead of a fresh held-out target sample",
-    )
-    p.add_argument(
-        "--seed",
-        type=nonnegative_int,
-        default=0,
-        metavar="SEED",
-        help="seed of the source sample, the held-out target sample, the noise floor "
-        "and the crossings subsample",
-    )
-    p.add_argument(
-        "--solver", choices=SOLVERS, default="euler", help="ODE solver used to sample the flow"
-    )
-    p.add_argument(
-        "--steps",
-        type=positive_int,
-        nargs="+",
-        default=list(DEFAULT_STEPS),
-        metavar="N",
-        help="solver step counts to evaluate, one or more, run in increasing order (put them "
-        "after CHECKPOINT)",
-    )
-    p.add_argument(
-        "--m-crossings",
-        type=positive_int,
-        default=200,
-        metavar="M",
-        help="number of trajectories (a seeded subsample) among which crossings are "
-        "counted; at most --n",
-    )
-    p.add_argument(
-        "--weights",
-        choices=("ema", "model", "best"),
-        default="ema",
-        help="which weights to load: the EMA weights (the trained ones when the "
-        "checkpoint has no EMA), the trained weights, or those of lowest validation loss "
-        "(a run trained with --val-every)",
-    )
-    p.add_argument(
-        "--source",
-        type=dataset,
-        default=None,
-        metavar="NAME|FILE",
-        help="source distribution to sample from (default: the checkpoint's)",
-    )
-    p.add_argument(
-        "--target",
-        type=dataset,
-        default=None,
-        metavar="NAME|FILE",
-        help="target distribution to compare with (default: the checkpoint's)",
-    )
-    for flag, kind in (("--atol", "absolute"), ("--rtol", "relative")):
-        p.add_argument(
-            flag,
-            type=positive_float,
-            default=1e-5,
-            metavar="TOL",
-            help=f"{kind} tolerance of --solver dopri5",
-        )
-    p.add_argument(
-        "--out",
-        metavar="FILE",
-        default=None,
-        help="also write the JSON to FILE, atomically; an existing regular FILE is replaced, a "
-        "symbolic link is followed (its target is replaced), anything else (a folder, a device) "
-        "is refused; FILE is checked before any work (default: stdout only)",
-    )
+    p = add_parser_without_torch(subparsers)
     p.set_defaults(func=run)
     return p
 
@@ -169,6 +44,21 @@ def _seeds(seed: int) -> dict[str, int]:
     names = ("source", "heldout", "floor", "subsample")
     states = np.random.SeedSequence(seed).generate_state(len(names), dtype=np.uint64)
     return {name: int(s % (2**63)) for name, s in zip(names, states, strict=True)}
+
+
+class _Progress:
+    """Phase lines on stderr with the seconds since the start: ``bezkit evaluate: 3.1 s: ...``."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self, line: str) -> None:
+        print(f"bezkit evaluate: {time.perf_counter() - self.t0:5.1f} s: {line}", file=sys.stderr)
+
+
+def _data_files(*names: str | None) -> list[str]:
+    """The point files among dataset ``names`` (a name such as ``moons`` is not a file)."""
+    return [n for n in names if n is not None and n.lower().endswith((".npy", ".csv"))]
 
 
 def _check_options(solver: str, steps: Sequence[int], n: int) -> None:
@@ -243,11 +133,13 @@ def evaluate_checkpoint(
     target: str | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-5,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The numbers ``bezkit evaluate`` prints, as a dict; bad input raises :class:`CLIError`.
 
     ``test``: a fixed test set (a tensor or a .npy/.csv file) scored as it is, in place of a
-    held-out sample of the target; ``n`` then defaults to its size."""
+    held-out sample of the target; ``n`` then defaults to its size. ``progress(line)`` is told
+    each phase as it starts (the evaluation takes seconds to minutes)."""
     fixed = None if test is None else _test_points(test)
     if n is None:
         n = DEFAULT_N if fixed is None else fixed.shape[0]
@@ -272,7 +164,11 @@ def evaluate_checkpoint(
         else tgt.sample(n, torch.Generator().manual_seed(seeds["heldout"]))
     )
     _check_2d_velocity(model, x0, checkpoint)
+    say = progress or (lambda _line: None)
+    say(f"noise floor of the target (n = {n}, exact W2)")
     floor = noise_floor(tgt, n, seed=seeds["floor"])
+    counts = "adaptive" if solver == "dopri5" else ", ".join(map(str, sorted(set(steps))))
+    say(f"sampling with {solver} at {counts} step(s), W2 of each and the path metrics")
 
     try:
         evaluation = evaluate_flow(
@@ -305,6 +201,7 @@ def evaluate_checkpoint(
         "ot_cost": _ot_cost(evaluation.paths, x0, heldout),
         **evaluation.to_dict(),
     }
+    say("done")
     if solver == "dopri5":
         report.update(atol=atol, rtol=rtol)
     try:
@@ -331,6 +228,9 @@ def _test_ref(test: str | Tensor) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """``bezkit evaluate``: check ``--out``, evaluate the checkpoint, print the JSON (and write it)."""
     out = None if args.out is None else check_output(args.out, option="--out", folder=False)
+    if args.out is not None:  # never the checkpoint or a data file being read
+        ckpt = (args.checkpoint, *checkpoint_files(args.checkpoint))
+        refuse_input_as_output(args.out, (*ckpt, *_data_files(args.source, args.target, args.test)))
     report = evaluate_checkpoint(
         args.checkpoint,
         n=args.n,
@@ -344,9 +244,11 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         atol=args.atol,
         rtol=args.rtol,
+        progress=None if args.quiet or not sys.stderr.isatty() else _Progress(),
     )
     text = json.dumps(report, indent=2, allow_nan=False)
     if out is not None:
+        refuse_input_as_output(args.out, _data_files(report["source"], report["target"]))
         write_json_atomic(out, report)
     print(text)
     return 0

@@ -34,13 +34,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib
 
-from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int
-from bezkit.cli.inputs import dataset
+from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int, seed_int
+from bezkit.cli.inputs import dataset, load_sampler
 from bezkit.cli.outputs import check_output, claim_output_dir
+from bezkit.data.split import split_points
 from bezkit.executor import WorkerLost, dask_available
 from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
 from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
@@ -51,6 +53,14 @@ from bezkit.experiments.run import (
     run_experiment,
 )
 from bezkit.experiments.staging import staging_dir
+from bezkit.experiments.trajectories import TRAJECTORIES_FILE
+from bezkit.files.atomic import remove_stale_temp_files
+from bezkit.training.memory import (
+    MemoryEstimateError,
+    check_fits_in_memory,
+    estimate_experiment_bytes,
+    largest_part,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -166,7 +176,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="NAME",
         help=f"OT baselines (default: otcfm; known: {' '.join(BASELINE_METHODS)})",
     )
-    p.add_argument("--seed", type=int, default=0, help="first training seed; evaluation draws")
+    p.add_argument("--seed", type=seed_int, default=0, help="first training seed; evaluation draws")
     p.add_argument(
         "--held-out-fraction",
         type=_fraction,
@@ -227,11 +237,21 @@ def _redraw(folder: str) -> int:
             f"--redraw: {folder} has no results.json (not the folder of a finished "
             "`bezkit experiment` run); nothing was written"
         )
-    _lock = claim_output_dir(folder, what="experiment", option="--redraw")  # no run writes there
+    lock = claim_output_dir(folder, what="experiment", option="--redraw")  # no run writes there
+    # what interrupted writes left behind (".chain-trajectories.npz.x1y2.tmp"): ours to remove
+    for tmp in Path(folder).glob(".*.tmp"):
+        name = tmp.name[1:].rsplit(".", 2)[0]  # ".NAME.RANDOM.tmp" -> NAME
+        remove_stale_temp_files(Path(folder) / name, owner=lock)
     try:
         figures = rewrite_report(folder)
     except (ValueError, KeyError, OSError) as err:
         raise CLIError(f"--redraw: {folder}: {err}") from None
+    except (TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile) as err:
+        raise CLIError(
+            f"--redraw: {folder}: results.json or {TRAJECTORIES_FILE} is damaged or was not "
+            f"written by `bezkit experiment` ({type(err).__name__}: {err}); nothing was written "
+            "over them; run the experiment again"
+        ) from None
     print(f"rewrote {folder}/report.md and {len(figures)} figures")
     return 0
 
@@ -288,6 +308,61 @@ def _resume(args: argparse.Namespace) -> int:
         f"{len(results['figures'])} figures"
     )
     return 0
+
+
+def _check_pairs(cfg: ExperimentConfig) -> None:
+    """Every pair's data, up front: 2D points, a point file that splits into a training and a
+    held-out part, and no two pairs writing the same files (figures are named
+    ``SOURCE-to-TARGET-*.png`` from the file names without folder and suffix)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for src, tgt in cfg.pairs:
+        slug = f"{Path(src).stem}-to-{Path(tgt).stem}"
+        if slug in seen:
+            a, b = seen[slug]
+            same = (a, b) == (src, tgt)
+            raise CLIError(
+                f"--pair {src}:{tgt} "
+                + ("is given twice" if same else f"and --pair {a}:{b} have the same file names")
+                + f": both would write {slug}-*.png; "
+                + ("give each pair once" if same else "rename one of the data files")
+            )
+        seen[slug] = (src, tgt)
+        for name in (src, tgt):
+            sampler = load_sampler(name, "pair")
+            points = getattr(sampler, "points", None)
+            if points is None:
+                continue
+            try:
+                split_points(points, cfg.held_out_fraction, 0)
+            except ValueError as err:
+                raise CLIError(f"--pair: data file {name}: {err}") from None
+
+
+def _check_memory(cfg: ExperimentConfig) -> None:
+    """Refuse sizes (``--n-pairs``, ``--n-eval``, ``--eval-draws``) whose estimated memory
+    exceeds what the machine has, before any training
+    (:func:`bezkit.training.memory.estimate_experiment_bytes`)."""
+    parts = estimate_experiment_bytes(
+        n_pairs=cfg.n_pairs,
+        n_eval=cfg.n_eval,
+        eval_draws=cfg.eval_draws,
+        batch_size=cfg.batch_size,
+        hidden=cfg.hidden,
+        depth=cfg.depth,
+        full_ot_points=cfg.full_ot_points if "full-ot" in cfg.baselines else 0,
+        n_projections=cfg.n_projections,
+        many_steps=cfg.many_steps,
+    )
+    big = largest_part(parts)
+    value = getattr(cfg, big.lstrip("-").replace("-", "_"), None)
+    try:
+        check_fits_in_memory(
+            sum(parts.values()),
+            what=f"the experiment with {big} {value}",
+            advice=f"use a smaller {big}",
+        )
+    except MemoryEstimateError as err:
+        raise CLIError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -358,6 +433,8 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise CLIError(str(err)) from None
     check_output(staging_dir(args.out).parent)  # the run is staged beside --out, then swapped in
+    _check_pairs(cfg)
+    _check_memory(cfg)
     _lock = claim_output_dir(args.out, what="experiment")  # writable, ours until we exit
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:

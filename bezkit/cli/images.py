@@ -18,11 +18,11 @@ from bezkit.cli.common import (
     CLIError,
     Parser,
     check_finite,
-    nonnegative_int,
     positive_int,
+    seed_int,
 )
 from bezkit.cli.images_options import DESCRIPTION, add_pair_options, add_preset_options
-from bezkit.cli.outputs import check_output, write_json_atomic
+from bezkit.cli.outputs import check_output, refuse_input_as_output, write_json_atomic
 from bezkit.data.cifar10 import CIFAR10_ARCHIVE, read_checksums
 from bezkit.experiments.images import (
     data_shape,
@@ -37,7 +37,7 @@ from bezkit.experiments.images import (
 from bezkit.experiments.images.outputs import check_stage_output
 from bezkit.files.run_dir import OutputPathError, RunLocked
 from bezkit.methods.bezier_distill import BezierDistillConfig
-from bezkit.training.checkpoint import CheckpointError
+from bezkit.training.checkpoint import CheckpointError, checkpoint_files
 from bezkit.training.distributed import cleanup, init_distributed
 from bezkit.training.model_io import load_model
 
@@ -149,7 +149,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ev.add_argument(
         "--n", type=positive_int, default=None, metavar="N", help="samples (default: the preset's)"
     )
-    ev.add_argument("--seed", type=nonnegative_int, default=0, metavar="SEED", help="noise seed")
+    ev.add_argument("--seed", type=seed_int, default=0, metavar="SEED", help="noise seed")
     ev.add_argument("--fid-weights", metavar="FILE", default=None, help="CIFAR-10 FID Inception")
     ev.add_argument("--fid-stats", metavar="NPZ", default=None, help="FID reference statistics")
     ev.add_argument("--no-frechet", action="store_true", help="digits: skip the Frechet distance")
@@ -415,10 +415,15 @@ def _checkpoint_and_preset(
 def run_evaluate(args: argparse.Namespace) -> int:
     """``bezkit images evaluate``: check the outputs, then evaluate every checkpoint (one JSON
     list)."""
-    if args.out is not None:  # unwritable outputs: errors before any sampling
+    inputs = [f for c in args.checkpoints for f in (c, *checkpoint_files(c))]
+    inputs += [args.fid_weights, args.fid_stats]
+    if args.out is not None:  # unwritable outputs, or inputs: errors before any sampling
         check_output(args.out, option="--out", folder=False)
+        refuse_input_as_output(args.out, inputs, option="--out")
     if args.grid is not None:
-        check_output(args.grid, option="--grid", folder=False)
+        for grid in _grid_paths(Path(args.grid), len(args.checkpoints)):
+            check_output(grid, option="--grid", folder=False)
+            refuse_input_as_output(grid, [*inputs, args.out], option="--grid")
     reports = []
     session = None
     for ckpt in args.checkpoints:
@@ -455,6 +460,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid_paths(path: Path, total: int) -> list[Path]:
+    """The PNG files of ``--grid PATH`` for ``total`` checkpoints: PATH itself for one,
+    ``PATH-1.png``, ``PATH-2.png``, ... for several."""
+    if total == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, total + 1)]
+
+
 def _save_grid(model: Any, preset: Any, args: argparse.Namespace, path: Path, total: int,
                index: int) -> None:  # fmt: skip
     """One PNG per checkpoint (``grid-2.png`` for the second of several): a row per step count."""
@@ -463,8 +476,7 @@ def _save_grid(model: Any, preset: Any, args: argparse.Namespace, path: Path, to
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
-    if total > 1:
-        path = path.with_name(f"{path.stem}-{index}{path.suffix}")
+    path = _grid_paths(path, total)[index - 1]
     steps = sorted(set(args.steps or preset.eval_steps))
     fig, axes = plt.subplots(len(steps), 1, figsize=(6, 1.1 * len(steps) + 0.3), squeeze=False)
     for ax, s in zip(axes[:, 0], steps, strict=True):

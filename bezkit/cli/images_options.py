@@ -7,7 +7,13 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from bezkit.cli.common import nonnegative_float, nonnegative_int, positive_float, positive_int
+from bezkit.cli.common import (
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 __all__ = [
     "DESCRIPTION",
@@ -74,7 +80,7 @@ OPTIMISATION_OVERRIDES: tuple[_Override, ...] = (
         "D",
         "EMA decay of the weights (0: no EMA; the final weights are the EMA ones)",
     ),
-    ("--seed", nonnegative_int, "SEED", "run seed"),
+    ("--seed", seed_int, "SEED", "run seed"),
     (
         "--checkpoint-every",
         nonnegative_int,

@@ -3,33 +3,14 @@ as samplers, fingerprinted (SHA-256) so that a changed file is never used silent
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from bezkit.cli.common import CLIError
-from bezkit.data import NAMED_DATASETS, Sampler, get_sampler
+from bezkit.cli.datasets import dataset
+from bezkit.data import Sampler, get_sampler
 from bezkit.files.atomic import sha256_file
 
 __all__ = ["data_ref", "data_sha256", "dataset", "load_sampler"]
-
-
-def dataset(text: str) -> str:
-    """argparse type: a 2D dataset name (``bezkit.data.NAMED_DATASETS``) or a .npy/.csv file.
-
-    A file must exist; its contents are checked when it is loaded.
-    """
-    if text in NAMED_DATASETS:
-        return text
-    if text.lower().endswith((".npy", ".csv")):
-        if Path(text).is_dir():
-            raise argparse.ArgumentTypeError(f"data file {text} is a folder, not a file")
-        if not Path(text).is_file():
-            raise argparse.ArgumentTypeError(f"data file not found: {text}")
-        return text
-    known = ", ".join(NAMED_DATASETS)
-    raise argparse.ArgumentTypeError(
-        f"unknown dataset {text!r}; use one of {known} or a .npy/.csv file of (n, 2) points"
-    )
 
 
 def data_ref(name: str) -> str:

@@ -18,9 +18,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from bezkit.cli.common import COMMAND_HELP, CLIError
+from bezkit.cli.common import COMMAND_HELP, CLIError, nonempty_path
 from bezkit.cli.outputs import check_output
 from bezkit.course import copy_course, kit_files, write_student_versions
 
@@ -39,7 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     copy = actions.add_parser(
         "copy", help="write a course folder: lessons, checkpoints, results, CI workflow, README"
     )
-    copy.add_argument("dir", type=Path, metavar="DIR", help="the course folder (created if needed)")
+    copy.add_argument(
+        "dir", type=nonempty_path, metavar="DIR", help="the course folder (created if needed)"
+    )
     copy.add_argument(
         "--student",
         action="store_true",
@@ -52,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     student = actions.add_parser("student", help="write student versions of the lessons")
     student.add_argument(
-        "out_dir", type=Path, metavar="OUT_DIR", help="folder for the student notebooks"
+        "out_dir", type=nonempty_path, metavar="OUT_DIR", help="folder for the student notebooks"
     )
     student.add_argument(
         "--lesson",

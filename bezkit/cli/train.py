@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,14 +14,14 @@ import torch
 from torch import nn
 
 from bezkit.cli.common import (
-    COMMAND_HELP,
     CLIError,
     given,
     hold_until_done,
 )
 from bezkit.cli.inputs import data_ref, data_sha256, load_sampler
 from bezkit.cli.outputs import check_output
-from bezkit.cli.train_options import DEFAULT_OUT, DESCRIPTION, add_train_options
+from bezkit.cli.train_options import DEFAULT_OUT
+from bezkit.cli.train_options import add_parser as add_parser_without_torch
 from bezkit.couplings import Coupling, FullOTCoupling, IndependentCoupling, MinibatchOTCoupling
 from bezkit.data import Sampler
 from bezkit.files.run_dir import RunLock, RunLocked
@@ -37,7 +38,12 @@ from bezkit.training import (
     train,
 )
 from bezkit.training.checkpoint import checkpoint_files
-from bezkit.training.memory import MemoryEstimateError, check_fits_in_memory, estimate_step_bytes
+from bezkit.training.memory import (
+    MemoryEstimateError,
+    check_fits_in_memory,
+    largest_part,
+    step_bytes_by_part,
+)
 from bezkit.training.resume import ResumeError, interrupted_at, resume_run
 
 __all__ = ["CHANGEABLE_ON_RESUME", "LATER_SETTINGS", "RUN_SETTINGS", "add_parser", "run"]
@@ -45,8 +51,7 @@ __all__ = ["CHANGEABLE_ON_RESUME", "LATER_SETTINGS", "RUN_SETTINGS", "add_parser
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``bezkit train`` and its options to ``subparsers``."""
-    p = subparsers.add_parser("train", help=COMMAND_HELP["train"], description=DESCRIPTION)
-    add_train_options(p)
+    p = add_parser_without_torch(subparsers)
     p.set_defaults(func=run)
     return p
 
@@ -166,6 +171,54 @@ def _run_metadata(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_memory(settings: dict[str, Any]) -> None:
+    """Refuse a run whose estimated memory exceeds what the machine has, naming the option that
+    dominates the estimate (the batch, the model's width, or the full-OT problem)."""
+    parts = step_bytes_by_part(
+        batch_size=settings["batch_size"],
+        hidden=settings["hidden"],
+        depth=settings["depth"],
+        coupling=settings["coupling"],
+        full_ot_points=settings["full_ot_points"],
+    )
+    big = largest_part(parts)
+    value = {
+        "--batch-size": "batch_size",
+        "--hidden": "hidden",
+        "--full-ot-points": "full_ot_points",
+    }
+    what = f"{big} {settings[value[big]]}"
+    if big == "--batch-size":
+        what += f" with --coupling {settings['coupling']}"
+    if big == "--hidden":
+        what += f" and --depth {settings['depth']}"
+    try:
+        check_fits_in_memory(sum(parts.values()), what=what, advice=f"use a smaller {big}")
+    except MemoryEstimateError as err:
+        raise CLIError(str(err)) from None
+
+
+def _scale_hint(source: Sampler, target: Sampler) -> str:
+    """When a point file's coordinates are far from unit scale, the likely cause of a diverged
+    run, say so (the MLP and the default lr expect coordinates of order 1)."""
+    hints = []
+    for role, sampler in (("source", source), ("target", target)):
+        points = getattr(sampler, "points", None)
+        if points is None or not len(points):
+            continue
+        scale = float(points.double().abs().max())
+        if scale > 1e3 or 0 < scale < 1e-3:
+            hints.append(f"--{role} {getattr(sampler, 'name', role)} has |x| up to {scale:.3g}")
+    if not hints:
+        return ""
+    return (
+        "; more likely the data scale is the cause: "
+        + ", ".join(hints)
+        + " (coordinates of order 1 are expected): standardise the data (subtract the mean, "
+        "divide by the standard deviation) before training"
+    )
+
+
 def _check_device(name: str) -> torch.device:
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -177,18 +230,10 @@ def _check_device(name: str) -> torch.device:
         raise CLIError(str(err)) from None
 
 
-def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Path, Any]:
-    """Check ``--out`` before any work, lock it for this run and refuse to replace a checkpoint
-    (saying ``--resume`` when it holds an interrupted run). Returns ``(stem, lock)``."""
-    st_path, js_path = checkpoint_files(out)
-    for path in (st_path, js_path):
-        check_output(path, option="--out", folder=False)
-    stem = st_path.with_suffix("")
-    try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        lock = hold_until_done(RunLock(stem, folder=False, what="'bezkit train'").acquire())
-    except RunLocked as err:
-        raise CLIError(f"--out: {err}") from None
+def _refuse_existing(
+    st_path: Path, js_path: Path, stem: Path, *, overwrite: bool, resume: str | None
+) -> None:
+    """Refuse to replace a checkpoint (saying ``--resume`` when it holds an interrupted run)."""
     in_place = resume is not None and checkpoint_files(resume)[0].resolve() == st_path.resolve()
     if not (overwrite or in_place) and (st_path.exists() or js_path.exists()):
         existing = st_path if st_path.exists() else js_path
@@ -202,7 +247,56 @@ def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Pat
             f"checkpoint {existing} already exists; pass --overwrite to replace it "
             "or choose another --out"
         )
-    return stem, lock
+
+
+def _check_checkpoint_prefix(out: str) -> None:
+    """``--out`` names a checkpoint prefix (``flow`` -> ``flow.safetensors``, ``flow.json``):
+    not empty, not a folder such as ``/`` or ``.``, not a special file such as ``/dev/full``."""
+    if not out.strip():
+        raise CLIError("--out is empty; give a checkpoint path such as --out flow")
+    path = Path(out)
+    if path.name in ("", ".", "..") or out.endswith(("/", os.sep)):
+        raise CLIError(
+            f"--out {out} names a folder; give a checkpoint path such as --out {path / 'flow'}"
+        )
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise CLIError(
+            f"--out {out} is a device, FIFO or socket; give a checkpoint path in a folder of "
+            "your own (the checkpoint is written as PATH.safetensors and PATH.json)"
+        )
+
+
+def _claim_output(out: str, *, overwrite: bool, resume: str | None) -> tuple[Path, Any]:
+    """Check ``--out`` before any work, lock it for this run and refuse to replace a checkpoint
+    (saying ``--resume`` when it holds an interrupted run). Returns ``(stem, lock)``.
+
+    The lock is taken on the files that will be written: through a symbolic link
+    (``lnk.safetensors -> c1.safetensors``) that is the link's target, ``c1.lock``, so a link
+    cannot bypass the lock of the run writing ``c1``. A refused ``--out`` creates nothing (no
+    folder, no lock file)."""
+    _check_checkpoint_prefix(out)
+    st_path, js_path = checkpoint_files(out)
+    written = [check_output(path, option="--out", folder=False) for path in (st_path, js_path)]
+    stem = st_path.with_suffix("")
+    _refuse_existing(st_path, js_path, stem, overwrite=overwrite, resume=resume)
+    # one lock per distinct checkpoint prefix that is written (the links' targets, resolved)
+    prefixes = {(p.parent.resolve() / p.name).with_suffix("") for p in written} | {
+        stem.parent.resolve() / stem.name
+    }
+    locks = []
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for prefix in sorted(prefixes):
+            locks.append(
+                hold_until_done(RunLock(prefix, folder=False, what="'bezkit train'").acquire())
+            )
+    except RunLocked as err:
+        raise CLIError(f"--out: {err}") from None
+    except OSError as err:
+        raise CLIError(f"--out: cannot create {stem.parent}: {err.strerror or err}") from None
+    # again under the lock: another process may have written the checkpoint meanwhile
+    _refuse_existing(st_path, js_path, stem, overwrite=overwrite, resume=resume)
+    return stem, locks
 
 
 def _apply_model_shape(args: argparse.Namespace, settings: dict[str, Any]) -> None:
@@ -251,6 +345,34 @@ def _refuse_torchrun() -> None:
         )
 
 
+def _model(resume: str | None, settings: dict[str, Any]) -> nn.Module:
+    """The network to train: the resumed run's, or a new MLP of the settings' shape."""
+    if resume is not None:
+        return build_model(load_checkpoint(resume, verify=False).metadata["model"])
+    shape = MODEL_SHAPES[settings["model_shape"]]
+    return new_mlp(
+        2,
+        hidden=settings["hidden"],
+        depth=settings["depth"],
+        seed=settings["seed"],
+        activation=str(shape["activation"]),
+        time_input=str(shape["time_input"]),
+    )
+
+
+def _report_interrupt(stem: Path) -> None:
+    """After Ctrl-C: where the run stopped and how to continue it (on stderr)."""
+    stopped = interrupted_at(stem)
+    if stopped is None:
+        print("bezkit train: interrupted before the first step ended", file=sys.stderr)
+    else:
+        print(
+            f"bezkit train: interrupted at step {stopped[0]} of {stopped[1]}; saved "
+            f"{stem}.safetensors; continue with: bezkit train --resume {shlex.quote(str(stem))}",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """``bezkit train``: settle the run's settings (new, or from ``--resume``), train, save the
     checkpoint."""
@@ -268,18 +390,7 @@ def run(args: argparse.Namespace) -> int:
     ema_decay = settings["ema_decay"] or None
     if ema_decay is not None and not ema_decay < 1.0:
         raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {settings['ema_decay']}")
-    try:
-        check_fits_in_memory(
-            estimate_step_bytes(
-                batch_size=settings["batch_size"],
-                hidden=settings["hidden"],
-                depth=settings["depth"],
-                coupling=settings["coupling"],
-            ),
-            what=f"--batch-size {settings['batch_size']} with --coupling {settings['coupling']}",
-        )
-    except MemoryEstimateError as err:
-        raise CLIError(str(err)) from None
+    _check_memory(settings)
 
     out = args.out if args.out is not None else (args.resume or DEFAULT_OUT)
     stem, _lock = _claim_output(out, overwrite=args.overwrite, resume=args.resume)
@@ -294,18 +405,7 @@ def run(args: argparse.Namespace) -> int:
             f"{100 * ema_decay**steps:.0f}% of the initial weights; train longer, lower "
             "--ema-decay, or evaluate with --weights model"
         )
-    if args.resume is not None:
-        model = build_model(load_checkpoint(args.resume, verify=False).metadata["model"])
-    else:
-        shape = MODEL_SHAPES[settings["model_shape"]]
-        model = new_mlp(
-            2,
-            hidden=settings["hidden"],
-            depth=settings["depth"],
-            seed=settings["seed"],
-            activation=str(shape["activation"]),
-            time_input=str(shape["time_input"]),
-        )
+    model = _model(args.resume, settings)
     try:
         config = TrainConfig(
             steps=steps,
@@ -344,7 +444,10 @@ def run(args: argparse.Namespace) -> int:
             validation=_validation(settings, coupling, loss),
         )
     except FloatingPointError as err:
-        raise CLIError(f"training diverged: {err}", code=1) from None
+        raise CLIError(f"training diverged: {err}{_scale_hint(source, target)}", code=1) from None
+    except KeyboardInterrupt:
+        _report_interrupt(stem)
+        return 130
 
     if not args.quiet:
         tail = result.losses[-50:]

@@ -10,15 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 from bezkit.cli.common import (
+    COMMAND_HELP,
     Given,
     nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
+    seed_int,
 )
-from bezkit.cli.inputs import dataset
-from bezkit.data import TORCHCFM_DATASETS, TOY_DATASETS
-from bezkit.models.mlp import MODEL_SHAPES
+from bezkit.cli.datasets import DATASET_NAMES, MODEL_SHAPE_NAMES, dataset
 
 __all__ = [
     "COUPLINGS",
@@ -28,6 +28,7 @@ __all__ = [
     "LR_SCHEDULES",
     "TARGET_KINDS",
     "TIME_SAMPLINGS",
+    "add_parser",
     "add_train_options",
 ]
 
@@ -101,9 +102,19 @@ def _given(
     group.add_argument(flag, type=kind, default=default, action=Given, metavar=metavar, help=text)
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit train`` and its options to ``subparsers`` without importing torch; the
+    command runs :func:`bezkit.cli.train.run` (``func="train"``: :func:`bezkit.cli.main` imports
+    that module only to run it)."""
+    p = subparsers.add_parser("train", help=COMMAND_HELP["train"], description=DESCRIPTION)
+    add_train_options(p)
+    p.set_defaults(func="train")
+    return p
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Add every option of ``bezkit train`` to ``p``, in four groups."""
-    names = ", ".join([*TOY_DATASETS, *TORCHCFM_DATASETS])
+    names = ", ".join(DATASET_NAMES)
     data = p.add_argument_group("data and pairing")
     _given(
         data,
@@ -175,7 +186,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     _given(obj, "--depth", positive_int, 3, "LAYERS", "number of hidden layers of the MLP")
     obj.add_argument(
         "--model-shape",
-        choices=tuple(MODEL_SHAPES),
+        choices=MODEL_SHAPE_NAMES,
         default="bezkit",
         action=Given,
         help="the MLP: bezkit's (SiLU, sinusoidal time features, --hidden x --depth) or the "
@@ -257,7 +268,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     _given(
         opt,
         "--seed",
-        nonnegative_int,
+        seed_int,
         0,
         "SEED",
         "seed of every random draw (initial weights, batches, times); the same "

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from bezkit import __version__
 from bezkit.course.kit_files import KitFiles, kit_files
@@ -117,6 +118,36 @@ lessons take a few minutes in all.
 """
 
 
+#: Present in a course folder while ``copy_course`` writes it: a copy that stopped half-way says so.
+INCOMPLETE_MARKER = ".bezkit-copy-incomplete"
+INCOMPLETE_TEXT = (
+    "bezkit lessons copy was writing this folder and did not finish; run it again with "
+    "--overwrite to complete the course.\n"
+)
+
+
+def _refuse_existing(out_dir: Path, plan: dict[Path, Any], *, overwrite: bool) -> None:
+    """Unless ``overwrite``: refuse a folder that already has files of ``plan``, and say so when
+    they are the remains of an interrupted copy."""
+    if overwrite:
+        return
+    existing = [str(rel) for rel in plan if (out_dir / rel).exists()]
+    if (out_dir / INCOMPLETE_MARKER).exists():
+        raise FileExistsError(
+            f"{out_dir} holds an interrupted copy ({len(existing)} of {len(plan)} files were "
+            "written before it stopped); pass overwrite=True (--overwrite on the command line) "
+            "to finish it"
+        )
+    if existing:
+        shown = ", ".join(existing[:5]) + (
+            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        )
+        raise FileExistsError(
+            f"{out_dir} already has {shown}; pass overwrite=True (--overwrite on the command "
+            "line) to replace them"
+        )
+
+
 def copy_course(
     out_dir: Path,
     *,
@@ -159,15 +190,14 @@ def copy_course(
     readme = lecturer_readme([p.name for p in lessons], student=student)
     plan[Path("README.md")] = readme.encode()
 
-    existing = [str(rel) for rel in plan if (out_dir / rel).exists()]
-    if existing and not overwrite:
-        shown = ", ".join(existing[:5]) + (
-            f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-        )
-        raise FileExistsError(f"{out_dir} already has {shown}; pass overwrite to replace them")
+    _refuse_existing(out_dir, plan, overwrite=overwrite)
+    marker = out_dir / INCOMPLETE_MARKER
+    # the marker says "incomplete" until the last file is written: a killed copy is not silent
+    atomic_write_bytes(marker, INCOMPLETE_TEXT.encode())
     for rel, what in plan.items():
         if isinstance(what, bytes):
             atomic_write_bytes(out_dir / rel, what)
         else:
             atomic_write(out_dir / rel, partial(shutil.copyfile, what))
+    marker.unlink()
     return CourseKit(root=out_dir, files=tuple(plan), student=student, stubs=stubs)

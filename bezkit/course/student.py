@@ -171,7 +171,9 @@ def write_student_versions(
     targets = [out_dir / p.name for p in sources]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"would overwrite {', '.join(existing)} (pass overwrite=True)")
+        raise FileExistsError(
+            f"would overwrite {', '.join(existing)} (pass overwrite=True; --overwrite on the command line)"
+        )
     converted = []
     for source in sources:
         converted.append(student_notebook(read_notebook(source), name=source.name))

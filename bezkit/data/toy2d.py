@@ -198,13 +198,27 @@ def _read_array(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False)
+            loaded = np.load(path, allow_pickle=False)
         except EOFError:
             raise ValueError(f"data file {path} is empty (no .npy header)") from None
         except ValueError as err:  # pickled objects, a damaged header, a truncated array
             raise ValueError(f"cannot read data file {path} as .npy: {err}") from None
+        if not isinstance(loaded, np.ndarray):  # np.load opens a .npz archive whatever its name
+            names = list(loaded.files)
+            loaded.close()
+            raise ValueError(
+                f"data file {path} is a .npz archive (arrays {names}), not a .npy array; save "
+                "one (n, d) array with np.save, or load the archive and save the array you need"
+            )
+        return loaded
     if suffix == ".csv":
-        text = path.read_text()
+        try:  # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first value
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"data file {path} is not UTF-8 text ({err.reason} at byte {err.start}); save "
+                "it as a plain-text CSV of numbers"
+            ) from None
         lines = [line for line in text.splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"data file {path} is empty")
@@ -216,7 +230,7 @@ def _read_array(path: Path) -> np.ndarray:
         if len(lines) <= skip:
             raise ValueError(f"data file {path} has a header but no rows")
         try:
-            return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+            return np.loadtxt(lines[skip:], delimiter=",", ndmin=2)
         except ValueError as err:
             raise ValueError(f"cannot read data file {path} as CSV numbers: {err}") from None
     raise ValueError(f"unsupported data file type {suffix!r} for {path}; use .npy or .csv")

@@ -15,14 +15,17 @@ regular file is *followed*: the new content replaces the link's target, atomical
 stays a link (bezkit resolves it once and writes beside the target). A dangling link is refused.
 
 ``RunLock(path)`` is an exclusive, non-blocking lock on ``path`` (an OS advisory lock held through
-an open file, :mod:`filelock`): a second process asking for the same lock gets :class:`RunLocked`
-at once instead of silently overwriting the first run's files. The kernel drops the lock when
-the process exits, however it exits (``kill -9`` included), so a crashed run never leaves a stale
-lock behind; the small lock file itself stays and is harmless.
+an open file: ``flock`` on POSIX, :mod:`filelock` elsewhere): a second process asking for the same
+lock gets :class:`RunLocked` at once instead of silently overwriting the first run's files. The
+kernel drops the lock when the process exits, however it exits (``kill -9`` included), so a
+crashed run never leaves a stale lock behind (only its small, harmless lock file). A released
+lock removes its lock file (POSIX): it is unlinked while still held, and a process that locked the
+unlinked file in the meantime sees that the path no longer names its file and locks the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -32,6 +35,11 @@ from types import TracebackType
 from typing import ClassVar
 
 import filelock
+
+try:
+    import fcntl
+except ImportError:  # Windows: filelock, and the lock file stays
+    fcntl = None  # type: ignore[assignment]  # the module is absent on this platform
 
 __all__ = [
     "OutputPathError",
@@ -157,26 +165,63 @@ class RunLock:
         self.folder = folder
         self.lock_file = lock_path_for(self.path, folder=folder)
         self.what = what
-        self._lock: filelock.BaseFileLock | None = None
+        self._lock: filelock.BaseFileLock | None = None  # without fcntl
+        self._fd: int | None = None  # the flocked lock file (POSIX)
 
     def acquire(self) -> RunLock:
         """Take the lock without waiting; :class:`RunLocked` names the output when another process
         holds it."""
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.lock_file), timeout=0)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise RunLocked(
-                f"another {self.what} is using {self.path} (lock {self.lock_file} is held); "
-                "wait for it to finish or choose another output"
-            ) from None
-        self._lock = lock
+        if fcntl is None:
+            lock = filelock.FileLock(str(self.lock_file), timeout=0)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                raise self._locked() from None
+            self._lock = lock
+        else:
+            self._fd = self._flock()
         RunLock._held_here.append(self)
         return self
 
+    def _locked(self) -> RunLocked:
+        return RunLocked(
+            f"another {self.what} is using {self.path} (lock {self.lock_file} is held); "
+            "wait for it to finish or choose another output"
+        )
+
+    def _flock(self) -> int:
+        """``flock`` the lock file; returns the open descriptor. A file its holder unlinked after
+        this process opened it (a release) is not the lock any more: open the path again."""
+        assert fcntl is not None
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._locked() from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                current = os.path.samestat(os.fstat(fd), os.stat(self.lock_file))
+            except FileNotFoundError:
+                current = False
+            if current:
+                return fd
+            os.close(fd)  # unlinked by its releasing holder: lock the file at the path now
+
     def release(self) -> None:
-        """Release the lock (nothing if it is not held)."""
+        """Release the lock (nothing if it is not held) and remove its lock file (POSIX)."""
+        if self._fd is not None:
+            # while held, so no other process holds this file; already gone, or a read-only
+            # folder: an empty file stays, harmless
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock_file)
+            os.close(self._fd)
+            self._fd = None
+            RunLock._held_here.remove(self)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -201,7 +246,7 @@ class RunLock:
     @property
     def held(self) -> bool:
         """Whether this object holds the lock now."""
-        return self._lock is not None and self._lock.is_locked
+        return self._fd is not None or (self._lock is not None and self._lock.is_locked)
 
     def __enter__(self) -> RunLock:
         return self.acquire()

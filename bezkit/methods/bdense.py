@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from bezkit.couplings.pairs import Coupling, PairPool, Pairs
 from bezkit.data.toy2d import Sampler
-from bezkit.methods.flow import check_recipe_args
+from bezkit.methods.flow import check_recipe_args, with_progress
 from bezkit.methods.result import RecipeResult, fixed_pairs
 from bezkit.models.branched import BranchedVelocity, branch_times
 from bezkit.models.mlp import MLPVelocity
@@ -223,12 +223,14 @@ def bdense_distill(
     train: TrainConfig,
     bdense: BDenseConfig | None = None,
     *,
+    progress: bool | None = None,
     resume_from: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
 ) -> RecipeResult:
     """Distil the teacher's whole trajectory into a K-branch student initialised from it
     (the pool of ``make_trajectory_pool``, then ``bdense_train``); the result's ``pairs`` are the
-    trajectory pool (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``)."""
+    trajectory pool (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``).
+    ``progress`` shows the training's progress bar (``None``: as ``train.progress`` says)."""
     check_recipe_args("bdense_distill", train, bdense, BDenseConfig, "bdense")
     bdense = bdense if bdense is not None else BDenseConfig()
     bdense.validate()
@@ -242,7 +244,7 @@ def bdense_distill(
         seed=bdense.pair_seed,
     )
     return bdense_train(
-        teacher, pool, train, bdense, resume_from=resume_from,
+        teacher, pool, train, bdense, progress=progress, resume_from=resume_from,
         checkpoint_metadata=checkpoint_metadata,
     )  # fmt: skip
 
@@ -253,13 +255,15 @@ def bdense_train(
     train: TrainConfig,
     bdense: BDenseConfig | None = None,
     *,
+    progress: bool | None = None,
     resume_from: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
 ) -> RecipeResult:
     """Train a K-branch student (``branched_from_teacher``) with ``BDenseLoss`` on trajectory
     pairs ``pairs`` (``x0 = Z_0``, ``guides = (Z_{t_1}, ..., Z_{t_{K-1}})``, ``x1 = Z_1``), e.g. a
     ``make_trajectory_pool`` or a folder of teacher segments; only ``num_branches``, ``weights``
-    and ``restarts`` of ``bdense`` are used here. ``resume_from`` continues an interrupted run
+    and ``restarts`` of ``bdense`` are used here. ``progress`` shows the training's progress bar
+    (``None``: as ``train.progress`` says). ``resume_from`` continues an interrupted run
     from its training state; ``checkpoint_metadata`` goes into every checkpoint of the run."""
     check_recipe_args("bdense_train", train, bdense, BDenseConfig, "bdense")
     bdense = bdense if bdense is not None else BDenseConfig()
@@ -269,7 +273,7 @@ def bdense_train(
         student,
         bdense.loss(),
         pairs.sample,
-        train,
+        with_progress(train, progress),
         resume_from=resume_from,
         checkpoint_metadata=checkpoint_metadata,
     )

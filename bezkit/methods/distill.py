@@ -56,6 +56,7 @@ def distill(
     train: TrainConfig,
     distillation: DistillConfig | None = None,
     *,
+    progress: bool | None = None,
     resume_from: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
 ) -> RecipeResult:
@@ -63,6 +64,7 @@ def distill(
     ``min_theta E_{t in {0, 1/N, ..., (N-1)/N}} ||v_theta(Z_t, t) - (Z1 - Z0)||^2``, starting from
     a copy of the teacher (``init="teacher"``) or a fresh network (``"scratch"``).
 
+    ``progress`` shows the training's progress bar (``None``: as ``train.progress`` says);
     ``resume_from`` continues an interrupted run from its training state; ``checkpoint_metadata``
     goes into every checkpoint of the run."""
     check_recipe_args("distill", train, distillation, DistillConfig, "distillation")
@@ -74,6 +76,7 @@ def distill(
         pairs,
         train,
         FlowConfig(time_sampler=distill_times(distillation.steps)),
+        progress=progress,
         resume_from=resume_from,
         checkpoint_metadata=checkpoint_metadata,
     )

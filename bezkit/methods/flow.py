@@ -16,6 +16,7 @@ Every recipe of ``bezkit.methods`` takes its arguments in one order: the network
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,7 @@ __all__ = [
     "new_mlp",
     "student_from",
     "train_flow",
+    "with_progress",
 ]
 
 Init = Literal["teacher", "scratch"]
@@ -102,6 +104,12 @@ def check_recipe_args(
         )
 
 
+def with_progress(train: TrainConfig, progress: bool | None) -> TrainConfig:
+    """``train`` with its progress bar set by a recipe's ``progress`` keyword (``None`` keeps
+    ``train.progress``)."""
+    return train if progress is None else dataclasses.replace(train, progress=bool(progress))
+
+
 def new_mlp(
     dim: int = 2,
     *,
@@ -137,6 +145,7 @@ def train_flow(
     train: TrainConfig,
     flow: FlowConfig | None = None,
     *,
+    progress: bool | None = None,
     resume_from: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
     validation: trainer.ValidationFn | None = None,
@@ -148,6 +157,7 @@ def train_flow(
     ``RecipeResult.best_model`` is then the model at its lowest value (see
     ``bezkit.training.train``).
 
+    ``progress`` shows the training's progress bar (``None``: as ``train.progress`` says);
     ``resume_from`` continues an interrupted run from its training state; ``checkpoint_metadata``
     (JSON-able) is written into every checkpoint of the run, periodic or final (see
     ``bezkit.training.train``). ``RecipeResult.pairs`` is the coupling's fixed set of pairs when it
@@ -159,6 +169,7 @@ def train_flow(
             f"{type(model).__name__} (the model comes first, then the coupling)"
         )
     check_recipe_args("train_flow", train, flow, FlowConfig, "flow")
+    train = with_progress(train, progress)
     flow = flow if flow is not None else FlowConfig()
     flow.validate()
     loss = FlowMatchingLoss(

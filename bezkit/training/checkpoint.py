@@ -148,7 +148,7 @@ def save_checkpoint(
     st_path, js_path = checkpoint_files(path)
     if not overwrite and (st_path.exists() or js_path.exists()):
         raise FileExistsError(
-            f"checkpoint {st_path} already exists; pass overwrite=True to replace it"
+            f"checkpoint {st_path} already exists; pass overwrite=True (--overwrite on the command line) to replace it"
         )
     for target in (st_path, js_path):
         owner = RunLock.held_over(target)
@@ -201,6 +201,18 @@ def _read_json(js_path: Path) -> dict[str, Any]:
     return meta
 
 
+def _header_is_authentic(st_path: Path, meta: dict[str, Any], copy: dict[str, Any]) -> bool:
+    """Which of two differing metadata (the header's ``meta``, the JSON ``copy``, both with one
+    digest) the tensors' digest confirms: False only when the copy's does and the header's does
+    not (the header was edited); an unreadable file counts as the header's fault too."""
+    try:
+        tensors = load_file(st_path)
+    except Exception:  # safetensors raises its own error types; the header is the suspect
+        return False
+    digest = meta.get("sha256")
+    return content_digest(tensors, meta) == digest or content_digest(tensors, copy) != digest
+
+
 def read_metadata(path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
     """``(tensor file, JSON file, metadata)`` of a checkpoint, from the tensor file's header.
 
@@ -226,6 +238,13 @@ def read_metadata(path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
         copy = _read_json(js_path)
         if copy.get("sha256") == meta["sha256"] and copy != meta:
             changed = sorted(k for k in set(copy) | set(meta) if copy.get(k) != meta.get(k))
+            if not _header_is_authentic(st_path, meta, copy):
+                raise CheckpointError(
+                    f"checkpoint {st_path} is damaged or was altered: the metadata in its header "
+                    f"({', '.join(changed)}) no longer matches its digest, while the copy "
+                    f"{js_path.name} does; restore the checkpoint (the .json copy alone cannot "
+                    "be loaded)"
+                )
             raise CheckpointError(
                 f"{js_path} was edited by hand ({', '.join(changed)} differ from the metadata in "
                 f"{st_path.name}); the .json is only a copy: restore it, delete it (it is "

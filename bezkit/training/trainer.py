@@ -23,6 +23,9 @@ With ``config.val_every`` and a ``validation`` function, the model to sample wit
 a tie) are kept as ``TrainResult.best_model`` and saved in every checkpoint (``best.*`` tensors,
 ``best_step`` / ``best_val_loss`` / ``val_losses`` in the metadata), so a resumed run selects as
 an uninterrupted one would.
+Ctrl-C (SIGINT) during a run with ``config.checkpoint_path`` (one process, the main thread) ends
+the step under way, saves a resumable checkpoint of it (as a periodic one) and then raises
+``KeyboardInterrupt``: no training is lost. A second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import contextlib
 import copy
 import math
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,9 +49,9 @@ from tqdm.auto import tqdm
 from bezkit.couplings.pairs import Pairs
 from bezkit.models.factory import model_spec
 from bezkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from bezkit.training.config import TrainConfig
+from bezkit.training.config import SMALL_MODEL_PARAMETERS, TrainConfig
 from bezkit.training.device import choose_device
-from bezkit.training.distributed import get_rank, unwrap_model, wrap_ddp
+from bezkit.training.distributed import get_rank, get_world_size, unwrap_model, wrap_ddp
 from bezkit.training.ema import EMA
 
 __all__ = [
@@ -169,6 +173,54 @@ def _batches(sample_batch: BatchFn, config: TrainConfig, seed: int, start: int) 
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _training_threads(config: TrainConfig, model: nn.Module, device: torch.device) -> int | None:
+    """The CPU thread count a run trains with (``TrainConfig.cpu_threads``); None: unchanged."""
+    if device.type != "cpu" or config.cpu_threads is None:
+        return None
+    if config.cpu_threads == "auto":
+        small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS
+        return 1 if small else None
+    return int(config.cpu_threads)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` while the block runs, the caller's count restored."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _DeferredInterrupt:
+    """While active (main thread only), the first SIGINT sets :attr:`requested` instead of
+    raising, so the current step ends and is saved; a second one raises ``KeyboardInterrupt``."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _save(
@@ -342,6 +394,53 @@ def train(
         disable=not config.progress or rank != 0,
         leave=False,
     )
+    can_save = bool(config.checkpoint_path) and rank == 0 and get_world_size() == 1
+    threads = _training_threads(config, given, device)
+    with _DeferredInterrupt(can_save) as interrupt, _torch_threads(threads):
+        _loop(
+            model, forward, loss_fn, sample_batch, config, seed, start, opt, sched, ema, losses,
+            run_metadata, device, autocast, bar, rank, interrupt, best, validation,
+        )  # fmt: skip
+    bar.close()
+    given.eval()
+    result = TrainResult(
+        raw_model=given,
+        ema_model=ema.model if ema else None,
+        losses=losses,
+        wall_seconds=time.perf_counter() - t0,
+        steps=config.steps,
+    )
+    if best is not None and best.state is not None:
+        result.best_model = copy.deepcopy(result.model).eval()
+        result.best_model.load_state_dict(best.state)
+        result.best_step, result.val_losses = best.step, best.history
+    return result
+
+
+def _loop(
+    model: nn.Module,
+    forward: nn.Module,
+    loss_fn: LossFn,
+    sample_batch: BatchFn,
+    config: TrainConfig,
+    seed: int,
+    start: int,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    ema: EMA | None,
+    losses: list[float],
+    run_metadata: dict[str, Any],
+    device: torch.device,
+    autocast: Any,
+    bar: Any,
+    rank: int,
+    interrupt: _DeferredInterrupt,
+    best: _Best | None,
+    validation: ValidationFn | None,
+) -> None:
+    """The steps ``start .. config.steps - 1`` (module docstring); on a deferred Ctrl-C, the
+    checkpoint of the last finished step, then ``KeyboardInterrupt``."""
+    saved = start
     for step, pairs in enumerate(_batches(sample_batch, config, seed, start), start=start):
         # the global RNG (dropout masks) is a per-(seed, step) stream, so a resumed run is exact
         torch.manual_seed(stream_seed(seed, step, "model"))
@@ -374,17 +473,18 @@ def train(
             and (done % config.checkpoint_every == 0 or done == config.steps)
         ):
             _save(config.checkpoint_path, model, opt, ema, done, config, losses, run_metadata, best)
-    bar.close()
-    given.eval()
-    result = TrainResult(
-        raw_model=given,
-        ema_model=ema.model if ema else None,
-        losses=losses,
-        wall_seconds=time.perf_counter() - t0,
-        steps=config.steps,
-    )
-    if best is not None and best.state is not None:
-        result.best_model = copy.deepcopy(result.model).eval()
-        result.best_model.load_state_dict(best.state)
-        result.best_step, result.val_losses = best.step, best.history
-    return result
+            saved = done
+        if interrupt.requested:
+            if config.checkpoint_path and saved != done:
+                _save(
+                    config.checkpoint_path,
+                    model,
+                    opt,
+                    ema,
+                    done,
+                    config,
+                    losses,
+                    run_metadata,
+                    best,
+                )
+            raise KeyboardInterrupt

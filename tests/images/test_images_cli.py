@@ -110,3 +110,35 @@ def test_a_digits_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert reports[0]["nfe"] == {"1": 1, "2": 2} and "noise_floor" in reports[0]
     assert json.loads((r / "ev.json").read_text()) == reports
     assert (r / "grid-1.png").is_file() and (r / "grid-2.png").is_file()
+
+
+def test_evaluate_refuses_outputs_over_its_inputs_before_sampling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 1 (`images evaluate ... --out im.safetensors` replaced the checkpoint) and a
+    --grid whose numbered file is a folder, found only after evaluating."""
+    import bezkit.cli.images as images_cli
+
+    r = tmp_path
+    assert main(["images", "train", "--out", str(r / "a"), *SMALL]) == 0
+    capsys.readouterr()
+    before = (r / "a.safetensors").read_bytes()
+
+    def no_sampling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated before refusing the output")
+
+    monkeypatch.setattr(images_cli, "evaluate_images", no_sampling)
+    (r / "g-2.png").mkdir()
+    one = ["images", "evaluate", str(r / "a"), "--n", "16", "--steps", "1"]
+    two = [*one[:3], str(r / "a"), *one[3:]]
+    for argv, message in (
+        ([*two, "--out", str(r / "a.safetensors")], "--out"),
+        ([*one, "--out", str(r / "a")], "--out"),
+        ([*one, "--grid", str(r / "a.json")], "--grid"),  # one checkpoint: the file named
+        ([*two, "--grid", str(r / "g.png")], "--grid"),  # two: g-1.png, g-2.png (a folder)
+    ):
+        assert main(argv) == 2, argv
+        err = _err(capsys)
+        assert err.count(message) >= 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+        assert "input file" in err or "g-2.png" in err, err
+    assert (r / "a.safetensors").read_bytes() == before
