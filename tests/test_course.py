@@ -18,6 +18,7 @@ from bezkit.course import (
     BEGIN,
     END,
     STUB,
+    answers_start,
     copy_course,
     kit_files,
     lesson_root,
@@ -95,6 +96,42 @@ def test_student_notebook_stubs_solutions_and_keeps_the_rest():
     assert student.cells[3].source == "check(tangent)"  # no NBVAL marker, no stored output
     assert student.cells[3].outputs == []
     assert student.metadata["bezkit"]["version"] == "student"
+
+
+def test_student_notebook_stores_no_output_below_a_question():
+    """Issue 20: the copy showed the figure that answers 01's prediction and 06's table."""
+    nb = make_notebook()
+    question = nbformat.v4.new_code_cell('show_question("01.one-step")')
+    answer = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(answer)\nplt.show()")
+    for cell in (question, answer):
+        cell.outputs = [nbformat.v4.new_output("stream", text="the answer\n")]
+        cell.execution_count = 1
+    nb.cells[2:2] = [question, answer]
+    student, _ = student_notebook(nb, name="lesson.ipynb")
+    assert student.cells[1] == nb.cells[1]  # above the first question: kept
+    for cell in student.cells[2:]:
+        assert cell.outputs == [] and cell.execution_count is None
+        assert "NBVAL_CHECK_OUTPUT" not in cell.source  # nbval must not compare it with nothing
+    assert student.cells[3].source == "print(answer)\nplt.show()"
+
+
+def test_student_copies_of_the_lessons_give_no_answer_away():
+    for path in kit_files().lessons():
+        nb = nbformat.read(path, as_version=4)
+        student, _ = student_notebook(nb, name=path.name)
+        start = answers_start(student.cells)
+        assert start < len(student.cells), f"{path.name} has no question and no exercise"
+        for index, cell in enumerate(student.cells[start:], start=start):
+            if cell.cell_type == "code":
+                assert not cell.outputs, f"{path.name} cell {index} keeps its outputs"
+        shown = [
+            cell.source
+            for cell in student.cells
+            if cell.cell_type == "code"
+            and any("image/png" in o.get("data", {}) for o in cell.outputs)
+        ]
+        if path.name.startswith("01_"):  # the one-step figure answers 01.one-step
+            assert not any("one_step = solve_ode" in source for source in shown)
 
 
 def test_student_notebook_refuses_untagged_or_empty_solutions():
