@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from course_wheel import build_wheel
 
 from bezkit.cli import main
 from bezkit.course import (
@@ -256,37 +256,7 @@ def test_cli_lessons(tmp_path, capsys):
 
 def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
     """Build the wheel from a clean copy of the project, unpack it, run `bezkit lessons` from it."""
-    project = tmp_path / "project"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    extra = [
-        b"setup.py",
-        b"MANIFEST.in",
-        *[str(p.relative_to(ROOT)).encode() for p in (ROOT / "bezkit").rglob("*.py")],
-    ]
-    for rel in {r.decode() for r in tracked + extra if r}:
-        if (ROOT / rel).is_file() and not rel.startswith(("tests/", "benchmarks/")):
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ROOT / rel, project / rel)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            ".",
-        ],
-        cwd=project,
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = (tmp_path / "dist").glob("bezkit-*.whl")
+    wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for lesson in kit_files().lessons():
         assert f"bezkit/course/kit/notebooks/{lesson.name}" in names
@@ -329,3 +299,43 @@ def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
         assert (course / "checkpoints" / folder / "students.json").is_file()
     results = course / "results" / "results.json"
     assert results.read_bytes() == (ROOT / "data" / "results" / "results.json").read_bytes()
+
+
+def test_the_course_says_how_it_installs_bezkit(tmp_path, capsys):
+    """Issue 20: the copy pinned bezkit==VERSION, which is not on PyPI; the lecturer must choose."""
+    wheel = tmp_path / "bezkit-0.2.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    kit = copy_course(tmp_path / "with-wheel", bezkit_wheel=wheel)
+    requirements = (kit.root / "requirements.txt").read_text()
+    assert "--find-links ./wheels\nbezkit[notebooks,test]==0.2.0" in requirements
+    assert (kit.root / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
+    readme = (kit.root / "README.md").read_text()
+    assert "what you must choose" in readme and f"wheels/{wheel.name}" in readme
+
+    url = "bezkit[notebooks,test] @ git+https://github.com/OWNER/bezkit@v0.2.0"
+    kit = copy_course(tmp_path / "with-url", bezkit_requirement=url)
+    assert (kit.root / "requirements.txt").read_text().splitlines()[-1] == url
+    assert not (kit.root / "wheels").exists()
+
+    kit = copy_course(tmp_path / "unchosen")
+    assert "CHOOSE" in (kit.root / "requirements.txt").read_text()
+    assert "Not chosen yet" in (kit.root / "README.md").read_text()
+
+    with pytest.raises(ValueError, match="not a bezkit wheel"):
+        copy_course(tmp_path / "x", bezkit_wheel=tmp_path / "numpy-1.0-py3-none-any.whl")
+    with pytest.raises(FileNotFoundError, match="no wheel"):
+        copy_course(tmp_path / "x", bezkit_wheel=tmp_path / "bezkit-9.9-py3-none-any.whl")
+    with pytest.raises(ValueError, match="not both"):
+        copy_course(tmp_path / "x", bezkit_wheel=wheel, bezkit_requirement=url)
+    with pytest.raises(ValueError, match="one pip requirement line for bezkit"):
+        copy_course(tmp_path / "x", bezkit_requirement="numpy\nbezkit")
+    assert not (tmp_path / "x").exists()  # nothing written on a bad choice
+
+    assert main(["lessons", "copy", str(tmp_path / "cli"), "--bezkit-wheel", str(wheel)]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert main(["lessons", "copy", str(tmp_path / "cli2")]) == 0
+    assert "--bezkit-wheel or --bezkit-requirement" in capsys.readouterr().out
+    missing = str(tmp_path / "bezkit-9.9-py3-none-any.whl")
+    assert main(["lessons", "copy", str(tmp_path / "cli3"), "--bezkit-wheel", missing]) == 2
+    err = capsys.readouterr().err
+    assert "no wheel" in err and "Traceback" not in err
