@@ -248,15 +248,14 @@ def _train_constant(name: str, fn: Callable[..., object]) -> CheckResult:
         x = torch.randn(256, 2, generator=data, dtype=torch.float64)
         v = model(x, torch.rand(256, generator=data, dtype=torch.float64))
     error = float((v - target).norm(dim=1).mean())
-    first, last = losses[0], losses[-1]
-    if isinstance(first, str) or isinstance(last, str) or error > 0.05:
+    if any(isinstance(v, str) for v in losses) or error > 0.05:
         return CheckResult.fail(
             name, f"after 150 steps the velocity is off the constant (2, -1) by {error:.3f}."
         )
     return CheckResult.ok(
         name,
-        f"one step matches SGD exactly; 150 steps on a constant velocity took the loss from "
-        f"{first:.2f} to {last:.4f} (mean error {error:.3f} < 0.05).",
+        "one step matches SGD exactly, and 150 of your steps on pairs with a constant velocity "
+        "learned it (within 0.05).",
     )
 
 

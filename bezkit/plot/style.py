@@ -153,8 +153,9 @@ def shared_legend(fig: Figure, *, ncol: int | None = None, **kwargs: Any) -> Non
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
     if not handles:
         return
     opts = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
