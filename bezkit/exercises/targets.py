@@ -170,7 +170,9 @@ def check_bezier_distill_loss(
     value = _loss_value(name, got)
     if isinstance(value, CheckResult):
         return value
-    want = float(bezier_distill_loss(ProbeVelocity(seed=1), ProbeVelocity(seed=5), x0, x1, t))
+    want = float(
+        bezier_distill_loss(ProbeVelocity(seed=1), ProbeVelocity(seed=5), x0, x1, t).detach()
+    )
     hint = _guide_hint(student, teacher, x0, x1, t)
     if hint or not np.isclose(value, want, rtol=1e-6):
         if not hint:
@@ -247,7 +249,7 @@ def check_bdense_loss(fn: Callable[[nn.Module, Tensor, int], Tensor]) -> CheckRe
         value = _loss_value(name, got)
         if isinstance(value, CheckResult):
             return value
-        want = float(bdense_loss(ProbeBranches(k, seed=k), trajectory, k))
+        want = float(bdense_loss(ProbeBranches(k, seed=k), trajectory, k).detach())
         if not np.isclose(value, want, rtol=1e-6):
             hint = _bdense_hint(model, trajectory, k, value)
             return CheckResult.fail(

@@ -145,7 +145,8 @@ def place_legend(ax: Axes, *, where: str = "below", **kwargs: Any) -> None:
 def shared_legend(fig: Figure, *, ncol: int | None = None, **kwargs: Any) -> None:
     """One legend for a row of panels, below them all: the entries of every axes of ``fig`` (each
     label once, in order of appearance) replace the panels' own legends, which in a row of panels
-    run into each other. ``kwargs`` go to :meth:`~matplotlib.figure.Figure.legend`."""
+    run into each other. The legend sits just under the lowest panel's tick labels (and x label).
+    ``kwargs`` go to :meth:`~matplotlib.figure.Figure.legend`."""
     handles: list[Any] = []
     labels: list[str] = []
     for ax in fig.axes:
@@ -158,7 +159,12 @@ def shared_legend(fig: Figure, *, ncol: int | None = None, **kwargs: Any) -> Non
             legend.remove()
     if not handles:
         return
-    opts = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+    for ax in fig.axes:
+        ax.apply_aspect()  # an equal-aspect panel shrinks inside its slot: measure where it is
+    bottom = min(ax.get_position().y0 for ax in fig.axes)
+    below = 0.32 + (0.25 if any(ax.get_xlabel() for ax in fig.axes) else 0.0)  # ticks, label
+    top = bottom - below / fig.get_figheight()
+    opts = dict(loc="upper center", bbox_to_anchor=(0.5, top), frameon=False)
     fig.legend(handles, labels, ncol=ncol or min(len(handles), 4), **{**opts, **kwargs})
 
 
