@@ -170,8 +170,7 @@ def test_every_lesson_has_tagged_exercises_that_stub_cleanly():
         for cell in student.cells:
             if cell.cell_type == "code":
                 assert BEGIN not in cell.source and END not in cell.source
-    with_exercises = [n for n, c in counts.items() if c]
-    assert len(with_exercises) >= 6, counts  # every lesson but 05 (its owner adds them)
+    assert all(counts.values()), counts  # every lesson has exercises
 
 
 def test_setup_lesson(tmp_path, monkeypatch):

@@ -369,3 +369,33 @@ def test_p_value_inverts_the_t_interval():
 
     d = [sum(x - y for x, y in zip(ra, rb, strict=True)) / 2 for ra, rb in zip(a, b, strict=True)]
     assert abs(p_value(iv) - stats.ttest_1samp(d, 0.0).pvalue) < 1e-9
+
+
+# --- 7.3 sliced W2 ------------------------------------------------------------------------------
+
+
+def test_sliced_w2_right_passes_matches_bezkit_and_slips_are_named():
+    from bezkit.exercises.sliced import check_sliced_w2, unit_directions
+    from bezkit.metrics import sliced_wasserstein2
+
+    def right(a, b, theta):
+        pa, pb = (a @ theta).sort(dim=0).values, (b @ theta).sort(dim=0).values
+        return float(((pa - pb) ** 2).mean().sqrt())
+
+    assert_passes(check_sliced_w2(right))
+    assert_todo(check_sliced_w2(stub))
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(30, 1, 8, 8, generator=g), torch.randn(30, 1, 8, 8, generator=g)
+    theta = unit_directions(64, 256, seed=0)
+    mine = right(a.flatten(1).double(), b.flatten(1).double(), theta)
+    assert abs(mine - sliced_wasserstein2(a, b)) < 1e-9  # the lesson's directions are bezkit's
+
+    def unsorted(a, b, theta):
+        return float((((a @ theta) - (b @ theta)) ** 2).mean().sqrt())
+
+    def one_side(a, b, theta):
+        return float((((a @ theta).sort(dim=0).values - (b @ theta)) ** 2).mean().sqrt())
+
+    assert_fails(check_sliced_w2(unsorted), "Sort the projections")
+    assert_fails(check_sliced_w2(one_side), "not only one")
+    assert_fails(check_sliced_w2(lambda a, b, t: right(a, b, t) ** 2), "square root")

@@ -37,6 +37,7 @@ from bezkit.exercises.images import ImageVelocity, check_one_step, check_to_pixe
 from bezkit.exercises.probes import ProbeBranches, ProbeVelocity
 from bezkit.exercises.questions import QUESTIONS, Question, check_prediction, show_question
 from bezkit.exercises.result import CheckResult, Verdict
+from bezkit.exercises.sliced import check_sliced_w2, sliced_w2, unit_directions
 from bezkit.exercises.tables import PRACTICE_TABLES, check_best_at, check_worse_with_more_steps
 from bezkit.exercises.targets import (
     bdense_loss,
@@ -90,6 +91,7 @@ __all__ = [
     "check_reflow_pairs",
     "check_secant_target",
     "check_segments_cross",
+    "check_sliced_w2",
     "check_to_pixels",
     "check_train_step",
     "check_verdict",
@@ -104,5 +106,7 @@ __all__ = [
     "p_value",
     "secant_target",
     "show_question",
+    "sliced_w2",
+    "unit_directions",
     "verdict",
 ]
