@@ -293,4 +293,6 @@ def test_every_stored_lesson_figure_is_at_100_dpi_or_more():
                 if png:
                     image = Image.open(io.BytesIO(base64.b64decode("".join(png))))
                     dpi = image.info.get("dpi", (0, 0))[0]
-                    assert dpi >= 99.5, f"{path.name} cell {index}: a figure stored at {dpi:.0f} dpi"
+                    assert dpi >= 99.5, (
+                        f"{path.name} cell {index}: a figure stored at {dpi:.0f} dpi"
+                    )
