@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,12 +11,14 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from course_wheel import build_wheel
 
 from bezkit.cli import main
 from bezkit.course import (
     BEGIN,
     END,
     STUB,
+    answers_start,
     copy_course,
     kit_files,
     lesson_root,
@@ -97,6 +98,42 @@ def test_student_notebook_stubs_solutions_and_keeps_the_rest():
     assert student.metadata["bezkit"]["version"] == "student"
 
 
+def test_student_notebook_stores_no_output_below_a_question():
+    """Issue 20: the copy showed the figure that answers 01's prediction and 06's table."""
+    nb = make_notebook()
+    question = nbformat.v4.new_code_cell('show_question("01.one-step")')
+    answer = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(answer)\nplt.show()")
+    for cell in (question, answer):
+        cell.outputs = [nbformat.v4.new_output("stream", text="the answer\n")]
+        cell.execution_count = 1
+    nb.cells[2:2] = [question, answer]
+    student, _ = student_notebook(nb, name="lesson.ipynb")
+    assert student.cells[1] == nb.cells[1]  # above the first question: kept
+    for cell in student.cells[2:]:
+        assert cell.outputs == [] and cell.execution_count is None
+        assert "NBVAL_CHECK_OUTPUT" not in cell.source  # nbval must not compare it with nothing
+    assert student.cells[3].source == "print(answer)\nplt.show()"
+
+
+def test_student_copies_of_the_lessons_give_no_answer_away():
+    for path in kit_files().lessons():
+        nb = nbformat.read(path, as_version=4)
+        student, _ = student_notebook(nb, name=path.name)
+        start = answers_start(student.cells)
+        assert start < len(student.cells), f"{path.name} has no question and no exercise"
+        for index, cell in enumerate(student.cells[start:], start=start):
+            if cell.cell_type == "code":
+                assert not cell.outputs, f"{path.name} cell {index} keeps its outputs"
+        shown = [
+            cell.source
+            for cell in student.cells
+            if cell.cell_type == "code"
+            and any("image/png" in o.get("data", {}) for o in cell.outputs)
+        ]
+        if path.name.startswith("01_"):  # the one-step figure answers 01.one-step
+            assert not any("one_step = solve_ode" in source for source in shown)
+
+
 def test_student_notebook_refuses_untagged_or_empty_solutions():
     nb = make_notebook()
     nb.cells[2].metadata["tags"] = []
@@ -133,8 +170,7 @@ def test_every_lesson_has_tagged_exercises_that_stub_cleanly():
         for cell in student.cells:
             if cell.cell_type == "code":
                 assert BEGIN not in cell.source and END not in cell.source
-    with_exercises = [n for n, c in counts.items() if c]
-    assert len(with_exercises) >= 6, counts  # every lesson but 05 (its owner adds them)
+    assert all(counts.values()), counts  # every lesson has exercises
 
 
 def test_setup_lesson(tmp_path, monkeypatch):
@@ -219,37 +255,7 @@ def test_cli_lessons(tmp_path, capsys):
 
 def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
     """Build the wheel from a clean copy of the project, unpack it, run `bezkit lessons` from it."""
-    project = tmp_path / "project"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    extra = [
-        b"setup.py",
-        b"MANIFEST.in",
-        *[str(p.relative_to(ROOT)).encode() for p in (ROOT / "bezkit").rglob("*.py")],
-    ]
-    for rel in {r.decode() for r in tracked + extra if r}:
-        if (ROOT / rel).is_file() and not rel.startswith(("tests/", "benchmarks/")):
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ROOT / rel, project / rel)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            ".",
-        ],
-        cwd=project,
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = (tmp_path / "dist").glob("bezkit-*.whl")
+    wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for lesson in kit_files().lessons():
         assert f"bezkit/course/kit/notebooks/{lesson.name}" in names
@@ -292,3 +298,43 @@ def test_the_wheel_ships_the_lessons_and_copy_works_from_it(tmp_path):
         assert (course / "checkpoints" / folder / "students.json").is_file()
     results = course / "results" / "results.json"
     assert results.read_bytes() == (ROOT / "data" / "results" / "results.json").read_bytes()
+
+
+def test_the_course_says_how_it_installs_bezkit(tmp_path, capsys):
+    """Issue 20: the copy pinned bezkit==VERSION, which is not on PyPI; the lecturer must choose."""
+    wheel = tmp_path / "bezkit-0.2.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    kit = copy_course(tmp_path / "with-wheel", bezkit_wheel=wheel)
+    requirements = (kit.root / "requirements.txt").read_text()
+    assert "--find-links ./wheels\nbezkit[notebooks,test]==0.2.0" in requirements
+    assert (kit.root / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
+    readme = (kit.root / "README.md").read_text()
+    assert "what you must choose" in readme and f"wheels/{wheel.name}" in readme
+
+    url = "bezkit[notebooks,test] @ git+https://github.com/OWNER/bezkit@v0.2.0"
+    kit = copy_course(tmp_path / "with-url", bezkit_requirement=url)
+    assert (kit.root / "requirements.txt").read_text().splitlines()[-1] == url
+    assert not (kit.root / "wheels").exists()
+
+    kit = copy_course(tmp_path / "unchosen")
+    assert "CHOOSE" in (kit.root / "requirements.txt").read_text()
+    assert "Not chosen yet" in (kit.root / "README.md").read_text()
+
+    with pytest.raises(ValueError, match="not a bezkit wheel"):
+        copy_course(tmp_path / "x", bezkit_wheel=tmp_path / "numpy-1.0-py3-none-any.whl")
+    with pytest.raises(FileNotFoundError, match="no wheel"):
+        copy_course(tmp_path / "x", bezkit_wheel=tmp_path / "bezkit-9.9-py3-none-any.whl")
+    with pytest.raises(ValueError, match="not both"):
+        copy_course(tmp_path / "x", bezkit_wheel=wheel, bezkit_requirement=url)
+    with pytest.raises(ValueError, match="one pip requirement line for bezkit"):
+        copy_course(tmp_path / "x", bezkit_requirement="numpy\nbezkit")
+    assert not (tmp_path / "x").exists()  # nothing written on a bad choice
+
+    assert main(["lessons", "copy", str(tmp_path / "cli"), "--bezkit-wheel", str(wheel)]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert main(["lessons", "copy", str(tmp_path / "cli2")]) == 0
+    assert "--bezkit-wheel or --bezkit-requirement" in capsys.readouterr().out
+    missing = str(tmp_path / "bezkit-9.9-py3-none-any.whl")
+    assert main(["lessons", "copy", str(tmp_path / "cli3"), "--bezkit-wheel", missing]) == 2
+    err = capsys.readouterr().err
+    assert "no wheel" in err and "Traceback" not in err

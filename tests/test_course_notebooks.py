@@ -15,6 +15,7 @@ the copied lesson 03 and loads the copied checkpoints the way the other lessons 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from course_wheel import build_wheel
 from nbclient import NotebookClient
 
 from bezkit.course import (
@@ -34,7 +36,6 @@ from bezkit.course import (
 )
 from bezkit.training.model_io import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
 COPIED_LESSONS = (
     "03_bezier_curves.ipynb",
 )  # the copy test's default: the most exercises, no training
@@ -95,11 +96,42 @@ def test_student_versions_report_not_implemented_and_nothing_else(tmp_path):
     assert not setup_errors, setup_errors
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """bezkit's wheel, built once from a clean copy of the project."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def install_offline(course: Path, site: Path) -> None:
+    """Run the course workflow's install step, offline: the same command with ``--no-index`` (the
+    dependencies are this environment's), ``--no-deps`` and ``--target site``."""
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((course / ".github" / "workflows" / "lessons.yml").read_text())
+    (step,) = [s for s in workflow["jobs"]["notebooks"]["steps"] if "Install" in s.get("name", "")]
+    command = shlex.split(step["run"])
+    assert command[:2] == ["pip", "install"], command
+    run = subprocess.run(
+        [sys.executable, "-m", *command, "--no-index", "--no-deps", "--target", str(site), "-q"],
+        cwd=course,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert (site / "bezkit" / "course" / "kit" / "notebooks").is_dir()  # from the shipped wheel
+
+
 @pytest.mark.parametrize("student", [False, True], ids=["solutions", "student"])
-def test_copied_course_passes_nbval(tmp_path, monkeypatch, student):
+def test_copied_course_installs_bezkit_and_passes_nbval(tmp_path, monkeypatch, student, request):
+    """Issue 20: the course's own CI steps, offline: install bezkit from the wheel the course ships
+    (the workflow's install line), then nbval on the copied lessons with that installed bezkit."""
     if student and not os.environ.get("BEZKIT_TEST_ALL_COPIED_LESSONS"):
         pytest.skip("set BEZKIT_TEST_ALL_COPIED_LESSONS=1 to run nbval on a student copy too")
-    kit = copy_course(tmp_path / "course", student=student)
+    kit = copy_course(
+        tmp_path / "course", student=student, bezkit_wheel=request.getfixturevalue("wheel")
+    )
+    site = tmp_path / "site"
+    install_offline(kit.root, site)
     lessons = (
         sorted(p.name for p in (kit.root / "notebooks").glob("*.ipynb"))
         if os.environ.get("BEZKIT_TEST_ALL_COPIED_LESSONS")
@@ -114,10 +146,7 @@ def test_copied_course_passes_nbval(tmp_path, monkeypatch, student):
     assert lesson.checkpoints == kit.root / "data" / "checkpoints"
     model, _ = load_model(lesson.checkpoints / "8gaussians-moons-1rf")
     assert model(torch.zeros(3, 2), torch.zeros(3)).shape == (3, 2)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = {**os.environ, "PYTHONPATH": str(site)}  # bezkit as the course installed it
     env.pop("BEZKIT_CHECKPOINTS", None)
     run = subprocess.run(
         [
@@ -137,3 +166,11 @@ def test_copied_course_passes_nbval(tmp_path, monkeypatch, student):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import bezkit; print(bezkit.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(str(site)), where

@@ -188,6 +188,40 @@ def test_euler_sample_check():
     )
 
 
+def test_euler_sample_check_names_a_missing_h_and_a_frozen_state():
+    """Issue 20: these mistakes call the model at the right times, so the times are no hint."""
+
+    def times(steps, x):
+        return [torch.full((x.shape[0],), i / steps, dtype=x.dtype) for i in range(steps)]
+
+    def no_h(model, x0, steps):
+        x = x0
+        for t in times(steps, x0):
+            x = x + model(x, t)
+        return x
+
+    def at_x0(model, x0, steps):
+        x = x0
+        for t in times(steps, x0):
+            x = x + model(x0, t) / steps
+        return x
+
+    def other(model, x0, steps):  # a wrong update at the right times
+        x = x0
+        for t in times(steps, x0):
+            x = x - model(x, t) / steps
+        return x
+
+    for wrong, fragment in (
+        (no_h, "step size h = 1/N"),
+        (at_x0, "at x0 at every step"),
+        (other, "The times i/N are right"),
+    ):
+        result = check_euler_sample(wrong)
+        assert_fails(result, fragment)
+        assert "You called the model at t" not in result.message
+
+
 def test_reflow_pairs_check():
     assert check_reflow_pairs(lambda m, x, s: (x, euler(m, x, s))).passed
     assert check_reflow_pairs(stub).status == Verdict.NOT_IMPLEMENTED

@@ -233,3 +233,66 @@ def test_committed_lesson_students_load(monkeypatch):
         students = L.lesson_students(name, lambda: {}, COMMITTED, verbose=False)
         assert len(students) == count
         assert sum(p.stat().st_size for p in folder.iterdir()) < 1_200_000
+
+
+# --- stored outputs of the lessons (issue 20: no stale output) ----------------------------------
+
+
+def _stored_markdown(nb: dict, needle: str) -> list[str]:
+    (cell,) = [c for c in nb["cells"] if needle in "".join(c["source"])]
+    return [
+        "".join(out["data"]["text/markdown"])
+        for out in cell.get("outputs", [])
+        if "text/markdown" in out.get("data", {})
+    ]
+
+
+def test_lesson_05_stores_the_tables_of_the_committed_results():
+    """The stored tables are what the committed results.json gives now (nbval also compares these
+    cells, which are marked checked); a results.json without a re-saved lesson fails here."""
+    import json
+
+    from bezkit.experiments.report import findings
+    from bezkit.experiments.results import (
+        experiment_label,
+        experiments,
+        format_table,
+        load_results,
+        metric_by_k,
+    )
+
+    root = Path(__file__).resolve().parents[1]
+    results = load_results(root / "data" / "results" / "results.json")
+    nb = json.loads((root / "notebooks" / "05_error_accumulation.ipynb").read_text())
+    stored = _stored_markdown(nb, 'display(Markdown(format_table(findings(e), row_label="claim")))')
+    fresh = []
+    for e in experiments(results):
+        fresh += [f"**{experiment_label(e)}**", format_table(findings(e), row_label="claim")]
+    assert stored == fresh
+    exp = experiments(results)[0]
+    rows = {m: {f"k={k}": iv for k, iv in by_k.items()} for m, by_k in metric_by_k(exp).items()}
+    assert _stored_markdown(nb, "k_students = student_rounds(exp)[-1]") == [
+        format_table(rows, row_label="method")
+    ]
+
+
+def test_every_stored_lesson_figure_is_at_100_dpi_or_more():
+    """Figures stored before the 100-dpi style (72 dpi, 8-11 px text) fail: re-save the lesson."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        for index, cell in enumerate(nb["cells"]):
+            for out in cell.get("outputs", []):
+                png = out.get("data", {}).get("image/png")
+                if png:
+                    image = Image.open(io.BytesIO(base64.b64decode("".join(png))))
+                    dpi = image.info.get("dpi", (0, 0))[0]
+                    assert dpi >= 99.5, (
+                        f"{path.name} cell {index}: a figure stored at {dpi:.0f} dpi"
+                    )

@@ -93,3 +93,42 @@ def test_place_legend_refuses_an_unknown_place_and_skips_an_empty_legend():
         P.place_legend(ax, where="top")
     P.place_legend(ax, where="right")
     assert ax.get_legend() is not None
+
+
+def test_shared_legend_replaces_the_panels_legends_by_one_below_them():
+    """Issue 20: a row of panels, each with a legend below it, had legends running into each other."""
+    from bezkit.plot import plot_bezier, shared_legend
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
+    for ax, t in zip(axes, (0.1, 0.5, 0.9), strict=True):
+        plot_bezier([[-2.0, -1.0], [-1.0, 2.5], [2.0, 1.0]], t=t, ax=ax)
+    assert all(ax.get_legend() is not None for ax in axes)
+    shared_legend(fig)
+    assert all(ax.get_legend() is None for ax in axes)
+    (legend,) = fig.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert len(labels) == len(set(labels)) == 5  # polygon, curve, point, two arrows: each once
+    plt.close(fig)
+
+
+def test_w2_vs_steps_without_lines_marks_only_what_was_measured():
+    from bezkit.plot import plot_w2_vs_steps
+
+    w2 = {f"model {i}": {1: 1.0 + i, 4: 0.5 + i, 16: 0.3 + i} for i in range(7)}
+    ax = plot_w2_vs_steps(w2, noise_floor=0.2, connect=False, legend="right")
+    series = [line for line in ax.get_lines() if line.get_label().startswith("model")]
+    assert len(series) == 7
+    assert all(line.get_linestyle() == "None" for line in series)  # no line between 4 and 16
+    assert len({line.get_marker() for line in series}) == 7  # a shape per series
+    xs = np.array([line.get_xdata() for line in series])
+    assert np.allclose(np.median(xs, axis=0), [1, 4, 16])  # dodged around the measured steps
+    assert np.all(np.abs(np.log2(xs / [1, 4, 16])) < 0.25)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "4", "16"]
+    assert ax.get_legend() is not None
+    plt.close(ax.figure)
+
+
+def test_lessons_draw_figures_at_100_dpi_or_more():
+    from bezkit.course import FIGURE_STYLE
+
+    assert FIGURE_STYLE["figure.dpi"] >= 100

@@ -1,7 +1,8 @@
 """bezkit lessons: the notebooks as a course.
 
   bezkit lessons list                      the lessons that ship with bezkit
-  bezkit lessons copy DIR [--student]      lessons, checkpoints, results, CI workflow, README
+  bezkit lessons copy DIR [--student] [--bezkit-wheel WHEEL | --bezkit-requirement SPEC]
+                                           lessons, checkpoints, results, CI workflow, README
   bezkit lessons student OUT_DIR           student versions (solutions replaced by stubs)
 
 The lessons, their checkpoints and the experiment's results.json (lesson 05) ship inside the
@@ -10,7 +11,7 @@ installed package, so these work after a plain `pip install bezkit`. A course fo
 (.github/workflows/lessons.yml).
 
 Examples:
-  bezkit lessons copy my-course
+  bezkit lessons copy my-course --bezkit-wheel dist/bezkit-0.2.0-py3-none-any.whl
   bezkit lessons copy my-course-students --student
   bezkit lessons student handouts/ --lesson 03_bezier_curves.ipynb
 """
@@ -49,6 +50,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     copy.add_argument(
         "--overwrite", action="store_true", help="replace existing files (otherwise an error)"
     )
+    source = copy.add_mutually_exclusive_group()
+    source.add_argument(
+        "--bezkit-wheel",
+        type=Path,
+        metavar="WHEEL",
+        help="ship this bezkit wheel in wheels/ and install it from there (bezkit is not on PyPI)",
+    )
+    source.add_argument(
+        "--bezkit-requirement",
+        metavar="SPEC",
+        help="install bezkit from this pip requirement, e.g. "
+        "'bezkit[notebooks,test] @ git+https://github.com/OWNER/bezkit@TAG'",
+    )
     copy.set_defaults(func=run)
 
     student = actions.add_parser("student", help="write student versions of the lessons")
@@ -85,9 +99,22 @@ def run(args: argparse.Namespace) -> int:
     check_output(folder, option="DIR" if args.action == "copy" else "OUT_DIR", folder=True)
     try:
         if args.action == "copy":
-            out = copy_course(args.dir, student=args.student, overwrite=args.overwrite, files=kit)
+            out = copy_course(
+                args.dir,
+                student=args.student,
+                overwrite=args.overwrite,
+                files=kit,
+                bezkit_wheel=args.bezkit_wheel,
+                bezkit_requirement=args.bezkit_requirement,
+            )
             kind = f"student versions, {out.stubs} stubs" if out.student else "solutions"
             print(f"wrote {len(out.files)} files to {out.root} ({kind})")
+            if args.bezkit_wheel is None and args.bezkit_requirement is None:
+                print(
+                    "note: bezkit is not on PyPI, so requirements.txt cannot install it yet: "
+                    "rerun with --bezkit-wheel or --bezkit-requirement (README.md, 'Installing "
+                    "bezkit')"
+                )
             print(f"next: cd {out.root} && python -m pytest   # runs the lessons under nbval")
             return 0
         chosen = lessons
@@ -98,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"no lesson {', '.join(unknown)}; the lessons are {list(by_name)}")
             chosen = [by_name[n] for n in args.lesson]
         written = write_student_versions(chosen, args.out_dir, overwrite=args.overwrite)
-    except (FileExistsError, NotADirectoryError, ValueError) as err:
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise CLIError(str(err)) from err
     except OSError as err:  # e.g. the disk filled up while copying
         raise CLIError(f"cannot write {folder}: {err.strerror or err}") from err

@@ -2,7 +2,8 @@
 
 - :func:`setup_lesson`: the first code cell of every lesson (seed, one thread, figure style, the
   checkpoints folder);
-- :func:`student_notebook` / :func:`write_student_versions`: solution blocks replaced by stubs;
+- :func:`student_notebook` / :func:`write_student_versions`: solution blocks replaced by stubs,
+  no stored output from the first question or exercise on (:func:`answers_start`);
 - :func:`copy_course`: lessons, checkpoints, CI workflow and a lecturer's README into a folder
   (``bezkit lessons copy DIR [--student]``); :func:`kit_files` finds them in the installed package.
 """
@@ -17,6 +18,7 @@ from bezkit.course.student import (
     SOLUTION_TAG,
     STUB,
     StudentVersion,
+    answers_start,
     notebook_json,
     read_notebook,
     student_notebook,
@@ -37,6 +39,7 @@ __all__ = [
     "KitFiles",
     "LessonSetup",
     "StudentVersion",
+    "answers_start",
     "copy_course",
     "kit_files",
     "lecturer_readme",

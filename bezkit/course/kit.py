@@ -9,13 +9,21 @@
     data/results/results.json           the experiment results lesson 05 reads (when shipped)
     .github/workflows/lessons.yml       GitHub Actions: pytest --nbval-lax on the notebooks
     pytest.ini, requirements.txt        so that a plain ``python -m pytest`` runs the lessons
+    wheels/bezkit-*.whl                 bezkit itself, with ``bezkit_wheel`` (``--bezkit-wheel``)
     README.md                           a short guide for the lecturer
+
+bezkit is not on PyPI, so the lecturer chooses how the course installs it (the README says so):
+a wheel shipped in ``wheels/`` (``requirements.txt``: ``--find-links ./wheels`` and the pinned
+version, which pip then installs offline from the folder), or any pip requirement such as a git
+URL of a bezkit repository (``bezkit_requirement``). Without either, ``requirements.txt`` pins the
+version for a package index that serves it, with a comment saying that the choice is still open.
 
 Every file is written atomically; existing files are never replaced unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +36,15 @@ from bezkit.course.kit_files import KitFiles, kit_files
 from bezkit.course.student import notebook_json, read_notebook, student_notebook
 from bezkit.files.atomic import atomic_write, atomic_write_bytes
 
-__all__ = ["WORKFLOW", "CourseKit", "copy_course", "lecturer_readme"]
+__all__ = [
+    "WORKFLOW",
+    "CourseKit",
+    "copy_course",
+    "install_choice",
+    "lecturer_readme",
+    "requirements_txt",
+    "wheel_version",
+]
 
 WORKFLOW = """\
 # Runs every lesson top to bottom on each push (written by `bezkit lessons copy`).
@@ -59,11 +75,49 @@ testpaths = notebooks
 addopts = --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 """
 
-REQUIREMENTS = f"""\
-# What the lessons and their CI need. Pin bezkit to the version the lessons were written for
-# (or replace the line by a git URL of the bezkit repository).
-bezkit[notebooks,test]=={__version__}
-"""
+EXTRAS = "bezkit[notebooks,test]"
+_WHEEL = re.compile(r"^bezkit-(?P<version>[^-]+)-[^-]+-[^-]+-[^-]+\.whl$")
+
+
+def wheel_version(wheel: Path) -> str:
+    """The version of a bezkit wheel from its file name; ``ValueError`` for anything else."""
+    wheel = Path(wheel)
+    match = _WHEEL.match(wheel.name)
+    if match is None:
+        raise ValueError(f"{wheel} is not a bezkit wheel (bezkit-VERSION-py3-none-any.whl)")
+    if not wheel.is_file():
+        raise FileNotFoundError(f"no wheel {wheel}")
+    return match["version"]
+
+
+def requirements_txt(*, wheel: Path | None = None, requirement: str | None = None) -> str:
+    """The course's ``requirements.txt``: bezkit from a shipped wheel, from ``requirement``, or the
+    version pin that still needs an index serving it."""
+    if wheel is not None:
+        return (
+            "# What the lessons and their CI need: bezkit from the wheel shipped in wheels/ (pip\n"
+            "# finds it there, offline), its dependencies from the package index.\n"
+            f"--find-links ./wheels\n{EXTRAS}=={wheel_version(wheel)}\n"
+        )
+    if requirement is not None:
+        return f"# What the lessons and their CI need: bezkit from the source you chose.\n{requirement}\n"
+    return (
+        '# What the lessons and their CI need. CHOOSE how to install bezkit (README.md, "Installing\n'
+        '# bezkit"): it is not on PyPI, so this pin works only with an index that serves it.\n'
+        f"{EXTRAS}=={__version__}\n"
+    )
+
+
+def install_choice(*, wheel: Path | None = None, requirement: str | None = None) -> str:
+    """One sentence for the README: how this course installs bezkit."""
+    if wheel is not None:
+        return f"This course installs bezkit from the wheel `wheels/{Path(wheel).name}` it ships."
+    if requirement is not None:
+        return f"This course installs bezkit from `{requirement}`."
+    return (
+        f"**Not chosen yet**: `requirements.txt` pins `{EXTRAS}=={__version__}`, which is not on "
+        "PyPI, so the course's CI cannot install it until you pick one of the two ways above."
+    )
 
 
 @dataclass(frozen=True)
@@ -76,8 +130,9 @@ class CourseKit:
     stubs: int
 
 
-def lecturer_readme(lessons: Sequence[str], *, student: bool) -> str:
-    """The course folder's README.md: what is there, how to run and test it."""
+def lecturer_readme(lessons: Sequence[str], *, student: bool, install: str = "") -> str:
+    """The course folder's README.md: what is there, how to install, run and test it (``install``:
+    :func:`install_choice`'s sentence)."""
     version = "student versions (exercise solutions replaced by stubs)" if student else "solutions"
     rows = "\n".join(f"- `notebooks/{name}`" for name in lessons)
     return f"""\
@@ -86,6 +141,20 @@ def lecturer_readme(lessons: Sequence[str], *, student: bool) -> str:
 Written by `bezkit lessons copy` ({version}).
 
 {rows}
+
+## Installing bezkit: what you must choose
+
+bezkit is not published on PyPI. Choose how your students and the CI install it, when you write
+the course:
+
+1. **Ship a wheel** (works offline, pins exactly what you tested): build it in a bezkit checkout
+   (`python -m pip wheel --no-deps -w dist .`) and run
+   `bezkit lessons copy DIR --bezkit-wheel dist/bezkit-VERSION-py3-none-any.whl`. The wheel goes
+   to `wheels/` and `requirements.txt` installs it with `--find-links ./wheels`. Commit `wheels/`.
+2. **A git URL** of a bezkit repository you can reach, with the tag you tested:
+   `bezkit lessons copy DIR --bezkit-requirement "{EXTRAS} @ git+https://github.com/OWNER/bezkit@TAG"`.
+
+{install or install_choice()}
 
 ## Run
 
@@ -148,23 +217,21 @@ def _refuse_existing(out_dir: Path, plan: dict[Path, Any], *, overwrite: bool) -
         )
 
 
-def copy_course(
-    out_dir: Path,
-    *,
-    student: bool = False,
-    overwrite: bool = False,
-    files: KitFiles | None = None,
-) -> CourseKit:
-    """Write the course folder described in the module docstring into ``out_dir``.
+def _check_source(wheel: Path | None, requirement: str | None) -> None:
+    """A clear error for an impossible choice of how to install bezkit."""
+    if wheel is not None and requirement is not None:
+        raise ValueError("choose one way to install bezkit: a wheel or a requirement, not both")
+    if requirement is not None and (
+        not requirement.strip().startswith("bezkit") or "\n" in requirement
+    ):
+        raise ValueError(
+            f"the bezkit requirement must be one pip requirement line for bezkit, e.g. "
+            f"'{EXTRAS} @ git+https://github.com/OWNER/bezkit@TAG'; got {requirement!r}"
+        )
 
-    ``files`` defaults to :func:`bezkit.course.kit_files` (the installed package's copy). Raises
-    ``FileExistsError`` listing the files it would replace unless ``overwrite``; nothing is written
-    then.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
-    kit = kit_files() if files is None else files
+
+def _lesson_plan(kit: KitFiles, student: bool) -> tuple[dict[Path, Path | bytes], int]:
+    """The lessons (student versions or copies) and their notes, and the number of stubs."""
     lessons = kit.lessons()
     if not lessons:
         raise FileNotFoundError(f"no lessons in {kit.notebooks}")
@@ -180,14 +247,45 @@ def copy_course(
     for name in ("sanitize.cfg", "README.md", "NOTATION.md"):
         if (kit.notebooks / name).is_file():
             plan[Path("notebooks") / name] = kit.notebooks / name
+    return plan, stubs
+
+
+def copy_course(
+    out_dir: Path,
+    *,
+    student: bool = False,
+    overwrite: bool = False,
+    files: KitFiles | None = None,
+    bezkit_wheel: Path | None = None,
+    bezkit_requirement: str | None = None,
+) -> CourseKit:
+    """Write the course folder described in the module docstring into ``out_dir``.
+
+    ``files`` defaults to :func:`bezkit.course.kit_files` (the installed package's copy).
+    ``bezkit_wheel`` (a ``bezkit-*.whl``) is shipped in ``wheels/``; ``bezkit_requirement`` (a pip
+    requirement line, e.g. a git URL) goes into ``requirements.txt``; at most one of them. Raises
+    ``FileExistsError`` listing the files it would replace unless ``overwrite``; nothing is written
+    then.
+    """
+    _check_source(bezkit_wheel, bezkit_requirement)
+    requirements = requirements_txt(wheel=bezkit_wheel, requirement=bezkit_requirement)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} exists and is not a folder")
+    kit = kit_files() if files is None else files
+    lessons = kit.lessons()
+    plan, stubs = _lesson_plan(kit, student)
     for f in sorted(p for p in kit.checkpoints.rglob("*") if p.is_file()):
         plan[Path("data/checkpoints") / f.relative_to(kit.checkpoints)] = f
     if kit.results.is_file():
         plan[Path("data/results/results.json")] = kit.results
     plan[Path(".github/workflows/lessons.yml")] = WORKFLOW.encode()
     plan[Path("pytest.ini")] = PYTEST_INI.encode()
-    plan[Path("requirements.txt")] = REQUIREMENTS.encode()
-    readme = lecturer_readme([p.name for p in lessons], student=student)
+    plan[Path("requirements.txt")] = requirements.encode()
+    if bezkit_wheel is not None:
+        plan[Path("wheels") / Path(bezkit_wheel).name] = Path(bezkit_wheel)
+    install = install_choice(wheel=bezkit_wheel, requirement=bezkit_requirement)
+    readme = lecturer_readme([p.name for p in lessons], student=student, install=install)
     plan[Path("README.md")] = readme.encode()
 
     _refuse_existing(out_dir, plan, overwrite=overwrite)

@@ -11,8 +11,15 @@ The student version replaces each block, markers included, by one line at the ma
 indentation, ``raise NotImplementedError("exercise: write your code here")``, and clears the
 cell's outputs. A cell tagged ``check`` (the call of a :mod:`bezkit.exercises` check after it)
 keeps its code, loses its outputs, and loses its ``# NBVAL_CHECK_OUTPUT`` marker: with a stub its
-output is "not implemented yet", not the stored "correct". Every other cell is unchanged, so the
-student version runs top to bottom without an error, each check reporting *not implemented yet*.
+output is "not implemented yet", not the stored "correct".
+
+No stored output may answer a question before the student has tried it: from the first
+predict-then-run question (a cell that calls ``show_question(``) or the first exercise (a
+``solution`` cell), whichever comes first, every code cell loses its outputs and its
+``# NBVAL_CHECK_OUTPUT`` marker (the figure that shows where one Euler step lands, the table that
+answers a prediction). The cells above keep theirs. Every cell's code is unchanged but for the
+stubs, so the student version runs top to bottom without an error, each check reporting *not
+implemented yet*.
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ __all__ = [
     "BEGIN",
     "CHECK_TAG",
     "END",
+    "QUESTION_CALL",
     "SOLUTION_TAG",
     "STUB",
     "StudentVersion",
+    "answers_start",
     "notebook_json",
     "read_notebook",
     "student_notebook",
@@ -48,6 +57,7 @@ BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 STUB = 'raise NotImplementedError("exercise: write your code here")'
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+QUESTION_CALL = "show_question("
 
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)(?P<marker># (?:BEGIN|END) SOLUTION)[ \t]*$")
 
@@ -119,6 +129,22 @@ def notebook_json(notebook: Any) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
 
 
+def answers_start(cells: Any) -> int:
+    """The index of the first code cell that asks a question (``show_question(``) or holds an
+    exercise (tagged ``solution``); ``len(cells)`` when there is none. From there on a student
+    version stores no output."""
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        if SOLUTION_TAG in _tags(cell) or QUESTION_CALL in _source(cell):
+            return index
+    return len(cells)
+
+
+def _without_marker(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if line.strip() != CHECK_MARKER)
+
+
 def student_notebook(notebook: Any, *, name: str = "notebook") -> tuple[Any, int]:
     """A student copy of ``notebook`` (a notebook dict; not modified) and its stub count.
 
@@ -127,6 +153,7 @@ def student_notebook(notebook: Any, *, name: str = "notebook") -> tuple[Any, int
     """
     nb = copy.deepcopy(notebook)
     stubs = 0
+    hide_from = answers_start(nb["cells"])
     for index, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
@@ -141,10 +168,9 @@ def student_notebook(notebook: Any, *, name: str = "notebook") -> tuple[Any, int
             stubs += blocks
         elif has_marker:
             raise ValueError(f"{where} has {BEGIN}/{END} markers but no {SOLUTION_TAG!r} tag")
-        if CHECK_TAG in tags:
-            source = "\n".join(line for line in source.splitlines() if line.strip() != CHECK_MARKER)
-        cell["source"] = source
-        if SOLUTION_TAG in tags or CHECK_TAG in tags:
+        hide = index >= hide_from or SOLUTION_TAG in tags or CHECK_TAG in tags
+        cell["source"] = _without_marker(source) if hide else source
+        if hide:
             cell["outputs"] = []
             cell["execution_count"] = None
     nb.setdefault("metadata", {}).setdefault("bezkit", {})["version"] = "student"

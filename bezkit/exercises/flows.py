@@ -33,11 +33,13 @@ class TimeVelocity(nn.Module):
         self.b: Tensor
         self.register_buffer("b", torch.tensor(b, dtype=torch.float64))
         self.calls: list[Tensor] = []
+        self.inputs: list[Tensor] = []
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """``v(x, t) = a x + t b``, recording each ``t`` it is called with; ``t`` must have shape
-        ``(n,)``."""
+        """``v(x, t) = a x + t b``, recording each ``t`` (and ``x``) it is called with; ``t`` must
+        have shape ``(n,)``."""
         self.calls.append(torch.as_tensor(t).detach().clone())
+        self.inputs.append(torch.as_tensor(x).detach().clone())
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(
@@ -45,12 +47,16 @@ class TimeVelocity(nn.Module):
             )
         return self.a * x + t[:, None] * self.b.to(x.dtype)
 
-    def euler(self, x0: Tensor, steps: int, *, offset: float = 0.0) -> Tensor:
-        """The Euler solution with times ``(i + offset) / steps``."""
+    def euler(
+        self, x0: Tensor, steps: int, *, offset: float = 0.0, size: float | None = None
+    ) -> Tensor:
+        """The Euler solution with times ``(i + offset) / steps`` and step ``size`` (default
+        ``1 / steps``; ``size=1`` is the sampler that forgot ``h``)."""
         x, h = x0.clone(), 1.0 / steps
+        step = h if size is None else size
         for i in range(steps):
             t = torch.full((x.shape[0],), (i + offset) * h, dtype=x.dtype)
-            x = x + h * (self.a * x + t[:, None] * self.b.to(x.dtype))
+            x = x + step * (self.a * x + t[:, None] * self.b.to(x.dtype))
         return x
 
 
@@ -135,17 +141,33 @@ def check_euler_sample(fn: Callable[[nn.Module, Tensor, int], Tensor]) -> CheckR
         want = model.euler(x0, steps)
         if _close(value, want):
             continue
-        times = [round(float(c.flatten()[0]), 3) for c in model.calls if c.numel()]
-        hint = f" You called the model at t = {times}; Euler uses the start of each step, i/N."
-        if _close(value, model.euler(x0, steps, offset=1.0)):
-            hint = " You used the time at the end of each step, (i + 1)/N; use i/N."
-        elif steps > 1 and _close(value, model.euler(x0, 1)):
-            hint = " That is one step of size 1: use h = 1/N and N steps."
+        hint = _euler_hint(model, x0, value, steps)
         return CheckResult.fail(
             name,
             f"with {steps} steps point 0 lands on {fmt(value[0])}, expected {fmt(want[0])}.{hint}",
         )
     return CheckResult.ok(name, "1 and 4 Euler steps match, one model call per step.")
+
+
+def _euler_hint(model: TimeVelocity, x0: Tensor, value: np.ndarray, steps: int) -> str:
+    """The likely mistake of a wrong Euler sampler, from where and when it called the model."""
+    times = [round(float(c.flatten()[0]), 3) for c in model.calls if c.numel()]
+    right_times = times == [round(i / steps, 3) for i in range(steps)]
+    if _close(value, model.euler(x0, steps, offset=1.0)):
+        return " You used the time at the end of each step, (i + 1)/N; use i/N."
+    if steps > 1 and _close(value, model.euler(x0, 1)):
+        return " That is one step of size 1: use h = 1/N and N steps."
+    if _close(value, model.euler(x0, steps, size=1.0)):
+        return " Each step added the whole velocity v: multiply it by the step size h = 1/N."
+    later = model.inputs[1:]
+    if later and all(_close(x.numpy(), x0) for x in later):
+        return (
+            " You evaluated the model at x0 at every step: call it at the current state, "
+            "x <- x + h v(x, t_i)."
+        )
+    if not right_times:
+        return f" You called the model at t = {times}; Euler uses the start of each step, i/N."
+    return " The times i/N are right; check the update x <- x + h v(x, t_i) with h = 1/N."
 
 
 def check_reflow_pairs(

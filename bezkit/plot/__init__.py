@@ -43,6 +43,7 @@ from bezkit.plot.style import (
     MODE_COLORS,
     place_legend,
     robust_limits,
+    shared_legend,
     style_context,
     use_style,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "plot_w2_vs_steps",
     "robust_limits",
     "segment_crossings",
+    "shared_legend",
     "source_modes",
     "style_context",
     "subsample",

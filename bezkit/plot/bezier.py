@@ -74,13 +74,13 @@ def plot_bezier(
     ax.scatter(cp[-1, 0], cp[-1, 1], color=COLORS["target"], zorder=4, s=30)
     if t is not None:
         p, rem = geo.point, 1.0 - geo.t
-        ax.scatter(p[0], p[1], color="black", zorder=5, s=25, label=f"$B({geo.t:.2f})$")
+        ax.scatter(p[0], p[1], color="black", zorder=5, s=25, label="$B(t)$ at this $t$")
         arrows = []
         if show_tangent:
-            arrows.append((geo.tangent, COLORS["tangent"], "$(1-t)\\,B'(t)$"))
+            arrows.append((geo.tangent, COLORS["tangent"], "$(1-t)\\times$ tangent $B'(t)$"))
         if show_endpoint_target:
             arrows.append(
-                (geo.endpoint_velocity, COLORS["endpoint"], "$(1-t)\\,(X_1 - B(t))/(1-t)$")
+                (geo.endpoint_velocity, COLORS["endpoint"], "$(1-t)\\times$ endpoint target")
             )
         for vel, c, name in arrows:
             d = rem * vel

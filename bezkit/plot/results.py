@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from bezkit.plot.style import COLORS, new_axes
+from bezkit.plot.style import COLORS, new_axes, place_legend
 
 if TYPE_CHECKING:  # the figures draw anything with mean / low / high / excludes_zero()
     from bezkit.experiments.statistics import Interval
@@ -66,6 +66,26 @@ def _lines(ax: Axes, series: Mapping[Any, Any]) -> None:
         ax.plot(xs, ys, "-o", color=f"C{i}", label=name, ms=4)
 
 
+#: Marker shapes of :func:`plot_w2_vs_steps` without lines, one per series (colour and shape).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+
+
+def _markers(ax: Axes, series: Mapping[Any, Any], *, logx: bool) -> None:
+    """Markers only, at the measured x of each series, dodged sideways so that series do not hide
+    each other (by a fraction of an octave on a log axis); ticks at the measured x."""
+    n = len(series)
+    measured: set[Any] = set()
+    for i, (name, vals) in enumerate(series.items()):
+        xs, ys = _series(vals)
+        measured.update(xs)
+        shift = (i - (n - 1) / 2) * min(0.06, 0.4 / max(n, 1))
+        dodged = [x * 2**shift for x in xs] if logx else [x + shift for x in xs]
+        marker = MARKERS[i % len(MARKERS)]
+        ax.plot(dodged, ys, linestyle="none", marker=marker, color=f"C{i}", label=name, ms=6)
+    ticks = sorted(measured)
+    ax.set_xticks(ticks, [str(x) for x in ticks])
+
+
 def _reference_line(ax: Axes, value: float | None, label: str) -> None:
     """A dashed horizontal line at ``value`` (e.g. the W2 noise floor); nothing when ``None``."""
     if value is not None:
@@ -110,24 +130,32 @@ def plot_w2_vs_steps(
     xlabel: str = "Euler steps (NFE)",
     logx: bool = True,
     title: str | None = None,
+    connect: bool = True,
+    legend: str = "inside",
 ) -> Axes:
     """W2 against the number of sampling steps, one line per model, with the noise floor.
 
     ``results`` is ``{label: {steps: w2}}`` (keys may be strings, as in ``results.json``) or a
-    single ``{steps: w2}``.
+    single ``{steps: w2}``. ``connect=False`` draws markers only, where a value was measured (a
+    line between 4 and 16 steps would suggest values nobody measured), each series with its own
+    shape, dodged sideways. ``legend``: ``"inside"`` (matplotlib's best corner), ``"right"`` or
+    ``"below"`` the axes (:func:`~bezkit.plot.style.place_legend`).
     """
     ax = new_axes(ax, (5.0, 3.5))
     series: Mapping[Any, Any] = results
     if results and not isinstance(next(iter(results.values())), Mapping):
         series = {"W2": results}
-    _lines(ax, series)
-    _reference_line(ax, noise_floor, "noise floor")
     if logx:
         ax.set_xscale("log", base=2)
+    if connect:
+        _lines(ax, series)
+    else:
+        _markers(ax, series, logx=logx)
+    _reference_line(ax, noise_floor, "noise floor")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("$W_2$ to held-out data")
     if results or noise_floor is not None:
-        ax.legend()
+        place_legend(ax, where=legend)
     if title:
         ax.set_title(title)
     return ax

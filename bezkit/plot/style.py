@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from cycler import cycler
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 __all__ = [
     "COLORS",
@@ -28,6 +29,7 @@ __all__ = [
     "new_axes",
     "place_legend",
     "robust_limits",
+    "shared_legend",
     "style_context",
     "use_style",
 ]
@@ -138,6 +140,32 @@ def place_legend(ax: Axes, *, where: str = "below", **kwargs: Any) -> None:
     else:
         raise ValueError(f"where must be 'below', 'right' or 'inside', got {where!r}")
     ax.legend(handles, labels, **{**opts, **kwargs})
+
+
+def shared_legend(fig: Figure, *, ncol: int | None = None, **kwargs: Any) -> None:
+    """One legend for a row of panels, below them all: the entries of every axes of ``fig`` (each
+    label once, in order of appearance) replace the panels' own legends, which in a row of panels
+    run into each other. The legend sits just under the lowest panel's tick labels (and x label).
+    ``kwargs`` go to :meth:`~matplotlib.figure.Figure.legend`."""
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
+    if not handles:
+        return
+    for ax in fig.axes:
+        ax.apply_aspect()  # an equal-aspect panel shrinks inside its slot: measure where it is
+    bottom = min(ax.get_position().y0 for ax in fig.axes)
+    below = 0.32 + (0.25 if any(ax.get_xlabel() for ax in fig.axes) else 0.0)  # ticks, label
+    top = bottom - below / fig.get_figheight()
+    opts = dict(loc="upper center", bbox_to_anchor=(0.5, top), frameon=False)
+    fig.legend(handles, labels, ncol=ncol or min(len(handles), 4), **{**opts, **kwargs})
 
 
 def robust_limits(
