@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bezkit.cli.common import COMMAND_HELP, CLIError, nonempty_path
 from bezkit.cli.outputs import check_output
