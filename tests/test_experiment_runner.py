@@ -58,10 +58,11 @@ CONFIG = textwrap.dedent(
                 fh.write(b"figure of experiment %d" % i)
             names.append(name)
         return names
-
-    run_module.write_figures = stub_figures
     """
 )
+# a subprocess draws with the stub too; in this process the autouse fixture patches it per test
+# (a module-level patch here would leak into every test collected after this file)
+SUBPROCESS_CONFIG = CONFIG + "\nrun_module.write_figures = stub_figures\n"
 _ns: dict = {}
 exec(CONFIG, _ns)
 tiny_config = _ns["tiny_config"]
@@ -263,7 +264,7 @@ def test_sigkill_after_the_first_pair_then_resume_gives_the_uninterrupted_result
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    script = CONFIG + textwrap.dedent(
+    script = SUBPROCESS_CONFIG + textwrap.dedent(
         f"""
         import os, signal
         from bezkit.experiments import staging, run_experiment
