@@ -281,12 +281,17 @@ def download_cifar10(
 
 def unpack_cifar10(root: str | Path, *, md5: str | None = CIFAR10_ARCHIVE_MD5) -> Path:
     """Check ``root/cifar-10-python.tar.gz`` against ``md5`` and unpack it (atomically) to
-    ``root/cifar-10-batches-py``; returns the folder."""
+    ``root/cifar-10-batches-py``; returns the folder.
+
+    A folder there before the call is replaced. One that appears *during* it was unpacked by
+    another process from the same archive (every rank of a torchrun job finds the archive at
+    once): it is kept, never deleted under a rank that is already reading it."""
     root = Path(root)
     folder = root / CIFAR10_FOLDER
     archive = root / CIFAR10_ARCHIVE
     if md5 is not None:
         _check_md5(archive, md5)
+    replace = folder.exists()
     tmp_dir = Path(tempfile.mkdtemp(dir=root, prefix=".cifar-10-extract-"))
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -294,9 +299,15 @@ def unpack_cifar10(root: str | Path, *, md5: str | None = CIFAR10_ARCHIVE_MD5) -
         extracted = tmp_dir / CIFAR10_FOLDER
         if not extracted.is_dir():
             raise ValueError(f"{archive} does not contain a {CIFAR10_FOLDER}/ folder")
-        if folder.exists():
+        if replace:
             shutil.rmtree(folder)
-        os.replace(extracted, folder)
+        try:
+            os.rename(extracted, folder)
+        except OSError:
+            if not (folder / "batches.meta").is_file():
+                raise
+            # another process unpacked the same archive first: its folder is complete (renamed
+            # into place whole), and ranks may already be reading it
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return folder

@@ -210,3 +210,31 @@ def test_archive_escaping_its_folder_is_refused(tmp_path: Path) -> None:
         download_cifar10(root, url=archive.resolve().as_uri(), md5=None)
     assert not (tmp_path / "escaped.txt").exists()
     assert not (root / CIFAR10_FOLDER).exists()
+
+
+def test_unpacking_keeps_a_folder_another_rank_unpacked_meanwhile(tmp_path, monkeypatch):
+    """Every torchrun rank finds a hand-placed archive at once and unpacks it: a rank that
+    finishes second must keep the first one's folder (which that rank may already be reading)
+    instead of deleting it and putting its own copy in place."""
+    import os
+    import tarfile
+
+    from bezkit.data import cifar10
+
+    cifar10.write_cifar10_fixture(tmp_path, archive=True)
+    folder = tmp_path / cifar10.CIFAR10_FOLDER
+    real_extract = cifar10._safe_extract
+    first: dict[str, int] = {}
+
+    def extract_while_another_rank_finishes(tar, dest):
+        real_extract(tar, dest)
+        other = tmp_path / "other-rank"
+        with tarfile.open(tmp_path / cifar10.CIFAR10_ARCHIVE, "r:gz") as tar2:
+            real_extract(tar2, other)
+        os.rename(other / cifar10.CIFAR10_FOLDER, folder)
+        first["inode"] = (folder / "data_batch_1").stat().st_ino
+
+    monkeypatch.setattr(cifar10, "_safe_extract", extract_while_another_rank_finishes)
+    assert cifar10.unpack_cifar10(tmp_path, md5=None) == folder
+    assert (folder / "data_batch_1").stat().st_ino == first["inode"]  # the first rank's files
+    assert not list(tmp_path.glob(".cifar-10-extract-*"))  # our own copy was cleaned up
