@@ -11,7 +11,6 @@ distillation loss ``||v(Z0, 0) - (Z1 - Z0)||^2``; with ``t`` on ``{0, 1/N, ...}`
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import Pairs
 from bezkit.models.ensemble import seed_block_size
 from bezkit.paths.bezier import BezierPath, LinearPath
-from bezkit.paths.targets import TargetKind, check_target, regression_target
+from bezkit.paths.targets import TargetKind, check_target
 from bezkit.paths.time_sampling import TimeSampler, UniformTime
 
 __all__ = ["FlowMatchingLoss", "SeedBlockedLoss", "blocked_draws"]
@@ -85,15 +84,7 @@ class FlowMatchingLoss(SeedBlockedLoss):
         target: TargetKind = "tangent",
         time_sampler: TimeSampler | None = None,
         grid_steps: int | None = None,
-        t_max: float | None = None,
     ) -> None:
-        if t_max is not None:
-            warnings.warn(
-                "FlowMatchingLoss(t_max=...) is deprecated and ignored: the endpoint target is "
-                "now exact for every t in [0, 1]",
-                DeprecationWarning,
-                stacklevel=2,
-            )
         check_target(target, grid_steps)
         self.path = path if path is not None else LinearPath()
         self.target = target
@@ -119,7 +110,7 @@ class FlowMatchingLoss(SeedBlockedLoss):
         t = blocked_draws(len(pairs), generators, self.time_sampler)
         t = t.to(pairs.x0.device, pairs.x0.dtype)
         sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
-        target = regression_target(sample, self.target, grid_steps=self.grid_steps)
+        target = self.path.target(sample, self.target, grid_steps=self.grid_steps)
         return (model(sample.x_t, t) - target).pow(2)
 
     def __repr__(self) -> str:
