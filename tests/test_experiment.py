@@ -299,7 +299,10 @@ def test_config_validation():
         (dict(chains=("loop",)), "unknown chain kind"),
         (dict(n_eval=10_000, w2="exact"), "n_eval"),
         (dict(eval_steps=(0, 1)), "eval_steps"),
-        (dict(exact_methods=("bdense-restart",)), "not among the methods"),
+        (dict(exact_methods=("bezier-quadratic-2-literal",)), "not among the methods"),
+        (dict(budget_factors=()), "budget_factors"),
+        (dict(budget_factors=(4, 1)), "increasing"),
+        (dict(budget_factors=(0, 4)), "ints >= 1"),
         (dict(methods=(), chains=()), "nothing to run"),
     ):
         with pytest.raises(ValueError, match=match):

@@ -280,3 +280,16 @@ def test_the_bezier_setup_is_built_in_one_place_and_the_callers_agree():
     assert repr(image_cfg.flow()) == repr(
         STUDENTS["bezier-quadratic-2-secant"].distill_config().flow()
     )
+
+
+def test_sliced_w2_sorts_rows_with_the_same_values_as_the_column_formula():
+    from bezkit.metrics.wasserstein import sliced_wasserstein2
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(512, 2, generator=g, dtype=torch.float64)
+    b = 1.3 * torch.randn(512, 2, generator=g, dtype=torch.float64) + 0.2
+    theta = torch.randn(2, 64, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    theta = theta / theta.norm(dim=0, keepdim=True)
+    pa, pb = torch.sort(a @ theta, dim=0).values, torch.sort(b @ theta, dim=0).values
+    want = float(torch.sqrt(((pa - pb) ** 2).mean()))
+    assert sliced_wasserstein2(a, b, n_projections=64, seed=7) == want
