@@ -194,7 +194,7 @@ def claims(exp: dict[str, Any]) -> list[Claim]:
             family.append((claim, b))
         _adjust(family)
     chain_ivs, grows = _chain_claims(exp)
-    chain_family = []
+    chain_family: list[tuple[Claim, int | None]] = []
     for label, iv in chain_ivs.items():
         claim = Claim(label, "chains", {None: iv}, grows=label in grows)
         out.append(claim)

@@ -228,14 +228,20 @@ def _experiment_figures(
     slug, names = _slug(exp), cast(list[str], [])
     floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
     if exp.get("chains"):
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
         panels = [
             ("w2_many_steps", "W2, many Euler steps (X1 side it makes)", floor),
+            ("w2_adaptive", "W2, adaptive solver (dopri5)", floor),
             ("w2_one_step", "W2, one Euler step", floor),
             ("reverse_x0_w2", "W2 of its reverse-ODE X0 to the source", None),
             ("straightness", "straightness S", None),
         ]
-        for ax, (field, label, ref) in zip(axes.flat, panels, strict=True):
+        if "w2_adaptive" not in exp["chains"][0]["metrics"]:  # saved before it was measured
+            panels = [p for p in panels if p[0] != "w2_adaptive"]
+        cols = 2 if len(panels) <= 4 else 3
+        fig, axes = plt.subplots(2, cols, figsize=(5.5 * cols, 7.5), squeeze=False)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (field, label, ref) in zip(axes.flat, panels, strict=False):
             plot_intervals_by_k(
                 chain_by_k(exp, field), ax=ax, ylabel=label, reference=ref, title=label
             )
@@ -262,13 +268,14 @@ def _experiment_figures(
                 twins, ax=axes[row][1], title=f"Bezier minus its linear twin (k={k}, {b} steps)"
             )
         _save(fig, out_dir, f"{slug}-paired-differences.png", names)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(10.5, 4.8))
         plot_few_step(
             few_step_series(exp, k),
             ax=ax,
             reference=floor,
             title=f"few-step students at equal NFE (k={k})",
         )
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the data
         _save(fig, out_dir, f"{slug}-few-step.png", names)
     if paths:
         fig = plot_chain_trajectories(
