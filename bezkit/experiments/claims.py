@@ -154,7 +154,7 @@ def _chain_claims(exp: dict[str, Any]) -> tuple[dict[str, Interval], set[str]]:
             if (kind, base) == ("bezier", "anchored"):
                 label += " (same pairs, only the path differs)"
             out[label] = by_k[last]
-    for f, what in fields[:2]:
+    for f, what in [fw for fw in fields if fw[0] in ("w2_many_steps", "w2_adaptive")]:
         for kind in kinds:
             ks = sorted({c["k"] for c in chains if c["chain"] == kind})
             if len(ks) < 2:
