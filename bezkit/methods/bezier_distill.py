@@ -44,7 +44,12 @@ from bezkit.methods.flow import (
 )
 from bezkit.methods.result import RecipeResult
 from bezkit.paths.bezier import BezierPath
-from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
+from bezkit.paths.guides import (
+    GUIDE_PLACEMENTS,
+    GuidePlacement,
+    check_guide_times,
+    place_guides,
+)
 from bezkit.paths.targets import TARGETS, TargetKind
 from bezkit.paths.time_sampling import distill_times
 from bezkit.solvers.ode import solve_ode
@@ -164,8 +169,10 @@ class BezierDistillConfig:
     def _check_options(self) -> None:
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; known: {', '.join(ENDPOINTS)}")
-        if self.placement not in ("control", "interpolate"):
-            raise ValueError(f"unknown guide placement {self.placement!r}")
+        if self.placement not in GUIDE_PLACEMENTS:
+            raise ValueError(
+                f"unknown guide placement {self.placement!r}; known: {', '.join(GUIDE_PLACEMENTS)}"
+            )
         if self.guide_state not in GUIDE_STATES:
             raise ValueError(
                 f"unknown guide state {self.guide_state!r}; known: {', '.join(GUIDE_STATES)}"
