@@ -293,3 +293,11 @@ def test_sliced_w2_sorts_rows_with_the_same_values_as_the_column_formula():
     pa, pb = torch.sort(a @ theta, dim=0).values, torch.sort(b @ theta, dim=0).values
     want = float(torch.sqrt(((pa - pb) ** 2).mean()))
     assert sliced_wasserstein2(a, b, n_projections=64, seed=7) == want
+
+
+def test_budget_factors_option_is_checked_before_training(tmp_path, capsys):
+    out = tmp_path / "x"
+    code = main(
+        ["experiment", "--quick", "--quiet", "--budget-factors", "4", "1", "--out", str(out)]
+    )
+    assert code == 2 and "increasing" in capsys.readouterr().err and not out.exists()
