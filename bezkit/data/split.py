@@ -79,10 +79,12 @@ def split_points(points: Any, held_out_fraction: float, seed: int = 0) -> PointS
     return PointSplit(train=x[~held], held_out=x[held])
 
 
-def check_split_sizes(name: str, train: int, held_out: int, fraction: float) -> None:
+def check_split_sizes(
+    name: str, train: int, held_out: int, fraction: float, *, warn: bool = True
+) -> None:
     """Refuse a split whose training or held-out part has fewer than :data:`MIN_PART_POINTS`
-    points (a ``ValueError`` naming the minimum and the held-out fraction); warn (a
-    ``UserWarning``) when a part has fewer than :data:`NOISY_PART_POINTS`."""
+    points (a ``ValueError`` naming the minimum and the held-out fraction); with ``warn``, warn
+    (a ``UserWarning``) when a part has fewer than :data:`NOISY_PART_POINTS`."""
     small = {k: v for k, v in (("training", train), ("held-out", held_out)) if v < MIN_PART_POINTS}
     if small:
         parts = ", ".join(f"{v} {k}" for k, v in small.items())
@@ -93,7 +95,7 @@ def check_split_sizes(name: str, train: int, held_out: int, fraction: float) -> 
             f"points or another --held-out-fraction"
         )
     noisy = [k for k, v in (("training", train), ("held-out", held_out)) if v < NOISY_PART_POINTS]
-    if noisy:
+    if noisy and warn:
         warnings.warn(
             f"{name}: the {' and '.join(noisy)} part(s) have fewer than {NOISY_PART_POINTS} "
             f"points ({train} training, {held_out} held out): W2 and its noise floor will be noisy",

@@ -179,7 +179,10 @@ class ExperimentConfig:
                 )
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from None
-            check_split_sizes(name, train.shape[0], held.shape[0], self.held_out_fraction)
+            # refused here, before any training; the run itself warns about noisy parts
+            check_split_sizes(
+                name, train.shape[0], held.shape[0], self.held_out_fraction, warn=False
+            )
 
     def _validate_counts(self) -> None:
         for name in ("seeds", "rounds", "student_rounds"):
