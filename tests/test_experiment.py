@@ -22,7 +22,9 @@ from bezkit.experiments.pools import PoolMaker
 from bezkit.experiments.protocol import (
     DEFAULT_STUDENTS,
     EXTRA_STUDENTS,
+    FORWARD_STUDENTS,
     FULL_STUDENTS,
+    QUICK_STUDENTS,
     SECANT_STUDENTS,
     STUDENTS,
     paired_baseline,
@@ -33,6 +35,7 @@ from bezkit.experiments.results import (
     load_results,
     metric_by_k,
     paired_table,
+    student_budgets,
 )
 from bezkit.experiments.seeds import train_seeds
 from bezkit.experiments.students import student_loss, student_setup
@@ -120,10 +123,17 @@ def test_no_one_step_bezier_column_and_baselines_at_equal_nfe():
     for spec in STUDENTS.values():
         if spec.order > 1:
             assert spec.steps != 1
-        assert STUDENTS[paired_baseline(spec.name)].nfe == spec.nfe or spec.steps is None
+        base = paired_baseline(spec.name)
+        if spec.steps is None and spec.pairs != "trajectory":
+            assert base is None  # uniform-t students are compared with uniform-t ones only
+        else:
+            assert base is not None and STUDENTS[base].nfe == spec.nfe
         if spec.linear_twin is not None:
             twin = STUDENTS[spec.linear_twin]
-            assert twin.order == 1 and twin.pairs in ("anchored",) and twin.steps == spec.steps
+            assert twin.order == 1 and twin.steps == spec.steps
+            # the same pairs: data-anchored for the anchored curves, the reflow pairs of
+            # rf-distill-N for the forward ones
+            assert twin.pairs == ("reflow" if spec.pairs == "forward" else "anchored")
 
 
 def test_secant_students_are_in_every_table_last_and_train_on_their_own_grid(tiny_round):
@@ -131,11 +141,14 @@ def test_secant_students_are_in_every_table_last_and_train_on_their_own_grid(tin
     the default and the full table, after every other method (a method's training seeds depend on
     its position, so adding them leaves the other methods' numbers as they were)."""
     assert set(SECANT_STUDENTS) == {"bezier-quadratic-2-secant", "bezier-quadratic-4-secant"}
-    n = len(SECANT_STUDENTS)
-    assert DEFAULT_STUDENTS[-n:] == SECANT_STUDENTS
+    n, later = len(SECANT_STUDENTS), len(FORWARD_STUDENTS) + 1
+    # later additions come after them: the forward-pair students, then bdense-restart
+    assert DEFAULT_STUDENTS[-n - later : -later] == SECANT_STUDENTS
+    assert DEFAULT_STUDENTS[-later:] == (*FORWARD_STUDENTS, "bdense-restart")
     assert ExperimentConfig().methods == DEFAULT_STUDENTS
     assert ExperimentConfig.full().methods == FULL_STUDENTS
-    assert DEFAULT_STUDENTS[:-n] + EXTRA_STUDENTS + SECANT_STUDENTS == FULL_STUDENTS
+    first = DEFAULT_STUDENTS[: -n - later]
+    assert first + EXTRA_STUDENTS + SECANT_STUDENTS + FORWARD_STUDENTS == FULL_STUDENTS
     for name in SECANT_STUDENTS:  # a linear twin and plain distillation at equal NFE in each
         for table in (DEFAULT_STUDENTS, FULL_STUDENTS):
             assert STUDENTS[name].linear_twin in table and paired_baseline(name) in table
@@ -286,7 +299,10 @@ def test_config_validation():
         (dict(chains=("loop",)), "unknown chain kind"),
         (dict(n_eval=10_000, w2="exact"), "n_eval"),
         (dict(eval_steps=(0, 1)), "eval_steps"),
-        (dict(exact_methods=("bdense-restart",)), "not among the methods"),
+        (dict(exact_methods=("bezier-quadratic-2-literal",)), "not among the methods"),
+        (dict(budget_factors=()), "budget_factors"),
+        (dict(budget_factors=(4, 1)), "increasing"),
+        (dict(budget_factors=(0, 4)), "ints >= 1"),
         (dict(methods=(), chains=()), "nothing to run"),
     ):
         with pytest.raises(ValueError, match=match):
@@ -317,15 +333,21 @@ def test_quick_run_writes_every_file_with_finite_numbers_and_intervals(quick_run
     assert nums and all(math.isfinite(v) for v in nums)
     exp = results["experiments"][0]
     assert exp["seeds"] == [0, 1] and exp["eval_draws"] == 2
-    assert {r["method"] for r in exp["runs"]} == set(DEFAULT_STUDENTS) | {"otcfm"}
+    assert {r["method"] for r in exp["runs"]} == set(QUICK_STUDENTS) | {"otcfm"}
     for by_k in metric_by_k(exp).values():
         for iv in by_k.values():
             assert iv.n == 2 and iv.low <= iv.mean <= iv.high and iv.low < iv.high
-    assert set(paired_table(exp, 1)) == set(DEFAULT_STUDENTS) - {
+    # uniform-t students have no plain-distillation comparison (uniform-t with uniform-t only)
+    assert set(paired_table(exp, 1)) == set(QUICK_STUDENTS) - {
         "rf-distill",
         "rf-distill-2",
-        "rf-distill-4",
+        "anchored-distill-uniform",
+        "bezier-quadratic-uniform",
     }
+    # two student budgets; the students of a claim are trained at both, rf-distill at the first
+    assert student_budgets(exp) == [60, 240]
+    long = {r["method"] for r in exp["runs"] if r["budget"]["steps"] == 240}
+    assert long == set(QUICK_STUDENTS) - {"rf-distill"}
     assert set(chain_by_k(exp)) == {"reflow", "anchored", "bezier"}
     # both sides of the data-anchored pairs, and the X0 side of what each chain round makes
     assert 1 in coupling_by_k(exp, "x0_w2")["data-anchored"]
@@ -335,10 +357,13 @@ def test_quick_run_writes_every_file_with_finite_numbers_and_intervals(quick_run
         assert b["steps"] > 0 and b["pairs"] > 0 and b["wall_seconds"] > 0
         assert b["teacher_nfe"] == b["pairs"] * b["teacher_nfe_per_pair"]
     assert "Paired differences against plain k-RF distillation" in report
-    for name in SECANT_STUDENTS:  # the secant claims: against the linear twin and distillation
-        twin = STUDENTS[name].linear_twin
-        assert f"| {name} beats its linear twin {twin} (k=1) | " in report
-        assert f"| {name} beats plain distillation at equal NFE (k=1) | " in report
+    name = "bezier-quadratic-2-secant"  # its claims: against the linear twin and distillation
+    assert f"| {name} beats its linear twin anchored-distill-2 (k=1) | " in report
+    assert f"| {name} beats plain distillation rf-distill-2 at equal NFE (k=1) | " in report
+    assert "| bezier-forward-2-secant beats its linear twin rf-distill-2 (k=1) | " in report
+    assert "beats the teacher-state control bezier-state-2-secant (k=1)" in report
+    assert "bezier chain beats the anchored chain at round 2, adaptive-solver W2" in report
+    assert "Holm" in report and "students, 240 steps" in report
     assert (quick_run / TRAJECTORIES_FILE).stat().st_size > 1_000
     assert " [" in report and "mean [95% t-interval]" in report
     assert "AMD" in report or "Intel" in report or "cores" in report

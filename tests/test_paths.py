@@ -266,12 +266,23 @@ def test_endpoint_target_is_exact_at_and_near_one(order, gen):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
-def test_endpoint_target_errors_and_deprecated_t_max(gen):
+def test_endpoint_target_errors_and_the_path_owns_its_targets(gen):
     x0, x1 = pair(gen)
-    sample = BezierPath(2).sample(x0, x1, times(gen), (rand(gen, *x0.shape),))
-    with pytest.warns(DeprecationWarning, match="t_max"):
-        old = regression_target(sample, "endpoint", t_max=0.99)
-    torch.testing.assert_close(old, regression_target(sample, "endpoint"))
+    path = BezierPath(2)
+    sample = path.sample(x0, x1, times(gen), (rand(gen, *x0.shape),))
+    with pytest.raises(TypeError, match="t_max"):  # the deprecated argument is gone
+        regression_target(sample, "endpoint", t_max=0.99)  # type: ignore[call-arg]
+    for kind, grid in (("tangent", None), ("endpoint", None), ("secant", 4)):
+        assert torch.equal(
+            path.target(sample, kind, grid_steps=grid),
+            regression_target(sample, kind, grid_steps=grid),
+        )
+    torch.testing.assert_close(
+        path.target(sample, "endpoint"),
+        path.endpoint_velocity(x0, x1, sample.t, sample.guides),
+    )
+    with pytest.raises(ValueError, match="not on this order-3 path"):
+        BezierPath(3).target(sample, "endpoint")
     with pytest.raises(ValueError, match="unknown target 'velocity'"):
         regression_target(sample, "velocity")
     bare = PathSample(x0=x0, x1=x1, t=sample.t, x_t=sample.x_t, dx_t=sample.dx_t)

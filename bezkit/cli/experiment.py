@@ -194,6 +194,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ):
         p.add_argument(f"--{name}", type=positive_int, default=None, help=help_)
     p.add_argument(
+        "--budget-factors",
+        type=positive_int,
+        nargs="+",
+        default=None,
+        metavar="F",
+        help="student budgets as multiples of --student-steps, increasing (default "
+        f"{' '.join(map(str, d.budget_factors))}: a claim is yes / no only where all agree)",
+    )
+    p.add_argument(
         "--w2",
         choices=("sliced", "exact"),
         default=None,
@@ -410,6 +419,8 @@ def _run(args: argparse.Namespace) -> int:
         "w2",
     )
     overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.budget_factors is not None:
+        overrides["budget_factors"] = tuple(args.budget_factors)
     if args.pairs:
         overrides["pairs"] = list(args.pairs)
     for name, attr in (

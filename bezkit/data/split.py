@@ -6,10 +6,16 @@ no point appears in both parts even when the file repeats a point. With ``n`` ro
 part gets ``round(held_out_fraction * n)`` rows (more only when a group of repeated rows straddles
 the boundary); the groups are drawn in a random order fixed by ``seed``, and each part keeps the
 rows in their original order.
+
+Evaluation needs both parts to be real samples big enough to measure: the noise floor is the W2
+between the training part and the held-out part, and every model is scored against the held-out
+part. :func:`check_split_sizes` refuses a part with fewer than :data:`MIN_PART_POINTS` points and
+warns below :data:`NOISY_PART_POINTS`.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import torch
@@ -17,7 +23,18 @@ from torch import Tensor
 
 from bezkit.data.toy2d import check_points
 
-__all__ = ["PointSplit", "split_points"]
+__all__ = [
+    "MIN_PART_POINTS",
+    "NOISY_PART_POINTS",
+    "PointSplit",
+    "check_split_sizes",
+    "split_points",
+]
+
+#: The fewest points a part may have: fewer cannot give a meaningful W2 (evaluation resamples them).
+MIN_PART_POINTS = 32
+#: Below this many points in a part the numbers are noisy: a warning.
+NOISY_PART_POINTS = 512
 
 
 class PointSplit(NamedTuple):
@@ -60,3 +77,28 @@ def split_points(points: Any, held_out_fraction: float, seed: int = 0) -> PointS
     held_groups[order[:taken]] = True
     held = held_groups[group]
     return PointSplit(train=x[~held], held_out=x[held])
+
+
+def check_split_sizes(
+    name: str, train: int, held_out: int, fraction: float, *, warn: bool = True
+) -> None:
+    """Refuse a split whose training or held-out part has fewer than :data:`MIN_PART_POINTS`
+    points (a ``ValueError`` naming the minimum and the held-out fraction); with ``warn``, warn
+    (a ``UserWarning``) when a part has fewer than :data:`NOISY_PART_POINTS`."""
+    small = {k: v for k, v in (("training", train), ("held-out", held_out)) if v < MIN_PART_POINTS}
+    if small:
+        parts = ", ".join(f"{v} {k}" for k, v in small.items())
+        raise ValueError(
+            f"{name}: a held-out fraction of {fraction} leaves {parts} point(s); each part needs "
+            f"at least {MIN_PART_POINTS} points to be measured (the noise floor compares the two "
+            f"parts, every model is scored against the held-out part): give a file with more "
+            f"points or another --held-out-fraction"
+        )
+    noisy = [k for k, v in (("training", train), ("held-out", held_out)) if v < NOISY_PART_POINTS]
+    if noisy and warn:
+        warnings.warn(
+            f"{name}: the {' and '.join(noisy)} part(s) have fewer than {NOISY_PART_POINTS} "
+            f"points ({train} training, {held_out} held out): W2 and its noise floor will be noisy",
+            UserWarning,
+            stacklevel=2,
+        )

@@ -8,10 +8,13 @@ For every (source, target) pair and every training seed:
   quadratic Bezier-distilled flow of the round: real endpoint, guide from the round's model,
   tangent target, uniform t). Round 1 of every chain is the 1-RF.
 - **students** of the reflow chain's k-RF for k = 1..``student_rounds`` (the methods of
-  :mod:`bezkit.experiments.protocol`), and the OT baselines (``otcfm``, ``full-ot``) once.
+  :mod:`bezkit.experiments.protocol`), each at every student budget
+  (``student_steps * f`` for ``f`` in ``budget_factors``), and the OT baselines (``otcfm``,
+  ``full-ot``) once.
 
-Numbers are measured for every seed and evaluation draw; the report gives mean and 95% interval
-over seeds and paired differences against plain k-RF distillation.
+Numbers are measured for every seed on its own evaluation draws; the report gives mean and 95%
+interval over seeds, paired differences against plain k-RF distillation, and verdicts from
+Holm-adjusted p-values that are yes / no only where every student budget agrees.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from bezkit.data.toy2d import get_sampler
+from bezkit.data.split import check_split_sizes, split_points
+from bezkit.data.toy2d import ArraySampler, get_sampler
 from bezkit.experiments.protocol import (
     BASELINE_METHODS,
     DEFAULT_STUDENTS,
     FULL_STUDENTS,
+    QUICK_STUDENTS,
     STUDENTS,
 )
+from bezkit.experiments.seeds import SPLIT_OFFSET
 
 __all__ = ["CHAIN_KINDS", "ExperimentConfig"]
 
@@ -72,6 +78,7 @@ class ExperimentConfig:
     baseline_steps: int = 1000
     round_steps: int = 800
     student_steps: int = 400
+    budget_factors: tuple[int, ...] = (1, 4)
     n_pairs: int = 4096
     teacher_steps: int = 64
     full_ot_points: int = 2048
@@ -88,16 +95,18 @@ class ExperimentConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> ExperimentConfig:
-        """One pair, 2 seeds, K = 2, tiny budgets: about a minute on 2 cores."""
+        """One pair, 2 seeds, K = 2, tiny budgets, one student of each kind of claim
+        (:data:`~bezkit.experiments.protocol.QUICK_STUDENTS`): under a minute on 2 cores."""
         base: dict[str, Any] = dict(
             seeds=2,
             rounds=2,
             student_rounds=1,
+            methods=QUICK_STUDENTS,
             hidden=64,
             flow_steps=400,
             baseline_steps=200,
             round_steps=150,
-            student_steps=80,
+            student_steps=60,
             n_pairs=1024,
             teacher_steps=16,
             n_eval=1024,
@@ -132,14 +141,21 @@ class ExperimentConfig:
         self._validate_names()
         if not self.pairs:
             raise ValueError("no (source, target) pairs selected")
-        for src, tgt in self.pairs:
-            get_sampler(src)
-            get_sampler(tgt)
         if not 0.0 < self.held_out_fraction < 1.0:
             raise ValueError(
                 f"the held-out fraction must lie strictly between 0 and 1, got "
                 f"{self.held_out_fraction!r}"
             )
+        for src, tgt in self.pairs:
+            for offset, name in enumerate((src, tgt)):
+                self._validate_points(name, self.seed + offset)
+        factors = self.budget_factors
+        if not factors or any(
+            not isinstance(f, int) or isinstance(f, bool) or f < 1 for f in factors
+        ):
+            raise ValueError(f"budget_factors must be ints >= 1, got {factors!r}")
+        if len(set(factors)) != len(factors) or list(factors) != sorted(factors):
+            raise ValueError(f"budget_factors must be distinct and increasing, got {factors!r}")
         if self.full_ot_points < 2:
             raise ValueError(f"full_ot_points must be >= 2, got {self.full_ot_points}")
         if not self.eval_steps or any(s < 1 for s in self.eval_steps):
@@ -148,6 +164,25 @@ class ExperimentConfig:
             raise ValueError(f"w2 must be 'sliced' or 'exact', got {self.w2!r}")
         if (self.w2 == "exact" or self.exact_methods) and self.n_eval > 8192:
             raise ValueError(f"n_eval must be <= 8192 for exact W2, got {self.n_eval}")
+
+    def student_budgets(self) -> list[int]:
+        """The students' optimiser steps, one per budget: ``student_steps * f``."""
+        return [self.student_steps * f for f in self.budget_factors]
+
+    def _validate_points(self, name: str, seed: int) -> None:
+        """A point file must split into two parts big enough to measure (before any training)."""
+        sampler = get_sampler(name)
+        if isinstance(sampler, ArraySampler):
+            try:
+                train, held = split_points(
+                    sampler.points, self.held_out_fraction, seed + SPLIT_OFFSET
+                )
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
+            # refused here, before any training; the run itself warns about noisy parts
+            check_split_sizes(
+                name, train.shape[0], held.shape[0], self.held_out_fraction, warn=False
+            )
 
     def _validate_counts(self) -> None:
         for name in ("seeds", "rounds", "student_rounds"):

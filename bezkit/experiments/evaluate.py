@@ -1,9 +1,10 @@
 """Evaluate every model and coupling of the experiment the same way (METHODS.md sections 5-6).
 
-``EvalDraws`` holds ``D`` evaluation draws, shared by every method and seed (so differences are
-paired): for draw ``d`` a source sample ``x0[d]`` (where the sampler starts), a held-out target
-sample ``reference[d]`` (never used for training) and an independent source sample
-``source_ref[d]`` (the reference of the X0 side). Every W2 below is a list with one value per draw,
+``EvalDraws`` holds ``D`` evaluation draws of one training seed, shared by every method of that
+seed (so differences are paired within the seed; every seed has its own draws, so the spread over
+seeds includes the evaluation noise): for draw ``d`` a source sample ``x0[d]`` (where the sampler
+starts), a held-out target sample ``reference[d]`` (never used for training) and an independent
+source sample ``source_ref[d]`` (the reference of the X0 side). Every W2 below is a list with one value per draw,
 measured with the run's estimator: exact (POT) or sliced with seeded directions shared by all.
 """
 
@@ -88,10 +89,15 @@ def make_eval_draws(
     seed: int,
     estimator: str = "sliced",
     n_projections: int = 256,
+    second_sample: Sampler | None = None,
 ) -> EvalDraws:
-    """``draws`` seeded evaluation draws of size ``n``, with the noise floor of each: the W2 of a
-    fresh held-out (or source) sample of size ``n`` to that draw's reference, what a perfect
-    sampler would score (it describes the estimator; it is not a significance threshold)."""
+    """``draws`` seeded evaluation draws of size ``n``, with the noise floor of each: the W2 between
+    two real samples of the target distribution, what a perfect sampler would score (it describes
+    the estimator; it is not a significance threshold). The second sample is drawn from
+    ``second_sample`` (for a point file: its training part, disjoint from the held-out part, so
+    the floor compares two real samples as a model's samples are compared) or, by default, from
+    ``held_out`` itself (a named distribution: independent draws). The source floor is the same
+    with two independent source samples."""
     g = torch.Generator().manual_seed(seed + 10_007)
     ev = EvalDraws(
         x0=[source.sample(n, g) for _ in range(draws)],
@@ -101,7 +107,8 @@ def make_eval_draws(
         n_projections=n_projections,
         projection_seed=seed + 20_011,
     )
-    ev.noise_floor = ev.target_w2([held_out.sample(n, g) for _ in range(draws)])
+    other = held_out if second_sample is None else second_sample
+    ev.noise_floor = ev.target_w2([other.sample(n, g) for _ in range(draws)])
     ev.source_noise_floor = ev.source_w2([source.sample(n, g) for _ in range(draws)])
     return ev
 
@@ -367,13 +374,19 @@ def evaluate_chain_model(
     many_steps: int,
     m_paths: int = 1024,
     m_crossings: int = 200,
+    adaptive: bool = True,
+    tolerance: float = 1e-4,
 ) -> dict[str, Any]:
     """A chain round's model, per draw through :func:`evaluate_flow`: W2 at one and
     ``many_steps`` Euler steps (the X1 side of the pairs it makes), W2 of its reverse-ODE X0 from
     held-out data to the source (the X0 side of the data-anchored pairs it makes), and, on the
     first ``m_paths`` trajectories, straightness, transport cost and crossings per trajectory
-    (among the first ``m_crossings``)."""
+    (among the first ``m_crossings``). With ``adaptive``: also ``w2_adaptive``, the W2 of the samples
+    of the adaptive ``dopri5`` solver (``atol = rtol = tolerance``), and its ``nfe_adaptive``: the
+    flow's many-step W2 without the fixed grid's discretisation error."""
     out: dict[str, Any] = {"w2": {"1": [], str(many_steps): []}, "reverse_x0_w2": []}
+    if adaptive:
+        out.update(w2_adaptive=[], nfe_adaptive=[])
     out.update(straightness=[], transport_cost=[], crossings_per_trajectory=[])
     for x0, ref, src in zip(draws.x0, draws.reference, draws.source_ref, strict=True):
         ev = evaluate_flow(
@@ -394,6 +407,19 @@ def evaluate_chain_model(
         out["straightness"].append(ev.paths.straightness)
         out["transport_cost"].append(ev.paths.transport_cost)
         out["crossings_per_trajectory"].append(ev.paths.crossings.per_trajectory)
+        if adaptive:
+            ad = evaluate_flow(
+                model,
+                x0,
+                ref,
+                steps=(None,),
+                method="dopri5",
+                w2=draws.w2,
+                atol=tolerance,
+                rtol=tolerance,
+            )
+            out["w2_adaptive"].append(ad.samples[0].w2)
+            out["nfe_adaptive"].append(ad.samples[0].nfe)
     return out
 
 

@@ -26,6 +26,7 @@ from bezkit.experiments.results import (
     metric_by_k,
     paired_table,
     select_experiment,
+    student_budgets,
     student_rounds,
     twin_table,
 )
@@ -62,6 +63,14 @@ def few_step_series(exp: Mapping[str, Any], k: int) -> dict[str, dict[int, Any]]
             "bezier-quadratic-4-endpoint",
         ),
         "quadratic, secant target": ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant"),
+        "quadratic on rf-distill's pairs, secant": (
+            "bezier-forward-2-secant",
+            "bezier-forward-4-secant",
+        ),
+        "through the teacher's ODE state, secant": (
+            "bezier-state-2-secant",
+            "bezier-state-4-secant",
+        ),
     }
     out: dict[str, dict[int, Any]] = {}
     for label, names in families.items():
@@ -219,14 +228,20 @@ def _experiment_figures(
     slug, names = _slug(exp), cast(list[str], [])
     floor = sum(exp["noise_floor"]) / len(exp["noise_floor"])
     if exp.get("chains"):
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
         panels = [
             ("w2_many_steps", "W2, many Euler steps (X1 side it makes)", floor),
+            ("w2_adaptive", "W2, adaptive solver (dopri5)", floor),
             ("w2_one_step", "W2, one Euler step", floor),
             ("reverse_x0_w2", "W2 of its reverse-ODE X0 to the source", None),
             ("straightness", "straightness S", None),
         ]
-        for ax, (field, label, ref) in zip(axes.flat, panels, strict=True):
+        if "w2_adaptive" not in exp["chains"][0]["metrics"]:  # saved before it was measured
+            panels = [p for p in panels if p[0] != "w2_adaptive"]
+        cols = 2 if len(panels) <= 4 else 3
+        fig, axes = plt.subplots(2, cols, figsize=(5.5 * cols, 7.5), squeeze=False)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (field, label, ref) in zip(axes.flat, panels, strict=False):
             plot_intervals_by_k(
                 chain_by_k(exp, field), ax=ax, ylabel=label, reference=ref, title=label
             )
@@ -235,23 +250,32 @@ def _experiment_figures(
     ks = student_rounds(exp)
     if ks:
         k = ks[-1]
-        paired = paired_table(exp, k)
-        twins = twin_table(exp, k)
+        budgets = student_budgets(exp)
+        tables = [
+            (b, paired_table(exp, k, budget=b), twin_table(exp, k, budget=b)) for b in budgets
+        ]
+        rows = max(max(len(p), len(t), 4) for _, p, t in tables)
         fig, axes = plt.subplots(
-            1, 2, figsize=(13, 0.45 * max(len(paired), len(twins), 4) + 1.8), squeeze=False
+            len(tables), 2, figsize=(14, len(tables) * (0.42 * rows + 1.4)), squeeze=False
         )
-        plot_paired_differences(
-            paired, ax=axes[0][0], title=f"minus k-RF distillation at equal NFE (k={k})"
-        )
-        plot_paired_differences(twins, ax=axes[0][1], title=f"Bezier minus its linear twin (k={k})")
+        for row, (b, paired, twins) in enumerate(tables):
+            plot_paired_differences(
+                paired,
+                ax=axes[row][0],
+                title=f"minus k-RF distillation at equal NFE (k={k}, {b} steps)",
+            )
+            plot_paired_differences(
+                twins, ax=axes[row][1], title=f"Bezier minus its linear twin (k={k}, {b} steps)"
+            )
         _save(fig, out_dir, f"{slug}-paired-differences.png", names)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(10.5, 4.8))
         plot_few_step(
             few_step_series(exp, k),
             ax=ax,
             reference=floor,
             title=f"few-step students at equal NFE (k={k})",
         )
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the data
         _save(fig, out_dir, f"{slug}-few-step.png", names)
     if paths:
         fig = plot_chain_trajectories(

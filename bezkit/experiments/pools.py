@@ -19,7 +19,13 @@ from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.couplings.reflow import ReflowCoupling
 from bezkit.data.toy2d import Sampler
 from bezkit.methods.bdense import make_trajectory_pool
-from bezkit.methods.bezier_distill import BezierDistillConfig, make_bezier_pairs
+from bezkit.methods.bezier_distill import (
+    BezierDistillConfig,
+    GuideState,
+    bezier_guides,
+    make_bezier_pairs,
+)
+from bezkit.paths.guides import GuidePlacement
 
 __all__ = ["Pool", "PoolMaker"]
 
@@ -83,18 +89,45 @@ class PoolMaker:
 
         return self._get(("reflow", id(teacher)), make, self.teacher_steps, "reflow")
 
-    def anchored(self, teacher: nn.Module, *, guide: str = "euler") -> Pool:
+    def anchored(
+        self,
+        teacher: nn.Module,
+        *,
+        guide: GuideState = "euler",
+        placement: GuidePlacement = "control",
+    ) -> Pool:
         """Data-anchored pairs ``(ODE_teacher^-1(X1), X1)`` for held-in ``X1``, with the quadratic
-        guide of the teacher, control placement: one Euler step to s = 1/2, or (``"literal"``) the
-        seed's literal guide ``X0 + v(X0, 0)``, one full teacher step."""
-        cfg = self._bezier_config(order=2, guide=guide)
+        guide of the teacher: its state at s = 1/2 by one Euler step (``"euler"``) or its ODE
+        (``"ode"``), or (``"one-step"``) the seed's literal guide ``X0 + v(X0, 0)``, one full
+        teacher step; placed as the control point or (``"interpolate"``) so the curve passes
+        through it. The pairs ``(X0, X1)`` are the same for every guide."""
+        cfg = self._bezier_config(order=2, guide=guide, placement=placement)
 
         def make() -> PairPool:
             return make_bezier_pairs([teacher], self.source, self.target, cfg)
 
-        return self._get(
-            ("anchored", guide, id(teacher)), make, self.teacher_steps + 1, f"anchored-{guide}"
-        )
+        extra = max(1, round(self.teacher_steps / 2)) if guide == "ode" else 1
+        key = ("anchored", guide, placement, id(teacher))
+        return self._get(key, make, self.teacher_steps + extra, f"anchored-{guide}")
+
+    def forward(self, teacher: nn.Module, cfg: BezierDistillConfig) -> Pool:
+        """The very pairs of :meth:`reflow` (same X0, X1, seed) with the guides of ``cfg``
+        (:func:`~bezkit.methods.bezier_distill.bezier_guides`); its cost includes the reflow
+        pool's."""
+        base = self.reflow(teacher)
+        key = ("forward", cfg.guide_state, cfg.placement, cfg.times(), id(teacher))
+
+        def make() -> PairPool:
+            p = base.pairs
+            return PairPool(Pairs(p.x0, p.x1, bezier_guides([teacher], p.x0, p.x1, cfg)))
+
+        states = [max(1, round(self.teacher_steps * s)) for s in cfg.times()]
+        nfe = sum(states) if cfg.guide_state == "ode" else len(states)
+        fresh = key not in self._cache
+        made = self._get(key, make, self.teacher_steps + nfe, f"forward-{cfg.guide_state}")
+        if fresh:
+            made.seconds += base.seconds
+        return made
 
     def cubic(self, teacher: nn.Module, second: nn.Module) -> Pool:
         """The same data-anchored pairs with two guides: the teacher's and a second teacher's."""
@@ -124,10 +157,13 @@ class PoolMaker:
         nfe = b * math.ceil(self.teacher_steps / b)
         return self._get(("trajectory", id(teacher)), make, nfe, "trajectory")
 
-    def _bezier_config(self, *, order: int, guide: str = "euler") -> BezierDistillConfig:
+    def _bezier_config(
+        self, *, order: int, guide: GuideState = "euler", placement: GuidePlacement = "control"
+    ) -> BezierDistillConfig:
         return BezierDistillConfig(
             order=order,
-            guide_state="one-step" if guide == "literal" else "euler",
+            guide_state=guide,
+            placement=placement,
             n_pairs=self.n_pairs,
             teacher_steps=self.teacher_steps,
             pair_seed=self.pair_seed,

@@ -6,7 +6,9 @@ optimiser steps, on pools of the same number of pairs. What differs is one thing
 - **time distribution**: a one-step student is trained at ``t = 0`` only, an N-step student on its
   grid ``{0, 1/N, ..., (N-1)/N}``; uniform-t students (``t ~ U[0, 1]``) are kept as separately
   named ``*-uniform`` methods and are never compared with a one-step student as if fair;
-- **pairs**: ``reflow`` (fresh source ``X0``, the teacher's forward ``X1``), ``anchored`` (real
+- **pairs**: ``reflow`` (fresh source ``X0``, the teacher's forward ``X1``), ``forward`` (the very
+  same reflow pairs, with a guide: the Bezier students on the pairs, seeds and grid of
+  ``rf-distill-N``), ``anchored`` (real
   held-in ``X1``, the teacher's reverse-ODE ``X0``, with the quadratic guide), ``cubic`` (the same
   real endpoint, guides from two teachers: the k-RF and OT-CFM), ``trajectory`` (the teacher's
   states at ``j / B`` for B-DENSE);
@@ -18,6 +20,13 @@ optimiser steps, on pools of the same number of pairs. What differs is one thing
 With the endpoint target at ``t = 0`` every curve gives ``X1 - X0``: a one-step Bezier student *is*
 the linear one, so the curve is compared through 2- and 4-step students (N-step grid, equal NFE)
 and through the uniform-t variants; the table has no one-step Bezier method.
+
+The forward-pair students separate three things on identical pairs: ``rf-distill-N`` (the line),
+``bezier-forward-N-secant`` (a quadratic through the pair with the Euler guide
+``X0 + v(X0, 0) / 2``: the curve) and ``bezier-state-N-secant`` (the quadratic that passes through
+the teacher's own ODE state at ``s = 1/2``: at N = 2 this is distillation of the teacher's
+trajectory in two halves, so it tells the curve from partial trajectory distillation);
+``bdense-restart`` with its restart sampler is the trajectory method at equal NFE beside them.
 """
 
 from __future__ import annotations
@@ -25,22 +34,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bezkit.methods.bezier_distill import BezierDistillConfig, GuideState
+from bezkit.paths.guides import GuidePlacement
 from bezkit.paths.time_sampling import DiscreteTime, TimeSampler, UniformTime, distill_times
 
 __all__ = [
     "BASELINE_METHODS",
     "DEFAULT_STUDENTS",
     "EXTRA_STUDENTS",
+    "FORWARD_STUDENTS",
     "FULL_STUDENTS",
+    "QUICK_STUDENTS",
     "SECANT_STUDENTS",
     "STUDENTS",
     "PairKind",
     "StudentSpec",
+    "at_every_budget",
     "paired_baseline",
     "student",
 ]
 
-PairKind = Literal["reflow", "anchored", "cubic", "trajectory"]
+PairKind = Literal["reflow", "forward", "anchored", "cubic", "trajectory"]
 
 #: Flows trained once per seed on the pair (not per round), reported beside the students.
 BASELINE_METHODS: tuple[str, ...] = ("otcfm", "full-ot")
@@ -60,7 +74,8 @@ class StudentSpec:
     order: int = 1
     target: Literal["tangent", "endpoint", "secant"] = "tangent"
     steps: int | None = 1
-    guide: Literal["euler", "literal"] = "euler"
+    guide: GuideState = "euler"
+    placement: GuidePlacement = "control"
     restarts: bool = False
     linear_twin: str | None = None
     about: str = ""
@@ -73,6 +88,28 @@ class StudentSpec:
     def time_sampler(self) -> TimeSampler:
         """``t = 0`` (one step), the N-step grid, or ``U[0, 1]`` (``*-uniform`` methods)."""
         return UniformTime() if self.steps is None else distill_times(self.steps)
+
+    def distill_config(
+        self, *, n_pairs: int = 10_000, teacher_steps: int = 100, pair_seed: int = 0
+    ) -> BezierDistillConfig:
+        """This student as a :class:`~bezkit.methods.bezier_distill.BezierDistillConfig` (the one
+        description of a Bezier student's path, guides, target and time sampler; its
+        :meth:`~bezkit.methods.bezier_distill.BezierDistillConfig.flow` is the student's loss).
+        Linear students are order 1; ``reflow`` / ``forward`` pairs have the teacher's endpoint,
+        the others a real one. B-DENSE has no such description (a ``ValueError``)."""
+        if self.pairs == "trajectory":
+            raise ValueError(f"{self.name} is a B-DENSE student: it has no Bezier path")
+        return BezierDistillConfig(
+            order=self.order,
+            placement=self.placement,
+            guide_state=self.guide,
+            endpoint="teacher" if self.pairs in ("reflow", "forward") else "data",
+            target=self.target,
+            distill_steps=self.steps,
+            n_pairs=n_pairs,
+            teacher_steps=teacher_steps,
+            pair_seed=pair_seed,
+        )
 
     def allowed_times(self, num_branches: int = 4) -> tuple[float, ...] | None:
         """The exact training times this student may see (``None``: any in [0, 1]). B-DENSE
@@ -93,6 +130,32 @@ def _secant(n: int) -> StudentSpec:
         linear_twin=f"anchored-distill-{n}",
         about=f"quadratic, real endpoint, secant target N (B(t_(i+1)) - B(t_i)), {n}-step grid",
     )
+
+
+def _forward(n: int) -> list[StudentSpec]:
+    base = f"rf-distill-{n}"
+    return [
+        StudentSpec(
+            f"bezier-forward-{n}-secant",
+            "forward",
+            order=2,
+            target="secant",
+            steps=n,
+            linear_twin=base,
+            about=f"quadratic on {base}'s own pairs, guide X0 + v(X0, 0)/2, secant target",
+        ),
+        StudentSpec(
+            f"bezier-state-{n}-secant",
+            "forward",
+            order=2,
+            target="secant",
+            steps=n,
+            guide="ode",
+            placement="interpolate",
+            linear_twin=base,
+            about=f"quadratic through the teacher's ODE state at s = 1/2, {base}'s pairs, secant",
+        ),
+    ]
 
 
 def _few_step(n: int) -> list[StudentSpec]:
@@ -165,13 +228,16 @@ _ALL: list[StudentSpec] = [
         order=2,
         target="endpoint",
         steps=2,
-        guide="literal",
+        guide="one-step",
         linear_twin="anchored-distill-2",
         about="quadratic, literal guide X0 + v(X0, 0) (one full teacher step), 2-step grid",
     ),
     # the grid-consistent target (METHODS.md section 9)
     _secant(2),
     _secant(4),
+    # the same pairs as rf-distill-N: the curve, the teacher-state control (METHODS.md section 6)
+    *_forward(2),
+    *_forward(4),
 ]
 
 #: Every student method by name.
@@ -181,15 +247,57 @@ STUDENTS: dict[str, StudentSpec] = {s.name: s for s in _ALL}
 EXTRA_STUDENTS: tuple[str, ...] = ("bdense-restart", "bezier-quadratic-2-literal")
 #: The grid-consistent N-step Bezier students (``target="secant"``), in every table.
 SECANT_STUDENTS: tuple[str, ...] = ("bezier-quadratic-2-secant", "bezier-quadratic-4-secant")
-_FIRST: tuple[str, ...] = tuple(
-    s.name for s in _ALL if s.name not in EXTRA_STUDENTS + SECANT_STUDENTS
+#: The students on ``rf-distill-N``'s own forward pairs, and B-DENSE with restarts at equal NFE.
+FORWARD_STUDENTS: tuple[str, ...] = (
+    "bezier-forward-2-secant",
+    "bezier-state-2-secant",
+    "bezier-forward-4-secant",
+    "bezier-state-4-secant",
 )
-#: The students of ``bezkit experiment`` by default. The secant students come last: a method's
-#: training seeds depend on its position, so adding them leaves every other method's numbers as
+_FIRST: tuple[str, ...] = tuple(
+    s.name for s in _ALL if s.name not in EXTRA_STUDENTS + SECANT_STUDENTS + FORWARD_STUDENTS
+)
+#: The students of ``bezkit experiment`` by default. Later additions come last: a method's
+#: training seeds depend on its position, so adding them leaves every other method's seeds as
 #: they were.
-DEFAULT_STUDENTS: tuple[str, ...] = _FIRST + SECANT_STUDENTS
+DEFAULT_STUDENTS: tuple[str, ...] = (
+    _FIRST + SECANT_STUDENTS + FORWARD_STUDENTS + ("bdense-restart",)
+)
 #: The students of ``bezkit experiment --full`` (the same positions rule: additions last).
-FULL_STUDENTS: tuple[str, ...] = _FIRST + EXTRA_STUDENTS + SECANT_STUDENTS
+FULL_STUDENTS: tuple[str, ...] = _FIRST + EXTRA_STUDENTS + SECANT_STUDENTS + FORWARD_STUDENTS
+
+
+#: The students of ``bezkit experiment --quick``: one of each kind of claim (the curve at 2 steps
+#: on both kinds of pairs, the teacher-state control, B-DENSE with restarts, uniform t).
+QUICK_STUDENTS: tuple[str, ...] = (
+    "rf-distill",
+    "anchored-distill-uniform",
+    "bezier-quadratic-uniform",
+    "rf-distill-2",
+    "anchored-distill-2",
+    "bezier-quadratic-2-endpoint",
+    "bezier-quadratic-2-secant",
+    "bezier-forward-2-secant",
+    "bezier-state-2-secant",
+    "bdense-restart",
+)
+
+
+def at_every_budget(name: str, methods: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``name`` is trained at every student budget when ``methods`` run: yes when it takes
+    part in a claim (a Bezier student, B-DENSE with restarts, or the linear twin or plain
+    distillation a Bezier student of ``methods`` is compared with); the one-step ``t = 0``
+    students, compared in no claim, train at the first budget only."""
+    spec = student(name)
+    if spec.order > 1 or spec.restarts:
+        return True
+    for other in methods:
+        o = student(other)
+        if o.order > 1 and name in (o.linear_twin, paired_baseline(other)):
+            return True
+        if o.restarts and spec.pairs == "reflow" and spec.nfe > 1:
+            return True
+    return False
 
 
 def student(name: str) -> StudentSpec:
@@ -199,8 +307,12 @@ def student(name: str) -> StudentSpec:
     return STUDENTS[name]
 
 
-def paired_baseline(name: str) -> str:
+def paired_baseline(name: str) -> str | None:
     """The plain k-RF distillation a student is compared with at equal NFE: ``rf-distill`` for
-    one-step and uniform-t students, ``rf-distill-N`` for N-step ones."""
+    one-step students, ``rf-distill-N`` for N-step ones; ``None`` for uniform-t students (plain
+    distillation is trained at t = 0 or on the grid: comparing uniform-t with it is the confound
+    of METHODS.md section 6; a uniform-t student is compared with uniform-t ones only)."""
     spec = student(name)
+    if spec.steps is None and spec.pairs != "trajectory":
+        return None
     return "rf-distill" if spec.nfe == 1 else f"rf-distill-{spec.nfe}"

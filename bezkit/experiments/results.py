@@ -5,14 +5,17 @@ Schema (``schema_version`` 2)::
     {"schema_version": 2, "command", "date", "machine", "config", "wall_seconds",
      "experiments": [Experiment]}
     Experiment = {"source", "target", "data", "seeds": [s], "w2_estimator", "n_eval",
-                  "eval_draws", "noise_floor": [per draw], "source_noise_floor": [per draw],
-                  "runs": [Run], "chains": [ChainRound], "couplings": [Coupling], "wall_seconds"}
+                  "eval_draws" (per seed), "noise_floor": [per seed and draw, seed-major],
+                  "source_noise_floor": [..], "noise_floor_by_seed": [[per draw] per seed],
+                  "source_noise_floor_by_seed": [[..]], "runs": [Run], "chains": [ChainRound],
+                  "couplings": [Coupling], "wall_seconds"}
     Run        = {"method", "k" (None for the OT baselines), "seed",
                   "metrics": {"w2": {"<steps>": [per draw]}, "w2_exact": {...},
                               "w2_restart": {...} (B-DENSE restart sampler)},
                   "final_loss", "budget": Budget}
     ChainRound = {"chain", "k", "seed",
-                  "metrics": {"w2": {"1": [..], "<many>": [..]}, "reverse_x0_w2": [..],
+                  "metrics": {"w2": {"1": [..], "<many>": [..]}, "w2_adaptive": [..] (dopri5),
+                              "nfe_adaptive": [..], "reverse_x0_w2": [..],
                               "straightness": [..], "transport_cost": [..],
                               "crossings_per_trajectory": [..]},
                   "trained_on": {"pairs", "x0_w2": [..], "x1_w2": [..], "transport_cost",
@@ -23,8 +26,11 @@ Schema (``schema_version`` 2)::
     Budget     = {"steps", "batch_size", "pairs", "teacher_nfe_per_pair", "teacher_nfe",
                   "wall_seconds"}
 
-Every per-draw list holds one value per evaluation draw; readers average the draws of a seed and
-give :class:`~bezkit.experiments.statistics.Interval` over seeds (mean and 95% t-interval).
+Every per-draw list holds one value per evaluation draw of the record's seed (each seed has its
+own draws); readers average the draws of a seed and give
+:class:`~bezkit.experiments.statistics.Interval` over seeds (mean and 95% t-interval). A student
+method has one run per seed and student budget (``budget.steps``); readers take ``budget`` (the
+optimiser steps), by default the smallest (:func:`student_budgets`).
 A chain round's ``trained_on`` are the pairs that round was *trained on* (made by round k - 1);
 what round k *makes* is its own ``metrics`` (X1 side: ``w2`` at many steps; X0 side:
 ``reverse_x0_w2``).
@@ -66,6 +72,7 @@ __all__ = [
     "save_results",
     "select_experiment",
     "step_counts",
+    "student_budgets",
     "student_rounds",
     "twin_table",
     "w2_by_steps",
@@ -228,28 +235,50 @@ def step_counts(results: Any, method: str | None = None) -> list[int]:
     return sorted({int(s) for r in runs for s in r["metrics"]["w2"]})
 
 
-def _runs(exp: Experiment, method: str, k: int | None) -> list[dict[str, Any]]:
+def student_budgets(results: Any) -> list[int]:
+    """The students' budgets (optimiser steps of one training), increasing; ``[]`` without
+    students."""
+    exp = _one(results)
+    return sorted({int(r["budget"]["steps"]) for r in exp["runs"] if r["k"] is not None})
+
+
+def _runs(
+    exp: Experiment, method: str, k: int | None, budget: int | None = None
+) -> list[dict[str, Any]]:
+    if method not in BASELINES and budget is None:
+        budgets = student_budgets(exp)
+        budget = budgets[0] if budgets else None
     by_seed = {
         r["seed"]: r
         for r in exp["runs"]
-        if r["method"] == method and (method in BASELINES or r["k"] == k)
+        if r["method"] == method
+        and (method in BASELINES or (r["k"] == k and r["budget"]["steps"] == budget))
     }
     missing = [s for s in exp["seeds"] if s not in by_seed]
     if missing:
-        raise KeyError(f"no run of {method} at k={k} for seed(s) {missing}")
+        at = "" if method in BASELINES else f", {budget} steps"
+        raise KeyError(f"no run of {method} at k={k}{at} for seed(s) {missing}")
     return [by_seed[s] for s in exp["seeds"]]
 
 
 def method_values(
-    results: Any, method: str, k: int | None, steps: int | None = None, *, field: str = "w2"
+    results: Any,
+    method: str,
+    k: int | None,
+    steps: int | None = None,
+    *,
+    field: str = "w2",
+    budget: int | None = None,
 ) -> list[list[float]]:
     """Per seed (in the experiment's seed order), per draw: ``field`` (``w2``, ``w2_exact``,
-    ``w2_restart``) of ``method`` at round ``k`` and ``steps`` (default: the method's own NFE)."""
+    ``w2_restart``) of ``method`` at round ``k`` and ``steps`` (default: the method's own NFE),
+    trained for ``budget`` optimiser steps (default the smallest student budget; ignored for the
+    OT baselines)."""
     exp = _one(results)
     if steps is None:
         steps = STUDENTS[method].nfe if method in STUDENTS else 1
     out = []
-    for r in _runs(exp, method, k):
+    for r in _runs(exp, method, k, budget):
         table = r["metrics"].get(field, {})
         if str(steps) not in table:
             raise KeyError(
@@ -265,15 +294,17 @@ def metric_by_k(
     *,
     methods: Iterable[str] | None = None,
     field: str = "w2",
+    budget: int | None = None,
 ) -> dict[str, dict[int, Interval]]:
-    """``{method: {k: Interval}}`` of W2 at ``steps`` (default each method's own NFE)."""
+    """``{method: {k: Interval}}`` of W2 at ``steps`` (default each method's own NFE) and student
+    ``budget`` (default the smallest)."""
     exp = _one(results)
     wanted = methods_of(exp, baselines=False) if methods is None else list(methods)
     out: dict[str, dict[int, Interval]] = {}
     for m in wanted:
         for k in student_rounds(exp):
             try:
-                vals = method_values(exp, m, k, steps, field=field)
+                vals = method_values(exp, m, k, steps, field=field, budget=budget)
             except KeyError:
                 continue
             out.setdefault(m, {})[k] = t_interval(seed_means(vals))
@@ -311,29 +342,32 @@ def paired_table(
     *,
     methods: Iterable[str] | None = None,
     field: str = "w2",
+    budget: int | None = None,
 ) -> dict[str, Interval]:
-    """``{method: Interval of (method - baseline)}`` at round ``k`` and equal NFE, the baseline
-    being plain k-RF distillation with as many steps (:func:`paired_baseline`): same seeds, same
-    evaluation draws. Negative means the method is better (lower W2)."""
+    """``{method: Interval of (method - baseline)}`` at round ``k``, equal NFE and student
+    ``budget`` (default the smallest), the baseline being plain k-RF distillation with as many
+    steps (:func:`paired_baseline`; uniform-t students have none and are left out): same seeds,
+    same evaluation draws. Negative means the method is better (lower W2)."""
     exp = _one(results)
     wanted = methods_of(exp, baselines=False) if methods is None else list(methods)
     out = {}
     for m in wanted:
-        base = paired_baseline(m)
-        if m == base:
+        base = paired_baseline(m) if m in STUDENTS else None
+        if base is None or m == base:
             continue
         try:
-            a = method_values(exp, m, k, field=field)
-            b = method_values(exp, base, k, STUDENTS[m].nfe, field=field)
+            a = method_values(exp, m, k, field=field, budget=budget)
+            b = method_values(exp, base, k, STUDENTS[m].nfe, field=field, budget=budget)
         except KeyError:
             continue
         out[m] = paired_difference(a, b)
     return out
 
 
-def twin_table(results: Any, k: int) -> dict[str, Interval]:
+def twin_table(results: Any, k: int, *, budget: int | None = None) -> dict[str, Interval]:
     """``{bezier method: Interval of (method - its linear twin)}``: the curve against the line on
-    the same pairs, time distribution, steps and budget (one difference)."""
+    the same pairs, time distribution, steps and budget (one difference; student ``budget``
+    default the smallest)."""
     exp = _one(results)
     out = {}
     for m in methods_of(exp, baselines=False):
@@ -341,7 +375,8 @@ def twin_table(results: Any, k: int) -> dict[str, Interval]:
         if twin is None:
             continue
         try:
-            a, b = method_values(exp, m, k), method_values(exp, twin, k, STUDENTS[m].nfe)
+            a = method_values(exp, m, k, budget=budget)
+            b = method_values(exp, twin, k, STUDENTS[m].nfe, budget=budget)
         except KeyError:
             continue
         out[m] = paired_difference(a, b)
@@ -349,15 +384,26 @@ def twin_table(results: Any, k: int) -> dict[str, Interval]:
 
 
 def method_difference(
-    results: Any, method: str, other: str, k: int, steps: int | None = None
+    results: Any,
+    method: str,
+    other: str,
+    k: int,
+    steps: int | None = None,
+    *,
+    field: str = "w2",
+    other_field: str | None = None,
+    budget: int | None = None,
 ) -> Interval:
-    """Interval of ``method - other`` at round ``k`` and ``steps`` (default ``method``'s own NFE),
-    paired by seed and evaluation draw (e.g. multi-teacher cubic against quadratic)."""
+    """Interval of ``method - other`` at round ``k``, ``steps`` (default ``method``'s own NFE) and
+    student ``budget``, paired by seed and evaluation draw (e.g. multi-teacher cubic against
+    quadratic); ``field`` of ``method`` against ``other_field`` (default the same) of ``other``
+    (e.g. B-DENSE's ``w2_restart`` against plain distillation's ``w2``)."""
     exp = _one(results)
     if steps is None:
         steps = STUDENTS[method].nfe if method in STUDENTS else 1
     return paired_difference(
-        method_values(exp, method, k, steps), method_values(exp, other, k, steps)
+        method_values(exp, method, k, steps, field=field, budget=budget),
+        method_values(exp, other, k, steps, field=other_field or field, budget=budget),
     )
 
 
@@ -367,8 +413,12 @@ def budget_table(results: Any) -> dict[str, dict[str, float]]:
     pairs the method trains on)."""
     exp = _one(results)
     rows: dict[str, list[dict[str, Any]]] = {}
+    several = len(student_budgets(exp)) > 1
     for r in exp["runs"]:
-        rows.setdefault(r["method"], []).append(r["budget"])
+        name = r["method"]
+        if several and r["k"] is not None:
+            name = f"{name} ({r['budget']['steps']} steps)"
+        rows.setdefault(name, []).append(r["budget"])
     for c in exp.get("chains", []):
         if c["k"] > 1:
             rows.setdefault(f"{c['chain']} chain round", []).append(c["budget"])
@@ -390,6 +440,7 @@ def budget_table(results: Any) -> dict[str, dict[str, float]]:
 CHAIN_FIELDS: dict[str, Callable[[Mapping[str, Any]], list[float]]] = {
     "w2_one_step": lambda c: c["metrics"]["w2"]["1"],
     "w2_many_steps": lambda c: c["metrics"]["w2"][max(c["metrics"]["w2"], key=int)],
+    "w2_adaptive": lambda c: c["metrics"]["w2_adaptive"],
     "reverse_x0_w2": lambda c: c["metrics"]["reverse_x0_w2"],
     "straightness": lambda c: c["metrics"]["straightness"],
     "crossings_per_trajectory": lambda c: c["metrics"]["crossings_per_trajectory"],

@@ -371,6 +371,7 @@ def lesson_config(**overrides: Any) -> ExperimentConfig:
             "bezier-quadratic-2-endpoint",
         ),
         baselines=(),
+        budget_factors=(1,),  # one student budget: the lesson's fallback stays well under a minute
         progress=False,
     )
     base.update(overrides)

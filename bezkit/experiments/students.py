@@ -4,7 +4,10 @@ A student is a copy of its teacher (the k-RF; B-DENSE: the teacher with its outp
 per branch), trained on one pool with one loss:
 
 - linear / Bezier students: ``E || v(B(t), t) - target(t) ||^2`` with the spec's path order,
-  target (the ``secant`` target on the spec's own N-step grid) and time sampler (``t = 0``, the N-step grid, or ``U[0, 1]`` for ``*-uniform``);
+  target (the ``secant`` target on the spec's own N-step grid) and time sampler (``t = 0``, the
+  N-step grid, or ``U[0, 1]`` for ``*-uniform``), all from the spec's
+  :class:`~bezkit.methods.bezier_distill.BezierDistillConfig` (``spec.distill_config().flow()``,
+  the one place the recipe, the image stage and the experiment build them);
 - B-DENSE: ``sum_j w_j || branch_j(Z_s, s) - Z_{t_j} ||^2`` with ``s = 0`` (or the branch grid
   when trained for restarts).
 """
@@ -21,7 +24,6 @@ from bezkit.experiments.protocol import StudentSpec
 from bezkit.methods.bdense import BDenseLoss, branched_from_teacher
 from bezkit.methods.flow import student_from
 from bezkit.models.branched import BranchedVelocity
-from bezkit.paths.bezier import BezierPath
 from bezkit.solvers.branched import sample_bdense
 from bezkit.training.objectives import FlowMatchingLoss
 from bezkit.training.trainer import LossFn
@@ -42,16 +44,15 @@ def student_loss(spec: StudentSpec, *, num_branches: int = 4) -> LossFn:
     """The loss of a student method (the same object for every seed)."""
     if spec.pairs == "trajectory":
         return BDenseLoss(num_branches, restarts=spec.restarts)
-    grid = None
-    if spec.target == "secant":
-        if spec.steps is None:
-            raise ValueError(f"{spec.name}: the secant target needs an N-step grid (steps=N)")
-        grid = spec.steps
+    try:
+        flow = spec.distill_config().flow()
+    except ValueError as err:
+        raise ValueError(f"{spec.name}: {err}") from None
     return FlowMatchingLoss(
-        BezierPath(spec.order),
-        target=spec.target,
-        time_sampler=spec.time_sampler(),
-        grid_steps=grid,
+        flow.path,
+        target=flow.target,
+        time_sampler=flow.time_sampler,
+        grid_steps=flow.grid_steps,
     )
 
 
@@ -70,6 +71,12 @@ def student_setup(
     model = student_from(teacher, "teacher")
     if spec.pairs == "reflow":
         made = pools.reflow(teacher)
+        return StudentSetup(model, made.pool, made)
+    if spec.pairs == "forward":
+        cfg = spec.distill_config(
+            n_pairs=pools.n_pairs, teacher_steps=pools.teacher_steps, pair_seed=pools.pair_seed
+        )
+        made = pools.forward(teacher, cfg)
         return StudentSetup(model, made.pool, made)
     if spec.pairs == "cubic":
         if second_teacher is None:

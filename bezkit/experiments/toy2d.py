@@ -7,11 +7,14 @@ For every training seed ``s`` (all seeds of one configuration go through
 2. for k = 1..K: each chain's round-k model is evaluated (W2 at one and many steps, its reverse-ODE
    X0, straightness) beside the pairs it *trained on*; for k <= ``student_rounds`` every student of
    the reflow chain's k-RF is trained on the round's pools and evaluated; then each chain's round
-   k + 1 is trained on the pairs *made by* round k.
+   k + 1 is trained on the pairs *made by* round k. Every student is trained once per student
+   budget (``cfg.student_budgets()``).
 
-Every evaluation uses the same draws (:class:`~bezkit.experiments.evaluate.EvalDraws`) from a
-held-out reference, so differences between methods are paired by seed and draw. A user's point
-file is split into train and held-out parts; named distributions draw the two from separate seeds.
+Every seed has its own evaluation draws (:class:`~bezkit.experiments.evaluate.EvalDraws`) from a
+held-out reference, shared by every model of that seed: differences between methods are paired by
+seed and draw, and the spread over seeds includes the evaluation noise. A user's point file is
+split into train and held-out parts (its noise floor compares the two); named distributions draw
+the two from separate seeds.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from tqdm.auto import tqdm
 from bezkit.couplings.full_ot import FullOTCoupling
 from bezkit.couplings.independent import IndependentCoupling
 from bezkit.couplings.minibatch_ot import MinibatchOTCoupling
-from bezkit.data.split import split_points
+from bezkit.data.split import check_split_sizes, split_points
 from bezkit.data.toy2d import ArraySampler, Sampler, get_sampler
 from bezkit.experiments.chains import chain_step
 from bezkit.experiments.config import ExperimentConfig
@@ -39,8 +42,17 @@ from bezkit.experiments.evaluate import (
     make_eval_draws,
 )
 from bezkit.experiments.pools import PoolMaker
-from bezkit.experiments.protocol import StudentSpec, student
-from bezkit.experiments.seeds import train_seeds
+from bezkit.experiments.protocol import StudentSpec, at_every_budget, student
+from bezkit.experiments.seeds import (
+    FULL_OT_OFFSET,
+    INDEPENDENT_PAIRS_OFFSET,
+    SPLIT_OFFSET,
+    eval_seed,
+    pool_seed,
+    stage_seed,
+    student_stage,
+    train_seeds,
+)
 from bezkit.experiments.students import restart_samples, student_loss, student_setup
 from bezkit.methods.flow import new_mlp, student_from
 from bezkit.solvers.ode import solve_ode
@@ -55,13 +67,15 @@ __all__ = ["count_trainings", "held_out_split", "run_experiment_pairs", "run_pai
 def held_out_split(name: str, fraction: float, seed: int) -> tuple[Sampler, Sampler, dict]:
     """``(train sampler, held-out sampler, info)`` of a named distribution or a point file.
 
-    A point file is split by :func:`bezkit.data.split.split_points` (disjoint parts, seeded); a
-    named distribution is the same sampler for both (the held-out draws use their own seeds, so
-    they are never training samples)."""
+    A point file is split by :func:`bezkit.data.split.split_points` (disjoint parts, seeded; a
+    part too small to measure is a ``ValueError``, a noisy one a warning); a named distribution
+    is the same sampler for both (the held-out draws use their own seeds, so they are never
+    training samples)."""
     sampler = get_sampler(name)
     if not isinstance(sampler, ArraySampler):
         return sampler, sampler, {"name": name, "kind": "distribution"}
-    train, held = split_points(sampler.points, fraction, seed + 50_021)
+    train, held = split_points(sampler.points, fraction, seed + SPLIT_OFFSET)
+    check_split_sizes(name, int(train.shape[0]), int(held.shape[0]), fraction)
     info = {
         "name": name,
         "kind": "points",
@@ -80,28 +94,36 @@ def count_trainings(cfg: ExperimentConfig) -> int:
     per_seed = 1 + len(cfg.baselines) + len(cfg.chains) * (cfg.rounds - 1)
     if "reflow" not in cfg.chains:
         per_seed += cfg.student_rounds - 1
-    per_seed += len(cfg.methods) * cfg.student_rounds
+    every = sum(at_every_budget(m, cfg.methods) for m in cfg.methods)
+    trainings = len(cfg.methods) + every * (len(cfg.budget_factors) - 1)
+    per_seed += trainings * cfg.student_rounds
     return per_seed * cfg.seeds
 
 
 class _PairRun:
-    """The state of one (source, target): samplers, evaluation draws, records."""
+    """The state of one (source, target): samplers, each seed's evaluation draws, records."""
 
     def __init__(self, source_name: str, target_name: str, cfg: ExperimentConfig, bar: tqdm):
         self.cfg, self.bar = cfg, bar
         frac = cfg.held_out_fraction
         self.source, source_held, self.source_info = held_out_split(source_name, frac, cfg.seed)
         self.target, target_held, self.target_info = held_out_split(target_name, frac, cfg.seed + 1)
-        self.draws: EvalDraws = make_eval_draws(
-            source_held,
-            target_held,
-            n=cfg.n_eval,
-            draws=cfg.eval_draws,
-            seed=cfg.seed,
-            estimator=cfg.w2,
-            n_projections=cfg.n_projections,
-        )
         self.seeds = cfg.seed_list()
+        points = self.target_info["kind"] == "points"
+        #: ``draws[i]``: the evaluation draws of seed ``seeds[i]`` (its own, seeded by it)
+        self.draws: list[EvalDraws] = [
+            make_eval_draws(
+                source_held,
+                target_held,
+                n=cfg.n_eval,
+                draws=cfg.eval_draws,
+                seed=eval_seed(s),
+                estimator=cfg.w2,
+                n_projections=cfg.n_projections,
+                second_sample=self.target if points else None,
+            )
+            for s in self.seeds
+        ]
         self.runs: list[dict[str, Any]] = []
         self.chains: list[dict[str, Any]] = []
         self.couplings: list[dict[str, Any]] = []
@@ -137,7 +159,7 @@ class _PairRun:
                 f"{desc}: the loss {loss!r} has no block_losses (needed by train_seeds)"
             )
         self.bar.set_description(desc)
-        seeds = [7919 * s + stage for s in self.seeds]
+        seeds = [stage_seed(s, stage) for s in self.seeds]
         out = train_seeds(models, loss, batches, self.train_config(steps, desc), seeds)
         self.bar.update(len(self.seeds))
         return out
@@ -150,7 +172,7 @@ class _PairRun:
             n_pairs=cfg.n_pairs,
             teacher_steps=cfg.teacher_steps,
             num_branches=cfg.bdense_branches,
-            pair_seed=1_000 * s + 100 + k,
+            pair_seed=pool_seed(s, k),
         )
 
 
@@ -178,69 +200,87 @@ def _students(
     second: list[nn.Module] | None,
 ) -> None:
     cfg = run.cfg
-    for name in cfg.methods:
-        spec: StudentSpec = student(name)
-        setups = [
-            student_setup(
-                spec,
-                teachers[i],
-                makers[i],
-                second_teacher=None if second is None else second[i],
-                num_branches=cfg.bdense_branches,
-            )
-            for i in range(len(run.seeds))
-        ]
-        loss = student_loss(spec, num_branches=cfg.bdense_branches)
-        results = run.train(
-            100 + k * 50 + cfg.methods.index(name),
-            [st.model for st in setups],
-            loss,
-            [st.pool.sample for st in setups],
-            cfg.student_steps,
-            f"{name} k={k}",
+    for b, steps_b in enumerate(cfg.student_budgets()):
+        for name in cfg.methods:
+            if b == 0 or at_every_budget(name, cfg.methods):
+                _student(run, k, student(name), teachers, makers, second, b, steps_b)
+
+
+def _student(
+    run: _PairRun,
+    k: int,
+    spec: StudentSpec,
+    teachers: list[nn.Module],
+    makers: list[PoolMaker],
+    second: list[nn.Module] | None,
+    budget: int,
+    train_steps: int,
+) -> None:
+    """One student method at one budget: trained for every seed, evaluated on each seed's draws."""
+    cfg, name = run.cfg, spec.name
+    setups = [
+        student_setup(
+            spec,
+            teachers[i],
+            makers[i],
+            second_teacher=None if second is None else second[i],
+            num_branches=cfg.bdense_branches,
         )
-        run.bar.set_description(f"evaluate {name} k={k}")
-        steps = sorted({*cfg.eval_steps, spec.nfe})
-        exact = (spec.nfe,) if name in cfg.exact_methods else ()
-        for s, st, res in zip(run.seeds, setups, results, strict=True):
-            metrics = evaluate_student(res.model, run.draws, steps, exact_steps=exact)
-            if spec.restarts:
-                restart = [n for n in (1, 2, 4) if cfg.bdense_branches % n == 0]
-                metrics["w2_restart"] = evaluate_student(
-                    res.model, run.draws, restart, generate=restart_samples
-                )["w2"]
-            run.runs.append(
-                {
-                    "method": name,
-                    "k": k,
-                    "seed": s,
-                    "metrics": metrics,
-                    "final_loss": _loss_mean(res),
-                    "budget": _budget(
-                        cfg.student_steps,
-                        cfg.batch_size,
-                        cfg.n_pairs,
-                        st.source.teacher_nfe,
-                        res.wall_seconds + st.source.seconds,
-                    ),
-                }
-            )
+        for i in range(len(run.seeds))
+    ]
+    loss = student_loss(spec, num_branches=cfg.bdense_branches)
+    results = run.train(
+        student_stage(k, cfg.methods.index(name), budget),
+        [st.model for st in setups],
+        loss,
+        [st.pool.sample for st in setups],
+        train_steps,
+        f"{name} k={k} ({train_steps} steps)",
+    )
+    run.bar.set_description(f"evaluate {name} k={k}")
+    steps = sorted({*cfg.eval_steps, spec.nfe})
+    exact = (spec.nfe,) if name in cfg.exact_methods else ()
+    for s, draws, st, res in zip(run.seeds, run.draws, setups, results, strict=True):
+        metrics = evaluate_student(res.model, draws, steps, exact_steps=exact)
+        if spec.restarts:
+            restart = [n for n in (1, 2, 4) if cfg.bdense_branches % n == 0]
+            metrics["w2_restart"] = evaluate_student(
+                res.model, draws, restart, generate=restart_samples
+            )["w2"]
+        run.runs.append(
+            {
+                "method": name,
+                "k": k,
+                "seed": s,
+                "metrics": metrics,
+                "final_loss": _loss_mean(res),
+                "budget": _budget(
+                    train_steps,
+                    cfg.batch_size,
+                    cfg.n_pairs,
+                    st.source.teacher_nfe,
+                    res.wall_seconds + st.source.seconds,
+                ),
+            }
+        )
 
 
 def _record_couplings(
     run: _PairRun, k: int, makers: list[PoolMaker], teachers: list[nn.Module]
 ) -> None:
     """Both sides of the round's student pools (made by the k-RF)."""
-    for s, mk, teacher in zip(run.seeds, makers, teachers, strict=True):
+    for s, draws, mk, teacher in zip(run.seeds, run.draws, makers, teachers, strict=True):
         for name, made in (("reflow", mk.reflow), ("data-anchored", mk.anchored)):
-            if name == "reflow" and not any(student(m).pairs == "reflow" for m in run.cfg.methods):
+            if name == "reflow" and not any(
+                student(m).pairs in ("reflow", "forward") for m in run.cfg.methods
+            ):
                 continue
             if name == "data-anchored" and not any(
                 student(m).pairs in ("anchored", "cubic") for m in run.cfg.methods
             ):
                 continue
             pool = made(teacher)
-            stats = evaluate_coupling(pool.pairs, run.draws)
+            stats = evaluate_coupling(pool.pairs, draws)
             run.couplings.append({"coupling": name, "k": k, "seed": s, **stats})
 
 
@@ -250,7 +290,7 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
     many = sorted({*cfg.eval_steps, cfg.many_steps})
     for i, name in enumerate(cfg.baselines):
         models = [
-            new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=7919 * s + 11 + i)
+            new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=stage_seed(s, 11 + i))
             for s in run.seeds
         ]
         extra = [0.0] * len(run.seeds)
@@ -263,18 +303,21 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
             for j, s in enumerate(run.seeds):
                 t0 = time.perf_counter()
                 coupling = FullOTCoupling(
-                    run.source, run.target, n_points=cfg.full_ot_points, seed=1_000 * s + 30_011
+                    run.source,
+                    run.target,
+                    n_points=cfg.full_ot_points,
+                    seed=1_000 * s + FULL_OT_OFFSET,
                 )
                 extra[j] = time.perf_counter() - t0
                 batches.append(coupling.sample)
         results = run.train(11 + i, models, FlowMatchingLoss(), batches, cfg.baseline_steps, name)
-        for s, res, secs in zip(run.seeds, results, extra, strict=True):
+        for s, draws, res, secs in zip(run.seeds, run.draws, results, extra, strict=True):
             run.runs.append(
                 {
                     "method": name,
                     "k": None,
                     "seed": s,
-                    "metrics": evaluate_student(res.model, run.draws, many),
+                    "metrics": evaluate_student(res.model, draws, many),
                     "final_loss": _loss_mean(res),
                     "budget": _budget(
                         cfg.baseline_steps,
@@ -303,7 +346,7 @@ def run_pair(
 
     models = run.train(
         1,
-        [new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=7919 * s) for s in run.seeds],
+        [new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=stage_seed(s, 0)) for s in run.seeds],
         FlowMatchingLoss(),
         [IndependentCoupling(run.source, run.target).sample] * n_seeds,
         cfg.flow_steps,
@@ -315,10 +358,10 @@ def run_pair(
     if "reflow" not in kinds:
         kinds.append("reflow")  # the students' teachers
     current = {kind: [r.model.eval() for r in models] for kind in kinds}
-    g = torch.Generator().manual_seed(cfg.seed + 60_013)
+    g = torch.Generator().manual_seed(cfg.seed + INDEPENDENT_PAIRS_OFFSET)
     indep = IndependentCoupling(run.source, run.target).sample(cfg.n_pairs, g)
-    first = evaluate_coupling(indep, run.draws)
-    trained_on = {kind: [{"pairs": "independent", **first}] * n_seeds for kind in kinds}
+    first = [{"pairs": "independent", **evaluate_coupling(indep, d)} for d in run.draws]
+    trained_on = {kind: list(first) for kind in kinds}
     budget = {
         kind: [
             _budget(
@@ -338,7 +381,7 @@ def run_pair(
                 model = current[kind][i]
                 if id(model) not in cache:
                     cache[id(model)] = evaluate_chain_model(
-                        model, run.draws, many_steps=cfg.many_steps
+                        model, run.draws[i], many_steps=cfg.many_steps
                     )
                 run.chains.append(
                     {
@@ -350,7 +393,9 @@ def run_pair(
                         "budget": budget[kind][i],
                     }
                 )
-            run.paths[(kind, k)] = _paths(current[kind][0], run.draws.x0[0][:100], cfg.many_steps)
+            run.paths[(kind, k)] = _paths(
+                current[kind][0], run.draws[0].x0[0][:100], cfg.many_steps
+            )
         if k <= cfg.student_rounds:
             teachers = current["reflow"]
             _record_couplings(run, k, makers, teachers)
@@ -371,9 +416,9 @@ def run_pair(
             trained_on[kind] = [
                 {
                     "pairs": f"{st.made.kind} pairs made by round {k}",
-                    **evaluate_coupling(st.made.pairs, run.draws),
+                    **evaluate_coupling(st.made.pairs, draws),
                 }
-                for st in steps_
+                for st, draws in zip(steps_, run.draws, strict=True)
             ]
             budget[kind] = [
                 _budget(
@@ -387,7 +432,6 @@ def run_pair(
             ]
     if own_bar:
         bar.close()
-    d = run.draws
     return {
         "source": source_name,
         "target": target_name,
@@ -396,8 +440,10 @@ def run_pair(
         "w2_estimator": cfg.w2,
         "n_eval": cfg.n_eval,
         "eval_draws": cfg.eval_draws,
-        "noise_floor": d.noise_floor,
-        "source_noise_floor": d.source_noise_floor,
+        "noise_floor": [v for d in run.draws for v in d.noise_floor],
+        "source_noise_floor": [v for d in run.draws for v in d.source_noise_floor],
+        "noise_floor_by_seed": [list(d.noise_floor) for d in run.draws],
+        "source_noise_floor_by_seed": [list(d.source_noise_floor) for d in run.draws],
         "runs": run.runs,
         "chains": run.chains,
         "couplings": run.couplings,

@@ -44,25 +44,35 @@ from bezkit.methods.flow import (
 )
 from bezkit.methods.result import RecipeResult
 from bezkit.paths.bezier import BezierPath
-from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
+from bezkit.paths.guides import (
+    GUIDE_PLACEMENTS,
+    GuidePlacement,
+    check_guide_times,
+    place_guides,
+)
 from bezkit.paths.targets import TARGETS, TargetKind
 from bezkit.paths.time_sampling import distill_times
 from bezkit.solvers.ode import solve_ode
 from bezkit.training.config import TrainConfig
 
 __all__ = [
+    "ENDPOINTS",
     "GUIDE_STATES",
     "BezierDistillConfig",
+    "Endpoint",
     "GuideState",
     "bezier_distill",
+    "bezier_guides",
     "make_bezier_pairs",
     "teacher_state",
 ]
 
 Endpoint = Literal["data", "teacher", "independent"]
-ENDPOINTS = ("data", "teacher", "independent")
+#: Where a pair's endpoint comes from (the one tuple the CLI, widgets and experiment use).
+ENDPOINTS: tuple[str, ...] = ("data", "teacher", "independent")
 GuideState = Literal["euler", "ode", "one-step"]
-GUIDE_STATES = ("euler", "ode", "one-step")
+#: How a guide's teacher state is made (the one tuple the CLI, widgets and experiment use).
+GUIDE_STATES: tuple[str, ...] = ("euler", "ode", "one-step")
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,20 @@ class BezierDistillConfig:
         if self.guide_times is None:
             return tuple(i / self.order for i in range(1, self.order))
         return check_guide_times(self.guide_times)
+
+    def flow(self) -> FlowConfig:
+        """The student's regression, built in this one place for every caller (the recipe, the
+        image stage and the experiment's students): the order-``n`` Bezier path, the target (the
+        secant on the ``distill_steps`` grid), and ``t`` on the N-step grid ``{0, 1/N, ...}`` or
+        uniform on [0, 1] when ``distill_steps`` is ``None``."""
+        self._check_target()
+        steps = self.distill_steps
+        return FlowConfig(
+            path=BezierPath(self.order),
+            target=self.target,
+            time_sampler=distill_times(steps) if steps else None,
+            grid_steps=steps if self.target == "secant" else None,
+        )
 
     def _check_one_step_guide(self) -> None:
         if self.placement != "control":
@@ -145,8 +169,10 @@ class BezierDistillConfig:
     def _check_options(self) -> None:
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; known: {', '.join(ENDPOINTS)}")
-        if self.placement not in ("control", "interpolate"):
-            raise ValueError(f"unknown guide placement {self.placement!r}")
+        if self.placement not in GUIDE_PLACEMENTS:
+            raise ValueError(
+                f"unknown guide placement {self.placement!r}; known: {', '.join(GUIDE_PLACEMENTS)}"
+            )
         if self.guide_state not in GUIDE_STATES:
             raise ValueError(
                 f"unknown guide state {self.guide_state!r}; known: {', '.join(GUIDE_STATES)}"
@@ -212,14 +238,24 @@ def make_bezier_pairs(
     else:
         g = torch.Generator().manual_seed(cfg.pair_seed)
         x0, x1 = source.sample(cfg.n_pairs, g), target.sample(cfg.n_pairs, g)
+    return PairPool(Pairs(x0, x1, bezier_guides(teachers, x0, x1, cfg)))
+
+
+@torch.no_grad()
+def bezier_guides(
+    teachers: Sequence[nn.Module], x0: Tensor, x1: Tensor, cfg: BezierDistillConfig
+) -> tuple[Tensor, ...]:
+    """The guides ``P_1 .. P_{n-1}`` of the pairs ``(x0, x1)``: teacher ``i``'s state at ``s_i``
+    (:func:`teacher_state`, ``cfg.guide_state``) placed by ``cfg.placement`` (one teacher for
+    all guides, or one per guide). The one place guides are made from a config."""
     times = cfg.times()
+    teachers = list(teachers)
     guide_teachers = teachers if len(teachers) == len(times) else [teachers[0]] * len(times)
     states = [
         teacher_state(tch, x0, s, how=cfg.guide_state, steps=cfg.teacher_steps)
         for tch, s in zip(guide_teachers, times, strict=True)
     ]
-    guides = place_guides(states, times, x0, x1, cfg.placement)
-    return PairPool(Pairs(x0, x1, guides))
+    return place_guides(states, times, x0, x1, cfg.placement)
 
 
 def bezier_distill(
@@ -243,17 +279,11 @@ def bezier_distill(
     bezier = bezier if bezier is not None else BezierDistillConfig()
     pool = make_bezier_pairs(teachers, source, target, bezier, progress=progress)
     student = student_from(teachers[bezier.endpoint_teacher], bezier.init, seed=train.seed)
-    flow = FlowConfig(
-        path=BezierPath(bezier.order),
-        target=bezier.target,
-        time_sampler=distill_times(bezier.distill_steps) if bezier.distill_steps else None,
-        grid_steps=bezier.distill_steps if bezier.target == "secant" else None,
-    )
     return train_flow(
         student,
         pool,
         train,
-        flow,
+        bezier.flow(),
         resume_from=resume_from,
         checkpoint_metadata=checkpoint_metadata,
     )

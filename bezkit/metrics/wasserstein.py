@@ -52,9 +52,12 @@ def sliced_wasserstein2(a: Tensor, b: Tensor, *, n_projections: int = 256, seed:
     g = torch.Generator().manual_seed(seed)
     theta = torch.randn(a.shape[1], n_projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)
-    pa = torch.sort(a @ theta, dim=0).values
-    pb = torch.sort(b @ theta, dim=0).values
-    return float(torch.sqrt(((pa - pb) ** 2).mean()))
+    # one projection per row: sorting contiguous rows is several times faster than sorting the
+    # strided columns of ``a @ theta`` (the same values)
+    pa = torch.sort((a @ theta).T.contiguous(), dim=1).values
+    pb = torch.sort((b @ theta).T.contiguous(), dim=1).values
+    # the mean over the (n, projections) layout of the column formula: the same rounding
+    return float(torch.sqrt(((pa - pb) ** 2).T.contiguous().mean()))
 
 
 def noise_floor(target: Sampler, n: int, *, seed: int = 0, sliced: bool = False) -> float:

@@ -2,7 +2,12 @@
 
 from bezkit.paths.bezier import BezierPath, LinearPath, bernstein, check_time
 from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree_elevate
-from bezkit.paths.guides import GuidePlacement, check_guide_times, place_guides
+from bezkit.paths.guides import (
+    GUIDE_PLACEMENTS,
+    GuidePlacement,
+    check_guide_times,
+    place_guides,
+)
 from bezkit.paths.path_sample import PathSample
 from bezkit.paths.targets import TARGETS, TargetKind, regression_target
 from bezkit.paths.time_sampling import (
@@ -16,6 +21,7 @@ from bezkit.paths.time_sampling import (
 )
 
 __all__ = [
+    "GUIDE_PLACEMENTS",
     "TARGETS",
     "BezierGeometry",
     "BezierPath",

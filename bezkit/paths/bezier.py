@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,16 +25,23 @@ from bezkit.paths.path_sample import PathSample
 
 __all__ = [
     "GRID_SNAP",
+    "TARGETS",
     "BezierPath",
     "LinearPath",
+    "TargetKind",
     "bernstein",
     "check_grid_steps",
+    "check_target",
     "check_time",
     "next_grid_time",
 ]
 
 #: Times within this many grid spacings below a grid point count as on it (float grids).
 GRID_SNAP = 1e-4
+
+TargetKind = Literal["tangent", "endpoint", "secant"]
+#: What a network can regress on a path (METHODS.md section 2; the one tuple every caller uses).
+TARGETS: tuple[str, ...] = ("tangent", "endpoint", "secant")
 
 
 def check_time(t: Tensor, n: int, *, name: str = "t") -> Tensor:
@@ -65,6 +73,21 @@ def check_grid_steps(steps: object) -> int:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"grid steps N must be an int >= 1, got {steps!r}")
     return steps
+
+
+def check_target(kind: str, grid_steps: int | None) -> None:
+    """A known target, with ``grid_steps`` (the N of the secant's grid) given for ``secant`` and
+    only for it (a clear error rather than an option silently ignored)."""
+    if kind not in TARGETS:
+        raise ValueError(f"unknown target {kind!r}; known targets: {', '.join(TARGETS)}")
+    if kind == "secant":
+        if grid_steps is None:
+            raise ValueError(
+                "the secant target needs grid_steps=N, the step count of the sampler's grid"
+            )
+        check_grid_steps(grid_steps)
+    elif grid_steps is not None:
+        raise ValueError(f"grid_steps applies to the secant target only, not to {kind!r}")
 
 
 def next_grid_time(t: Tensor, steps: int) -> Tensor:
@@ -206,6 +229,32 @@ class BezierPath:
             dx_t=self.tangent(x0, x1, t, guides),
             guides=tuple(guides),
         )
+
+    def target(
+        self, sample: PathSample, kind: TargetKind = "tangent", *, grid_steps: int | None = None
+    ) -> Tensor:
+        """What the network regresses at ``(sample.x_t, sample.t)`` on this path (METHODS.md
+        section 2): the ``tangent`` ``B'(t)``, the ``endpoint`` target ``(X1 - B(t)) / (1 - t)``
+        (:meth:`endpoint_velocity`, exact for every t) or the ``secant`` on the grid of
+        ``grid_steps`` N (:meth:`secant_velocity`; ``grid_steps`` is required for it and an error
+        for the others). The endpoint and secant targets need the sample's guides."""
+        check_target(kind, grid_steps)
+        if kind == "tangent":
+            return sample.dx_t
+        if sample.guides is None:
+            raise ValueError(
+                f"the {kind} target needs the curve's guide points: build the sample with "
+                "BezierPath.sample (PathSample.guides is None)"
+            )
+        if len(sample.guides) != self.num_guides:
+            raise ValueError(
+                f"a sample with {len(sample.guides)} guide(s) is not on this order-{self.order} "
+                f"path ({self.num_guides} guide(s))"
+            )
+        if kind == "endpoint":
+            return self.endpoint_velocity(sample.x0, sample.x1, sample.t, sample.guides)
+        steps = check_grid_steps(grid_steps)
+        return self.secant_velocity(sample.x0, sample.x1, sample.t, sample.guides, steps=steps)
 
     def __repr__(self) -> str:
         return f"BezierPath(order={self.order})"

@@ -1,7 +1,7 @@
 """The geometry of one 2D Bezier curve, as a figure shows it: the curve, a point ``B(t)``, the
 tangent ``B'(t)``, the endpoint target ``(X1 - B(t)) / (1 - t)``, and degree elevation.
 
-Computed with :class:`bezkit.paths.BezierPath` and :func:`bezkit.paths.regression_target`, the code
+Computed with :class:`bezkit.paths.BezierPath` and its ``target`` method, the code
 that builds training targets, so what a lesson draws is what a student is trained on. Used by
 :func:`bezkit.plot.plot_bezier` and :func:`bezkit.widgets.bezier_widget`.
 """
@@ -16,7 +16,6 @@ import torch
 
 from bezkit.arrays import as_points2d, to_numpy
 from bezkit.paths.bezier import BezierPath
-from bezkit.paths.targets import regression_target
 
 __all__ = ["BezierGeometry", "bezier_geometry", "degree_elevate"]
 
@@ -48,14 +47,11 @@ class BezierGeometry:
         return int(self.control_points.shape[0] - 1)
 
 
-def bezier_geometry(
-    control_points: Any, t: float = 0.5, *, n_points: int = 201, t_max: float | None = None
-) -> BezierGeometry:
+def bezier_geometry(control_points: Any, t: float = 0.5, *, n_points: int = 201) -> BezierGeometry:
     """The curve, the point, the tangent and the endpoint target of one 2D Bezier curve.
 
-    Computed with :class:`bezkit.paths.BezierPath` and :func:`bezkit.paths.regression_target`,
-    the same code that builds training targets. ``t`` is clipped into [0, 1]. ``t_max`` is
-    accepted for old callers and ignored: the endpoint target is exact for every t.
+    Computed with :class:`bezkit.paths.BezierPath` and its :meth:`~BezierPath.target`, the same
+    code that builds training targets. ``t`` is clipped into [0, 1].
     """
     cp = as_points2d(control_points, "control_points")
     if cp.shape[0] < 2:
@@ -71,7 +67,7 @@ def bezier_geometry(
     t = float(min(1.0, max(0.0, float(t))))
     tt = torch.tensor([t], dtype=torch.float64)
     sample = path.sample(x0, x1, tt, guides)
-    endpoint = regression_target(sample, "endpoint")
+    endpoint = path.target(sample, "endpoint")
     return BezierGeometry(
         control_points=cp,
         curve=curve.numpy(),

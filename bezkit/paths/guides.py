@@ -21,9 +21,11 @@ from torch import Tensor
 
 from bezkit.paths.bezier import bernstein
 
-__all__ = ["GuidePlacement", "check_guide_times", "place_guides"]
+__all__ = ["GUIDE_PLACEMENTS", "GuidePlacement", "check_guide_times", "place_guides"]
 
 GuidePlacement = Literal["control", "interpolate"]
+#: The guide placements (the one tuple the CLI, widgets and experiment use).
+GUIDE_PLACEMENTS: tuple[str, ...] = ("control", "interpolate")
 
 
 def check_guide_times(times: Sequence[float]) -> tuple[float, ...]:
@@ -61,8 +63,10 @@ def place_guides(
             )
     if placement == "control":
         return states
-    if placement != "interpolate":
-        raise ValueError(f"unknown guide placement {placement!r}; use 'control' or 'interpolate'")
+    if placement not in GUIDE_PLACEMENTS:
+        raise ValueError(
+            f"unknown guide placement {placement!r}; known: {', '.join(GUIDE_PLACEMENTS)}"
+        )
     m = len(states)
     if m == 0:
         return ()

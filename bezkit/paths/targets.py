@@ -15,65 +15,24 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import Literal
-
 from torch import Tensor
 
-from bezkit.paths.bezier import BezierPath, check_grid_steps
+from bezkit.paths.bezier import TARGETS, BezierPath, TargetKind, check_target
 from bezkit.paths.path_sample import PathSample
 
 __all__ = ["TARGETS", "TargetKind", "check_target", "regression_target"]
 
-TargetKind = Literal["tangent", "endpoint", "secant"]
-TARGETS: tuple[str, ...] = ("tangent", "endpoint", "secant")
-
-
-def check_target(kind: str, grid_steps: int | None) -> None:
-    """A known target, with ``grid_steps`` (the N of the secant's grid) given for ``secant`` and
-    only for it (a clear error rather than an option silently ignored)."""
-    if kind not in TARGETS:
-        raise ValueError(f"unknown target {kind!r}; known targets: {', '.join(TARGETS)}")
-    if kind == "secant":
-        if grid_steps is None:
-            raise ValueError(
-                "the secant target needs grid_steps=N, the step count of the sampler's grid"
-            )
-        check_grid_steps(grid_steps)
-    elif grid_steps is not None:
-        raise ValueError(f"grid_steps applies to the secant target only, not to {kind!r}")
-
 
 def regression_target(
-    sample: PathSample,
-    kind: TargetKind = "tangent",
-    *,
-    grid_steps: int | None = None,
-    t_max: float | None = None,
+    sample: PathSample, kind: TargetKind = "tangent", *, grid_steps: int | None = None
 ) -> Tensor:
-    """The velocity the model is trained to output at ``(sample.x_t, sample.t)``.
+    """The velocity the model is trained to output at ``(sample.x_t, sample.t)``, for a sample
+    whose path object is not at hand (a figure, a widget): :meth:`BezierPath.target` of the
+    order-``len(sample.guides) + 1`` path. Training calls its path's own ``target``.
 
     ``grid_steps`` is the N of the ``secant`` target's grid (required for it, an error for the
-    others). ``t_max`` is deprecated and has no effect: the endpoint target used to clip t at
-    ``t_max`` to avoid dividing by ``1 - t``; it is now exact up to and including t = 1.
-    """
-    if t_max is not None:
-        warnings.warn(
-            "regression_target(t_max=...) is deprecated and ignored: the endpoint target is now "
-            "exact for every t in [0, 1]",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+    others)."""
     check_target(kind, grid_steps)
-    if kind == "tangent":
-        return sample.dx_t
-    if sample.guides is None:
-        raise ValueError(
-            f"the {kind} target needs the curve's guide points: build the sample with "
-            "BezierPath.sample (PathSample.guides is None)"
-        )
-    path = BezierPath(len(sample.guides) + 1)
-    if kind == "endpoint":
-        return path.endpoint_velocity(sample.x0, sample.x1, sample.t, sample.guides)
-    steps = check_grid_steps(grid_steps)
-    return path.secant_velocity(sample.x0, sample.x1, sample.t, sample.guides, steps=steps)
+    if kind == "tangent" or sample.guides is None:
+        return BezierPath(1).target(sample, kind, grid_steps=grid_steps)
+    return BezierPath(len(sample.guides) + 1).target(sample, kind, grid_steps=grid_steps)

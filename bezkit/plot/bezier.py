@@ -228,7 +228,6 @@ def plot_targets(
     ax: Axes | None = None,
     max_pairs: int | None = 30,
     seed: int = 0,
-    t_max: float | None = None,
     show_curves: bool = True,
     title: str | None = None,
     lim: float | None = None,

@@ -183,7 +183,13 @@ def train_ensemble(
     for step in range(config.steps):
         # like train(): the global RNG is a per-(seed, step) stream (vmap's default
         # randomness="error" refuses dropout, so nothing draws from it here)
-        torch.manual_seed(stream_seed(seeds[0], step, "model"))
+        # (the CPU generator only: torch.manual_seed would also queue a lazy CUDA seeding with a
+        # captured stack trace on every step when CUDA is not initialised, ~10% of a 2D run)
+        seed_step = stream_seed(seeds[0], step, "model")
+        if device.type == "cpu":
+            torch.default_generator.manual_seed(seed_step)
+        else:
+            torch.manual_seed(seed_step)
         pairs = seed_blocked_pairs(
             [
                 sample(config.batch_size, generator_for(seed, step, "data"))

@@ -13,7 +13,6 @@ With ``sigma > 0`` (linear path, tangent target: I-CFM / OT-CFM's Gaussian path,
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -24,7 +23,7 @@ from bezkit.couplings.pairs import Pairs
 from bezkit.models.ensemble import seed_block_size
 from bezkit.paths.bezier import BezierPath, LinearPath
 from bezkit.paths.gaussian import check_sigma
-from bezkit.paths.targets import TargetKind, check_target, regression_target
+from bezkit.paths.targets import TargetKind, check_target
 from bezkit.paths.time_sampling import TimeSampler, UniformTime
 
 __all__ = ["FlowMatchingLoss", "SeedBlockedLoss", "blocked_draws"]
@@ -90,16 +89,8 @@ class FlowMatchingLoss(SeedBlockedLoss):
         target: TargetKind = "tangent",
         time_sampler: TimeSampler | None = None,
         grid_steps: int | None = None,
-        t_max: float | None = None,
         sigma: float = 0.0,
     ) -> None:
-        if t_max is not None:
-            warnings.warn(
-                "FlowMatchingLoss(t_max=...) is deprecated and ignored: the endpoint target is "
-                "now exact for every t in [0, 1]",
-                DeprecationWarning,
-                stacklevel=2,
-            )
         check_target(target, grid_steps)
         self.sigma = check_sigma(sigma, path, target)
         self.path = path if path is not None else LinearPath()
@@ -126,7 +117,7 @@ class FlowMatchingLoss(SeedBlockedLoss):
         t = blocked_draws(len(pairs), generators, self.time_sampler)
         t = t.to(pairs.x0.device, pairs.x0.dtype)
         sample = self.path.sample(pairs.x0, pairs.x1, t, pairs.guides)
-        target = regression_target(sample, self.target, grid_steps=self.grid_steps)
+        target = self.path.target(sample, self.target, grid_steps=self.grid_steps)
         x_t = sample.x_t
         if self.sigma > 0:  # sigma = 0 draws nothing: the run without noise, bit for bit
             shape = tuple(pairs.x0.shape[1:])

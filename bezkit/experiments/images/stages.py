@@ -43,11 +43,9 @@ from bezkit.experiments.images.presets import (
 from bezkit.methods.bdense import BDenseConfig, bdense_train, branched_from_teacher
 from bezkit.methods.bezier_distill import BezierDistillConfig
 from bezkit.methods.distill import DistillConfig, distill
-from bezkit.methods.flow import FlowConfig, student_from, train_flow
+from bezkit.methods.flow import student_from, train_flow
 from bezkit.methods.result import RecipeResult
 from bezkit.models.factory import model_spec
-from bezkit.paths.bezier import BezierPath
-from bezkit.paths.time_sampling import distill_times
 from bezkit.training.config import TrainConfig
 from bezkit.training.device import choose_device
 
@@ -160,10 +158,7 @@ def _fit_for(
         dev = choose_device(config.device)
         sampler = BezierShardPairs(ShardPairs(pairs_dir), [m.to(dev) for m in models], cfg,
                                    device=dev, amp=preset.amp)  # fmt: skip
-        times = distill_times(cfg.distill_steps) if cfg.distill_steps else None
-
-        flow = FlowConfig(path=BezierPath(cfg.order), target=cfg.target, time_sampler=times,
-                          grid_steps=cfg.distill_steps if cfg.target == "secant" else None)  # fmt: skip
+        flow = cfg.flow()
 
         def fit(resume: Path | None, meta: dict[str, Any]) -> RecipeResult:
             student = student_from(main, o.init, seed=o.seed)
