@@ -275,7 +275,6 @@ def _experiment_figures(
             reference=floor,
             title=f"few-step students at equal NFE (k={k})",
         )
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the data
         _save(fig, out_dir, f"{slug}-few-step.png", names)
     if paths:
         fig = plot_chain_trajectories(
