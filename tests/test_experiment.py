@@ -261,7 +261,10 @@ def test_user_csv_data_runs_end_to_end(point_file, tmp_path):
     exp = results["experiments"][0]
     assert exp["data"]["target"]["held_out"] == 100
     assert {r["method"] for r in exp["runs"]} == {"rf-distill", "anchored-distill"}
-    assert "100 held out" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "100 held out" in report
+    # n reference points are drawn from the 100 held-out ones, not "n = 64 held-out points"
+    assert "n = 64 held-out points" not in report and "with replacement" in report
 
 
 # -- bad options -----------------------------------------------------------------------------------

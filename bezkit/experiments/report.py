@@ -190,7 +190,8 @@ def _experiment_section(exp: dict[str, Any]) -> list[str]:
         if info.get("kind") == "points":
             lines.append(
                 f"{side.capitalize()} file {info['name']}: {info['train']} training points, "
-                f"{info['held_out']} held out (the reference and noise floor use held-out only)."
+                f"{info['held_out']} held out (the reference draws n points from the held-out part, "
+                "with replacement; the noise floor compares the training part with it)."
             )
     lines += [
         f"Seeds {exp['seeds']}; {exp['eval_draws']} evaluation draws of n = {exp['n_eval']}; "
@@ -300,7 +301,8 @@ def markdown_report(results: dict[str, Any], figures: list[str]) -> str:
             if cfg["w2"] == "sliced"
             else " (POT)"
         )
-        + f" between n = {cfg['n_eval']} generated and n = {cfg['n_eval']} held-out points, "
+        + f" between n = {cfg['n_eval']} generated and n = {cfg['n_eval']} reference points "
+        "(for a point file drawn with replacement from its held-out part), "
         f"{cfg['eval_draws']} draws per seed (each seed its own); exact W2 (POT) also for: "
         f"{', '.join(cfg['exact_methods']) or 'none'}. Numbers are mean [95% t-interval] over "
         "seeds (draws averaged within a seed, so the interval includes the evaluation noise). The claims are answered in this estimator: exact "
