@@ -4,7 +4,7 @@ All metadata lives in pyproject.toml. This only extends ``build_py`` so that a w
 install from the sdist) carries ``bezkit/course/kit/`` with a copy of the top-level
 ``notebooks/`` lessons, ``data/checkpoints/`` and ``data/results/results.json``; the project keeps
 those folders where they are. ``bezkit lessons copy`` reads the packaged copy
-(``bezkit.course.kit_files``).
+(``bezkit.course.kit_manifest``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Conversions shared by the figures and the geometry helpers: anything array-like to numpy.
 
 The figures (:mod:`bezkit.plot`, :mod:`bezkit.widgets`) and the small geometry helpers they draw
-(:mod:`bezkit.paths.bezier_geometry`, :func:`bezkit.metrics.segment_crossings`) accept torch
+(:mod:`bezkit.paths.geometry`, :func:`bezkit.metrics.segment_crossings`) accept torch
 tensors, numpy arrays or nested lists; these two functions turn them into float64 numpy arrays and
 name the argument when the shape is wrong.
 """

@@ -322,7 +322,7 @@ def test_bdense_loss_right_passes_and_mistakes_are_named():
 
 
 def test_holm_right_passes_and_slips_are_named():
-    from bezkit.exercises.holm import check_holm, holm
+    from bezkit.exercises.multiple_comparisons import check_holm, holm
 
     def right(p, alpha):
         m = len(p)
@@ -359,7 +359,7 @@ def test_holm_right_passes_and_slips_are_named():
 
 
 def test_p_value_inverts_the_t_interval():
-    from bezkit.exercises.holm import p_value
+    from bezkit.exercises.multiple_comparisons import p_value
     from bezkit.experiments.statistics import paired_difference
 
     a = [[0.31, 0.33], [0.36, 0.39], [0.28, 0.30]]

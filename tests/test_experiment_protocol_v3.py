@@ -33,7 +33,7 @@ from bezkit.experiments.statistics import (
 )
 from bezkit.experiments.students import student_loss
 from bezkit.experiments.toy2d import held_out_split, run_pair
-from bezkit.methods.bezier_distill import BezierDistillConfig, bezier_guides
+from bezkit.methods.bezier_distillation import BezierDistillConfig, bezier_guides
 from bezkit.methods.flow import new_mlp
 from bezkit.training.objectives import FlowMatchingLoss
 

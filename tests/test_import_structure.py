@@ -328,6 +328,45 @@ def test_the_command_line_imports_a_subcommand_in_one_place_only() -> None:
     assert [call.split(" ")[0] for call in found["bezkit.cli"]] == ["load_subcommand"]
 
 
+def names_hiding_submodules(package_root: Path) -> list[str]:
+    """``folder/name`` for every package whose ``__init__.py`` binds a name (a re-exported
+    function, a class, a variable) that is also one of its submodules: after ``import pkg.name as
+    m`` Python hands back the attribute, so ``m`` is the function, not the module."""
+    hidden = []
+    for init in sorted(package_root.rglob("__init__.py")):
+        folder = init.parent
+        package = ".".join(folder.relative_to(package_root.parent).parts)
+        submodules = {p.stem for p in folder.glob("*.py") if p.name != "__init__.py"}
+        submodules |= {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+        bound: set[str] = set()
+        for node in ast.parse(init.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and node.module != package:  # not the module itself
+                bound |= {alias.asname or alias.name for alias in node.names}
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                bound |= {t.id for t in targets if isinstance(t, ast.Name)}
+        hidden += [f"{package}.{name}" for name in sorted(bound & submodules)]
+    return hidden
+
+
+def test_no_submodule_is_hidden_by_a_name_its_package_binds() -> None:
+    assert names_hiding_submodules(PACKAGE_ROOT) == []
+
+
+def test_a_function_named_as_its_module_is_found(tmp_path: Path) -> None:
+    pkg = _write_package(
+        tmp_path,
+        {
+            "__init__.py": "from pkg.distill import distill\nfrom pkg import sub\n",
+            "distill.py": "def distill(): ...\n",
+            "sub/__init__.py": "",
+        },
+    )
+    assert names_hiding_submodules(pkg) == ["pkg.distill"]
+
+
 # --- the checker itself, on a small package written for the test -----------------------------
 
 

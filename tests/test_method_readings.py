@@ -10,7 +10,7 @@ from torch import nn
 
 from bezkit.data import get_sampler
 from bezkit.methods import BezierDistillConfig, branched_from_teacher, make_bezier_pairs, new_mlp
-from bezkit.methods.bezier_distill import teacher_state
+from bezkit.methods.bezier_distillation import teacher_state
 from bezkit.models import BranchedVelocity, EnsembleVelocity
 from bezkit.solvers import bdense_hop_times, sample_bdense, solve_ode
 

@@ -36,7 +36,7 @@ from bezkit.experiments.images import (
 )
 from bezkit.experiments.images.outputs import check_stage_output
 from bezkit.files.run_dir import OutputPathError, RunLocked
-from bezkit.methods.bezier_distill import BezierDistillConfig
+from bezkit.methods.bezier_distillation import BezierDistillConfig
 from bezkit.training.checkpoint import CheckpointError, checkpoint_files
 from bezkit.training.distributed import cleanup, init_distributed
 from bezkit.training.model_io import load_model

@@ -9,7 +9,7 @@
 """
 
 from bezkit.course.kit import WORKFLOW, CourseKit, copy_course, lecturer_readme
-from bezkit.course.kit_files import KitFiles, kit_files
+from bezkit.course.kit_manifest import KitFiles, kit_files
 from bezkit.course.lesson_setup import FIGURE_STYLE, LessonSetup, lesson_root, setup_lesson
 from bezkit.course.student import (
     BEGIN,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bezkit import __version__
-from bezkit.course.kit_files import KitFiles, kit_files
+from bezkit.course.kit_manifest import KitFiles, kit_files
 from bezkit.course.student import notebook_json, read_notebook, student_notebook
 from bezkit.files.atomic import atomic_write, atomic_write_bytes
 

@@ -23,7 +23,7 @@ from typing import Any
 import matplotlib
 import torch
 
-from bezkit.course.kit_files import kit_files
+from bezkit.course.kit_manifest import kit_files
 from bezkit.plot.style import STYLE
 
 __all__ = ["FIGURE_STYLE", "LessonSetup", "lesson_root", "setup_lesson"]

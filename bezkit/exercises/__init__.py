@@ -32,8 +32,8 @@ from bezkit.exercises.flows import (
     check_linear_path,
     check_reflow_pairs,
 )
-from bezkit.exercises.holm import check_holm, holm, p_value
 from bezkit.exercises.images import ImageVelocity, check_one_step, check_to_pixels
+from bezkit.exercises.multiple_comparisons import check_holm, holm, p_value
 from bezkit.exercises.probes import ProbeBranches, ProbeVelocity
 from bezkit.exercises.questions import QUESTIONS, Question, check_prediction, show_question
 from bezkit.exercises.result import CheckResult, Verdict

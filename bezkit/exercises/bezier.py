@@ -23,8 +23,8 @@ from torch import Tensor
 
 from bezkit.exercises.result import CheckResult, as_array, attempt, fmt
 from bezkit.paths import BezierPath
-from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry
-from bezkit.paths.bezier_geometry import degree_elevate as elevate
+from bezkit.paths.geometry import BezierGeometry, bezier_geometry
+from bezkit.paths.geometry import degree_elevate as elevate
 
 __all__ = [
     "CHECK_CURVES",

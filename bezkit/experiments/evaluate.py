@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from bezkit.couplings.pairs import Pairs
 from bezkit.data.toy2d import Sampler
 from bezkit.metrics.crossings import CrossingStats, coupling_crossings, trajectory_crossings
-from bezkit.metrics.straightness import (
+from bezkit.metrics.path_metrics import (
     curvature,
     normalised_path_energy,
     normalised_straightness,

@@ -19,7 +19,7 @@ from bezkit.couplings.pairs import PairPool, Pairs
 from bezkit.couplings.reflow import ReflowCoupling
 from bezkit.data.toy2d import Sampler
 from bezkit.methods.bdense import make_trajectory_pool
-from bezkit.methods.bezier_distill import (
+from bezkit.methods.bezier_distillation import (
     BezierDistillConfig,
     GuideState,
     bezier_guides,
@@ -112,7 +112,7 @@ class PoolMaker:
 
     def forward(self, teacher: nn.Module, cfg: BezierDistillConfig) -> Pool:
         """The very pairs of :meth:`reflow` (same X0, X1, seed) with the guides of ``cfg``
-        (:func:`~bezkit.methods.bezier_distill.bezier_guides`); its cost includes the reflow
+        (:func:`~bezkit.methods.bezier_distillation.bezier_guides`); its cost includes the reflow
         pool's."""
         base = self.reflow(teacher)
         key = ("forward", cfg.guide_state, cfg.placement, cfg.times(), id(teacher))

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bezkit.methods.bezier_distill import BezierDistillConfig, GuideState
+from bezkit.methods.bezier_distillation import BezierDistillConfig, GuideState
 from bezkit.paths.guides import GuidePlacement
 from bezkit.paths.time_sampling import DiscreteTime, TimeSampler, UniformTime, distill_times
 
@@ -92,9 +92,9 @@ class StudentSpec:
     def distill_config(
         self, *, n_pairs: int = 10_000, teacher_steps: int = 100, pair_seed: int = 0
     ) -> BezierDistillConfig:
-        """This student as a :class:`~bezkit.methods.bezier_distill.BezierDistillConfig` (the one
+        """This student as a :class:`~bezkit.methods.bezier_distillation.BezierDistillConfig` (the one
         description of a Bezier student's path, guides, target and time sampler; its
-        :meth:`~bezkit.methods.bezier_distill.BezierDistillConfig.flow` is the student's loss).
+        :meth:`~bezkit.methods.bezier_distillation.BezierDistillConfig.flow` is the student's loss).
         Linear students are order 1; ``reflow`` / ``forward`` pairs have the teacher's endpoint,
         the others a real one. B-DENSE has no such description (a ``ValueError``)."""
         if self.pairs == "trajectory":

@@ -6,7 +6,7 @@ per branch), trained on one pool with one loss:
 - linear / Bezier students: ``E || v(B(t), t) - target(t) ||^2`` with the spec's path order,
   target (the ``secant`` target on the spec's own N-step grid) and time sampler (``t = 0``, the
   N-step grid, or ``U[0, 1]`` for ``*-uniform``), all from the spec's
-  :class:`~bezkit.methods.bezier_distill.BezierDistillConfig` (``spec.distill_config().flow()``,
+  :class:`~bezkit.methods.bezier_distillation.BezierDistillConfig` (``spec.distill_config().flow()``,
   the one place the recipe, the image stage and the experiment build them);
 - B-DENSE: ``sum_j w_j || branch_j(Z_s, s) - Z_{t_j} ||^2`` with ``s = 0`` (or the branch grid
   when trained for restarts).

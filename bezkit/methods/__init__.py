@@ -20,12 +20,12 @@ from bezkit.methods.bdense import (
     branched_from_teacher,
     make_trajectory_pool,
 )
-from bezkit.methods.bezier_distill import (
+from bezkit.methods.bezier_distillation import (
     BezierDistillConfig,
     bezier_distill,
     make_bezier_pairs,
 )
-from bezkit.methods.distill import DistillConfig, distill
+from bezkit.methods.distillation import DistillConfig, distill
 from bezkit.methods.flow import FlowConfig, new_mlp, student_from, train_flow
 from bezkit.methods.reflow import ReflowConfig, reflow_round
 from bezkit.methods.result import RecipeResult

@@ -26,7 +26,7 @@ from bezkit.metrics.inception import (
     fid_backend,
     load_fid_inception,
 )
-from bezkit.metrics.straightness import (
+from bezkit.metrics.path_metrics import (
     curvature,
     normalised_path_energy,
     normalised_straightness,

@@ -1,7 +1,7 @@
 """Paths joining a pair (X0, X1), what a network regresses on them, and how times are drawn."""
 
 from bezkit.paths.bezier import BezierPath, LinearPath, bernstein, check_time
-from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree_elevate
+from bezkit.paths.geometry import BezierGeometry, bezier_geometry, degree_elevate
 from bezkit.paths.guides import (
     GUIDE_PLACEMENTS,
     GuidePlacement,

@@ -21,14 +21,14 @@ One module per family of figures:
 
 The maths these figures show lives with the maths and is re-exported here for the notebooks:
 :func:`segment_crossings` and :func:`crossing_mask` (:mod:`bezkit.metrics.crossings`),
-:func:`bezier_geometry` and :func:`degree_elevate` (:mod:`bezkit.paths.bezier_geometry`),
+:func:`bezier_geometry` and :func:`degree_elevate` (:mod:`bezkit.paths.geometry`),
 :func:`branch_errors` (:mod:`bezkit.metrics.branches`).
 """
 
 from bezkit.arrays import subsample, to_numpy
 from bezkit.metrics.branches import branch_errors
 from bezkit.metrics.crossings import SegmentCrossings, crossing_mask, segment_crossings
-from bezkit.paths.bezier_geometry import BezierGeometry, bezier_geometry, degree_elevate
+from bezkit.paths.geometry import BezierGeometry, bezier_geometry, degree_elevate
 from bezkit.plot.bdense import plot_branches
 from bezkit.plot.bezier import plot_bezier, plot_bezier_pairs, plot_targets
 from bezkit.plot.results import (

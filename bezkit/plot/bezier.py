@@ -15,7 +15,7 @@ from matplotlib.collections import LineCollection
 
 from bezkit.arrays import as_points2d, subsample
 from bezkit.paths.bezier import BezierPath
-from bezkit.paths.bezier_geometry import bezier_geometry
+from bezkit.paths.geometry import bezier_geometry
 from bezkit.paths.targets import TargetKind, regression_target
 from bezkit.plot.style import COLORS, finish_axes, new_axes, place_legend
 

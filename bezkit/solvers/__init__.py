@@ -1,7 +1,7 @@
 """ODE solvers for velocity fields ``model(x, t)``: fixed-step schemes and adaptive dopri5."""
 
+from bezkit.solvers.adaptive import Dopri5Result, dopri5
 from bezkit.solvers.branched import bdense_hop_times, sample_bdense
-from bezkit.solvers.dopri5 import Dopri5Result, dopri5
 from bezkit.solvers.fixed_step import (
     FIXED_STEP,
     Velocity,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bezkit.solvers.dopri5 import dopri5
+from bezkit.solvers.adaptive import dopri5
 from bezkit.solvers.fixed_step import FIXED_STEP, Velocity
 
 __all__ = ["SOLVERS", "ODESolution", "solve_ode"]

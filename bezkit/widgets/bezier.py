@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from bezkit.arrays import to_numpy
-from bezkit.paths.bezier_geometry import bezier_geometry, degree_elevate
+from bezkit.paths.geometry import bezier_geometry, degree_elevate
 from bezkit.plot.style import COLORS
 from bezkit.widgets.base import (
     WidgetBundle,

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
 from bezkit.couplings.reflow import ReflowCoupling
-from bezkit.methods.bezier_distill import GuideState, teacher_state
+from bezkit.methods.bezier_distillation import GuideState, teacher_state
 from bezkit.paths.bezier import BezierPath
 from bezkit.paths.guides import GuidePlacement, place_guides
 from bezkit.paths.targets import regression_target

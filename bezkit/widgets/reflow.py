@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
 from bezkit.metrics.crossings import crossing_mask, trajectory_crossings
-from bezkit.metrics.straightness import (
+from bezkit.metrics.path_metrics import (
     normalised_straightness,
     straightness,
     trajectory_velocities,

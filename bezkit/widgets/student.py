@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from bezkit.arrays import subsample, to_numpy
 from bezkit.data.toy2d import Sampler
-from bezkit.methods.bezier_distill import BezierDistillConfig, bezier_distill
+from bezkit.methods.bezier_distillation import BezierDistillConfig, bezier_distill
 from bezkit.metrics.wasserstein import wasserstein2
 from bezkit.plot.style import COLORS, MODE_COLORS
 from bezkit.solvers.ode import solve_ode

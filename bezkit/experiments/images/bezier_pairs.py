@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from bezkit.couplings.pairs import Pairs
-from bezkit.methods.bezier_distill import BezierDistillConfig, make_bezier_pairs
+from bezkit.methods.bezier_distillation import BezierDistillConfig, make_bezier_pairs
 
 __all__ = ["BatchRows", "BezierShardPairs"]
 

@@ -41,8 +41,8 @@ from bezkit.experiments.images.presets import (
     new_unet,
 )
 from bezkit.methods.bdense import BDenseConfig, bdense_train, branched_from_teacher
-from bezkit.methods.bezier_distill import BezierDistillConfig
-from bezkit.methods.distill import DistillConfig, distill
+from bezkit.methods.bezier_distillation import BezierDistillConfig
+from bezkit.methods.distillation import DistillConfig, distill
 from bezkit.methods.flow import student_from, train_flow
 from bezkit.methods.result import RecipeResult
 from bezkit.models.factory import model_spec

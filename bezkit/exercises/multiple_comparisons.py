@@ -20,6 +20,7 @@ from scipy import stats
 
 from bezkit.exercises.result import CheckResult, attempt
 from bezkit.experiments.statistics import Interval
+from bezkit.experiments.statistics import holm as adjusted_holm
 
 __all__ = ["HOLM_CASES", "check_holm", "holm", "p_value"]
 
@@ -35,15 +36,9 @@ HOLM_CASES: tuple[tuple[tuple[float, ...], float], ...] = (
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[bool]:
-    """The reference Holm step-down decisions, in the input order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    reject = [False] * m
-    for rank, i in enumerate(order):
-        if p_values[i] > alpha / (m - rank):
-            break
-        reject[i] = True
-    return reject
+    """The reference Holm step-down decisions, in the input order: rejected exactly where the
+    experiment's Holm-adjusted p-value (:func:`bezkit.experiments.statistics.holm`) is <= alpha."""
+    return [p <= alpha for p in adjusted_holm(p_values)]
 
 
 def p_value(interval: Interval, level: float = 0.95) -> float:
