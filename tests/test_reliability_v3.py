@@ -188,7 +188,7 @@ def test_experiment_pairs_with_the_same_file_names_are_refused_up_front(tmp_path
     ("rows", "message"),
     [
         (np.zeros((1, 2)), "held out"),
-        (np.random.default_rng(0).normal(size=(100, 3)), "shape (3,)"),
+        (np.random.default_rng(0).normal(size=(1000, 3)), "shape (3,)"),
     ],
 )
 def test_experiment_point_files_that_cannot_work_are_clear_errors(
