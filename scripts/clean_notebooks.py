@@ -12,7 +12,10 @@ For each ``.ipynb`` given:
 - notebook metadata keeps only ``kernelspec`` and ``language_info`` without its Python ``version``
   (saved widget state and editor settings go);
 - outputs stay, since nbval compares the cells marked ``# NBVAL_CHECK_OUTPUT`` against them, but a
-  cell whose outputs exceed ``--max-output-kb`` is reported as an error: make the figure smaller.
+  cell whose outputs exceed ``--max-output-kb`` is reported as an error: make the figure smaller;
+- except widget views (``application/vnd.jupyter.widget-view+json``): their widget state goes with
+  the notebook metadata, so a stored view could only show "model not found" (or the text of a
+  widget the code no longer builds); a widget shows when its cell runs.
 
 The file is rewritten (atomically, in Jupyter's own layout: one-space indent, sorted keys) only when
 it changes. The exit status is 1 when a file was changed (or, with ``--check``, would be) or has an
@@ -33,6 +36,7 @@ from typing import Any
 from bezkit.files.atomic import atomic_write_bytes
 
 RUN_RECORD_KEYS = ("execution", "ExecuteTime", "collapsed", "scrolled")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOTEBOOK_METADATA_KEYS = ("kernelspec", "language_info")
 DEFAULT_MAX_OUTPUT_KB = 300
 
@@ -59,6 +63,8 @@ def clean_notebook(nb: dict[str, Any]) -> dict[str, Any]:
         ran = cell.get("execution_count") is not None or bool(cell.get("outputs"))
         count = code_cells if ran else None
         cell["execution_count"] = count
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET_VIEW not in o.get("data", {})]
         for output in cell.get("outputs", []):
             if "execution_count" in output:
                 output["execution_count"] = count

@@ -163,3 +163,23 @@ def test_committed_notebooks_are_clean(path: Path) -> None:
         f"run: python scripts/clean_notebooks.py {path.name}"
     )
     assert not clean.oversized_outputs(nb, clean.DEFAULT_MAX_OUTPUT_KB)
+
+
+def test_stored_widget_views_are_dropped_and_other_outputs_kept() -> None:
+    """A widget view's state is not kept (notebook metadata goes), so a stored view would show
+    "model not found" or a stale widget's text in the browser: it is dropped, the rest stays."""
+    nb = _notebook()
+    view = {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {
+            "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2},
+            "text/plain": "VBox(children=(FigureWidget(...),))",
+        },
+    }
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    without = clean.clean_notebook(nb)
+    code[0]["outputs"] = [view, *code[0]["outputs"]]
+    out = clean.clean_notebook(nb)
+    assert out == without
+    assert all("widget-view" not in json.dumps(c.get("outputs", [])) for c in out["cells"])
