@@ -39,7 +39,7 @@ from pathlib import Path
 
 import matplotlib
 
-from bezkit.cli.common import COMMAND_HELP, CLIError, positive_int, seed_int
+from bezkit.cli.common import COMMAND_HELP, CLIError, nonnegative_float, positive_int, seed_int
 from bezkit.cli.inputs import dataset, load_sampler
 from bezkit.cli.outputs import check_output, claim_output_dir
 from bezkit.data.split import split_points
@@ -194,6 +194,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ):
         p.add_argument(f"--{name}", type=positive_int, default=None, help=help_)
     p.add_argument(
+        "--sigma",
+        type=nonnegative_float,
+        default=None,
+        help=f"noise of the Gaussian path around the line for the flows trained from data (1-RF "
+        f"= I-CFM, the OT baselines), as torchcfm's sigma (default {d.sigma}: no noise)",
+    )
+    p.add_argument(
         "--budget-factors",
         type=positive_int,
         nargs="+",
@@ -278,6 +285,8 @@ _RUN_OPTIONS = (
     "n_eval",
     "eval_draws",
     "w2",
+    "sigma",
+    "budget_factors",
     "pairs",
     "methods",
     "chains",
@@ -417,6 +426,7 @@ def _run(args: argparse.Namespace) -> int:
         "n_eval",
         "eval_draws",
         "w2",
+        "sigma",
     )
     overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.budget_factors is not None:

@@ -60,7 +60,11 @@ _POSITIVE: tuple[str, ...] = (
 @dataclass
 class ExperimentConfig:
     """Everything that fixes a run. ``quick()`` is the one-minute version used by the tests,
-    ``full()`` the whole protocol (more seeds, rounds, a harder pair, the extra readings)."""
+    ``full()`` the whole protocol (more seeds, rounds, a harder pair, the extra readings).
+
+    ``sigma`` > 0 trains the flows learnt from data (the 1-RF, i.e. I-CFM, and the OT-CFM /
+    full-OT baselines) on the Gaussian path around the line (METHODS.md section 1); reflow rounds,
+    students and Bezier paths keep sigma = 0. The default 0 is the run without noise, bit for bit."""
 
     pairs: list[tuple[str, str]] = field(default_factory=lambda: [("8gaussians", "moons")])
     seeds: int = 3
@@ -74,6 +78,7 @@ class ExperimentConfig:
     depth: int = 3
     batch_size: int = 256
     lr: float = 1e-3
+    sigma: float = 0.0
     flow_steps: int = 2000
     baseline_steps: int = 1000
     round_steps: int = 800
@@ -156,6 +161,8 @@ class ExperimentConfig:
             raise ValueError(f"budget_factors must be ints >= 1, got {factors!r}")
         if len(set(factors)) != len(factors) or list(factors) != sorted(factors):
             raise ValueError(f"budget_factors must be distinct and increasing, got {factors!r}")
+        if not (isinstance(self.sigma, (int, float)) and 0.0 <= self.sigma < float("inf")):
+            raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
         if self.full_ot_points < 2:
             raise ValueError(f"full_ot_points must be >= 2, got {self.full_ot_points}")
         if not self.eval_steps or any(s < 1 for s in self.eval_steps):

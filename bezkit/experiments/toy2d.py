@@ -310,7 +310,8 @@ def _baselines(run: _PairRun) -> list[nn.Module] | None:
                 )
                 extra[j] = time.perf_counter() - t0
                 batches.append(coupling.sample)
-        results = run.train(11 + i, models, FlowMatchingLoss(), batches, cfg.baseline_steps, name)
+        loss = FlowMatchingLoss(sigma=cfg.sigma)
+        results = run.train(11 + i, models, loss, batches, cfg.baseline_steps, name)
         for s, draws, res, secs in zip(run.seeds, run.draws, results, extra, strict=True):
             run.runs.append(
                 {
@@ -347,7 +348,7 @@ def run_pair(
     models = run.train(
         1,
         [new_mlp(2, hidden=cfg.hidden, depth=cfg.depth, seed=stage_seed(s, 0)) for s in run.seeds],
-        FlowMatchingLoss(),
+        FlowMatchingLoss(sigma=cfg.sigma),
         [IndependentCoupling(run.source, run.target).sample] * n_seeds,
         cfg.flow_steps,
         "1-RF",
