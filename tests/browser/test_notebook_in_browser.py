@@ -210,6 +210,21 @@ def scroll_to_middle(locator: Any) -> None:
     locator.evaluate("el => el.scrollIntoView({block: 'center', inline: 'nearest'})")
 
 
+def settle_in_view(page: Any, locator: Any, *, timeout: float = 30.0) -> None:
+    """Scroll ``locator`` to the middle of the view and wait until it stays where it is and the
+    mouse would reach it: on a throttled page, figures above it may still be rendering and push it
+    down (off the screen) after the scroll."""
+    last = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scroll_to_middle(locator)
+        page.wait_for_timeout(300)
+        box = locator.bounding_box()
+        if box and box == last and locator.evaluate(HIT_TEST_JS, [*center(locator)]) is None:
+            return
+        last = box
+
+
 def drag_by(page: Any, locator: Any, dx: float, dy: float) -> None:
     """Press the mouse on ``locator``'s centre, move by ``(dx, dy)`` pixels in steps, release.
 
@@ -468,7 +483,7 @@ def check_slider_redraws(page: Any, out: Any, description: str, step: Callable) 
     handle, track = s.locator(".noUi-handle"), s.locator(".noUi-target")
     # scroll_to_top leaves a widget's first row under the notebook's toolbar (lesson 06's sliders
     # are its first row): a press there hits the toolbar, not the handle
-    scroll_to_middle(s)
+    settle_in_view(page, handle)
     tb = track.bounding_box()
     assert tb, f"the {description!r} slider has no layout box"
     x, _ = center(handle)
