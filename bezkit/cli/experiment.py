@@ -272,7 +272,8 @@ def _redraw(folder: str) -> int:
     return 0
 
 
-_RUN_OPTIONS = (
+#: The options a run takes one value of, by their argparse names (the experiment's config fields).
+_SCALAR_OPTIONS = (
     "seeds",
     "rounds",
     "student_rounds",
@@ -286,6 +287,10 @@ _RUN_OPTIONS = (
     "eval_draws",
     "w2",
     "sigma",
+)
+#: Every option that fixes a run's numbers: stored with it, so ``--resume`` refuses them.
+_RUN_OPTIONS = (
+    *_SCALAR_OPTIONS,
     "budget_factors",
     "pairs",
     "methods",
@@ -413,22 +418,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    names = (
-        "seeds",
-        "rounds",
-        "student_rounds",
-        "held_out_fraction",
-        "flow_steps",
-        "baseline_steps",
-        "round_steps",
-        "student_steps",
-        "n_pairs",
-        "n_eval",
-        "eval_draws",
-        "w2",
-        "sigma",
-    )
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    overrides = {n: getattr(args, n) for n in _SCALAR_OPTIONS if getattr(args, n) is not None}
     if args.budget_factors is not None:
         overrides["budget_factors"] = tuple(args.budget_factors)
     if args.pairs:
