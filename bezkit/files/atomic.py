@@ -36,6 +36,7 @@ from bezkit.files.run_dir import RunLock, resolve_output_file
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
+    "fsync_folder",
     "remove_stale_temp_files",
     "sha256_file",
     "write_json",
@@ -64,7 +65,7 @@ def atomic_write(target: str | Path, write: Callable[[str], None]) -> Path:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    _fsync_folder(target.parent)
+    fsync_folder(target.parent)
     return target
 
 
@@ -84,7 +85,7 @@ def _new_temp_file(target: Path) -> tuple[str, int]:
     raise FileExistsError(f"cannot create a temporary file beside {target}")  # pragma: no cover
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

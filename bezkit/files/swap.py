@@ -23,6 +23,8 @@ import errno
 import os
 from pathlib import Path
 
+from bezkit.files.atomic import fsync_folder
+
 __all__ = ["SWAP_SUFFIX", "exchange_folders", "finish_interrupted_swap"]
 
 #: The hidden name (beside the new folder) of the old content during a three-rename swap.
@@ -63,8 +65,8 @@ def exchange_folders(new: str | Path, old: str | Path) -> None:
         if not path.is_dir():
             raise NotADirectoryError(f"cannot swap {path}: not a folder")
     if _renameat2_exchange(new, old):
-        _fsync_folder(new.parent)
-        _fsync_folder(old.parent)
+        fsync_folder(new.parent)
+        fsync_folder(old.parent)
         return
     parked = _swap_name(new)
     os.rename(old, parked)
@@ -74,8 +76,8 @@ def exchange_folders(new: str | Path, old: str | Path) -> None:
         os.rename(parked, old)
         raise
     os.rename(parked, new)
-    _fsync_folder(new.parent)
-    _fsync_folder(old.parent)
+    fsync_folder(new.parent)
+    fsync_folder(old.parent)
 
 
 def finish_interrupted_swap(new: str | Path, old: str | Path) -> bool:
@@ -97,16 +99,3 @@ def finish_interrupted_swap(new: str | Path, old: str | Path) -> bool:
         old.rmdir()
     os.rename(parked, old)
     return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
