@@ -122,6 +122,14 @@ def test_the_experiment_readings_are_evaluate_flow_per_draw():
             )
         )
     assert set(student["w2_exact"]) == {"2"} and len(chain["crossings_per_trajectory"]) == 2
+    # NPE per draw: |path energy - W2^2(Z_0, reference)| / W2^2, the exact W2 on the m_paths points
+    for d, (x0, ref) in enumerate(zip(draws.x0, draws.reference, strict=True)):
+        ev = evaluate_flow(
+            model, x0, ref, steps=(4,), w2=draws.w2, paths=True, trajectories=32, crossings=16
+        )
+        w2_sq = wasserstein2(x0[:32], ref[:32]) ** 2
+        want = abs(ev.paths.path_energy - w2_sq) / w2_sq
+        assert chain["normalised_path_energy"][d] == pytest.approx(want, rel=1e-6)
 
 
 def ev_x1(model: nn.Module, x0: Tensor, steps: int) -> Tensor:

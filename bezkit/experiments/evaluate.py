@@ -381,13 +381,16 @@ def evaluate_chain_model(
     ``many_steps`` Euler steps (the X1 side of the pairs it makes), W2 of its reverse-ODE X0 from
     held-out data to the source (the X0 side of the data-anchored pairs it makes), and, on the
     first ``m_paths`` trajectories, straightness, transport cost and crossings per trajectory
-    (among the first ``m_crossings``). With ``adaptive``: also ``w2_adaptive``, the W2 of the samples
+    (among the first ``m_crossings``), and their normalised path energy NPE (against as many
+    reference points, exact W2; Tong et al. 2024, METHODS.md section 5). With ``adaptive``: also ``w2_adaptive``, the W2 of the samples
     of the adaptive ``dopri5`` solver (``atol = rtol = tolerance``), and its ``nfe_adaptive``: the
     flow's many-step W2 without the fixed grid's discretisation error."""
     out: dict[str, Any] = {"w2": {"1": [], str(many_steps): []}, "reverse_x0_w2": []}
     if adaptive:
         out.update(w2_adaptive=[], nfe_adaptive=[])
-    out.update(straightness=[], transport_cost=[], crossings_per_trajectory=[])
+    out.update(
+        straightness=[], transport_cost=[], crossings_per_trajectory=[], normalised_path_energy=[]
+    )
     for x0, ref, src in zip(draws.x0, draws.reference, draws.source_ref, strict=True):
         ev = evaluate_flow(
             model,
@@ -395,10 +398,12 @@ def evaluate_chain_model(
             ref,
             steps=(1, many_steps),
             w2=draws.w2,
+            exact_w2=partial(draws.w2, exact=True),
             paths=True,
             trajectories=m_paths,
             crossings=m_crossings,
             reverse_to=src,
+            npe=True,
         )
         assert ev.paths is not None and ev.reverse_w2 is not None  # paths and reverse_to asked
         out["w2"]["1"].append(ev.w2(1))
@@ -407,6 +412,7 @@ def evaluate_chain_model(
         out["straightness"].append(ev.paths.straightness)
         out["transport_cost"].append(ev.paths.transport_cost)
         out["crossings_per_trajectory"].append(ev.paths.crossings.per_trajectory)
+        out["normalised_path_energy"].append(ev.paths.normalised_path_energy)
         if adaptive:
             ad = evaluate_flow(
                 model,
