@@ -45,7 +45,7 @@ from bezkit.experiments.images import StandardNormal, data_shape, get_preset, ne
 from bezkit.experiments.images.outputs import stage_config
 from bezkit.files.atomic import atomic_write_bytes
 from bezkit.methods.flow import new_mlp
-from bezkit.metrics.inception import FIDInceptionV3, fid_backend
+from bezkit.metrics.inception import fid_backend, write_random_fid_weights
 from bezkit.training import FlowMatchingLoss, TrainConfig, train_ensemble
 
 __all__ = [
@@ -238,25 +238,13 @@ def ensemble2d(check: Check, part: dict[str, Any]) -> None:
     part["ok"] = all(math.isfinite(v) for vs in final.values() for v in vs)
 
 
-def _random_fid_weights(path: Path) -> Path:
-    """Random weights in the pytorch-fid file format (the real ones cannot be downloaded here)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = FIDInceptionV3()
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-    state = dict(model.state_dict())
-    state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
-    torch.save(state, path)
-    return path
-
-
 def pipeline(check: Check, part: dict[str, Any]) -> None:
     """Every images stage on generated CIFAR-format data at a small size with the preset's U-Net
     (bf16 on CUDA); FID from random Inception weights times the code path only."""
     with tempfile.TemporaryDirectory(prefix="bezkit-gpu-check-") as tmp:
-        weights = _random_fid_weights(Path(tmp) / "inception-random.pth") if check.gpu else None
+        weights = (
+            write_random_fid_weights(Path(tmp) / "inception-random.pth") if check.gpu else None
+        )
         result = run_pipeline(tmp, device=str(check.device), micro=not check.gpu,
                               fid_weights=weights)  # fmt: skip
     first = result["evaluations"]["1rf"]

@@ -47,6 +47,7 @@ __all__ = [
     "load_bezkit_inception",
     "load_fid_inception",
     "torch_fidelity_available",
+    "write_random_fid_weights",
 ]
 
 FID_WEIGHTS_URL = (
@@ -240,6 +241,22 @@ class FIDInceptionV3(nn.Module):
                       self.Mixed_7c):  # fmt: skip
             x = block(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+def write_random_fid_weights(path: str | Path, *, seed: int = 0) -> Path:
+    """Seeded random weights in the pytorch-fid file format, for tests and GPU code-path checks
+    where the real ones cannot be downloaded: He-initialised convolutions (so features do not
+    vanish) and the file's 1008-way ``fc``, which the loader skips. Not a measure of anything."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = FIDInceptionV3()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    state = dict(model.state_dict())
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
+    torch.save(state, path)
+    return Path(path)
 
 
 def fid_weights_path(weights: str | Path | None) -> Path:

@@ -15,7 +15,6 @@ import bezkit.metrics.fid as fid_module
 from bezkit.data.cifar10 import CIFAR10_FOLDER, CIFAR10_SPLIT_FILES
 from bezkit.data.digits import DigitsDataset
 from bezkit.metrics import (
-    FIDInceptionV3,
     cache_dir,
     cifar10_fid,
     cifar10_train_statistics,
@@ -27,6 +26,7 @@ from bezkit.metrics import (
     load_digits_classifier,
     load_fid_inception,
 )
+from bezkit.metrics.inception import write_random_fid_weights
 
 METHODS = ["sqrtm", "eigh"]
 
@@ -177,16 +177,7 @@ def test_digits_features_reject_wrong_shapes(digits_cache: Path) -> None:
 def fake_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random FID-Inception state dict in the pytorch-fid file format (with its 1008-way ``fc``,
     which the loader skips). He-initialised so that features do not vanish."""
-    torch.manual_seed(0)
-    model = FIDInceptionV3()
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-    state = dict(model.state_dict())
-    state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
-    path = tmp_path_factory.mktemp("fid") / "pt_inception-fake.pth"
-    torch.save(state, path)
-    return path
+    return write_random_fid_weights(tmp_path_factory.mktemp("fid") / "pt_inception-fake.pth")
 
 
 def test_missing_weights_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
