@@ -40,8 +40,10 @@ from multiprocessing import get_context
 from typing import Any
 
 __all__ = [
+    "AUTO_JOBS_MAX",
     "Task",
     "WorkerLost",
+    "auto_jobs",
     "dask_available",
     "executor_factory",
     "local_executor",
@@ -50,6 +52,21 @@ __all__ = [
 
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None  # set in a worker by _init_worker
+
+
+#: ``--jobs auto`` uses the usable cores, at most this many workers (each worker of the 2D
+#: experiment holds about 0.5 GB: torch, its pair's draws and models).
+AUTO_JOBS_MAX = 2
+
+
+def auto_jobs() -> int:
+    """The worker count ``--jobs auto`` means: the cores this process may use (its CPU affinity,
+    e.g. under taskset or a container's CPU set), at most :data:`AUTO_JOBS_MAX`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, AUTO_JOBS_MAX))
 
 
 class WorkerLost(RuntimeError):

@@ -67,6 +67,13 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def one_job_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--jobs auto`` means one worker in the suite (no worker processes unless a test asks for
+    them with ``--jobs N``): the tests stay as fast on a 2-core machine under load."""
+    monkeypatch.setattr("bezkit.executor.AUTO_JOBS_MAX", 1)
+
+
 @pytest.fixture
 def cli_error(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], str]:
     """``cli_error(argv)``: run ``bezkit argv`` in process; it must fail with exit status 2 and a

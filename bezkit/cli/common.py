@@ -31,6 +31,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bezkit.executor import auto_jobs
+
 if TYPE_CHECKING:
     from bezkit.files.run_dir import RunLock
 
@@ -43,6 +45,7 @@ __all__ = [
     "check_finite",
     "given",
     "hold_until_done",
+    "jobs_count",
     "nonempty_path",
     "nonnegative_float",
     "nonnegative_int",
@@ -149,6 +152,13 @@ def _number(kind: type, text: str, test: Any, what: str) -> Any:
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     return _number(int, text, lambda v: v >= 1, "an integer >= 1")
+
+
+def jobs_count(text: str) -> int:
+    """argparse type: ``auto`` (:func:`bezkit.executor.auto_jobs`) or an integer >= 1."""
+    if text.strip().lower() == "auto":
+        return auto_jobs()
+    return _number(int, text, lambda v: v >= 1, "an integer >= 1 or 'auto'")
 
 
 def nonnegative_int(text: str) -> int:

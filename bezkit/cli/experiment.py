@@ -13,7 +13,9 @@ Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes
 K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline);
 --redraw DIR: rewrite report.md and every figure of a finished run in DIR from its results.json
 and chain-trajectories.npz, without re-running; --resume DIR: continue a run into DIR that was
-killed or interrupted, from the (source, target) pairs it finished (same results as one run).
+killed or interrupted, from the units it finished (each pair's 1-RF, baselines, chain rounds and
+students, kept as they finish; same results as one run). --jobs (default: the usable cores, at
+most 2) runs that many units at once in worker processes.
 
 A run works in a staging folder beside --out (.NAME.bezkit-staging) and replaces --out as a whole
 when it is finished: a failed or killed run leaves the previous run in --out intact.
@@ -39,7 +41,14 @@ from pathlib import Path
 
 import matplotlib
 
-from bezkit.cli.common import COMMAND_HELP, CLIError, nonnegative_float, positive_int, seed_int
+from bezkit.cli.common import (
+    COMMAND_HELP,
+    CLIError,
+    jobs_count,
+    nonnegative_float,
+    positive_int,
+    seed_int,
+)
 from bezkit.cli.inputs import dataset, load_sampler
 from bezkit.cli.outputs import check_output, claim_output_dir
 from bezkit.data.split import split_points
@@ -230,10 +239,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--jobs",
-        type=positive_int,
-        default=1,
-        help="run the (source, target) pairs in this many processes at once, each with "
-        "--threads torch threads (same numbers as one process; the workers end with this one)",
+        type=jobs_count,
+        default="auto",
+        metavar="N",
+        help="worker processes, each with --threads torch threads: one pair's units (the 1-RF, "
+        "baselines, chain rounds, students) run that many at once, several pairs one pair per "
+        "worker; 'auto' (default): the usable cores, at most 2 (about 0.5 GB per worker). The "
+        "numbers do not depend on it; the workers end with this process",
     )
     p.add_argument(
         "--scheduler",
@@ -361,10 +373,11 @@ def _check_pairs(cfg: ExperimentConfig) -> None:
                 raise CLIError(f"--pair: data file {name}: {err}") from None
 
 
-def _check_memory(cfg: ExperimentConfig) -> None:
+def _check_memory(cfg: ExperimentConfig, jobs: int = 1) -> None:
     """Refuse sizes (``--n-pairs``, ``--n-eval``, ``--eval-draws``) whose estimated memory
     exceeds what the machine has, before any training
-    (:func:`bezkit.training.memory.estimate_experiment_bytes`)."""
+    (:func:`bezkit.training.memory.estimate_experiment_bytes`, once for this process and once
+    for each of the ``jobs`` workers)."""
     parts = estimate_experiment_bytes(
         n_pairs=cfg.n_pairs,
         n_eval=cfg.n_eval,
@@ -380,8 +393,8 @@ def _check_memory(cfg: ExperimentConfig) -> None:
     value = getattr(cfg, big.lstrip("-").replace("-", "_"), None)
     try:
         check_fits_in_memory(
-            sum(parts.values()),
-            what=f"the experiment with {big} {value}",
+            sum(parts.values()) * (1 + (jobs if jobs > 1 else 0)),
+            what=f"the experiment with {big} {value}" + (f" in {jobs} workers" if jobs > 1 else ""),
             advice=f"use a smaller {big}",
         )
     except MemoryEstimateError as err:
@@ -445,7 +458,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     check_output(staging_dir(args.out).parent)  # the run is staged beside --out, then swapped in
     _check_pairs(cfg)
-    _check_memory(cfg)
+    _check_memory(cfg, args.jobs)
     _lock = claim_output_dir(args.out, what="experiment")  # writable, ours until we exit
     command = "bezkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:

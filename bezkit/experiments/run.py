@@ -26,7 +26,8 @@ from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
 from bezkit.experiments.results import SCHEMA_VERSION, load_results, save_results
-from bezkit.experiments.staging import Staging, staging_dir
+from bezkit.experiments.stage_store import StageStore
+from bezkit.experiments.staging import Staging, stage_folder, staging_dir
 from bezkit.experiments.toy2d import count_trainings, run_experiment_pairs, run_pair
 from bezkit.experiments.trajectories import (
     TRAJECTORIES_FILE,
@@ -77,10 +78,11 @@ class ExperimentInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run: the finished units are kept in the run's staging folder and
     ``bezkit experiment --resume OUT`` (:func:`resume_experiment`) continues from them."""
 
-    def __init__(self, out: Path, finished: int, total: int) -> None:
+    def __init__(self, out: Path, finished: int, total: int, stages: int = 0) -> None:
+        more = f" (and {stages} finished stage(s) of the others)" if stages else ""
         super().__init__(
-            f"interrupted: {finished} of {total} (source, target) pairs are finished and kept in "
-            f"{staging_dir(out)}; continue with `bezkit experiment --resume {out}`"
+            f"interrupted: {finished} of {total} (source, target) pairs are finished{more} and "
+            f"kept in {staging_dir(out)}; continue with `bezkit experiment --resume {out}`"
         )
         self.out, self.finished, self.total = out, finished, total
 
@@ -215,21 +217,32 @@ def _run_staged(
     t0 = time.perf_counter()
     bar = None
     try:
-        # one pair left and no cluster: here, without starting a worker
-        workers = jobs if len(todo) > 1 else 1
-        with executor_factory(workers, scheduler) as new_executor:
-            if new_executor is None:  # here, under one progress bar
+        # a cluster, or several pairs and workers: each pair in a worker (or on the cluster);
+        # else the pairs here, one after another, each pair's units in `jobs` local workers
+        by_pair = scheduler is not None or (len(todo) > 1 and jobs > 1)
+        with executor_factory(jobs if by_pair else 1, scheduler if by_pair else None) as new:
+            if new is None:  # here, under one progress bar
                 torch.set_num_threads(used)
                 bar = tqdm(total=count_trainings(cfg) * len(todo), disable=not cfg.progress)
-                tasks = [Task(_name(cfg, i), run_pair, (*cfg.pairs[i], cfg, bar)) for i in todo]
+                tasks = [
+                    Task(_name(cfg, i), _pair_here, (cfg, i, bar, staging, jobs)) for i in todo
+                ]
             else:
-                tasks = [Task(_name(cfg, i), _pair_task, (cfg, i, used)) for i in todo]
-            run_tasks(tasks, keep, new_executor)
+                tasks = [
+                    Task(
+                        _name(cfg, i), _pair_task, (cfg, i, used, str(staging.root), staging.run_id)
+                    )
+                    for i in todo
+                ]
+            run_tasks(tasks, keep, new)
     except KeyboardInterrupt as err:
         if isinstance(err, ExperimentInterrupted):
             raise
         raise ExperimentInterrupted(
-            staging.out, sum(e is not None for e in experiments), n
+            staging.out,
+            sum(e is not None for e in experiments),
+            n,
+            staging.finished_stages(),
         ) from None
     finally:
         if bar is not None:
@@ -260,14 +273,32 @@ def _name(cfg: ExperimentConfig, i: int) -> str:
     return f"pair {i + 1} of {len(cfg.pairs)} ({src} -> {tgt})"
 
 
-def _pair_task(cfg: ExperimentConfig, index: int, threads: int) -> dict[str, Any]:
+def _pair_here(
+    cfg: ExperimentConfig, index: int, bar: tqdm, staging: Staging, jobs: int
+) -> dict[str, Any]:
+    """One (source, target) of ``cfg`` in this process, its units in ``jobs`` workers."""
+    src, tgt = cfg.pairs[index]
+    return run_pair(src, tgt, cfg, bar, store=staging.stage_store(index), jobs=jobs)
+
+
+def _pair_task(
+    cfg: ExperimentConfig, index: int, threads: int, root: str, run_id: str
+) -> dict[str, Any]:
     """One (source, target) of ``cfg`` in a worker (its own progress bar, ``threads`` torch
-    threads; the worker's setting is restored: a Dask worker may be a thread of a process)."""
+    threads; the worker's setting is restored: a Dask worker may be a thread of a process). Its
+    units are kept in the run's staging folder at ``root`` when the worker can reach it (a Dask
+    worker on another machine keeps them in memory: the pair is then the unit of resumption)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         src, tgt = cfg.pairs[index]
-        return run_pair(src, tgt, cfg)
+        folder = Path(root)
+        store = (
+            StageStore(stage_folder(folder, index), run_id)
+            if (folder / "run.json").is_file()
+            else None
+        )
+        return run_pair(src, tgt, cfg, store=store)
     finally:
         torch.set_num_threads(previous)
 

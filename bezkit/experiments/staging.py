@@ -8,6 +8,7 @@ can be swapped in)::
         run.json            the run: its id, configuration, command, number of units (written first)
         units/unit-<i>.npz  unit i's chain trajectories (written before its .json)
         units/unit-<i>.json unit i's finished record, with the run id (its commit marker)
+        stages/pair-<i>/    unit i's finished stages (:mod:`bezkit.experiments.stage_store`)
         run/                the run's folder, assembled once every unit is finished
 
 Every file is written atomically (:mod:`bezkit.files.atomic`); a unit counts as finished only when
@@ -19,8 +20,11 @@ figures and bezkit's hidden temporary files) are moved into the new ``DIR``; the
 folder is removed.
 
 A unit here is one (source, target) pair (:func:`bezkit.experiments.toy2d.run_pair`): its seeds
-train together as one ensemble. Its result depends only on the configuration and the pair, so a
-run resumed from finished units gives the numbers of an uninterrupted one.
+train together as one ensemble. A pair is itself made of stages (the 1-RF, each baseline, each
+chain round, each student at each budget: :mod:`bezkit.experiments.pair_units`), each kept in
+``stages/pair-<i>/`` as it finishes, so an interrupted pair continues from its finished stages.
+A pair's result depends only on the configuration and the pair, so a run resumed from finished
+units and stages gives the numbers of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import torch
 
 from bezkit.experiments.config import ExperimentConfig
+from bezkit.experiments.stage_store import StageStore, json_form
 from bezkit.experiments.trajectories import ChainPaths, load_trajectories, save_trajectories
 from bezkit.files.atomic import write_json
 from bezkit.files.run_dir import RunLock
@@ -48,6 +53,7 @@ __all__ = [
     "config_from_dict",
     "is_run_file",
     "new_run_id",
+    "stage_folder",
     "staging_dir",
 ]
 
@@ -68,6 +74,11 @@ def staging_dir(out: str | Path) -> Path:
     folder a symbolic link ``out`` points to: that folder is the one replaced)."""
     out = Path(out).resolve()
     return out.parent / f".{out.name}{STAGING_SUFFIX}"
+
+
+def stage_folder(root: Path, i: int) -> Path:
+    """The folder of unit ``i``'s finished stages in the staging folder ``root``."""
+    return root / "stages" / f"pair-{i}"
 
 
 def is_run_file(name: str) -> bool:
@@ -100,12 +111,6 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig(**kwargs)
 
 
-def _json_form(obj: Any) -> Any:
-    """``obj`` as it reads back from JSON (tuples as lists, keys as strings): a fresh unit and a
-    unit loaded from disk are then the same object."""
-    return json.loads(json.dumps(obj, allow_nan=False))
-
-
 @dataclass
 class Staging:
     """The staging folder of one run into ``out`` (module docstring)."""
@@ -134,7 +139,7 @@ class Staging:
         root.mkdir()
         record = {
             "run_id": new_run_id(),
-            "config": _json_form(cfg.to_dict()),
+            "config": json_form(cfg.to_dict()),
             "command": command,
             "units": n_units,
         }
@@ -170,8 +175,9 @@ class Staging:
         returns the record as it reads back from disk."""
         self.units_dir.mkdir(exist_ok=True)
         save_trajectories(self._unit(i, "npz"), [paths], run_id=self.run_id)
-        record = _json_form(result)
+        record = json_form(result)
         write_json(self._unit(i, "json"), {"run_id": self.run_id, "unit": i, "result": record})
+        shutil.rmtree(stage_folder(self.root, i), ignore_errors=True)  # the pair holds it all now
         return record
 
     def load_unit(self, i: int) -> tuple[dict[str, Any], ChainPaths] | None:
@@ -184,6 +190,17 @@ class Staging:
             return None
         paths: dict[tuple[str, int], torch.Tensor] = load_trajectories(self._unit(i, "npz"), 1)[0]
         return data["result"], paths
+
+    def stage_store(self, i: int) -> StageStore:
+        """The store of unit ``i``'s finished stages."""
+        return StageStore(stage_folder(self.root, i), self.run_id)
+
+    def finished_stages(self) -> int:
+        """How many stages of unfinished units are kept."""
+        n = int(self.record.get("units", 0))
+        return sum(
+            len(self.stage_store(i).finished()) for i in range(n) if self.load_unit(i) is None
+        )
 
     def finished(self) -> list[int]:
         """The units kept so far."""
