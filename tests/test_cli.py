@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,8 @@ from bezkit.training.model_io import save_model
 
 FAST = ["--steps", "50", "--hidden", "32", "--depth", "2", "--batch-size", "64", "--quiet"]
 EVAL_FAST = ["--n", "300", "--steps", "1", "2", "8", "--m-crossings", "40"]
+# the checkout whose bezkit this test imports, for subprocesses started in another folder
+REPO_ROOT = Path(bezkit.__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread is fastest
@@ -121,26 +125,58 @@ def test_python_dash_m_bezkit_help():
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        ["train", "--help"],
-        ["train", "--steps", "0"],
-        ["evaluate", "--help"],
-        ["evaluate", "f", "--n", "x"],
+        (["train", "--help"], ""),
+        (["train", "--steps", "0"], "--steps"),
+        (["evaluate", "--help"], ""),
+        (["evaluate", "f", "--n", "x"], "--n"),
+        (["experiment", "--help"], ""),
+        (["experiment", "--jobs", "0"], "--jobs"),
+        (["experiment", "--pair", "8gaussians"], "SOURCE:TARGET"),
+        (["experiment", "--resume", "r", "--seeds", "3"], "drop --seeds"),
+        (["images", "--help"], ""),
+        (["images", "distill", "--help"], ""),
+        (["images"], "choose a stage"),
+        (["images", "train", "--steps", "0"], "--steps"),
+        (["images", "train", "--out", "i", "--ema-decay", "1"], "--ema-decay must be < 1"),
+        (
+            ["images", "distill", "--teacher", "a", "--teacher", "b", "--pairs", "p"],
+            "one --teacher",
+        ),
+        (["lessons", "--help"], ""),
+        (["lessons", "copy", "--help"], ""),
+        (["lessons", "copy"], "DIR"),
+        (["lessons", "nope"], "invalid choice"),
+        (["benchmark", "--help"], ""),
+        (["benchmark", "torchcfm-2d", "--out", "b", "--tasks", "N->x"], "--tasks"),
+        (["benchmark", "torchcfm-2d", "--out", "b", "--seeds", "1", "1"], "lists a value twice"),
     ],
 )
-def test_train_help_and_usage_errors_import_no_torch(argv):
+def test_help_and_usage_errors_import_no_torch(tmp_path, argv, message):
     """Issue 17: every subcommand took 2.6-3 s to start (23 s on a busy machine), also for --help
-    and usage errors: `train`'s parser is built from torch-free modules (PARSER_MODULES)."""
+    and usage errors: each parser is built from a torch-free module (PARSER_MODULES), and the
+    option checks that need no torch (``check_args``) run before the command module is imported.
+    Nothing is written (the current folder is empty afterwards)."""
     code = (
         f"import sys\nfrom bezkit.cli import main\nprint(main({argv!r}), 'torch' in sys.modules)\n"
     )
+    pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *pythonpath])},
     )
     assert proc.returncode == 0, proc.stderr
     status, torch_loaded = proc.stdout.strip().splitlines()[-1].split()
-    assert status == ("0" if "--help" in argv else "2") and torch_loaded == "False"
+    assert status == ("0" if "--help" in argv else "2"), proc.stderr
+    assert torch_loaded == "False"
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_torch_free_dataset_names_are_the_samplers():
@@ -154,6 +190,31 @@ def test_the_torch_free_dataset_names_are_the_samplers():
     from bezkit.solvers import SOLVERS
 
     assert SOLVER_NAMES == SOLVERS
+
+
+def test_the_torch_free_experiment_and_benchmark_options_are_the_library_s():
+    """The names and defaults that the experiment's and the benchmark's torch-free parsers repeat
+    (bezkit.cli.experiment_options, bezkit.cli.benchmark_options) are the library's."""
+    from dataclasses import asdict
+
+    from bezkit.cli import benchmark_options, experiment_options
+    from bezkit.experiments import protocol
+    from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
+    from bezkit.protocols import torchcfm2d
+
+    assert tuple(protocol.STUDENTS) == experiment_options.STUDENT_NAMES
+    assert experiment_options.DEFAULT_STUDENTS == protocol.DEFAULT_STUDENTS
+    assert experiment_options.BASELINE_METHODS == protocol.BASELINE_METHODS
+    assert experiment_options.CHAIN_KINDS == CHAIN_KINDS
+    config = ExperimentConfig()
+    for name, value in asdict(experiment_options.DEFAULTS).items():
+        assert getattr(config, name) == value, name
+    # every option --resume refuses is a field of the run's config (--exact: exact_methods)
+    assert set(experiment_options.RUN_OPTIONS) - {"exact"} <= set(asdict(config))
+    assert benchmark_options.PUBLISHED_SEEDS == torchcfm2d.PUBLISHED_SEEDS
+    assert benchmark_options.PUBLISHED_STEPS == torchcfm2d.PUBLISHED_STEPS
+    assert benchmark_options.METHODS == torchcfm2d.METHODS
+    assert tuple(torchcfm2d.TASKS) == benchmark_options.TASK_NAMES
 
 
 def test_top_level_help_imports_no_subcommand_module_and_no_torch():
@@ -170,7 +231,8 @@ def test_top_level_help_imports_no_subcommand_module_and_no_torch():
     )
     assert proc.returncode == 0, proc.stderr
     *help_lines, loaded = proc.stdout.strip().splitlines()
-    assert loaded == "['bezkit.cli', 'bezkit.cli.common']"
+    # bezkit.executor (standard library only) gives --jobs its 'auto' (bezkit.cli.common)
+    assert loaded == "['bezkit.cli', 'bezkit.cli.common', 'bezkit.executor']"
     text = "\n".join(help_lines)
     for name, summary in COMMAND_HELP.items():
         assert name in text and summary.split()[0] in text
@@ -198,7 +260,7 @@ def test_other_import_errors_propagate(monkeypatch):
     real = bezkit.cli.importlib.import_module
 
     def fake(name, *args):
-        if name == "bezkit.cli.experiment":
+        if name == "bezkit.cli.experiment_options":
             raise ModuleNotFoundError(
                 "No module named 'missing_dependency'", name="missing_dependency"
             )

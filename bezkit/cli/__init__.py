@@ -8,17 +8,25 @@ Each subcommand lives in its own module ``bezkit/cli/<name>.py`` exposing::
 A subcommand module imports what it needs (torch, the methods) at module level. :func:`main` imports
 only the module of the subcommand that runs: the other commands appear in ``bezkit --help`` by
 their one-line help (:data:`bezkit.cli.common.COMMAND_HELP`), so ``bezkit --help`` starts without
-torch. :func:`load_subcommand` is that one lazy place. A module that does not exist yet is skipped
+torch. :func:`load_subcommand` is that one lazy place.
+
+Every command builds its parser in a torch-free module (:data:`PARSER_MODULES`,
+``bezkit/cli/<name>_options.py``) whose parsers set ``func`` to the name of what runs them,
+``"MODULE"`` (that module's ``run``) or ``"MODULE:FUNCTION"``: ``bezkit COMMAND --help`` and
+usage errors never import torch; :func:`main` imports the command module only to run it. A parser
+may also set ``check_args``, a torch-free ``check_args(args)`` that :func:`main` calls first (bad
+combinations of options found without torch, raised as :class:`~bezkit.cli.common.CLIError`). A module that does not exist yet is skipped
 (its command is simply absent); any other import error propagates, so a broken module is never
 hidden. Bad input becomes one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import importlib
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import ModuleType
 
 from bezkit import __version__
@@ -29,8 +37,16 @@ __all__ = ["PARSER_MODULES", "SUBCOMMANDS", "build_parser", "load_subcommand", "
 SUBCOMMANDS: tuple[str, ...] = tuple(COMMAND_HELP)
 
 # commands whose parser lives in a torch-free module: parsing, --help and usage errors do not
-# import torch; the parser's ``func`` names the command module that main imports to run it
-PARSER_MODULES: dict[str, str] = {"train": "train_options", "evaluate": "evaluate_options"}
+# import torch; the parser's ``func`` names the command module (and function) that main imports
+# to run it
+PARSER_MODULES: dict[str, str] = {
+    "train": "train_options",
+    "evaluate": "evaluate_options",
+    "experiment": "experiment_options",
+    "images": "images_options",
+    "lessons": "lessons_options",
+    "benchmark": "benchmark_options",
+}
 
 # a full disk or quota, a read-only file system: a clear one-line error (exit 1), not a traceback
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -94,6 +110,13 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return words[0] if words else None
 
 
+def _runner(name: str) -> Callable[[argparse.Namespace], int] | None:
+    """What a torch-free parser's ``func`` names: ``"MODULE"`` (its ``run``) or
+    ``"MODULE:FUNCTION"``, imported now (with torch)."""
+    module_name, _, function = name.partition(":")
+    return getattr(load_subcommand(module_name), function or "run", None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -108,13 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     func = getattr(args, "func", None)
-    if isinstance(func, str):  # a torch-free parser (PARSER_MODULES): import the command now
-        func = getattr(load_subcommand(func), "run", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return 2
     command = getattr(args, "command_prog", None) or f"{parser.prog} {args.command}"
     try:
+        check = getattr(args, "check_args", None)
+        if func is not None and check is not None:
+            check(args)  # the torch-free checks of the parsed options, before torch is imported
+        if isinstance(func, str):  # a torch-free parser (PARSER_MODULES): import the command now
+            func = _runner(func)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return 2
         return int(func(args) or 0)
     except CLIError as err:
         print(f"{err.prog or command}: error: {err}", file=sys.stderr)

@@ -1,35 +1,8 @@
-"""bezkit experiment: the 2D error-accumulation experiment (the README's main job).
+"""``bezkit experiment``: the 2D error-accumulation experiment (the README's main job), run.
 
-For every (source, target) pair and training seed: three chains of K rounds in which each round's
-teacher is the previous round's model (plain reflow, data-anchored reflow, Bezier-distilled
-flows); at the first rounds, the students of the k-RF under one protocol (one-step students at
-t = 0, N-step students on their N-step grid, uniform-t variants named as such, equal steps,
-pairs and model); the OT-CFM baseline. Reports mean and 95% interval over seeds for every number,
-paired differences against plain k-RF distillation, both sides of every coupling, each method's
-budget. Writes results.json, report.md and PNG figures into --out.
-
-Defaults need no download: 8gaussians -> moons, 3 seeds, K = 4 (under 10 minutes on 2 CPU cores);
---quick: 2 seeds, K = 2, tiny budgets (about a minute); --full: the whole protocol (5 seeds,
-K = 4, gaussian -> checkerboard added, the extra readings and the full-OT baseline);
---redraw DIR: rewrite report.md and every figure of a finished run in DIR from its results.json
-and chain-trajectories.npz, without re-running; --resume DIR: continue a run into DIR that was
-killed or interrupted, from the units it finished (each pair's 1-RF, baselines, chain rounds and
-students, kept as they finish; same results as one run). --jobs (default: the usable cores, at
-most 2) runs that many units at once in worker processes.
-
-A run works in a staging folder beside --out (.NAME.bezkit-staging) and replaces --out as a whole
-when it is finished: a failed or killed run leaves the previous run in --out intact.
-
-Examples:
-  bezkit experiment
-  bezkit experiment --quick --out /tmp/quick
-  bezkit experiment --full --jobs 2 --out data/results/full
-  bezkit experiment --pair 8gaussians:spirals --rounds 4 --seeds 5 --chains reflow bezier
-  bezkit experiment --pair gaussian:my_points.csv --held-out-fraction 0.25
-  bezkit experiment --redraw data/results
-  bezkit experiment --resume data/results/full --jobs 2
-  bezkit experiment --full --scheduler tcp://scheduler:8786 --out data/results/full
-"""
+The options and their help are in :mod:`bezkit.cli.experiment_options` (torch-free, so that
+``--help`` and usage errors start fast); this module checks the rest of the input (the pairs'
+data, the sizes, ``--out``) and runs, resumes or redraws the experiment."""
 
 from __future__ import annotations
 
@@ -41,20 +14,13 @@ from pathlib import Path
 
 import matplotlib
 
-from bezkit.cli.common import (
-    COMMAND_HELP,
-    CLIError,
-    jobs_count,
-    nonnegative_float,
-    positive_int,
-    seed_int,
-)
-from bezkit.cli.inputs import dataset, load_sampler
+from bezkit.cli.common import CLIError
+from bezkit.cli.experiment_options import SCALAR_OPTIONS, add_parser
+from bezkit.cli.inputs import load_sampler
 from bezkit.cli.outputs import check_output, claim_output_dir
 from bezkit.data.split import split_points
-from bezkit.executor import WorkerLost, dask_available
-from bezkit.experiments.config import CHAIN_KINDS, ExperimentConfig
-from bezkit.experiments.protocol import BASELINE_METHODS, DEFAULT_STUDENTS, STUDENTS
+from bezkit.executor import WorkerLost
+from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.run import (
     ExperimentInterrupted,
     resume_experiment,
@@ -72,191 +38,6 @@ from bezkit.training.memory import (
 )
 
 __all__ = ["add_parser", "run"]
-
-
-def _pair(text: str) -> tuple[str, str]:
-    if ":" not in text:
-        raise argparse.ArgumentTypeError(f"a pair is SOURCE:TARGET, got {text!r}")
-    src, tgt = text.split(":", 1)
-    return dataset(src), dataset(tgt)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"the held-out fraction must lie strictly between 0 and 1, got {value}"
-        )
-    return value
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``bezkit experiment`` and its options to ``subparsers`` (defaults from
-    :class:`~bezkit.experiments.config.ExperimentConfig`)."""
-    d = ExperimentConfig()
-    p = subparsers.add_parser(
-        "experiment",
-        help=COMMAND_HELP["experiment"],
-        description=__doc__,
-    )
-    p.add_argument(
-        "--out",
-        default="results/experiment",
-        help="output folder for results.json, report.md and the figures",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run in --out (or discard an interrupted one; otherwise an error)",
-    )
-    size = p.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick", action="store_true", help="2 seeds, K = 2, tiny budgets: about a minute"
-    )
-    size.add_argument(
-        "--full",
-        action="store_true",
-        help="the whole protocol: 5 seeds, K = 4, a harder pair, every reading",
-    )
-    size.add_argument(
-        "--redraw",
-        metavar="DIR",
-        default=None,
-        help="run nothing: rewrite report.md and every figure in DIR from its results.json and "
-        "chain-trajectories.npz (each file replaced atomically)",
-    )
-    size.add_argument(
-        "--resume",
-        metavar="DIR",
-        default=None,
-        help="continue the interrupted run into DIR from the pairs it finished, with its stored "
-        "options (--jobs, --threads, --scheduler and --quiet may differ)",
-    )
-    p.add_argument(
-        "--pair",
-        type=_pair,
-        action="append",
-        dest="pairs",
-        metavar="SOURCE:TARGET",
-        help="a source:target pair (repeatable); names or .npy/.csv files. Default: "
-        "8gaussians:moons (--full: also gaussian:checkerboard)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=None,
-        help=f"number of training seeds >= 1 (default {d.seeds}; --quick 2, --full 5)",
-    )
-    p.add_argument(
-        "--rounds",
-        "-K",
-        type=int,
-        default=None,
-        help=f"chain rounds K >= 1 (default {d.rounds}; --quick 2, --full 4)",
-    )
-    p.add_argument(
-        "--student-rounds",
-        type=int,
-        default=None,
-        help=f"train the students at k = 1..this (default {d.student_rounds}; at most K)",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=None,
-        metavar="METHOD",
-        help=f"student methods (default: {' '.join(DEFAULT_STUDENTS)}); known: "
-        f"{' '.join(STUDENTS)}",
-    )
-    p.add_argument(
-        "--chains",
-        nargs="*",
-        default=None,
-        metavar="KIND",
-        help=f"chain kinds (default: all; known: {' '.join(CHAIN_KINDS)}); none: --chains",
-    )
-    p.add_argument(
-        "--baselines",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help=f"OT baselines (default: otcfm; known: {' '.join(BASELINE_METHODS)})",
-    )
-    p.add_argument("--seed", type=seed_int, default=0, help="first training seed; evaluation draws")
-    p.add_argument(
-        "--held-out-fraction",
-        type=_fraction,
-        default=None,
-        help=f"share of a point file held out as the reference (default {d.held_out_fraction})",
-    )
-    for name, help_ in (
-        ("flow-steps", f"training steps of the 1-RF (default {d.flow_steps})"),
-        ("baseline-steps", f"training steps of the OT baselines (default {d.baseline_steps})"),
-        ("round-steps", f"training steps of each chain round (default {d.round_steps})"),
-        ("student-steps", f"training steps of every student (default {d.student_steps})"),
-        ("n-pairs", f"pairs generated per pool (default {d.n_pairs})"),
-        ("n-eval", f"evaluation samples per draw (default {d.n_eval})"),
-        ("eval-draws", f"evaluation draws (default {d.eval_draws})"),
-    ):
-        p.add_argument(f"--{name}", type=positive_int, default=None, help=help_)
-    p.add_argument(
-        "--sigma",
-        type=nonnegative_float,
-        default=None,
-        help=f"noise of the Gaussian path around the line for the flows trained from data (1-RF "
-        f"= I-CFM, the OT baselines), as torchcfm's sigma (default {d.sigma}: no noise)",
-    )
-    p.add_argument(
-        "--budget-factors",
-        type=positive_int,
-        nargs="+",
-        default=None,
-        metavar="F",
-        help="student budgets as multiples of --student-steps, increasing (default "
-        f"{' '.join(map(str, d.budget_factors))}: a claim is yes / no only where all agree)",
-    )
-    p.add_argument(
-        "--w2",
-        choices=("sliced", "exact"),
-        default=None,
-        help=f"W2 estimator of every number (default {d.w2}; exact: POT, n_eval <= 8192)",
-    )
-    p.add_argument(
-        "--exact",
-        nargs="+",
-        default=None,
-        metavar="METHOD",
-        help="students whose W2 at their own NFE is also computed exactly (POT)",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="torch threads during the run (1 is fastest for these small MLPs)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=jobs_count,
-        default="auto",
-        metavar="N",
-        help="worker processes, each with --threads torch threads: one pair's units (the 1-RF, "
-        "baselines, chain rounds, students) run that many at once, several pairs one pair per "
-        "worker; 'auto' (default): the usable cores, at most 2 (about 0.5 GB per worker). The "
-        "numbers do not depend on it; the workers end with this process",
-    )
-    p.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        default=None,
-        help="run the pairs on this Dask distributed scheduler (e.g. tcp://host:8786; needs "
-        "bezkit[dask]) instead of local processes; same numbers as one process",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
-    return p
 
 
 def _redraw(folder: str) -> int:
@@ -284,43 +65,7 @@ def _redraw(folder: str) -> int:
     return 0
 
 
-#: The options a run takes one value of, by their argparse names (the experiment's config fields).
-_SCALAR_OPTIONS = (
-    "seeds",
-    "rounds",
-    "student_rounds",
-    "held_out_fraction",
-    "flow_steps",
-    "baseline_steps",
-    "round_steps",
-    "student_steps",
-    "n_pairs",
-    "n_eval",
-    "eval_draws",
-    "w2",
-    "sigma",
-)
-#: Every option that fixes a run's numbers: stored with it, so ``--resume`` refuses them.
-_RUN_OPTIONS = (
-    *_SCALAR_OPTIONS,
-    "budget_factors",
-    "pairs",
-    "methods",
-    "chains",
-    "baselines",
-    "exact",
-)
-
-
 def _resume(args: argparse.Namespace) -> int:
-    given = [n for n in _RUN_OPTIONS if getattr(args, n, None) is not None]
-    if args.seed != 0:
-        given.append("seed")
-    if args.overwrite:
-        given.append("overwrite")
-    if given:
-        names = ", ".join("--pair" if n == "pairs" else "--" + n.replace("_", "-") for n in given)
-        raise CLIError(f"--resume continues the stored options of the run; drop {names}")
     if not staging_dir(args.resume).is_dir():
         finished = (Path(args.resume) / "results.json").is_file()
         raise CLIError(
@@ -404,12 +149,11 @@ def _check_memory(cfg: ExperimentConfig, jobs: int = 1) -> None:
 def run(args: argparse.Namespace) -> int:
     """``bezkit experiment``: redraw a finished run (``--redraw DIR``), continue an interrupted
     one (``--resume DIR``), or check every option, claim ``--out`` and run the configured
-    experiment; returns the exit code."""
+    experiment; returns the exit code. :func:`bezkit.cli.experiment_options.check_options` has
+    checked ``--scheduler`` and ``--resume``'s options before (``check_args``)."""
     matplotlib.use("Agg")  # the command writes figure files only
     if args.redraw is not None:
         return _redraw(args.redraw)
-    if args.scheduler is not None and not dask_available():
-        raise CLIError("--scheduler needs dask.distributed: pip install 'bezkit[dask]'")
     try:
         if args.resume is not None:
             return _resume(args)
@@ -431,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = {n: getattr(args, n) for n in _SCALAR_OPTIONS if getattr(args, n) is not None}
+    overrides = {n: getattr(args, n) for n in SCALAR_OPTIONS if getattr(args, n) is not None}
     if args.budget_factors is not None:
         overrides["budget_factors"] = tuple(args.budget_factors)
     if args.pairs:

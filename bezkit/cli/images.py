@@ -1,5 +1,6 @@
 """``bezkit images train | reflow | distill | evaluate``: the methods on digits (CPU) or CIFAR-10
-(GPUs, torchrun); the stages are those of ``bezkit.experiments.images``."""
+(GPUs, torchrun); the stages are those of ``bezkit.experiments.images``. The options are in
+:mod:`bezkit.cli.images_options` (torch-free: ``--help`` and usage errors start fast)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,8 @@ from typing import Any
 
 import torch
 
-from bezkit.cli.common import (
-    COMMAND_HELP,
-    CLIError,
-    Parser,
-    check_finite,
-    positive_int,
-    seed_int,
-)
-from bezkit.cli.images_options import DESCRIPTION, add_pair_options, add_preset_options
+from bezkit.cli.common import CLIError, check_finite
+from bezkit.cli.images_options import add_parser, no_stage
 from bezkit.cli.outputs import check_output, refuse_input_as_output, write_json_atomic
 from bezkit.data.cifar10 import CIFAR10_ARCHIVE, read_checksums
 from bezkit.experiments.images import (
@@ -41,132 +35,17 @@ from bezkit.training.checkpoint import CheckpointError, checkpoint_files
 from bezkit.training.distributed import cleanup, init_distributed
 from bezkit.training.model_io import load_model
 
-__all__ = ["add_parser", "run"]
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``bezkit images`` and its stages (train, reflow, distill, evaluate) to ``subparsers``."""
-    p = subparsers.add_parser(
-        "images",
-        help=COMMAND_HELP["images"],
-        description=DESCRIPTION,
-    )
-    sub = p.add_subparsers(dest="images_command", metavar="STAGE", parser_class=Parser)
-
-    tr = sub.add_parser(
-        "train", help="train the 1-RF", description="Train the 1-RF on (noise, image) pairs."
-    )
-    add_preset_options(tr, stage="flow")
-    tr.set_defaults(func=run_train)
-
-    rf = sub.add_parser(
-        "reflow",
-        help="teacher pairs as shards, then the (k+1)-RF",
-        description="Generate (or resume) the teacher's forward ODE pairs in --pairs, then train "
-        "the (k+1)-RF on them from the teacher's weights.",
-    )
-    add_preset_options(rf, stage="reflow")
-    rf.add_argument("--teacher", required=True, metavar="CKPT", help="the k-RF checkpoint")
-    add_pair_options(rf)
-    rf.set_defaults(func=run_reflow)
-
-    ds = sub.add_parser(
-        "distill",
-        help="distill / Bezier-distill / B-DENSE from teacher pairs",
-        description="Train a few-step student from the teacher's pairs in --pairs (generated "
-        "first when missing): forward pairs for distill and bdense, reverse (data-anchored) "
-        "pairs for Bezier distillation with --endpoint data.",
-    )
-    add_preset_options(ds, stage="distill")
-    ds.add_argument(
-        "--method", choices=("distill", "bezier", "bdense"), default="distill", help="the student"
-    )
-    ds.add_argument(
-        "--teacher",
-        required=True,
-        action="append",
-        metavar="CKPT",
-        help="teacher checkpoint; bezier: repeat it for one teacher per guide (the first "
-        "gives the endpoint)",
-    )
-    add_pair_options(ds)
-    m = ds.add_argument_group("method options")
-    m.add_argument(
-        "--distill-steps",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="distill: train an N-step student (t on {0, 1/N, ...}; default 1); bezier: the same "
-        "grid instead of uniform t when given (N = 1: t = 0 only)",
-    )
-    m.add_argument("--order", type=positive_int, default=2, help="bezier: curve order")
-    m.add_argument(
-        "--endpoint",
-        choices=("data", "teacher"),
-        default="data",
-        help="bezier: real images with X0 from the reverse ODE, or the teacher's forward endpoint",
-    )
-    m.add_argument(
-        "--placement", choices=("control", "interpolate"), default="control", help="bezier guides"
-    )
-    m.add_argument(
-        "--guide-state",
-        choices=("euler", "ode"),
-        default="euler",
-        help="bezier: the teacher's state at s_i by one Euler step or by its ODE",
-    )
-    m.add_argument(
-        "--target-kind",
-        choices=("tangent", "endpoint"),
-        default="endpoint",
-        help="bezier: regress B'(t) or (X1 - B(t)) / (1 - t)",
-    )
-    m.add_argument(
-        "--branches", type=positive_int, default=None, metavar="K", help="bdense: branches"
-    )
-    m.add_argument(
-        "--restarts", action="store_true", help="bdense: also train from intermediate states"
-    )
-    ds.set_defaults(func=run_distill)
-
-    ev = sub.add_parser(
-        "evaluate",
-        help="sample and measure checkpoints (JSON)",
-        description="Euler samples from seeded noise at each --steps; digits: exact W2 against "
-        "the test split, sliced W2 and the digits Frechet distance, each with the noise floor of "
-        "real train images; CIFAR-10: W2, sliced W2 and FID (with --fid-weights). Prints JSON.",
-    )
-    ev.add_argument("checkpoints", nargs="+", metavar="CKPT", help="stage outputs to evaluate")
-    add_preset_options(ev, stage=None)
-    ev.add_argument(
-        "--steps",
-        type=positive_int,
-        nargs="+",
-        default=None,
-        metavar="N",
-        help="Euler step counts (default: the preset's)",
-    )
-    ev.add_argument(
-        "--n", type=positive_int, default=None, metavar="N", help="samples (default: the preset's)"
-    )
-    ev.add_argument("--seed", type=seed_int, default=0, metavar="SEED", help="noise seed")
-    ev.add_argument("--fid-weights", metavar="FILE", default=None, help="CIFAR-10 FID Inception")
-    ev.add_argument("--fid-stats", metavar="NPZ", default=None, help="FID reference statistics")
-    ev.add_argument("--no-frechet", action="store_true", help="digits: skip the Frechet distance")
-    ev.add_argument("--grid", metavar="PNG", default=None, help="also save a grid of samples")
-    ev.add_argument("--out", metavar="FILE", default=None, help="also write the JSON to FILE")
-    ev.set_defaults(func=run_evaluate)
-    p.set_defaults(func=_no_stage)
-    return p
+__all__ = [
+    "add_parser",
+    "run",
+    "run_distill",
+    "run_evaluate",
+    "run_reflow",
+    "run_train",
+]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _no_stage(args: argparse.Namespace) -> int:
-    raise CLIError(
-        "choose a stage: train, reflow, distill or evaluate (see 'bezkit images --help')"
-    )
 
 
 class _Session:
@@ -215,9 +94,7 @@ def _stage_changes(args: argparse.Namespace, stage: str) -> dict[str, Any]:
         "warmup_steps": args.warmup_steps,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
-    if args.ema_decay is not None:
-        if args.ema_decay >= 1:
-            raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {args.ema_decay}")
+    if args.ema_decay is not None:  # < 1: bezkit.cli.images_options.check_stage_options
         fields["ema_decay"] = args.ema_decay or None
     changes: dict[str, Any] = {stage: fields}
     if args.checkpoint_every is not None:
@@ -373,9 +250,8 @@ def _bezier_options(args: argparse.Namespace) -> Any:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    """``bezkit images distill``: the teacher's pairs, then a distill / Bezier / B-DENSE student."""
-    if args.method != "bezier" and len(args.teacher) != 1:
-        raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
+    """``bezkit images distill``: the teacher's pairs, then a distill / Bezier / B-DENSE student
+    (one ``--teacher`` but for Bezier: :func:`bezkit.cli.images_options.check_distill_options`)."""
     bezier = _bezier_options(args) if args.method == "bezier" else None
     direction = "reverse" if bezier is not None and args.endpoint == "data" else "forward"
 
@@ -490,4 +366,4 @@ def _save_grid(model: Any, preset: Any, args: argparse.Namespace, path: Path, to
     print(f"saved {path}", file=sys.stderr)
 
 
-run = _no_stage
+run = no_stage

@@ -1,5 +1,7 @@
-"""The options of ``bezkit images``: the help text, the preset/machine/optimisation/output options
-every stage shares, and the teacher-pair options of ``reflow`` and ``distill``."""
+"""The options of ``bezkit images``, without torch: the help text, the preset/machine/optimisation/
+output options every stage shares, the teacher-pair options of ``reflow`` and ``distill``, and the
+parser of every stage (built for ``--help`` and usage errors before torch is imported; the stages
+run in :mod:`bezkit.cli.images`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bezkit.cli.common import (
+    COMMAND_HELP,
+    CLIError,
+    Parser,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -24,7 +29,11 @@ __all__ = [
     "add_optimisation_options",
     "add_output_options",
     "add_pair_options",
+    "add_parser",
     "add_preset_options",
+    "check_distill_options",
+    "check_stage_options",
+    "no_stage",
 ]
 
 PRESET_NAMES = ("digits", "cifar10", "cifar10-tiny")
@@ -211,3 +220,143 @@ def add_pair_options(p: argparse.ArgumentParser) -> None:
         default="teacher",
         help="the student starts from the teacher's weights or from scratch",
     )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bezkit images`` and its stages (train, reflow, distill, evaluate) to ``subparsers``
+    without importing torch; each stage runs its function of :mod:`bezkit.cli.images`
+    (``func="images:run_train"``, ...: :func:`bezkit.cli.main` imports that module only to run
+    it)."""
+    p = subparsers.add_parser(
+        "images",
+        help=COMMAND_HELP["images"],
+        description=DESCRIPTION,
+    )
+    sub = p.add_subparsers(dest="images_command", metavar="STAGE", parser_class=Parser)
+
+    tr = sub.add_parser(
+        "train", help="train the 1-RF", description="Train the 1-RF on (noise, image) pairs."
+    )
+    add_preset_options(tr, stage="flow")
+    tr.set_defaults(func="images:run_train", check_args=check_stage_options)
+
+    rf = sub.add_parser(
+        "reflow",
+        help="teacher pairs as shards, then the (k+1)-RF",
+        description="Generate (or resume) the teacher's forward ODE pairs in --pairs, then train "
+        "the (k+1)-RF on them from the teacher's weights.",
+    )
+    add_preset_options(rf, stage="reflow")
+    rf.add_argument("--teacher", required=True, metavar="CKPT", help="the k-RF checkpoint")
+    add_pair_options(rf)
+    rf.set_defaults(func="images:run_reflow", check_args=check_stage_options)
+
+    ds = sub.add_parser(
+        "distill",
+        help="distill / Bezier-distill / B-DENSE from teacher pairs",
+        description="Train a few-step student from the teacher's pairs in --pairs (generated "
+        "first when missing): forward pairs for distill and bdense, reverse (data-anchored) "
+        "pairs for Bezier distillation with --endpoint data.",
+    )
+    add_preset_options(ds, stage="distill")
+    ds.add_argument(
+        "--method", choices=("distill", "bezier", "bdense"), default="distill", help="the student"
+    )
+    ds.add_argument(
+        "--teacher",
+        required=True,
+        action="append",
+        metavar="CKPT",
+        help="teacher checkpoint; bezier: repeat it for one teacher per guide (the first "
+        "gives the endpoint)",
+    )
+    add_pair_options(ds)
+    m = ds.add_argument_group("method options")
+    m.add_argument(
+        "--distill-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="distill: train an N-step student (t on {0, 1/N, ...}; default 1); bezier: the same "
+        "grid instead of uniform t when given (N = 1: t = 0 only)",
+    )
+    m.add_argument("--order", type=positive_int, default=2, help="bezier: curve order")
+    m.add_argument(
+        "--endpoint",
+        choices=("data", "teacher"),
+        default="data",
+        help="bezier: real images with X0 from the reverse ODE, or the teacher's forward endpoint",
+    )
+    m.add_argument(
+        "--placement", choices=("control", "interpolate"), default="control", help="bezier guides"
+    )
+    m.add_argument(
+        "--guide-state",
+        choices=("euler", "ode"),
+        default="euler",
+        help="bezier: the teacher's state at s_i by one Euler step or by its ODE",
+    )
+    m.add_argument(
+        "--target-kind",
+        choices=("tangent", "endpoint"),
+        default="endpoint",
+        help="bezier: regress B'(t) or (X1 - B(t)) / (1 - t)",
+    )
+    m.add_argument(
+        "--branches", type=positive_int, default=None, metavar="K", help="bdense: branches"
+    )
+    m.add_argument(
+        "--restarts", action="store_true", help="bdense: also train from intermediate states"
+    )
+    ds.set_defaults(func="images:run_distill", check_args=check_distill_options)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="sample and measure checkpoints (JSON)",
+        description="Euler samples from seeded noise at each --steps; digits: exact W2 against "
+        "the test split, sliced W2 and the digits Frechet distance, each with the noise floor of "
+        "real train images; CIFAR-10: W2, sliced W2 and FID (with --fid-weights). Prints JSON.",
+    )
+    ev.add_argument("checkpoints", nargs="+", metavar="CKPT", help="stage outputs to evaluate")
+    add_preset_options(ev, stage=None)
+    ev.add_argument(
+        "--steps",
+        type=positive_int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="Euler step counts (default: the preset's)",
+    )
+    ev.add_argument(
+        "--n", type=positive_int, default=None, metavar="N", help="samples (default: the preset's)"
+    )
+    ev.add_argument("--seed", type=seed_int, default=0, metavar="SEED", help="noise seed")
+    ev.add_argument("--fid-weights", metavar="FILE", default=None, help="CIFAR-10 FID Inception")
+    ev.add_argument("--fid-stats", metavar="NPZ", default=None, help="FID reference statistics")
+    ev.add_argument("--no-frechet", action="store_true", help="digits: skip the Frechet distance")
+    ev.add_argument("--grid", metavar="PNG", default=None, help="also save a grid of samples")
+    ev.add_argument("--out", metavar="FILE", default=None, help="also write the JSON to FILE")
+    ev.set_defaults(func="images:run_evaluate")
+    p.set_defaults(func=no_stage)
+    return p
+
+
+def no_stage(args: argparse.Namespace) -> int:
+    """``bezkit images`` without a stage: a usage error."""
+    raise CLIError(
+        "choose a stage: train, reflow, distill or evaluate (see 'bezkit images --help')"
+    )
+
+
+def check_stage_options(args: argparse.Namespace) -> None:
+    """A training stage's options that need no torch (``check_args``): ``--ema-decay`` < 1."""
+    if args.ema_decay is not None and args.ema_decay >= 1:
+        raise CLIError(f"--ema-decay must be < 1 (0 turns EMA off), got {args.ema_decay}")
+
+
+def check_distill_options(args: argparse.Namespace) -> None:
+    """``distill``'s options that need no torch (``check_args``): one ``--teacher`` for every
+    method but ``bezier``, then :func:`check_stage_options`."""
+    if args.method != "bezier" and len(args.teacher) != 1:
+        raise CLIError(f"--method {args.method} takes one --teacher, got {len(args.teacher)}")
+    check_stage_options(args)
