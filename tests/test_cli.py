@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -190,6 +191,27 @@ def test_the_torch_free_dataset_names_are_the_samplers():
     from bezkit.solvers import SOLVERS
 
     assert SOLVER_NAMES == SOLVERS
+
+
+def test_every_parser_names_a_function_that_exists():
+    """A torch-free parser's ``func`` ("MODULE" or "MODULE:FUNCTION") names a function of a
+    command module (a renamed function would otherwise fail only when that command runs)."""
+    named = []
+    todo = list(_subparsers(build_parser()).values())
+    while todo:
+        parser = todo.pop()
+        todo.extend(_subparsers(parser).values())
+        func = parser.get_default("func")
+        assert func is not None or _subparsers(parser), parser.prog  # `lessons`: an ACTION
+        if isinstance(func, str):
+            module, _, function = func.partition(":")
+            runner = getattr(importlib.import_module(f"bezkit.cli.{module}"), function or "run")
+            assert callable(runner), (parser.prog, func)
+            named.append(func)
+    assert {"train", "evaluate", "experiment", "lessons", "benchmark"} <= set(named)
+    assert {f"images:run_{stage}" for stage in ("train", "reflow", "distill", "evaluate")} <= set(
+        named
+    )
 
 
 def test_the_torch_free_experiment_and_benchmark_options_are_the_library_s():

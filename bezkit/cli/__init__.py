@@ -110,11 +110,15 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return words[0] if words else None
 
 
-def _runner(name: str) -> Callable[[argparse.Namespace], int] | None:
+def _runner(name: str) -> Callable[[argparse.Namespace], int]:
     """What a torch-free parser's ``func`` names: ``"MODULE"`` (its ``run``) or
-    ``"MODULE:FUNCTION"``, imported now (with torch)."""
+    ``"MODULE:FUNCTION"``, imported now (with torch). A name that names nothing is a bug of the
+    parser: an ``ImportError``, never a silent usage message."""
     module_name, _, function = name.partition(":")
-    return getattr(load_subcommand(module_name), function or "run", None)
+    runner = getattr(load_subcommand(module_name), function or "run", None)
+    if not callable(runner):
+        raise ImportError(f"bezkit.cli: the parser's func {name!r} names no function")
+    return runner
 
 
 def main(argv: Sequence[str] | None = None) -> int:
