@@ -15,9 +15,11 @@ Every command builds its parser in a torch-free module (:data:`PARSER_MODULES`,
 ``"MODULE"`` (that module's ``run``) or ``"MODULE:FUNCTION"``: ``bezkit COMMAND --help`` and
 usage errors never import torch; :func:`main` imports the command module only to run it. A parser
 may also set ``check_args``, a torch-free ``check_args(args)`` that :func:`main` calls first (bad
-combinations of options found without torch, raised as :class:`~bezkit.cli.common.CLIError`). A module that does not exist yet is skipped
-(its command is simply absent); any other import error propagates, so a broken module is never
-hidden. Bad input becomes one line on stderr and exit status 2, never a traceback.
+combinations of options found without torch, raised as :class:`~bezkit.cli.common.CLIError`).
+
+A module that does not exist yet is skipped (its command is simply absent); any other import error
+propagates, so a broken module is never hidden. Bad input becomes one line on stderr and exit
+status 2, never a traceback.
 """
 
 from __future__ import annotations
