@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bezkit.experiments import ExperimentConfig, toy2d
+from bezkit.experiments import ExperimentConfig, pair_units, toy2d
 
 
 def _tiny(**overrides):
@@ -41,14 +41,14 @@ def test_sigma_reaches_the_1rf_and_the_ot_baseline_and_nothing_else(monkeypatch)
     """The flows trained from data (1-RF = I-CFM, OT-CFM) get the run's sigma; every other loss of
     the run is built elsewhere and keeps sigma = 0."""
     built: list[float] = []
-    real = toy2d.FlowMatchingLoss
+    real = pair_units.FlowMatchingLoss
 
     def spy(*args, **kwargs):
         loss = real(*args, **kwargs)
         built.append(loss.sigma)
         return loss
 
-    monkeypatch.setattr(toy2d, "FlowMatchingLoss", spy)
+    monkeypatch.setattr(pair_units, "FlowMatchingLoss", spy)
     result = toy2d.run_pair("8gaussians", "moons", _tiny(sigma=0.1))
     assert built == [0.1, 0.1]  # the 1-RF, then the otcfm baseline
     assert {r["method"] for r in result["runs"]} >= {"otcfm", "rf-distill"}
