@@ -268,3 +268,57 @@ def test_jobs_auto_is_the_usable_cores_at_most_the_cap(monkeypatch):
     for bad in ("0", "-1", "two", ""):
         with pytest.raises(Exception, match="an integer >= 1 or 'auto'"):
             jobs_count(bad)
+
+
+# -- stage keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "names"),
+    [
+        ("baselines", ("otcfm", "full-ot", "otcfm")),
+        ("chains", ("anchored", "anchored")),
+        ("methods", ("rf-distill", "bdense", "rf-distill")),
+    ],
+)
+def test_a_name_given_twice_is_refused(option, names):
+    """Each name is one stage of a pair (``baseline-otcfm``, ``chain-anchored-2``, ...): before,
+    ``baselines=("otcfm", "otcfm")`` stored one stage under both and gave other numbers than the
+    sequential run (which trained the second with its own seeds)."""
+    with pytest.raises(ValueError, match=rf"{names[0]} given more than once \(--{option}\)"):
+        tiny(**{option: names}).validate()
+
+
+def test_the_command_line_refuses_a_baseline_given_twice(tmp_path, cli_error):
+    out = tmp_path / "run"
+    # small sizes: without the check this runs (and fails) in seconds
+    argv = ["experiment", "--quick", "--quiet", "--seeds", "1", "--rounds", "1"]
+    argv += ["--methods", "rf-distill", "--n-pairs", "64", "--n-eval", "64"]
+    argv += ["--flow-steps", "5", "--baseline-steps", "5", "--student-steps", "5"]
+    line = cli_error([*argv, "--baselines", "otcfm", "otcfm", "--out", str(out)])
+    assert "otcfm given more than once (--baselines)" in line
+    assert not out.exists()
+
+
+def test_every_stage_key_of_every_name_is_valid(tmp_path):
+    """Every student, baseline and chain name makes a key the store accepts, and no two units of
+    the full protocol share a key."""
+    from bezkit.experiments.config import CHAIN_KINDS
+    from bezkit.experiments.protocol import BASELINE_METHODS, STUDENTS
+
+    cfg = tiny(
+        methods=tuple(STUDENTS),
+        baselines=BASELINE_METHODS,
+        chains=CHAIN_KINDS,
+        rounds=4,
+        student_rounds=4,
+        budget_factors=(1, 2, 4),
+    )
+    cfg.validate()
+    units = [u for wave in pair_waves(cfg) for u in wave]
+    keys = [u.key for u in units]
+    assert len(set(keys)) == len(keys)
+    store = StageStore(tmp_path, "run")
+    for key in keys:
+        store.save(key, {})
+    assert sorted(store.finished()) == sorted(keys)
