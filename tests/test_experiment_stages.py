@@ -322,3 +322,23 @@ def test_every_stage_key_of_every_name_is_valid(tmp_path):
     for key in keys:
         store.save(key, {})
     assert sorted(store.finished()) == sorted(keys)
+
+
+def test_a_run_that_fits_only_without_workers_is_told_to_use_fewer_jobs(
+    tmp_path, cli_error, monkeypatch
+):
+    """``--jobs 2`` triples the memory estimate (this process and two workers): a size that one
+    process can run but three cannot is refused with the way out that keeps the size,
+    ``--jobs 1``."""
+    from bezkit.training import memory
+
+    gib = 2**30
+    monkeypatch.setattr(
+        "bezkit.cli.experiment.estimate_experiment_bytes", lambda **sizes: {"--n-eval": 10 * gib}
+    )
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 25 * gib)  # 1 x fits, 3 x not
+    out = tmp_path / "q"
+    line = cli_error(["experiment", "--quick", "--quiet", "--jobs", "2", "--out", str(out)])
+    assert "30.0 GiB" in line and "in 2 workers" in line
+    assert "smaller --n-eval" in line and "--jobs 1" in line
+    assert not out.exists()

@@ -395,7 +395,7 @@ def _check_memory(cfg: ExperimentConfig, jobs: int = 1) -> None:
         check_fits_in_memory(
             sum(parts.values()) * (1 + (jobs if jobs > 1 else 0)),
             what=f"the experiment with {big} {value}" + (f" in {jobs} workers" if jobs > 1 else ""),
-            advice=f"use a smaller {big}",
+            advice=f"use a smaller {big}" + (" or fewer --jobs (--jobs 1)" if jobs > 1 else ""),
         )
     except MemoryEstimateError as err:
         raise CLIError(str(err)) from None
