@@ -342,3 +342,27 @@ def test_a_run_that_fits_only_without_workers_is_told_to_use_fewer_jobs(
     assert "30.0 GiB" in line and "in 2 workers" in line
     assert "smaller --n-eval" in line and "--jobs 1" in line
     assert not out.exists()
+
+
+def test_a_worker_takes_its_parents_evaluation_draws(tmp_path, monkeypatch, reference):
+    """A worker's context gets the parent's draws instead of making them again (with exact W2
+    their noise floors cost more than many units: each worker of each wave paid them again);
+    the unit's numbers are those of one process."""
+    cfg = tiny()
+    parent = pair_units.PairContext("8gaussians", "moons", cfg, StageStore(tmp_path, "run"))
+    for unit in (pair_units.Unit("flow"), pair_units.Unit("baseline", "otcfm")):
+        pair_units.run_unit_here(parent, unit)
+
+    def no_draws(*args, **kwargs):
+        raise AssertionError("the worker made its own evaluation draws")
+
+    monkeypatch.setattr(pair_units, "make_eval_draws", no_draws)
+    monkeypatch.setattr(pair_units, "_CONTEXTS", {})
+    unit = pair_units.Unit("student", "rf-distill", 1, 0)
+    key = pair_units.run_unit(
+        "8gaussians", "moons", cfg, str(tmp_path), "run", unit, 1, parent.draws
+    )
+    stage = StageStore(tmp_path, "run").load(key, models=False)
+    assert stage is not None
+    expected = [r for r in reference["runs"] if r["method"] == "rf-distill" and r["k"] == 1]
+    assert _strip(stage.record["runs"]) == _strip(expected[: cfg.seeds])

@@ -150,7 +150,7 @@ def _run_wave(ctx: PairContext, wave: list[Unit], source: str, target: str, jobs
         Task(
             f"{source} -> {target}: {u.key}",
             run_unit,
-            (source, target, ctx.cfg, str(store.root), store.run_id, u, threads),
+            (source, target, ctx.cfg, str(store.root), store.run_id, u, threads, ctx.draws),
         )
         for u in todo
     ]
