@@ -366,3 +366,16 @@ def test_a_worker_takes_its_parents_evaluation_draws(tmp_path, monkeypatch, refe
     assert stage is not None
     expected = [r for r in reference["runs"] if r["method"] == "rf-distill" and r["k"] == 1]
     assert _strip(stage.record["runs"]) == _strip(expected[: cfg.seeds])
+
+
+def test_the_callers_progress_bar_is_advanced_whatever_its_total():
+    """``run_pair(..., bar)`` advances the caller's bar (before: ``bar or tqdm(...)`` raised a
+    TypeError for a bar without a total and replaced one whose count was 0)."""
+    import io
+
+    from tqdm.auto import tqdm
+
+    cfg = tiny(seeds=1, rounds=1, student_rounds=1, methods=("rf-distill",), baselines=())
+    bar = tqdm(file=io.StringIO())  # no total
+    run_pair("8gaussians", "moons", cfg, bar)
+    assert bar.n == count_trainings(cfg) == 2
