@@ -379,3 +379,15 @@ def test_the_callers_progress_bar_is_advanced_whatever_its_total():
     bar = tqdm(file=io.StringIO())  # no total
     run_pair("8gaussians", "moons", cfg, bar)
     assert bar.n == count_trainings(cfg) == 2
+
+
+def test_a_new_run_over_an_interrupted_one_counts_its_finished_stages(tmp_path):
+    """The default run has one pair: interrupted half-way it has no finished pair but finished
+    stages, which ``--overwrite`` would discard; the refusal says so."""
+    cfg = tiny()
+    out = tmp_path / "run"
+    staging = Staging.create(out, cfg, command="interrupted", n_units=1)
+    staging.stage_store(0).save("flow-1rf", {"budget": []})
+    staging.stage_store(0).save("baseline-otcfm", {"runs": []})
+    with pytest.raises(FileExistsError, match=r"0 finished pair\(s\) and 2 finished stage\(s\)"):
+        run_module.run_experiment(cfg, out)

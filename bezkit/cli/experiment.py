@@ -422,8 +422,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # a full disk, a failed swap: the previous run was not touched
         folder = args.resume if args.resume is not None else args.out
         raise CLIError(
-            f"{err}; the previous run in {folder} is intact and the finished pairs are kept: "
-            f"continue with `bezkit experiment --resume {folder}`",
+            f"{err}; the previous run in {folder} is intact and the finished pairs and stages are "
+            f"kept: continue with `bezkit experiment --resume {folder}`",
             code=1,
         ) from None
     except WorkerLost as err:

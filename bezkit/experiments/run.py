@@ -1,7 +1,7 @@
 """``run_experiment``: run, then write ``results.json``, ``report.md``, the chains' trajectories
 (``chain-trajectories.npz``) and the PNG figures, swapped in as a whole; ``resume_experiment``:
-continue an interrupted run from the pairs and stages it finished; ``rewrite_report``: redraw the report and
-every figure of a finished run from those files, without re-running."""
+continue an interrupted run from the pairs and stages it finished; ``rewrite_report``: redraw
+the report and every figure of a finished run from those files, without re-running."""
 
 from __future__ import annotations
 
@@ -123,9 +123,11 @@ def run_experiment(
         staging = Staging.find(out)
         if staging is not None:
             if not overwrite:
-                done = len(staging.finished())
+                done, stages = len(staging.finished()), staging.finished_stages()
+                more = f" and {stages} finished stage(s) of the others" if stages else ""
                 raise FileExistsError(
-                    f"{out}: an interrupted run left {done} finished pair(s) in {staging.root}; "
+                    f"{out}: an interrupted run left {done} finished pair(s){more} in "
+                    f"{staging.root}; "
                     f"continue it with `bezkit experiment --resume {out}`, or --overwrite to "
                     "discard it"
                 )
@@ -153,9 +155,9 @@ def resume_experiment(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Continue the interrupted run into ``out_dir`` from the pairs and stages it finished (none
-    is run again; any ``jobs``), with its stored configuration and command (``progress`` may switch the progress bar); the result is the one
-    an uninterrupted run gives (its timings aside). ``FileNotFoundError`` when there is nothing
-    to resume."""
+    is run again; any ``jobs``), with its stored configuration and command (``progress`` may
+    switch the progress bar); the result is the one an uninterrupted run gives (its timings
+    aside). ``FileNotFoundError`` when there is nothing to resume."""
     _check_jobs(jobs)
     out = Path(out_dir)
     with _locked(out):
