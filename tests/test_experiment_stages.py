@@ -268,3 +268,126 @@ def test_jobs_auto_is_the_usable_cores_at_most_the_cap(monkeypatch):
     for bad in ("0", "-1", "two", ""):
         with pytest.raises(Exception, match="an integer >= 1 or 'auto'"):
             jobs_count(bad)
+
+
+# -- stage keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "names"),
+    [
+        ("baselines", ("otcfm", "full-ot", "otcfm")),
+        ("chains", ("anchored", "anchored")),
+        ("methods", ("rf-distill", "bdense", "rf-distill")),
+    ],
+)
+def test_a_name_given_twice_is_refused(option, names):
+    """Each name is one stage of a pair (``baseline-otcfm``, ``chain-anchored-2``, ...): before,
+    ``baselines=("otcfm", "otcfm")`` stored one stage under both and gave other numbers than the
+    sequential run (which trained the second with its own seeds)."""
+    with pytest.raises(ValueError, match=rf"{names[0]} given more than once \(--{option}\)"):
+        tiny(**{option: names}).validate()
+
+
+def test_the_command_line_refuses_a_baseline_given_twice(tmp_path, cli_error):
+    out = tmp_path / "run"
+    # small sizes: without the check this runs (and fails) in seconds
+    argv = ["experiment", "--quick", "--quiet", "--seeds", "1", "--rounds", "1"]
+    argv += ["--methods", "rf-distill", "--n-pairs", "64", "--n-eval", "64"]
+    argv += ["--flow-steps", "5", "--baseline-steps", "5", "--student-steps", "5"]
+    line = cli_error([*argv, "--baselines", "otcfm", "otcfm", "--out", str(out)])
+    assert "otcfm given more than once (--baselines)" in line
+    assert not out.exists()
+
+
+def test_every_stage_key_of_every_name_is_valid(tmp_path):
+    """Every student, baseline and chain name makes a key the store accepts, and no two units of
+    the full protocol share a key."""
+    from bezkit.experiments.config import CHAIN_KINDS
+    from bezkit.experiments.protocol import BASELINE_METHODS, STUDENTS
+
+    cfg = tiny(
+        methods=tuple(STUDENTS),
+        baselines=BASELINE_METHODS,
+        chains=CHAIN_KINDS,
+        rounds=4,
+        student_rounds=4,
+        budget_factors=(1, 2, 4),
+    )
+    cfg.validate()
+    units = [u for wave in pair_waves(cfg) for u in wave]
+    keys = [u.key for u in units]
+    assert len(set(keys)) == len(keys)
+    store = StageStore(tmp_path, "run")
+    for key in keys:
+        store.save(key, {})
+    assert sorted(store.finished()) == sorted(keys)
+
+
+def test_a_run_that_fits_only_without_workers_is_told_to_use_fewer_jobs(
+    tmp_path, cli_error, monkeypatch
+):
+    """``--jobs 2`` triples the memory estimate (this process and two workers): a size that one
+    process can run but three cannot is refused with the way out that keeps the size,
+    ``--jobs 1``."""
+    from bezkit.training import memory
+
+    gib = 2**30
+    monkeypatch.setattr(
+        "bezkit.cli.experiment.estimate_experiment_bytes", lambda **sizes: {"--n-eval": 10 * gib}
+    )
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 25 * gib)  # 1 x fits, 3 x not
+    out = tmp_path / "q"
+    line = cli_error(["experiment", "--quick", "--quiet", "--jobs", "2", "--out", str(out)])
+    assert "30.0 GiB" in line and "in 2 workers" in line
+    assert "smaller --n-eval" in line and "--jobs 1" in line
+    assert not out.exists()
+
+
+def test_a_worker_takes_its_parents_evaluation_draws(tmp_path, monkeypatch, reference):
+    """A worker's context gets the parent's draws instead of making them again (with exact W2
+    their noise floors cost more than many units: each worker of each wave paid them again);
+    the unit's numbers are those of one process."""
+    cfg = tiny()
+    parent = pair_units.PairContext("8gaussians", "moons", cfg, StageStore(tmp_path, "run"))
+    for unit in (pair_units.Unit("flow"), pair_units.Unit("baseline", "otcfm")):
+        pair_units.run_unit_here(parent, unit)
+
+    def no_draws(*args, **kwargs):
+        raise AssertionError("the worker made its own evaluation draws")
+
+    monkeypatch.setattr(pair_units, "make_eval_draws", no_draws)
+    monkeypatch.setattr(pair_units, "_CONTEXTS", {})
+    unit = pair_units.Unit("student", "rf-distill", 1, 0)
+    key = pair_units.run_unit(
+        "8gaussians", "moons", cfg, str(tmp_path), "run", unit, 1, parent.draws
+    )
+    stage = StageStore(tmp_path, "run").load(key, models=False)
+    assert stage is not None
+    expected = [r for r in reference["runs"] if r["method"] == "rf-distill" and r["k"] == 1]
+    assert _strip(stage.record["runs"]) == _strip(expected[: cfg.seeds])
+
+
+def test_the_callers_progress_bar_is_advanced_whatever_its_total():
+    """``run_pair(..., bar)`` advances the caller's bar (before: ``bar or tqdm(...)`` raised a
+    TypeError for a bar without a total and replaced one whose count was 0)."""
+    import io
+
+    from tqdm.auto import tqdm
+
+    cfg = tiny(seeds=1, rounds=1, student_rounds=1, methods=("rf-distill",), baselines=())
+    bar = tqdm(file=io.StringIO())  # no total
+    run_pair("8gaussians", "moons", cfg, bar)
+    assert bar.n == count_trainings(cfg) == 2
+
+
+def test_a_new_run_over_an_interrupted_one_counts_its_finished_stages(tmp_path):
+    """The default run has one pair: interrupted half-way it has no finished pair but finished
+    stages, which ``--overwrite`` would discard; the refusal says so."""
+    cfg = tiny()
+    out = tmp_path / "run"
+    staging = Staging.create(out, cfg, command="interrupted", n_units=1)
+    staging.stage_store(0).save("flow-1rf", {"budget": []})
+    staging.stage_store(0).save("baseline-otcfm", {"runs": []})
+    with pytest.raises(FileExistsError, match=r"0 finished pair\(s\) and 2 finished stage\(s\)"):
+        run_module.run_experiment(cfg, out)

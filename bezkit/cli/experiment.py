@@ -140,7 +140,7 @@ def _check_memory(cfg: ExperimentConfig, jobs: int = 1) -> None:
         check_fits_in_memory(
             sum(parts.values()) * (1 + (jobs if jobs > 1 else 0)),
             what=f"the experiment with {big} {value}" + (f" in {jobs} workers" if jobs > 1 else ""),
-            advice=f"use a smaller {big}",
+            advice=f"use a smaller {big}" + (" or fewer --jobs (--jobs 1)" if jobs > 1 else ""),
         )
     except MemoryEstimateError as err:
         raise CLIError(str(err)) from None
@@ -166,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # a full disk, a failed swap: the previous run was not touched
         folder = args.resume if args.resume is not None else args.out
         raise CLIError(
-            f"{err}; the previous run in {folder} is intact and the finished pairs are kept: "
-            f"continue with `bezkit experiment --resume {folder}`",
+            f"{err}; the previous run in {folder} is intact and the finished pairs and stages are "
+            f"kept: continue with `bezkit experiment --resume {folder}`",
             code=1,
         ) from None
     except WorkerLost as err:

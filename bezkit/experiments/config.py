@@ -214,6 +214,14 @@ class ExperimentConfig:
             bad = [n for n in names if n not in known]
             if bad:
                 raise ValueError(f"unknown {what}(s) {', '.join(bad)}; known: {', '.join(known)}")
+            # each name is one stage of a pair (its seeds, its stored results): twice is a mistake
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                option = {"chain kind": "chains"}.get(what, f"{what}s")
+                raise ValueError(
+                    f"{what}(s) {', '.join(twice)} given more than once (--{option}): "
+                    "give each once"
+                )
         if not self.methods and not self.chains:
             raise ValueError("nothing to run: no methods and no chains selected")
         if "bezier-cubic-uniform" in self.methods and "otcfm" not in self.baselines:

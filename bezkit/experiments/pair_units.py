@@ -158,7 +158,10 @@ class Unit:
 
 class PairContext:
     """One pair's samplers and each seed's evaluation draws (``draws[i]`` of seed
-    ``seeds[i]``), its stage store, and the models and pools already made in this process."""
+    ``seeds[i]``), its stage store, and the models and pools already made in this process.
+
+    ``draws``: the pair's draws made elsewhere (a worker gets its parent's: they are the same
+    numbers, and with ``w2="exact"`` their noise floors are the costly part of a context)."""
 
     def __init__(
         self,
@@ -167,6 +170,8 @@ class PairContext:
         cfg: ExperimentConfig,
         store: StageStore,
         bar: tqdm | None = None,
+        *,
+        draws: Sequence[EvalDraws] | None = None,
     ) -> None:
         self.cfg, self.store = cfg, store
         self.bar = bar if bar is not None else tqdm(disable=True)
@@ -175,19 +180,25 @@ class PairContext:
         self.target, target_held, self.target_info = held_out_split(target_name, frac, cfg.seed + 1)
         self.seeds = cfg.seed_list()
         points = self.target_info["kind"] == "points"
-        self.draws: list[EvalDraws] = [
-            make_eval_draws(
-                source_held,
-                target_held,
-                n=cfg.n_eval,
-                draws=cfg.eval_draws,
-                seed=eval_seed(s),
-                estimator=cfg.w2,
-                n_projections=cfg.n_projections,
-                second_sample=self.target if points else None,
-            )
-            for s in self.seeds
-        ]
+        if draws is not None and len(draws) != len(self.seeds):
+            raise ValueError(f"{len(draws)} seeds' evaluation draws for {len(self.seeds)} seeds")
+        self.draws: list[EvalDraws] = (
+            list(draws)
+            if draws is not None
+            else [
+                make_eval_draws(
+                    source_held,
+                    target_held,
+                    n=cfg.n_eval,
+                    draws=cfg.eval_draws,
+                    seed=eval_seed(s),
+                    estimator=cfg.w2,
+                    n_projections=cfg.n_projections,
+                    second_sample=self.target if points else None,
+                )
+                for s in self.seeds
+            ]
+        )
         self._models: dict[str, list[nn.Module]] = {}
         self._makers: dict[int, list[PoolMaker]] = {}
 
@@ -538,14 +549,16 @@ def run_unit(
     run_id: str,
     unit: Unit,
     threads: int,
+    draws: Sequence[EvalDraws] | None = None,
 ) -> str:
     """Run ``unit`` of one pair in a worker process, keeping its stages in the store at ``root``
-    (``threads`` torch threads; the worker's setting is restored). Returns the unit's key."""
+    (``threads`` torch threads; the worker's setting is restored). ``draws``: the pair's
+    evaluation draws as the parent made them (else made here). Returns the unit's key."""
     key = (source_name, target_name, json.dumps(cfg.to_dict(), sort_keys=True), root, run_id)
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
         store = StageStore(Path(root), run_id)
-        _CONTEXTS[key] = PairContext(source_name, target_name, cfg, store)
+        _CONTEXTS[key] = PairContext(source_name, target_name, cfg, store, draws=draws)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

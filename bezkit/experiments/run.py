@@ -1,7 +1,7 @@
 """``run_experiment``: run, then write ``results.json``, ``report.md``, the chains' trajectories
 (``chain-trajectories.npz``) and the PNG figures, swapped in as a whole; ``resume_experiment``:
-continue an interrupted run from the pairs it finished; ``rewrite_report``: redraw the report and
-every figure of a finished run from those files, without re-running."""
+continue an interrupted run from the pairs and stages it finished; ``rewrite_report``: redraw
+the report and every figure of a finished run from those files, without re-running."""
 
 from __future__ import annotations
 
@@ -103,16 +103,18 @@ def run_experiment(
 
     ``threads`` sets ``torch.set_num_threads`` for the run (default 1: small MLPs gain nothing
     from more, and on a shared 2-core machine more threads make every step much slower).
-    ``jobs`` > 1 runs the (source, target) pairs in that many local processes at once (each with
-    ``threads`` torch threads); ``scheduler`` (a Dask scheduler address) runs them on that
-    cluster (:mod:`bezkit.executor`). Every pair is seeded on its own, so the numbers
-    are those of one process running them in turn.
+    ``jobs`` > 1 runs that many local worker processes at once (each with ``threads`` torch
+    threads): several pairs one pair per worker, a single pair (or the last one left) its units
+    (:func:`~bezkit.experiments.toy2d.pair_waves`); ``scheduler`` (a Dask scheduler address) runs
+    the pairs on that cluster (:mod:`bezkit.executor`). Every unit is seeded on its own, so the
+    numbers are those of one process running them in turn.
 
     The run works in a staging folder beside ``out_dir`` (:mod:`bezkit.experiments.staging`):
-    each finished pair is kept there durably, and the finished run is swapped in for ``out_dir``
-    as a whole; every file carries the run's id (``run_id``). An existing run in ``out_dir``, or
-    an interrupted one in its staging folder, is an error unless ``overwrite``; an interrupted
-    run is continued by :func:`resume_experiment`. Ctrl-C raises :class:`ExperimentInterrupted`.
+    each finished pair, and each finished stage of an unfinished pair, is kept there durably, and
+    the finished run is swapped in for ``out_dir`` as a whole; every file carries the run's id
+    (``run_id``). An existing run in ``out_dir``, or an interrupted one in its staging folder, is
+    an error unless ``overwrite``; an interrupted run is continued by :func:`resume_experiment`.
+    Ctrl-C raises :class:`ExperimentInterrupted`.
     """
     cfg.validate()
     _check_jobs(jobs)
@@ -121,9 +123,11 @@ def run_experiment(
         staging = Staging.find(out)
         if staging is not None:
             if not overwrite:
-                done = len(staging.finished())
+                done, stages = len(staging.finished()), staging.finished_stages()
+                more = f" and {stages} finished stage(s) of the others" if stages else ""
                 raise FileExistsError(
-                    f"{out}: an interrupted run left {done} finished pair(s) in {staging.root}; "
+                    f"{out}: an interrupted run left {done} finished pair(s){more} in "
+                    f"{staging.root}; "
                     f"continue it with `bezkit experiment --resume {out}`, or --overwrite to "
                     "discard it"
                 )
@@ -150,10 +154,10 @@ def resume_experiment(
     scheduler: str | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Continue the interrupted run into ``out_dir`` from the pairs it finished, with its stored
-    configuration and command (``progress`` may switch the progress bar); the result is the one
-    an uninterrupted run gives (its timings aside). ``FileNotFoundError`` when there is nothing
-    to resume."""
+    """Continue the interrupted run into ``out_dir`` from the pairs and stages it finished (none
+    is run again; any ``jobs``), with its stored configuration and command (``progress`` may
+    switch the progress bar); the result is the one an uninterrupted run gives (its timings
+    aside). ``FileNotFoundError`` when there is nothing to resume."""
     _check_jobs(jobs)
     out = Path(out_dir)
     with _locked(out):

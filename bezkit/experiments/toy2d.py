@@ -103,11 +103,14 @@ def run_pair(
 
     ``store`` keeps every finished unit (default: in memory, or a temporary folder when
     ``jobs`` > 1); the units it already holds are not run again. ``jobs`` > 1 runs the units
-    of each wave in that many worker processes, each with this process's torch thread count."""
+    of each wave in that many worker processes, each with this process's torch thread count
+    (with a store in memory, ``StageStore(None, ...)``, they run here). ``bar``: the caller's
+    progress bar (advanced by ``count_trainings(cfg)``), else one of its own."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     own_bar = bar is None
-    bar = bar or tqdm(total=count_trainings(cfg), disable=not cfg.progress)
+    if bar is None:  # not `bar or ...`: a tqdm without a total has no truth value
+        bar = tqdm(total=count_trainings(cfg), disable=not cfg.progress)
     t_start = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
@@ -150,7 +153,7 @@ def _run_wave(ctx: PairContext, wave: list[Unit], source: str, target: str, jobs
         Task(
             f"{source} -> {target}: {u.key}",
             run_unit,
-            (source, target, ctx.cfg, str(store.root), store.run_id, u, threads),
+            (source, target, ctx.cfg, str(store.root), store.run_id, u, threads, ctx.draws),
         )
         for u in todo
     ]
