@@ -17,7 +17,7 @@ import torch
 from bezkit.cli import main
 from bezkit.cli.common import jobs_count
 from bezkit.executor import auto_jobs
-from bezkit.experiments import pair_units
+from bezkit.experiments import pair_context, pair_units
 from bezkit.experiments import run as run_module
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.stage_store import StageStore, paths_to_tensors, tensors_to_paths
@@ -149,7 +149,7 @@ def test_every_unit_needs_only_units_of_earlier_waves():
                 "baseline": set(),
                 "round-1": {"flow-1rf"},
                 "chain": {"flow-1rf"},
-                "student": {pair_units.teacher_key(unit.k), "baseline-otcfm"},
+                "student": {pair_context.teacher_key(unit.k), "baseline-otcfm"},
             }[unit.kind]
             assert needs <= seen, (unit, seen)
         seen |= {u.key for u in wave}
@@ -170,7 +170,7 @@ def test_worker_processes_give_the_numbers_of_one_process(reference):
 
 def test_an_interrupted_pair_continues_from_its_finished_stages(reference, tmp_path, monkeypatch):
     store = StageStore(tmp_path / "stages", "run")
-    real_train = pair_units.PairContext.train
+    real_train = pair_context.PairContext.train
     trained: list[str] = []
 
     def train_then_interrupt(self, stage, models, loss, batches, steps, desc):
@@ -179,7 +179,7 @@ def test_an_interrupted_pair_continues_from_its_finished_stages(reference, tmp_p
         trained.append(desc)
         return real_train(self, stage, models, loss, batches, steps, desc)
 
-    monkeypatch.setattr(pair_units.PairContext, "train", train_then_interrupt)
+    monkeypatch.setattr(pair_context.PairContext, "train", train_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_pair("8gaussians", "moons", tiny(), store=store)
     kept = store.finished()
@@ -191,7 +191,7 @@ def test_an_interrupted_pair_continues_from_its_finished_stages(reference, tmp_p
         again.append(desc)
         return real_train(self, stage, models, loss, batches, steps, desc)
 
-    monkeypatch.setattr(pair_units.PairContext, "train", counting)
+    monkeypatch.setattr(pair_context.PairContext, "train", counting)
     result = run_pair("8gaussians", "moons", tiny(), store=StageStore(store.root, "run"))
     assert "round-1" not in kept  # (it trains nothing: every kept stage is one training)
     assert not set(again) & set(trained)  # nothing finished is trained again
@@ -234,14 +234,14 @@ def test_sigkill_in_the_middle_of_a_pair_then_resume(tmp_path):
     assert staging.finished_stages() == 7
 
     counted: list[str] = []
-    real_train = pair_units.PairContext.train
+    real_train = pair_context.PairContext.train
 
     def counting(self, stage, models, loss, batches, steps, desc):
         counted.append(desc)
         return real_train(self, stage, models, loss, batches, steps, desc)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(pair_units.PairContext, "train", counting)
+    mp.setattr(pair_context.PairContext, "train", counting)
     mp.setattr(run_module, "write_figures", lambda results, paths, out: [])
     try:
         assert main(["experiment", "--resume", str(out), "--quiet"]) == 0
@@ -349,16 +349,16 @@ def test_a_worker_takes_its_parents_evaluation_draws(tmp_path, monkeypatch, refe
     their noise floors cost more than many units: each worker of each wave paid them again);
     the unit's numbers are those of one process."""
     cfg = tiny()
-    parent = pair_units.PairContext("8gaussians", "moons", cfg, StageStore(tmp_path, "run"))
-    for unit in (pair_units.Unit("flow"), pair_units.Unit("baseline", "otcfm")):
+    parent = pair_context.PairContext("8gaussians", "moons", cfg, StageStore(tmp_path, "run"))
+    for unit in (pair_context.Unit("flow"), pair_context.Unit("baseline", "otcfm")):
         pair_units.run_unit_here(parent, unit)
 
     def no_draws(*args, **kwargs):
         raise AssertionError("the worker made its own evaluation draws")
 
-    monkeypatch.setattr(pair_units, "make_eval_draws", no_draws)
+    monkeypatch.setattr(pair_context, "make_eval_draws", no_draws)
     monkeypatch.setattr(pair_units, "_CONTEXTS", {})
-    unit = pair_units.Unit("student", "rf-distill", 1, 0)
+    unit = pair_context.Unit("student", "rf-distill", 1, 0)
     key = pair_units.run_unit(
         "8gaussians", "moons", cfg, str(tmp_path), "run", unit, 1, parent.draws
     )

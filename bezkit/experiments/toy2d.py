@@ -37,15 +37,14 @@ from tqdm.auto import tqdm
 
 from bezkit.executor import Task, executor_factory, run_tasks
 from bezkit.experiments.config import ExperimentConfig
-from bezkit.experiments.pair_units import (
+from bezkit.experiments.pair_context import (
     PairContext,
     Unit,
     chain_kinds,
     chain_rounds,
     held_out_split,
-    run_unit,
-    run_unit_here,
 )
+from bezkit.experiments.pair_units import run_unit, run_unit_here
 from bezkit.experiments.protocol import at_every_budget
 from bezkit.experiments.stage_store import StageStore, tensors_to_paths
 
