@@ -111,6 +111,15 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig(**kwargs)
 
 
+def _run_id_in(out: Path) -> str | None:
+    """The run id of the ``results.json`` in folder ``out``, ``None`` if there is none."""
+    try:
+        rid = json.loads((out / "results.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rid if isinstance(rid, str) else None
+
+
 @dataclass
 class Staging:
     """The staging folder of one run into ``out`` (module docstring)."""
@@ -149,7 +158,8 @@ class Staging:
     @classmethod
     def find(cls, out: str | Path) -> Staging | None:
         """The staging folder of an interrupted run into ``out``, else ``None``; a staging folder
-        without a readable ``run.json`` (killed before it was written) is removed."""
+        without a readable ``run.json`` (killed before it was written) is removed, and one whose
+        run is already in ``out`` (killed after the swap) is tidied as :meth:`publish` would."""
         out = Path(out).resolve()
         root = staging_dir(out)
         finish_interrupted_swap(root / "run", out)
@@ -161,7 +171,11 @@ class Staging:
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(root)
             return None
-        return cls(out, root, run_id, record)
+        staging = cls(out, root, run_id, record)
+        if staging.assembly.is_dir() and _run_id_in(out) == run_id:
+            staging._tidy()  # killed after the swap: the run is published, finish the rest
+            return None
+        return staging
 
     def config(self) -> ExperimentConfig:
         """The stored configuration of the run."""
@@ -229,12 +243,18 @@ class Staging:
         except BaseException:
             lock.release()
             raise
-        previous = self.assembly  # now the previous content of out
+        self._tidy()
+        return lock
+
+    def _tidy(self) -> None:
+        """After the swap (``run/`` now holds the previous content of ``out``): move the files
+        that are not a run's into ``out``, remove the staging folder. Also what
+        :meth:`find` does for a run killed between the swap and the end of :meth:`publish`."""
+        previous = self.assembly
         for entry in sorted(previous.iterdir()):
             if not is_run_file(entry.name) and not (self.out / entry.name).exists():
                 entry.rename(self.out / entry.name)
         shutil.rmtree(self.root)
-        return lock
 
     def remove(self) -> None:
         """Discard the staging folder (``--overwrite`` of an interrupted run)."""

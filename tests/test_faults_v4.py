@@ -1,0 +1,99 @@
+"""Issue 17, re-run of the fault list against the experiment's stage store (session 16): the
+faults found in the new code paths (publishing a staged run, interrupts outside the units)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bezkit.cli import main
+from bezkit.experiments import run as run_module
+from bezkit.experiments import staging as staging_module
+from bezkit.experiments.config import ExperimentConfig
+from bezkit.experiments.staging import Staging, staging_dir
+
+
+def tiny(**overrides) -> ExperimentConfig:
+    """One pair, 2 seeds, K = 2, one student: a run of a few seconds."""
+    base = dict(
+        seeds=2,
+        rounds=2,
+        student_rounds=1,
+        methods=("rf-distill",),
+        baselines=(),
+        hidden=16,
+        flow_steps=10,
+        baseline_steps=5,
+        round_steps=5,
+        student_steps=5,
+        n_pairs=64,
+        teacher_steps=4,
+        n_eval=64,
+        eval_draws=1,
+        many_steps=4,
+        n_projections=16,
+        budget_factors=(1,),
+        progress=False,
+    )
+    base.update(overrides)
+    return ExperimentConfig.quick(**base)
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs (no ``except Exception`` catches it)."""
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    monkeypatch.setattr(run_module, "write_figures", lambda results, paths, out: [])
+
+
+def test_a_kill_right_after_the_swap_loses_no_file_of_the_folder(tmp_path, monkeypatch, no_figures):
+    """Killed between the swap and the end of publishing, the previous folder's own files (here
+    the user's notes) wait in the staging folder: the next command must finish the publishing
+    (not discard them with the staging folder, nor call the finished run interrupted)."""
+    out = tmp_path / "q"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    real = staging_module.exchange_folders
+
+    def swap_then_die(new, old):
+        real(new, old)
+        raise Killed
+
+    monkeypatch.setattr(staging_module, "exchange_folders", swap_then_die)
+    with pytest.raises(Killed):
+        run_module.run_experiment(tiny(), out, command="killed")
+    monkeypatch.setattr(staging_module, "exchange_folders", real)
+    run_id = json.loads((out / "results.json").read_text())["run_id"]
+    assert staging_dir(out).is_dir()  # the kill's state: swapped, not yet tidied
+
+    assert Staging.find(out) is None  # a finished run, not an interrupted one
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not staging_dir(out).exists()
+    assert json.loads((out / "results.json").read_text())["run_id"] == run_id
+
+
+TINY_CLI = [
+    "--quick", "--seeds", "2", "--flow-steps", "10", "--baseline-steps", "5", "--round-steps",
+    "5", "--student-steps", "5", "--n-pairs", "64", "--n-eval", "64", "--methods", "rf-distill",
+    "--baselines", "--budget-factors", "1", "--jobs", "1", "--quiet",
+]  # fmt: skip
+
+
+def test_ctrl_c_while_the_run_is_assembled_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Every unit finished, Ctrl-C while the figures are drawn: exit 130 with the resume hint
+    (it said only "interrupted"), and --resume finishes the run."""
+    out = tmp_path / "q"
+
+    def interrupted(results, paths, folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_figures", interrupted)
+    assert main(["experiment", *TINY_CLI, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"bezkit experiment --resume {out}" in err and "1 of 1" in err, err
+    monkeypatch.setattr(run_module, "write_figures", lambda results, paths, folder: [])
+    assert main(["experiment", "--resume", str(out), "--quiet"]) == 0
+    assert (out / "results.json").is_file() and not staging_dir(out).exists()
