@@ -4,6 +4,7 @@ faults found in the new code paths (publishing a staged run, interrupts outside 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -12,6 +13,7 @@ from bezkit.experiments import run as run_module
 from bezkit.experiments import staging as staging_module
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.staging import Staging, staging_dir
+from bezkit.files import swap
 
 
 def tiny(**overrides) -> ExperimentConfig:
@@ -97,3 +99,31 @@ def test_ctrl_c_while_the_run_is_assembled_says_how_to_resume(tmp_path, monkeypa
     monkeypatch.setattr(run_module, "write_figures", lambda results, paths, folder: [])
     assert main(["experiment", "--resume", str(out), "--quiet"]) == 0
     assert (out / "results.json").is_file() and not staging_dir(out).exists()
+
+
+def test_a_rename_swap_killed_before_its_third_rename_is_finished(tmp_path, monkeypatch):
+    """The swap without renameat2 (three renames): killed after the second, `out` holds the new
+    run and the old content waits at `run.swap`; the next command refused the folder ("move one
+    of them away by hand") instead of finishing the swap."""
+    new, old = tmp_path / "staging" / "run", tmp_path / "out"
+    new.mkdir(parents=True)
+    old.mkdir()
+    (new / "results.json").write_text("new")
+    (old / "results.json").write_text("old")
+    monkeypatch.setattr(swap, "_renameat2_exchange", lambda a, b: False)
+    real, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(src)
+        if len(calls) == 3:
+            raise Killed
+        real(src, dst)
+
+    monkeypatch.setattr(swap.os, "rename", rename)
+    with pytest.raises(Killed):
+        swap.exchange_folders(new, old)
+    monkeypatch.setattr(swap.os, "rename", real)
+    assert swap.finish_interrupted_swap(new, old)
+    assert (old / "results.json").read_text() == "new"
+    assert (new / "results.json").read_text() == "old"
+    assert not swap.finish_interrupted_swap(new, old)
