@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from bezkit.cli import main
+from bezkit.experiments import pair_units
 from bezkit.experiments import run as run_module
 from bezkit.experiments import staging as staging_module
 from bezkit.experiments.config import ExperimentConfig
@@ -127,3 +129,34 @@ def test_a_rename_swap_killed_before_its_third_rename_is_finished(tmp_path, monk
     assert (old / "results.json").read_text() == "new"
     assert (new / "results.json").read_text() == "old"
     assert not swap.finish_interrupted_swap(new, old)
+
+
+@pytest.mark.filterwarnings("ignore:.*fewer than 512 points")
+def test_resume_refuses_a_data_file_that_changed_since_the_run_started(
+    tmp_path, monkeypatch, cli_error, no_figures
+):
+    """The finished stages were trained on the old content of a point file: resuming on a changed
+    (or another, same-named) file silently mixed the two in one results.json."""
+    points = tmp_path / "points.csv"
+    rows = np.random.default_rng(0).normal(size=(200, 2))
+    points.write_text("".join(f"{a},{b}\n" for a, b in rows))
+    out = tmp_path / "q"
+    trained: list[str] = []
+    real_train = pair_units.PairContext.train
+
+    def train_then_interrupt(self, *args):
+        if len(trained) == 2:
+            raise KeyboardInterrupt
+        trained.append(args[-1])
+        return real_train(self, *args)
+
+    monkeypatch.setattr(pair_units.PairContext, "train", train_then_interrupt)
+    with pytest.raises(run_module.ExperimentInterrupted):
+        run_module.run_experiment(tiny(pairs=[("8gaussians", str(points))]), out, command="x")
+    monkeypatch.setattr(pair_units.PairContext, "train", real_train)
+    points.write_text("".join(f"{a},{b}\n" for a, b in 3.0 * rows))  # edited meanwhile
+    line = cli_error(["experiment", "--resume", str(out), "--quiet"])
+    assert "points.csv" in line and "changed" in line and "--overwrite" in line
+    assert Staging.find(out) is not None  # the finished stages are kept
+    points.write_text("".join(f"{a},{b}\n" for a, b in rows))  # restored: the run goes on
+    assert main(["experiment", "--resume", str(out), "--quiet"]) == 0

@@ -166,6 +166,7 @@ def resume_experiment(
             )
         cfg = staging.config()
         cfg.validate()
+        staging.check_data(cfg)
         if progress is not None:
             cfg = dataclasses.replace(cfg, progress=progress)
         return _run_staged(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)

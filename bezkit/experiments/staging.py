@@ -5,7 +5,8 @@ A run into ``--out DIR`` works in ``.DIR.bezkit-staging`` beside ``DIR`` (same f
 can be swapped in)::
 
     .DIR.bezkit-staging/
-        run.json            the run: its id, configuration, command, number of units (written first)
+        run.json            the run: its id, configuration, command, number of units, the SHA-256
+                            of its point files (written first)
         units/unit-<i>.npz  unit i's chain trajectories (written before its .json)
         units/unit-<i>.json unit i's finished record, with the run id (its commit marker)
         stages/pair-<i>/    unit i's finished stages (:mod:`bezkit.experiments.stage_store`)
@@ -43,7 +44,7 @@ import torch
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.stage_store import StageStore, json_form
 from bezkit.experiments.trajectories import ChainPaths, load_trajectories, save_trajectories
-from bezkit.files.atomic import write_json
+from bezkit.files.atomic import sha256_file, write_json
 from bezkit.files.run_dir import RunLock
 from bezkit.files.swap import exchange_folders, finish_interrupted_swap
 
@@ -51,6 +52,7 @@ __all__ = [
     "STAGING_SUFFIX",
     "Staging",
     "config_from_dict",
+    "data_fingerprints",
     "is_run_file",
     "new_run_id",
     "stage_folder",
@@ -91,6 +93,17 @@ def is_run_file(name: str) -> bool:
         or (name.startswith(".") and name.endswith(".tmp"))
         or name.startswith(".bezkit-draw-")
     )
+
+
+def data_fingerprints(cfg: ExperimentConfig) -> dict[str, str]:
+    """The SHA-256 of every point file (``.npy`` / ``.csv``) among ``cfg``'s pairs, by the name
+    the configuration gives it: what a resumed run checks its data against."""
+    return {
+        name: sha256_file(name)
+        for pair in cfg.pairs
+        for name in pair
+        if name.lower().endswith((".npy", ".csv"))
+    }
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
@@ -151,6 +164,7 @@ class Staging:
             "config": json_form(cfg.to_dict()),
             "command": command,
             "units": n_units,
+            "data_sha256": data_fingerprints(cfg),
         }
         write_json(root / "run.json", record)
         return cls(out, root, record["run_id"], record)
@@ -180,6 +194,22 @@ class Staging:
     def config(self) -> ExperimentConfig:
         """The stored configuration of the run."""
         return config_from_dict(dict(self.record["config"]))
+
+    def check_data(self, cfg: ExperimentConfig) -> None:
+        """Refuse (``ValueError``) to continue on a point file whose content is not the one the
+        run started with (edited, or another file of that name from another folder): the
+        finished units were trained on the old one. A run recorded without fingerprints (an
+        older staging folder) is not checked."""
+        stored = self.record.get("data_sha256")
+        if not isinstance(stored, dict):
+            return
+        for name, digest in data_fingerprints(cfg).items():
+            if stored.get(name) != digest:
+                raise ValueError(
+                    f"data file {name} changed since the run started (SHA-256 {digest[:12]}..., "
+                    f"was {str(stored.get(name))[:12]}...); its finished stages were trained on "
+                    "the old content: restore that file, or start the run again with --overwrite"
+                )
 
     def _unit(self, i: int, ext: str) -> Path:
         return self.units_dir / f"unit-{i}.{ext}"
