@@ -160,3 +160,18 @@ def test_resume_refuses_a_data_file_that_changed_since_the_run_started(
     assert Staging.find(out) is not None  # the finished stages are kept
     points.write_text("".join(f"{a},{b}\n" for a, b in rows))  # restored: the run goes on
     assert main(["experiment", "--resume", str(out), "--quiet"]) == 0
+
+
+def test_a_lost_worker_names_the_folder_to_resume(tmp_path, monkeypatch, capsys):
+    """The hint said `--resume DIR` literally."""
+    from bezkit.cli import experiment as cli_experiment
+    from bezkit.executor import WorkerLost
+
+    def lost(*args, **kwargs):
+        raise WorkerLost("pair 1 of 1: the worker running it died, 3 time(s) of 3 allowed")
+
+    monkeypatch.setattr(cli_experiment, "run_experiment", lost)
+    out = tmp_path / "q"
+    assert main(["experiment", *TINY_CLI, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"continue with `bezkit experiment --resume {out}`" in err and "Traceback" not in err

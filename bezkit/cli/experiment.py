@@ -422,12 +422,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # a full disk, a failed swap: the previous run was not touched
         folder = args.resume if args.resume is not None else args.out
         raise CLIError(
-            f"{err}; the previous run in {folder} is intact and the finished pairs are kept: "
+            f"{err}; the previous run in {folder} is intact and the finished stages are kept: "
             f"continue with `bezkit experiment --resume {folder}`",
             code=1,
         ) from None
     except WorkerLost as err:
-        raise CLIError(f"{err}; continue with `bezkit experiment --resume DIR`", code=1) from None
+        folder = args.resume if args.resume is not None else args.out
+        raise CLIError(
+            f"{err}; continue with `bezkit experiment --resume {folder}`", code=1
+        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:
