@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -175,3 +176,26 @@ def test_a_lost_worker_names_the_folder_to_resume(tmp_path, monkeypatch, capsys)
     assert main(["experiment", *TINY_CLI, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"continue with `bezkit experiment --resume {out}`" in err and "Traceback" not in err
+
+
+def _worker_signal_state() -> tuple[bool | None, bool, bool]:
+    from bezkit import executor
+
+    blocked_now = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    return executor._started_with_sigint_blocked, blocked_now, ignored
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_local_workers_cannot_be_interrupted_while_they_start():
+    """Ctrl-C reaches the whole process group: a worker still starting up (before its
+    initializer ignores SIGINT) printed a KeyboardInterrupt traceback into the terminal. It now
+    starts with SIGINT blocked, then ignores and unblocks it; the parent's mask is as before."""
+    from bezkit.executor import local_executor
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    with local_executor(1) as pool:
+        started_blocked, blocked_now, ignored = pool.submit(_worker_signal_state).result()
+    assert started_blocked is True
+    assert ignored and not blocked_now
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
