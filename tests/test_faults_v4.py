@@ -3,6 +3,7 @@ faults found in the new code paths (publishing a staged run, interrupts outside 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -199,3 +200,38 @@ def test_local_workers_cannot_be_interrupted_while_they_start():
     assert started_blocked is True
     assert ignored and not blocked_now
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
+
+
+def test_resume_into_a_read_only_staging_folder_is_refused_before_any_training(
+    tmp_path, monkeypatch, cli_error, no_figures
+):
+    """It trained a stage, then failed to keep it (exit 1) and advised `--resume` again."""
+    out = tmp_path / "q"
+    real_train = pair_units.PairContext.train
+    trained: list[str] = []
+
+    def train_then_interrupt(self, *args):
+        if len(trained) == 1:
+            raise KeyboardInterrupt
+        trained.append(args[-1])
+        return real_train(self, *args)
+
+    monkeypatch.setattr(pair_units.PairContext, "train", train_then_interrupt)
+    with pytest.raises(run_module.ExperimentInterrupted):
+        run_module.run_experiment(tiny(), out, command="x")
+    root = str(staging_dir(out))
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):  # the staging folder's file system is read-only
+        if str(path).startswith(root) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(pair_units.PairContext, "train", _must_not_train)
+    line = cli_error(["experiment", "--resume", str(out), "--quiet"])
+    assert "--resume" in line and "Read-only file system" in line and root in line
+
+
+def _must_not_train(*args, **kwargs):
+    raise AssertionError("trained before checking that its work can be kept")

@@ -327,6 +327,8 @@ def _resume(args: argparse.Namespace) -> int:
             f"--resume: {args.resume} has no interrupted run to resume"
             + (" (it holds a finished run)" if finished else "")
         )
+    # the finished stages are kept there: a read-only or full disk is an error before any work
+    check_output(staging_dir(args.resume), option="--resume")
     _lock = claim_output_dir(args.resume, what="experiment", option="--resume")
     try:
         results = resume_experiment(
