@@ -3,7 +3,9 @@ cluster, all through one ``concurrent.futures``-style interface.
 
 - ``jobs == 1`` and no scheduler: the tasks run here, in order (no executor).
 - ``jobs > 1``: a :class:`~concurrent.futures.ProcessPoolExecutor` of freshly *spawned* workers.
-  Each worker ignores SIGINT (the parent decides), asks Linux to SIGKILL it when the parent dies
+  Each worker ignores SIGINT (the parent decides; it starts with SIGINT blocked, so a Ctrl-C to
+  the terminal's process group while it starts up prints no traceback from it), asks Linux to
+  SIGKILL it when the parent dies
   (``prctl(PR_SET_PDEATHSIG)``), and checks twice a second that its parent is alive (other
   systems, and the moment before ``prctl``): a killed parent leaves no worker behind.
 - ``scheduler="tcp://host:8786"``: the tasks go to that Dask distributed scheduler through
@@ -37,7 +39,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "AUTO_JOBS_MAX",
@@ -52,7 +54,10 @@ __all__ = [
 
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None  # set in a worker by _init_worker
+_started_with_sigint_blocked: bool | None = None  # likewise: how the worker started
 
+
+_T = TypeVar("_T")
 
 #: ``--jobs auto`` uses the usable cores, at most this many workers (each worker of the 2D
 #: experiment holds about 0.5 GB: torch, its pair's draws and models).
@@ -92,9 +97,12 @@ def _watch_parent(parent: int) -> None:
 
 def _init_worker(parent: int) -> None:
     """A local worker's initializer: ignore SIGINT, die with the parent (module docstring)."""
-    global _parent_pid
+    global _parent_pid, _started_with_sigint_blocked
     _parent_pid = parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by _WorkerPool.submit until now
+        before = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        _started_with_sigint_blocked = signal.SIGINT in before
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -113,9 +121,32 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return fn(*args)
 
 
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread for the block (a Ctrl-C meanwhile is delivered after it)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _WorkerPool(ProcessPoolExecutor):
+    """A process pool whose workers are started (in ``submit``) with SIGINT blocked: a blocked
+    signal stays blocked across ``exec``, so a worker cannot be interrupted before its
+    initializer ignores SIGINT (as :mod:`multiprocessing.resource_tracker` starts its process)."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        with _sigint_blocked():
+            return super().submit(fn, *args, **kwargs)
+
+
 def local_executor(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` spawned worker processes that die with this process (module docstring)."""
-    return ProcessPoolExecutor(
+    return _WorkerPool(
         max_workers=jobs,
         mp_context=get_context("spawn"),  # no fork of a process whose torch thread pools run
         initializer=_init_worker,

@@ -72,6 +72,8 @@ def _resume(args: argparse.Namespace) -> int:
             f"--resume: {args.resume} has no interrupted run to resume"
             + (" (it holds a finished run)" if finished else "")
         )
+    # the finished stages are kept there: a read-only or full disk is an error before any work
+    check_output(staging_dir(args.resume), option="--resume")
     _lock = claim_output_dir(args.resume, what="experiment", option="--resume")
     try:
         results = resume_experiment(
@@ -171,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
             code=1,
         ) from None
     except WorkerLost as err:
-        raise CLIError(f"{err}; continue with `bezkit experiment --resume DIR`", code=1) from None
+        folder = args.resume if args.resume is not None else args.out
+        raise CLIError(
+            f"{err}; continue with `bezkit experiment --resume {folder}`", code=1
+        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -170,6 +170,7 @@ def resume_experiment(
             )
         cfg = staging.config()
         cfg.validate()
+        staging.check_data(cfg)
         if progress is not None:
             cfg = dataclasses.replace(cfg, progress=progress)
         return _run_staged(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)
@@ -199,7 +200,28 @@ def _run_staged(
     jobs: int,
     scheduler: str | None,
 ) -> dict[str, Any]:
-    """Run the units ``staging`` lacks, keep each as it finishes, assemble and publish."""
+    """Run the units ``staging`` lacks, keep each as it finishes, assemble and publish; Ctrl-C
+    at any moment (also while the finished run is assembled) is :class:`ExperimentInterrupted`."""
+    try:
+        return _run_units_and_publish(cfg, staging, threads=threads, jobs=jobs, scheduler=scheduler)
+    except KeyboardInterrupt as err:
+        if isinstance(err, ExperimentInterrupted):
+            raise
+        n = len(cfg.pairs)
+        raise ExperimentInterrupted(
+            staging.out, len(staging.finished()), n, staging.finished_stages()
+        ) from None
+
+
+def _run_units_and_publish(
+    cfg: ExperimentConfig,
+    staging: Staging,
+    *,
+    threads: int | None,
+    jobs: int,
+    scheduler: str | None,
+) -> dict[str, Any]:
+    """:func:`_run_staged` without its interrupt handling."""
     n = len(cfg.pairs)
     experiments: list[dict[str, Any] | None] = [None] * n
     paths: list[ChainPaths] = [{} for _ in range(n)]
@@ -239,15 +261,6 @@ def _run_staged(
                     for i in todo
                 ]
             run_tasks(tasks, keep, new)
-    except KeyboardInterrupt as err:
-        if isinstance(err, ExperimentInterrupted):
-            raise
-        raise ExperimentInterrupted(
-            staging.out,
-            sum(e is not None for e in experiments),
-            n,
-            staging.finished_stages(),
-        ) from None
     finally:
         if bar is not None:
             bar.close()

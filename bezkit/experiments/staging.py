@@ -5,7 +5,8 @@ A run into ``--out DIR`` works in ``.DIR.bezkit-staging`` beside ``DIR`` (same f
 can be swapped in)::
 
     .DIR.bezkit-staging/
-        run.json            the run: its id, configuration, command, number of units (written first)
+        run.json            the run: its id, configuration, command, number of units, the SHA-256
+                            of its point files (written first)
         units/unit-<i>.npz  unit i's chain trajectories (written before its .json)
         units/unit-<i>.json unit i's finished record, with the run id (its commit marker)
         stages/pair-<i>/    unit i's finished stages (:mod:`bezkit.experiments.stage_store`)
@@ -43,7 +44,7 @@ import torch
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.stage_store import StageStore, json_form
 from bezkit.experiments.trajectories import ChainPaths, load_trajectories, save_trajectories
-from bezkit.files.atomic import write_json
+from bezkit.files.atomic import sha256_file, write_json
 from bezkit.files.run_dir import RunLock
 from bezkit.files.swap import exchange_folders, finish_interrupted_swap
 
@@ -51,6 +52,7 @@ __all__ = [
     "STAGING_SUFFIX",
     "Staging",
     "config_from_dict",
+    "data_fingerprints",
     "is_run_file",
     "new_run_id",
     "stage_folder",
@@ -93,6 +95,17 @@ def is_run_file(name: str) -> bool:
     )
 
 
+def data_fingerprints(cfg: ExperimentConfig) -> dict[str, str]:
+    """The SHA-256 of every point file (``.npy`` / ``.csv``) among ``cfg``'s pairs, by the name
+    the configuration gives it: what a resumed run checks its data against."""
+    return {
+        name: sha256_file(name)
+        for pair in cfg.pairs
+        for name in pair
+        if name.lower().endswith((".npy", ".csv"))
+    }
+
+
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """The :class:`ExperimentConfig` of a stored ``config.to_dict()`` (JSON lists back to the
     tuples and pairs the dataclass holds); an unknown option is a ``ValueError``."""
@@ -109,6 +122,15 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
             value = tuple(value)
         kwargs[name] = value
     return ExperimentConfig(**kwargs)
+
+
+def _run_id_in(out: Path) -> str | None:
+    """The run id of the ``results.json`` in folder ``out``, ``None`` if there is none."""
+    try:
+        rid = json.loads((out / "results.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rid if isinstance(rid, str) else None
 
 
 @dataclass
@@ -142,6 +164,7 @@ class Staging:
             "config": json_form(cfg.to_dict()),
             "command": command,
             "units": n_units,
+            "data_sha256": data_fingerprints(cfg),
         }
         write_json(root / "run.json", record)
         return cls(out, root, record["run_id"], record)
@@ -149,7 +172,8 @@ class Staging:
     @classmethod
     def find(cls, out: str | Path) -> Staging | None:
         """The staging folder of an interrupted run into ``out``, else ``None``; a staging folder
-        without a readable ``run.json`` (killed before it was written) is removed."""
+        without a readable ``run.json`` (killed before it was written) is removed, and one whose
+        run is already in ``out`` (killed after the swap) is tidied as :meth:`publish` would."""
         out = Path(out).resolve()
         root = staging_dir(out)
         finish_interrupted_swap(root / "run", out)
@@ -161,11 +185,31 @@ class Staging:
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(root)
             return None
-        return cls(out, root, run_id, record)
+        staging = cls(out, root, run_id, record)
+        if staging.assembly.is_dir() and _run_id_in(out) == run_id:
+            staging._tidy()  # killed after the swap: the run is published, finish the rest
+            return None
+        return staging
 
     def config(self) -> ExperimentConfig:
         """The stored configuration of the run."""
         return config_from_dict(dict(self.record["config"]))
+
+    def check_data(self, cfg: ExperimentConfig) -> None:
+        """Refuse (``ValueError``) to continue on a point file whose content is not the one the
+        run started with (edited, or another file of that name from another folder): the
+        finished units were trained on the old one. A run recorded without fingerprints (an
+        older staging folder) is not checked."""
+        stored = self.record.get("data_sha256")
+        if not isinstance(stored, dict):
+            return
+        for name, digest in data_fingerprints(cfg).items():
+            if stored.get(name) != digest:
+                raise ValueError(
+                    f"data file {name} changed since the run started (SHA-256 {digest[:12]}..., "
+                    f"was {str(stored.get(name))[:12]}...); its finished stages were trained on "
+                    "the old content: restore that file, or start the run again with --overwrite"
+                )
 
     def _unit(self, i: int, ext: str) -> Path:
         return self.units_dir / f"unit-{i}.{ext}"
@@ -229,12 +273,18 @@ class Staging:
         except BaseException:
             lock.release()
             raise
-        previous = self.assembly  # now the previous content of out
+        self._tidy()
+        return lock
+
+    def _tidy(self) -> None:
+        """After the swap (``run/`` now holds the previous content of ``out``): move the files
+        that are not a run's into ``out``, remove the staging folder. Also what
+        :meth:`find` does for a run killed between the swap and the end of :meth:`publish`."""
+        previous = self.assembly
         for entry in sorted(previous.iterdir()):
             if not is_run_file(entry.name) and not (self.out / entry.name).exists():
                 entry.rename(self.out / entry.name)
         shutil.rmtree(self.root)
-        return lock
 
     def remove(self) -> None:
         """Discard the staging folder (``--overwrite`` of an interrupted run)."""

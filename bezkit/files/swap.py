@@ -12,7 +12,8 @@ systems, old kernels, file systems without it) the swap is three renames through
 
 If the second rename fails, the first is undone (``old`` is back as it was). A process killed
 between the first two renames leaves ``old`` missing and its content in ``new.swap``:
-:func:`finish_interrupted_swap` puts it back (it is called before a folder is used again).
+:func:`finish_interrupted_swap` puts it back (it is called before a folder is used again); one
+killed before the third finds ``new`` missing, and the swap is finished.
 """
 
 from __future__ import annotations
@@ -83,11 +84,15 @@ def exchange_folders(new: str | Path, old: str | Path) -> None:
 def finish_interrupted_swap(new: str | Path, old: str | Path) -> bool:
     """After a process was killed inside a three-rename :func:`exchange_folders`: if ``old`` is
     missing and its content waits at ``new.swap``, put it back at ``old`` (the swap did not
-    happen). Returns whether anything was put back."""
+    happen); if ``new`` is missing (killed after the second rename: ``old`` holds the new
+    content), finish the swap (``new.swap`` -> ``new``). Returns whether anything was moved."""
     new, old = Path(new), Path(old)
     parked = _swap_name(new)
     if not parked.is_dir():
         return False
+    if not new.exists() and old.is_dir():  # the second rename happened: only the third is left
+        os.rename(parked, new)
+        return True
     if old.exists():
         if any(p.name != ".bezkit.lock" for p in old.iterdir()):
             raise FileExistsError(
