@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "AUTO_JOBS_MAX",
+    "KeptExecutor",
     "Task",
     "WorkerLost",
     "auto_jobs",
@@ -202,25 +203,63 @@ def _stop(executor: Executor) -> None:
         executor.shutdown(wait=False)
 
 
+class KeptExecutor:
+    """One executor kept for several :func:`run_tasks` calls (the worker processes start once and
+    keep what they loaded), made by ``new()`` on first use; :func:`run_tasks` replaces it when a
+    worker died (a local pool is then broken). ``close()`` shuts it down; use it as a context
+    manager."""
+
+    def __init__(self, new: Callable[[], Executor]) -> None:
+        self._new = new
+        self._executor: Executor | None = None
+
+    def get(self) -> Executor:
+        """The executor (started now if it is not running)."""
+        if self._executor is None:
+            self._executor = self._new()
+        return self._executor
+
+    def discard(self, *, stop: bool) -> None:
+        """Forget the executor: stopped at once (``stop``) or after its work."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            if stop:
+                _stop(executor)
+            else:
+                executor.shutdown(wait=True)
+
+    def close(self) -> None:
+        self.discard(stop=False)
+
+    def __enter__(self) -> KeptExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard(stop=exc[0] is not None)
+
+
 def run_tasks(
     tasks: Sequence[Task],
     on_done: Callable[[int, Any], None],
-    new_executor: Callable[[], Executor] | None,
+    new_executor: Callable[[], Executor] | KeptExecutor | None,
     *,
     retries: int = 2,
 ) -> None:
     """Run every task and call ``on_done(index, result)`` for each as it finishes (in this
-    process, in the order results arrive). ``new_executor`` ``None``: in this process, in order.
-    A task whose worker dies is run again up to ``retries`` times, then :class:`WorkerLost`;
-    any other error of a task propagates. Ctrl-C stops the workers at once."""
+    process, in the order results arrive). ``new_executor`` ``None``: in this process, in order;
+    a :class:`KeptExecutor`: its executor, left running for the next call. A task whose worker
+    dies is run again up to ``retries`` times, then :class:`WorkerLost`; any other error of a
+    task propagates. Ctrl-C stops the workers at once."""
     if new_executor is None:
         for i, task in enumerate(tasks):
             on_done(i, task.fn(*task.args))
         return
+    kept = new_executor if isinstance(new_executor, KeptExecutor) else None
     pending = list(range(len(tasks)))
     deaths = dict.fromkeys(pending, 0)
     while pending:
-        executor = new_executor()
+        executor = kept.get() if kept is not None else new_executor()  # type: ignore[operator]
+        died = False
         try:
             futures: dict[Future[Any], int] = {
                 executor.submit(_call, tasks[i].fn, tasks[i].args): i for i in pending
@@ -233,6 +272,7 @@ def run_tasks(
                     if not _worker_died(err):
                         raise
                     deaths[i] += 1
+                    died = True
                     if deaths[i] > retries:
                         raise WorkerLost(
                             f"{tasks[i].name}: the worker running it died, {deaths[i]} time(s) "
@@ -243,6 +283,12 @@ def run_tasks(
                 on_done(i, value)
                 pending.remove(i)
         except BaseException:
-            _stop(executor)
+            if kept is not None:
+                kept.discard(stop=True)
+            else:
+                _stop(executor)
             raise
-        executor.shutdown(wait=True)
+        if kept is None:
+            executor.shutdown(wait=True)
+        elif died:  # a local pool with a dead worker is broken: the next call starts a new one
+            kept.discard(stop=False)

@@ -20,7 +20,14 @@ import numpy as np
 import pytest
 
 from bezkit.cli import main
-from bezkit.executor import Task, WorkerLost, executor_factory, local_executor, run_tasks
+from bezkit.executor import (
+    KeptExecutor,
+    Task,
+    WorkerLost,
+    executor_factory,
+    local_executor,
+    run_tasks,
+)
 from bezkit.experiments import run as run_module
 from bezkit.experiments import staging as staging_module
 from bezkit.experiments.run import (
@@ -359,8 +366,36 @@ _TASKS = textwrap.dedent(
 
     def always_die():
         os.kill(os.getpid(), signal.SIGKILL)
+
+    def pid():
+        return os.getpid()
     """
 )
+
+
+def test_a_kept_executor_keeps_its_workers_across_calls_until_one_dies(tmp_path, monkeypatch):
+    """A pair's waves share one pool: the workers start (and import torch) once per pair."""
+    (tmp_path / "runner_tasks.py").write_text(_TASKS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import runner_tasks as t
+
+    got: dict[int, int] = {}
+    with KeptExecutor(lambda: local_executor(2)) as kept:
+        run_tasks([Task(f"p{i}", t.pid) for i in range(6)], got.__setitem__, kept)
+        first = set(got.values())
+        got.clear()
+        run_tasks([Task(f"q{i}", t.pid) for i in range(6)], got.__setitem__, kept)
+        assert set(got.values()) <= first and len(first) <= 2  # the same processes
+        marker = str(tmp_path / "died")
+        run_tasks([Task("once", t.die_once, (marker, 3))], got.__setitem__, kept)
+        assert got[0] == 9
+        got.clear()
+        run_tasks([Task(f"r{i}", t.pid) for i in range(6)], got.__setitem__, kept)
+        assert not set(got.values()) & first  # a worker died: a new pool
+        last = set(got.values())
+    for pid in last:  # the block shut the pool down: its workers are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_a_task_whose_worker_dies_is_run_again_or_reported(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from bezkit.executor import Task, executor_factory, run_tasks
+from bezkit.executor import KeptExecutor, Task, local_executor, run_tasks
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.pair_context import (
     PairContext,
@@ -119,8 +119,11 @@ def run_pair(
                     root = stack.enter_context(tempfile.TemporaryDirectory(prefix="bezkit-pair-"))
                 store = StageStore(root, "this-run")
             ctx = PairContext(source_name, target_name, cfg, store, bar)
+            # one pool of workers for every wave: each worker imports torch and loads the
+            # pair's models once, not once per wave
+            pool = stack.enter_context(KeptExecutor(lambda: local_executor(jobs)))
             for wave in pair_waves(cfg):
-                _run_wave(ctx, wave, source_name, target_name, jobs)
+                _run_wave(ctx, wave, source_name, target_name, jobs, pool)
             result = _assemble(ctx, source_name, target_name)
     finally:
         if own_bar:
@@ -137,7 +140,9 @@ def _remaining(ctx: PairContext, unit: Unit) -> int:
     return 0 if ctx.store.load(unit.key, models=False) else unit.trainings(ctx.cfg)
 
 
-def _run_wave(ctx: PairContext, wave: list[Unit], source: str, target: str, jobs: int) -> None:
+def _run_wave(
+    ctx: PairContext, wave: list[Unit], source: str, target: str, jobs: int, pool: KeptExecutor
+) -> None:
     store, n_seeds = ctx.store, len(ctx.seeds)
     todo = [u for u in wave if store.load(u.key, models=False) is None]
     ctx.bar.update(sum(u.trainings(ctx.cfg) - _remaining(ctx, u) for u in wave) * n_seeds)
@@ -161,8 +166,7 @@ def _run_wave(ctx: PairContext, wave: list[Unit], source: str, target: str, jobs
         ctx.bar.set_description(f"finished {todo[i].key}")
         ctx.bar.update(counts[i] * n_seeds)
 
-    with executor_factory(workers, None) as new_executor:
-        run_tasks(tasks, done, new_executor)
+    run_tasks(tasks, done, pool)
 
 
 def _assemble(ctx: PairContext, source_name: str, target_name: str) -> dict[str, Any]:
