@@ -93,12 +93,38 @@ def _numbers(path: Path) -> Any:
     return drop(json.loads(path.read_text()))
 
 
-def time_run(name: str, extra: list[str]) -> dict[str, Any]:
+def _differences(new: Any, old: Any, path: str = "") -> list[str]:
+    """The paths (``experiments[0].runs[3].metrics``...) where two results differ."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        out = [f"{path}.{k} only in one run" for k in sorted(set(new) ^ set(old))]
+        for k in new.keys() & old.keys():
+            out += _differences(new[k], old[k], f"{path}.{k}")
+        return out
+    if isinstance(new, list) and isinstance(old, list):
+        if len(new) != len(old):
+            return [f"{path}: {len(new)} against {len(old)} entries"]
+        return [
+            d for i, (a, b) in enumerate(zip(new, old)) for d in _differences(a, b, f"{path}[{i}]")
+        ]
+    return [] if new == old else [f"{path}: {new!r} against {old!r}"[:160]]
+
+
+def time_run(name: str, extra: list[str], *, commit: bool = False) -> dict[str, Any]:
+    """Run and time one configuration; with ``commit`` (default and full) into its committed
+    folder (``--overwrite``), compared with the run it replaces."""
     args, committed, budget = RUNS[name]
     with tempfile.TemporaryDirectory(prefix=f"bezkit-budget-{name}-") as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "bezkit", "experiment", *args, *extra, "--quiet"]
-        cmd += ["--out", str(out)]
+        if commit and name != "quick":
+            previous = Path(tmp) / "previous"
+            previous.mkdir()
+            if (committed / "results.json").is_file():
+                (previous / "results.json").write_bytes((committed / "results.json").read_bytes())
+            out, committed = committed, previous
+            cmd += ["--out", str(out.relative_to(REPO)), "--overwrite"]
+        else:
+            cmd += ["--out", str(out)]
         before = load_average()
         cpu0 = os.times()
         t0 = time.perf_counter()
@@ -115,11 +141,16 @@ def time_run(name: str, extra: list[str]) -> dict[str, Any]:
             raise SystemExit(f"{' '.join(cmd)} failed with exit status {code}")
         same = "no committed run"
         if (committed / "results.json").is_file():
-            equal = _numbers(out / "results.json") == _numbers(committed / "results.json")
-            same = "yes" if equal else "**no**"
+            diffs = _differences(
+                _numbers(out / "results.json"), _numbers(committed / "results.json")
+            )
+            same = "yes" if not diffs else "**no**: " + ", ".join(diffs[:4])
+            keep = Path(tempfile.gettempdir()) / f"bezkit-budget-{name}-results.json"
+            keep.write_bytes((out / "results.json").read_bytes())  # for a closer look
     return {
         "run": name,
-        "command": "bezkit experiment " + " ".join([*args, *extra, "--quiet", "--out DIR"]),
+        "command": "bezkit experiment "
+        + " ".join(cmd[4:] if commit else [*args, *extra, "--quiet", "--out DIR"]),
         "wall": wall,
         "cpu": cpu.children_user + cpu.children_system - cpu0.children_user - cpu0.children_system,
         "peak": watch.peak,
@@ -137,10 +168,16 @@ def main() -> None:
         "--extra", nargs=argparse.REMAINDER, default=[], help="more options for every run"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--commit",
+        action="store_true",
+        help="the default and full runs write into data/results and data/results/full "
+        "(--overwrite), compared with the runs they replace",
+    )
     args = parser.parse_args()
     rows = []
     for name in args.runs:
-        r = time_run(name, args.extra)
+        r = time_run(name, args.extra, commit=args.commit)
         print(f"{name}: {r['wall']:.0f} s wall, peak {r['peak'] / 1e9:.2f} GB", flush=True)
         rows.append(
             [

@@ -329,6 +329,22 @@ def test_ctrl_c_on_the_command_line_exits_130_and_names_the_resume(tmp_path, mon
     assert not (tmp_path / "none").exists()  # nothing created
 
 
+def test_sigterm_on_the_command_line_is_handled_as_ctrl_c(tmp_path, monkeypatch, capsys):
+    """``timeout`` and batch schedulers send SIGTERM: the run keeps its work and says how to
+    resume, as on Ctrl-C (it was killed outright)."""
+
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(run_module, "run_pair", terminated)
+    out = tmp_path / "run"
+    assert main(["experiment", "--quick", "--quiet", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "0 of 1 (source, target) pairs" in err and f"--resume {out}" in err
+    assert Staging.find(out) is not None and not (out / "results.json").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored after the command
+
+
 def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_points_to(reference, tmp_path):
     real = tmp_path / "real"
     real.mkdir()

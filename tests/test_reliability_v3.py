@@ -202,10 +202,12 @@ def test_experiment_point_files_that_cannot_work_are_clear_errors(
     assert message in line and "p.npy" in line
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_on_train_saves_a_checkpoint_and_the_resume_finishes_the_same_run(
-    tmp_path, monkeypatch, capsys
+    signame, tmp_path, monkeypatch, capsys
 ):
-    """Issue 17 item 8: Ctrl-C with the default --checkpoint-every 0 lost all training."""
+    """Issue 17 item 8: Ctrl-C with the default --checkpoint-every 0 lost all training; SIGTERM
+    (``timeout``, a batch scheduler's time limit) lost it too, and is now handled the same way."""
     import signal
 
     import bezkit.training.trainer as trainer
@@ -216,7 +218,7 @@ def test_ctrl_c_on_train_saves_a_checkpoint_and_the_resume_finishes_the_same_run
 
     def ctrl_c_at_step_7(seed, step, stream):
         if step == 7 and stream == "loss":
-            signal.raise_signal(signal.SIGINT)  # as a Ctrl-C in the middle of step 7
+            signal.raise_signal(getattr(signal, signame))  # as a Ctrl-C in the middle of step 7
         return real(seed, step, stream)
 
     monkeypatch.setattr(trainer, "generator_for", ctrl_c_at_step_7)
@@ -225,7 +227,8 @@ def test_ctrl_c_on_train_saves_a_checkpoint_and_the_resume_finishes_the_same_run
     assert main([*run, "--out", str(cut)]) == 130
     err = capsys.readouterr().err
     assert "interrupted at step 8 of 20" in err and f"bezkit train --resume {cut}" in err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert load_checkpoint(cut).metadata["step"] == 8  # step 7 finished, then saved
     monkeypatch.undo()
     assert main(["train", "--resume", str(cut), "--quiet"]) == 0

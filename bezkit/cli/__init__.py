@@ -25,10 +25,13 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
+import signal
 import sys
-from collections.abc import Callable, Collection, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
 from types import ModuleType
 
 from bezkit import __version__
@@ -123,6 +126,26 @@ def _runner(name: str) -> Callable[[argparse.Namespace], int]:
     return runner
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, ``kill``, a batch scheduler's time limit) is handled as Ctrl-C while
+    a command runs: a training saves its checkpoint, an experiment keeps its finished stages,
+    and the command says how to resume (exit status 130). Main thread only; the previous
+    handler is restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -147,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             parser.print_help(sys.stderr)
             return 2
-        return int(func(args) or 0)
+        with _terminate_as_interrupt():
+            return int(func(args) or 0)
     except CLIError as err:
         print(f"{err.prog or command}: error: {err}", file=sys.stderr)
         return err.code

@@ -200,13 +200,14 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 class _DeferredInterrupt:
-    """While active (main thread only), the first SIGINT sets :attr:`requested` instead of
-    raising, so the current step ends and is saved; a second one raises ``KeyboardInterrupt``."""
+    """While active (main thread only), the first SIGINT or SIGTERM (``timeout``, a batch
+    scheduler's time limit) sets :attr:`requested` instead of raising, so the current step ends
+    and is saved; a second one raises ``KeyboardInterrupt``."""
 
     def __init__(self, active: bool) -> None:
         self.active = active and threading.current_thread() is threading.main_thread()
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -215,12 +216,14 @@ class _DeferredInterrupt:
 
     def __enter__(self) -> _DeferredInterrupt:
         if self.active:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
 
 def _save(
