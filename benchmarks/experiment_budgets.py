@@ -144,7 +144,12 @@ def time_run(name: str, extra: list[str], *, commit: bool = False) -> dict[str, 
             diffs = _differences(
                 _numbers(out / "results.json"), _numbers(committed / "results.json")
             )
-            same = "yes" if not diffs else "**no**: " + ", ".join(diffs[:4])
+            added = [d for d in diffs if d.endswith("only in one run")]
+            changed = [d for d in diffs if d not in added]
+            same = "yes" if not changed else "**no**: " + ", ".join(changed[:4])
+            if added:
+                keys = sorted({d.split(".")[-1].split(" ")[0] for d in added})
+                same += f" (keys in one run only: {', '.join(keys)})"
             keep = Path(tempfile.gettempdir()) / f"bezkit-budget-{name}-results.json"
             keep.write_bytes((out / "results.json").read_bytes())  # for a closer look
     return {
@@ -185,7 +190,7 @@ def main() -> None:
                 f"{r['wall']:.0f} s",
                 f"{r['cpu']:.0f} s",
                 f"{r['peak'] / 1e9:.2f} GB",
-                f"{r['before']} / {r['after']}",
+                f"{r['before']} -> {r['after']}",
                 r["budget"],
                 r["same"],
             ]
