@@ -501,3 +501,45 @@ def test_pairs_in_processes_give_the_numbers_of_one_process(tmp_path):
         assert a.stat().st_size > 0 and b.stat().st_size > 0
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         run_experiment(cfg, tmp_path / "three", jobs=0)
+
+
+def test_results_json_keeps_every_claim_with_raw_and_holm_p_values(quick_run, tmp_path):
+    """Issue 16: results.json carries the claims (raw interval and p, Holm p, verdict per student
+    budget, answer), and they are what the per-seed records beside them give."""
+    from bezkit.experiments.claims import claims, claims_record
+    from bezkit.experiments.run import rewrite_report
+    from bezkit.experiments.statistics import holm
+
+    results = json.loads((quick_run / "results.json").read_text())
+    exp = results["experiments"][0]
+    kept = exp["claims"]
+    assert kept == json.loads(json.dumps(claims_record(exp)))  # recomputed from the records
+    assert {c["family"] for c in kept} == {"students", "chains"}
+    budgets = {b["budget"] for c in kept if c["family"] == "students" for b in c["by_budget"]}
+    assert budgets == {60, 240}  # both student budgets of --quick
+    for family, budget in [("students", 60), ("students", 240), ("chains", None)]:
+        rows = [
+            b
+            for c in kept
+            if c["family"] == family
+            for b in c["by_budget"]
+            if b["budget"] == budget
+        ]
+        assert rows, (family, budget)
+        # one Holm family per column, adjusted as by hand
+        assert [r["p_holm"] for r in rows] == pytest.approx(holm([r["p"] for r in rows]))
+        for r in rows:
+            assert r["p"] <= r["p_holm"] <= 1.0 and r["low"] <= r["mean"] <= r["high"]
+    answers = {c["label"]: c["answer"] for c in kept}
+    assert answers == {c.label: c.answer for c in claims(exp)}
+    # a run saved before the claims were kept gains them on --redraw, every number unchanged
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in quick_run.iterdir():
+        if f.is_file():
+            (old / f.name).write_bytes(f.read_bytes())
+    stripped = json.loads((old / "results.json").read_text())
+    del stripped["experiments"][0]["claims"]
+    (old / "results.json").write_text(json.dumps(stripped))
+    rewrite_report(old)
+    assert json.loads((old / "results.json").read_text()) == results

@@ -16,7 +16,7 @@ stays in the table: it excludes 0 exactly when the raw p-value is below 0.05.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from bezkit.experiments.statistics import (
     verdict,
 )
 
-__all__ = ["Claim", "claims", "findings"]
+__all__ = ["Claim", "claims", "claims_record", "findings", "with_claims"]
 
 #: How the "error accumulates" claims read a verdict on (round K minus round 1).
 _GROWS = {"yes": "no: it decreases", "no (worse)": "yes: it grows"}
@@ -207,6 +207,26 @@ def claims(exp: dict[str, Any]) -> list[Claim]:
         answer = budget_verdict(answers)
         claim.answer = _GROWS.get(answer, answer) if claim.grows else answer
     return out
+
+
+def claims_record(exp: dict[str, Any]) -> list[dict[str, Any]]:
+    """The claims of one experiment as ``results.json`` keeps them (:meth:`Claim.to_dict`): each
+    with its raw interval and p-value, its Holm-adjusted p-value and verdict at every student
+    budget, and its answer. Derived from the per-seed numbers beside them: a reader without
+    bezkit sees the verdicts, and :func:`claims` recomputes them."""
+    return [claim.to_dict() for claim in claims(exp)]
+
+
+def with_claims(results: Mapping[str, Any]) -> bool:
+    """Set every experiment's ``"claims"`` (:func:`claims_record`) in ``results``; whether any
+    changed (a run saved before the claims were kept gains them)."""
+    changed = False
+    for exp in results["experiments"]:
+        record = claims_record(exp)
+        if exp.get("claims") != record:
+            exp["claims"] = record
+            changed = True
+    return changed
 
 
 def _cell(iv: Interval, p_holm: float) -> str:

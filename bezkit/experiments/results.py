@@ -99,8 +99,8 @@ class Budget(TypedDict):
 
 class Experiment(TypedDict, total=False):
     """One (source, target) pair of a run: its data, seeds and evaluation settings, the noise floors
-    per evaluation draw, and the per-seed records of students (``runs``), chain rounds (``chains``)
-    and couplings (``couplings``)."""
+    per evaluation draw, the per-seed records of students (``runs``), chain rounds (``chains``)
+    and couplings (``couplings``), and the claims read from them (``claims``)."""
 
     source: str
     target: str
@@ -115,6 +115,10 @@ class Experiment(TypedDict, total=False):
     chains: list[dict[str, Any]]
     couplings: list[dict[str, Any]]
     wall_seconds: float
+    #: every claim with its raw interval and p-value, Holm-adjusted p-value and verdict per
+    #: student budget, and its answer (:func:`bezkit.experiments.claims.claims_record`; derived
+    #: from the per-seed records above)
+    claims: list[dict[str, Any]]
 
 
 class Results(TypedDict, total=False):

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bezkit.executor import Task, executor_factory, run_tasks
+from bezkit.experiments.claims import with_claims
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.figures import write_figures
 from bezkit.experiments.report import markdown_report
@@ -276,6 +277,7 @@ def _run_units_and_publish(
         "run_id": staging.run_id,
         "experiments": experiments,
     }
+    with_claims(results)  # each claim's intervals, raw and Holm p-values and answer, kept
     folder = staging.fresh_assembly()
     save_trajectories(folder / TRAJECTORIES_FILE, paths, run_id=staging.run_id)
     figures = _draw(results, paths, folder)
@@ -374,7 +376,9 @@ def rewrite_report(out_dir: str | Path) -> list[str]:
     (``results.json`` and, for the trajectory figures, ``chain-trajectories.npz``), without
     re-running; each file is replaced atomically. A folder without ``results.json`` is an error.
     A run saved before the trajectories were kept has no ``.npz``: its trajectory figures are
-    left as they are. Returns the names of the figures the report shows."""
+    left as they are; one saved before its claims were kept in ``results.json`` gains them
+    (:func:`~bezkit.experiments.claims.with_claims`; ``results.json`` rewritten atomically, every
+    number as it was). Returns the names of the figures the report shows."""
     out = Path(out_dir)
     if not (out / "results.json").is_file():
         raise FileNotFoundError(
@@ -382,6 +386,8 @@ def rewrite_report(out_dir: str | Path) -> list[str]:
         )
     results = load_results(out / "results.json")
     _check_one_run(out, results)
+    if with_claims(results):  # a run saved before its claims were kept gains them
+        save_results(out / "results.json", results)
     n = len(results["experiments"])
     store = out / TRAJECTORIES_FILE
     paths: list[ChainPaths] = [{} for _ in range(n)]
@@ -441,7 +447,7 @@ def quick_results(cfg: ExperimentConfig | None = None) -> dict[str, Any]:
         torch.set_num_threads(previous)
     for exp in exps:
         exp.pop("paths", None)
-    return {
+    results = {
         "schema_version": SCHEMA_VERSION,
         "command": "bezkit.experiments.quick_results()",
         "date": None,
@@ -450,6 +456,8 @@ def quick_results(cfg: ExperimentConfig | None = None) -> dict[str, Any]:
         "wall_seconds": wall,
         "experiments": exps,
     }
+    with_claims(results)
+    return results
 
 
 def lesson_results(
