@@ -19,6 +19,7 @@ from bezkit.cli.common import jobs_count
 from bezkit.executor import auto_jobs
 from bezkit.experiments import pair_context, pair_units
 from bezkit.experiments import run as run_module
+from bezkit.experiments.claims import claims_record
 from bezkit.experiments.config import ExperimentConfig
 from bezkit.experiments.stage_store import StageStore, paths_to_tensors, tensors_to_paths
 from bezkit.experiments.staging import Staging, stage_folder
@@ -251,6 +252,7 @@ def test_sigkill_in_the_middle_of_a_pair_then_resume(tmp_path):
     assert Staging.find(out) is None and not stage_folder(staging.root, 0).exists()
     direct = run_pair("8gaussians", "moons", cfg)
     results = json.loads((out / "results.json").read_text())["experiments"][0]
+    assert results.pop("claims") == _strip(claims_record(direct))  # read from the same numbers
     assert _strip(results) == _strip(direct)
 
 
