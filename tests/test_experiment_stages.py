@@ -105,6 +105,8 @@ def test_a_stage_comes_back_bit_for_bit_and_only_for_its_own_run(tmp_path):
     x, t = torch.randn(7, 2), torch.rand(7)
     assert torch.equal(models[1](x, t), stage.models["model"][1](x, t))
     assert store.finished() == ["chain-reflow-2"]
+    assert store.has("chain-reflow-2") and not store.has("chain-reflow-3")
+    assert not StageStore(tmp_path, "run-b").has("chain-reflow-2")
     assert StageStore(tmp_path, "run-b").load("chain-reflow-2") is None  # another run's
     assert StageStore(tmp_path, "run-b").finished() == []
 
@@ -121,6 +123,7 @@ def test_a_stage_killed_before_its_record_is_not_finished(tmp_path, monkeypatch)
         store.save("flow-1rf", {"budget": []}, models={"model": [new_mlp(2, hidden=8)]})
     assert (tmp_path / "flow-1rf.safetensors").exists()
     assert store.load("flow-1rf") is None and store.finished() == []
+    assert not store.has("flow-1rf")
 
 
 @pytest.mark.parametrize("key", ["", "Flow", "../x", "a/b", "-x"])

@@ -317,10 +317,10 @@ def run_unit_here(ctx: PairContext, unit: Unit) -> None:
     """Run ``unit`` in this process, stage by stage, skipping the stages the store holds."""
     if unit.kind == "chain":
         for k in range(2, unit.k + 1):
-            if ctx.store.load(f"chain-{unit.name}-{k}", models=False) is None:
+            if not ctx.store.has(f"chain-{unit.name}-{k}"):
                 _chain_round(ctx, unit.name, k)
         return
-    if ctx.store.load(unit.key, models=False) is not None:
+    if ctx.store.has(unit.key):
         return
     if unit.kind == "flow":
         _flow(ctx)

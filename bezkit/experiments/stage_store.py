@@ -133,6 +133,14 @@ class StageStore:
                 built[name].append(model.eval())
         return Stage(head["record"], tensors, built)
 
+    def has(self, key: str) -> bool:
+        """Whether stage ``key`` finished in this run (its record alone is read, not its
+        weights)."""
+        self._check_key(key)
+        if self.root is None:
+            return key in self._memory
+        return self._is_ours(self.root / f"{key}.json")
+
     def finished(self) -> list[str]:
         """The keys of the stages kept so far (in memory or in this run's files)."""
         if self.root is None:

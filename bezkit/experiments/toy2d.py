@@ -136,15 +136,15 @@ def _remaining(ctx: PairContext, unit: Unit) -> int:
     """Trainings of ``unit`` not yet kept in the store (for the progress bar)."""
     if unit.kind == "chain":
         keys = [f"chain-{unit.name}-{k}" for k in range(2, unit.k + 1)]
-        return sum(ctx.store.load(key, models=False) is None for key in keys)
-    return 0 if ctx.store.load(unit.key, models=False) else unit.trainings(ctx.cfg)
+        return sum(not ctx.store.has(key) for key in keys)
+    return 0 if ctx.store.has(unit.key) else unit.trainings(ctx.cfg)
 
 
 def _run_wave(
     ctx: PairContext, wave: list[Unit], source: str, target: str, jobs: int, pool: KeptExecutor
 ) -> None:
     store, n_seeds = ctx.store, len(ctx.seeds)
-    todo = [u for u in wave if store.load(u.key, models=False) is None]
+    todo = [u for u in wave if not store.has(u.key)]
     ctx.bar.update(sum(u.trainings(ctx.cfg) - _remaining(ctx, u) for u in wave) * n_seeds)
     workers = min(jobs, len(todo)) if store.root is not None else 1
     if workers <= 1:
